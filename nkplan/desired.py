@@ -1,0 +1,89 @@
+"""StackSpec → the records the kernel should hold, in the same canonical form the reader produces
+(sorted addresses, defaults filled in). Defaults that depend on the running kernel (scrub,
+head/tailroom are only reported by kernels that know them) come from KernelInfo, so a kernel that
+cannot report an attribute never yields a diff that can't go away."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from nkplan.spec.checks import effective_metric, route_to_cidr
+from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
+from nkplan.state import HOST, EndRec, KernelInfo, LinkRec, NamespaceRec, RouteRec
+
+DEFAULT_MTU = 1500
+
+
+def sort_cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
+    """Canonical order of interface addresses: IPv4 before IPv6, then numerically."""
+    ifaces = [ipaddress.ip_interface(c) for c in cidrs]
+    ifaces.sort(key=lambda i: (i.version, int(i.ip), i.network.prefixlen))
+    return tuple(i.with_prefixlen for i in ifaces)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Desired records keyed like LiveState, each with its spec path (for messages) and source order."""
+
+    stack: str
+    namespaces: dict[str, tuple[NamespaceRec, tuple[str | int, ...]]]
+    links: dict[tuple[str, str], tuple[LinkRec, tuple[str | int, ...]]]
+    routes: dict[tuple[str, str, int], tuple[RouteRec, tuple[str | int, ...]]]
+
+
+def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelInfo) -> EndRec:
+    netkit = link.kind == "netkit"
+    scrub = (end.scrub or "default") if netkit and info.netkit_scrub is not False else None
+    return EndRec(
+        namespace=end.namespace or HOST,
+        name=end.name,
+        mtu=end.mtu or inherit_mtu or DEFAULT_MTU,
+        up=end.up,
+        mac=end.mac,
+        addresses=sort_cidrs(end.addresses),
+        policy=(end.policy or "forward") if netkit else None,
+        scrub=scrub if netkit else None,
+    )
+
+
+def link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
+    netkit = link.kind == "netkit"
+    room_default = 0 if netkit and info.netkit_headroom is not False else None
+    return LinkRec(
+        kind=link.kind,
+        primary=_end(link, link, None, info),
+        peer=_end(link.peer, link, link.mtu, info),
+        mode=(link.mode or "l3") if netkit else None,
+        headroom=link.headroom if link.headroom is not None else room_default,
+        tailroom=link.tailroom if link.tailroom is not None else room_default,
+        owner=stack,
+    )
+
+
+def route_record(route: RouteSpec, stack: str) -> RouteRec:
+    v6 = (":" in route.to) if route.to != "default" else (route.via is not None and ":" in route.via)
+    return RouteRec(
+        namespace=route.namespace or HOST,
+        to=route_to_cidr(route.to, v6),
+        via=route.via,
+        dev=route.dev,
+        metric=effective_metric(route.metric, v6),
+        owner=stack,
+    )
+
+
+def desired(spec: StackSpec, info: KernelInfo) -> Desired:
+    namespaces: dict[str, tuple[NamespaceRec, tuple[str | int, ...]]] = {
+        ns.name: (NamespaceRec(ns.name, spec.stack), ("namespaces", i)) for i, ns in enumerate(spec.namespaces)
+    }
+    links: dict[tuple[str, str], tuple[LinkRec, tuple[str | int, ...]]] = {}
+    for i, link in enumerate(spec.links):
+        rec = link_record(link, spec.stack, info)
+        links[(rec.primary.namespace, rec.primary.name)] = (rec, ("links", i))
+    routes: dict[tuple[str, str, int], tuple[RouteRec, tuple[str | int, ...]]] = {}
+    for i, route in enumerate(spec.routes):
+        rrec = route_record(route, spec.stack)
+        routes[(rrec.namespace, rrec.to, rrec.metric)] = (rrec, ("routes", i))
+    return Desired(spec.stack, namespaces, links, routes)

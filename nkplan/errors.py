@@ -1,0 +1,65 @@
+"""One error hierarchy. Each class says whose fault it is, so the CLI can word it and pick an exit code."""
+
+from __future__ import annotations
+
+
+class NkplanError(Exception):
+    """Base of every error nkplan raises on purpose. `fault` names who must act."""
+
+    fault = "nkplan"
+    exit_code = 1
+
+
+class SpecError(NkplanError):
+    """The spec file is wrong: carries every problem found, each with file:line:col."""
+
+    fault = "spec"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class PlanError(NkplanError):
+    """The spec is valid but cannot be planned against this kernel (collision, capability)."""
+
+    fault = "spec"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class CapabilityError(NkplanError):
+    """The running kernel or process lacks something the spec needs (netkit, root, CAP_NET_ADMIN)."""
+
+    fault = "environment"
+
+
+class KernelError(NkplanError):
+    """The kernel refused an operation; the message says in words what and why."""
+
+    fault = "kernel"
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        self.errno = errno
+        super().__init__(message)
+
+
+class LockError(NkplanError):
+    """Another nkplan process holds this stack's lock."""
+
+    fault = "environment"
+    exit_code = 4
+
+
+class VerifyError(NkplanError):
+    """After apply the kernel still differs from the spec."""
+
+    fault = "kernel"
+
+
+class InternalError(NkplanError):
+    """A bug in nkplan."""
+
+    fault = "nkplan"

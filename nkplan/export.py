@@ -1,0 +1,80 @@
+"""LiveState of one stack → a spec document that plans to no changes (`nkplan show`)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from nkplan.state import EndRec, LinkRec, LiveState
+
+
+def _end(end: EndRec, kind: str, mode: str | None, inherited_mtu: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": end.name}
+    if end.namespace:
+        out["namespace"] = end.namespace
+    if end.mtu != (inherited_mtu or 1500):
+        out["mtu"] = end.mtu
+    if not end.up:
+        out["up"] = False
+    if end.mac and not (kind == "netkit" and mode == "l3"):
+        out["mac"] = end.mac
+    if end.addresses:
+        out["addresses"] = list(end.addresses)
+    if kind == "netkit":
+        if end.policy and end.policy != "forward":
+            out["policy"] = end.policy
+        if end.scrub and end.scrub != "default":
+            out["scrub"] = end.scrub
+    return out
+
+
+def _link(link: LinkRec) -> dict[str, Any]:
+    head = _end(link.primary, link.kind, link.mode, None)
+    out: dict[str, Any] = {"name": head.pop("name")}
+    if "namespace" in head:
+        out["namespace"] = head.pop("namespace")
+    out["kind"] = link.kind
+    if link.kind == "netkit":
+        out["mode"] = link.mode or "l3"
+        for fld in ("headroom", "tailroom"):
+            if getattr(link, fld):
+                out[fld] = getattr(link, fld)
+    if link.primary.mtu != 1500:
+        out["mtu"] = head.pop("mtu", link.primary.mtu)
+    out.update(head)
+    out["peer"] = _end(link.peer, link.kind, link.mode, link.primary.mtu)
+    return out
+
+
+def stack_document(live: LiveState, stack: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {"stack": stack}
+    doc["namespaces"] = [{"name": n} for n, r in sorted(live.namespaces.items()) if r.owner == stack]
+    doc["links"] = [_link(link) for _, link in sorted(live.links.items()) if link.owner == stack]
+    owned_ns = {n["name"] for n in doc["namespaces"]}
+    routes = []
+    for r in sorted(live.routes, key=lambda r: (r.namespace, r.to, r.metric)):
+        if r.owner != stack and r.namespace not in owned_ns:
+            continue
+        item: dict[str, Any] = {}
+        if r.namespace:
+            item["namespace"] = r.namespace
+        item["to"] = "default" if r.to == "0.0.0.0/0" else r.to
+        if r.via:
+            item["via"] = r.via
+        if r.dev:
+            item["dev"] = r.dev
+        if r.metric != (1024 if r.family == 6 else 0):
+            item["metric"] = r.metric
+        routes.append(item)
+    doc["routes"] = routes
+    return doc
+
+
+def to_yaml(doc: dict[str, Any]) -> str:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    return buf.getvalue()

@@ -1,0 +1,60 @@
+"""The I/O seam: one small protocol, implemented by the real kernel (netlink.py) and by the
+in-memory fake (fake.py). Every method either does all of its job or raises an NkplanError
+(KernelError with a readable message for refusals); it never leaves raw NetlinkError/OSError."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from nkplan.state import LinkRec, LiveState, RouteRec
+
+
+class Kernel(Protocol):
+    def read(self, *, probe_netkit: bool = False) -> LiveState:
+        """Snapshot of the host namespace and every named namespace (as `ip netns` sees them).
+        With probe_netkit, also fill KernelInfo.netkit* by probing in a throwaway namespace."""
+        ...
+
+    def check_privileges(self) -> None:
+        """Raise CapabilityError unless this process can change network state (CAP_NET_ADMIN, CAP_SYS_ADMIN)."""
+        ...
+
+    # namespaces -------------------------------------------------------------------------------
+    def create_namespace(self, name: str, owner: str) -> None:
+        """Create a named namespace (/run/netns/NAME, like `ip netns add`), lo up, marked owned."""
+        ...
+
+    def delete_namespace(self, name: str) -> None:
+        """Remove a named namespace (like `ip netns del`); what it held goes with it."""
+        ...
+
+    def set_namespace_owner(self, name: str, owner: str | None) -> None:
+        """Mark (adopt) or unmark a namespace."""
+        ...
+
+    # device pairs -----------------------------------------------------------------------------
+    def create_link(self, link: LinkRec) -> None:
+        """Create the pair with the peer directly in its namespace, then set per-end mac, mtu,
+        addresses, ownership alias (link.owner) and up state exactly as in the record."""
+        ...
+
+    def delete_link(self, link: LinkRec) -> None:
+        """Delete the pair (through its primary; deleting one end deletes both)."""
+        ...
+
+    def update_link(self, before: LinkRec, after: LinkRec) -> None:
+        """Change in place what may change in place: netkit policies (through the primary), mtu,
+        up, mac, addresses (add missing, remove extra), ownership alias. Caller guarantees the
+        rest (kind, mode, scrub, head/tailroom, names, namespaces) is equal."""
+        ...
+
+    # routes -----------------------------------------------------------------------------------
+    def add_route(self, route: RouteRec) -> None:
+        """Add a main-table route with protocol RTPROT_NKPLAN."""
+        ...
+
+    def delete_route(self, route: RouteRec) -> None: ...
+
+    def replace_route(self, before: RouteRec, after: RouteRec) -> None:
+        """Same key (namespace, to, metric), new via/dev."""
+        ...

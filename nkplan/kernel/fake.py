@@ -1,0 +1,143 @@
+"""An in-memory kernel implementing the same protocol as the real one: for fast planner and
+applier tests only. It models what the planner depends on (a pair dies with either end's
+namespace, routes die with their device, names are unique per namespace, netkit may be missing),
+and lets tests inject a refusal at any operation."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+
+from nkplan.errors import KernelError
+from nkplan.state import HOST, DeviceInfo, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec, ns_label
+
+FailHook = Callable[[str, object], "KernelError | None"]
+
+
+class FakeKernel:
+    def __init__(self, state: LiveState | None = None, *, netkit: bool = True, fail: FailHook | None = None) -> None:
+        self.state = state or LiveState(kernel=KernelInfo("fake", netkit, netkit, netkit))
+        self.fail = fail
+        self.calls: list[str] = []
+        self._next_ifindex = 100
+
+    # helpers ----------------------------------------------------------------------------------
+    def _enter(self, op: str, obj: object) -> None:
+        self.calls.append(op)
+        if self.fail is not None:
+            err = self.fail(op, obj)
+            if err is not None:
+                raise err
+
+    def _ifindex(self) -> int:
+        self._next_ifindex += 1
+        return self._next_ifindex
+
+    def _devices_of(self, link: LinkRec) -> list[tuple[str, str]]:
+        return [(link.primary.namespace, link.primary.name), (link.peer.namespace, link.peer.name)]
+
+    def _drop_link(self, key: tuple[str, str]) -> None:
+        link = self.state.links.pop(key)
+        for dkey in self._devices_of(link):
+            self.state.devices.pop(dkey, None)
+            self.state.routes = [r for r in self.state.routes if (r.namespace, r.dev) != dkey]
+
+    # protocol ---------------------------------------------------------------------------------
+    def read(self, *, probe_netkit: bool = False) -> LiveState:
+        self.calls.append("read")
+        snap = copy.deepcopy(self.state)
+        if not probe_netkit:
+            snap.kernel = dataclasses.replace(snap.kernel, netkit=None, netkit_scrub=None, netkit_headroom=None)
+        return snap
+
+    def check_privileges(self) -> None:
+        return None
+
+    def create_namespace(self, name: str, owner: str) -> None:
+        self._enter("create_namespace", name)
+        if name in self.state.namespaces:
+            raise KernelError(f"creating namespace {name!r}: it already exists")
+        self.state.namespaces[name] = NamespaceRec(name, owner)
+        self.state.devices[(name, "lo")] = DeviceInfo(name, "lo", "", 1, owner, "ns")
+
+    def delete_namespace(self, name: str) -> None:
+        self._enter("delete_namespace", name)
+        if name not in self.state.namespaces:
+            raise KernelError(f"deleting namespace {name!r}: no such namespace")
+        del self.state.namespaces[name]
+        for key, link in list(self.state.links.items()):
+            if name in (link.primary.namespace, link.peer.namespace):
+                self._drop_link(key)
+        self.state.devices = {k: v for k, v in self.state.devices.items() if k[0] != name}
+        self.state.routes = [r for r in self.state.routes if r.namespace != name]
+
+    def set_namespace_owner(self, name: str, owner: str | None) -> None:
+        self._enter("set_namespace_owner", name)
+        self.state.namespaces[name] = NamespaceRec(name, owner)
+
+    def create_link(self, link: LinkRec) -> None:
+        self._enter("create_link", link)
+        if link.kind == "netkit" and not self.state.kernel.netkit:
+            raise KernelError(
+                f"creating netkit pair {link.primary.name!r}: this kernel has no netkit support (CONFIG_NETKIT)"
+            )
+        for ns, name in self._devices_of(link):
+            if ns != HOST and ns not in self.state.namespaces:
+                raise KernelError(f"creating {link.primary.name!r}: namespace {ns!r} does not exist")
+            if (ns, name) in self.state.devices:
+                raise KernelError(f"creating {link.primary.name!r}: device {name!r} already exists in {ns_label(ns)}")
+        live = link
+        for side in ("primary", "peer"):
+            end = getattr(live, side)
+            if end.mac is None and not (link.kind == "netkit" and link.mode == "l3"):
+                live = dataclasses.replace(
+                    live, **{side: dataclasses.replace(end, mac=f"02:fa:ce:00:00:{self._ifindex() % 256:02x}")}
+                )
+        self.state.links[(link.primary.namespace, link.primary.name)] = live
+        for role, (ns, name) in zip(("primary", "peer"), self._devices_of(link), strict=True):
+            self.state.devices[(ns, name)] = DeviceInfo(ns, name, link.kind, self._ifindex(), link.owner, role)  # type: ignore[arg-type]
+
+    def delete_link(self, link: LinkRec) -> None:
+        self._enter("delete_link", link)
+        key = (link.primary.namespace, link.primary.name)
+        if key not in self.state.links:
+            raise KernelError(f"deleting {link.primary.name!r}: no such device in {ns_label(key[0])}")
+        self._drop_link(key)
+
+    def update_link(self, before: LinkRec, after: LinkRec) -> None:
+        self._enter("update_link", after)
+        key = (after.primary.namespace, after.primary.name)
+        if key not in self.state.links:
+            raise KernelError(f"updating {after.primary.name!r}: no such device")
+        self.state.links[key] = after
+        for role, dkey in zip(("primary", "peer"), self._devices_of(after), strict=True):
+            dev = self.state.devices[dkey]
+            self.state.devices[dkey] = dataclasses.replace(dev, owner=after.owner, role=role)  # type: ignore[arg-type]
+
+    def _route_dev_exists(self, route: RouteRec) -> None:
+        if route.dev is not None and (route.namespace, route.dev) not in self.state.devices:
+            raise KernelError(
+                f"adding route to {route.to}: device {route.dev!r} not found in {ns_label(route.namespace)}"
+            )
+
+    def add_route(self, route: RouteRec) -> None:
+        self._enter("add_route", route)
+        self._route_dev_exists(route)
+        if any((r.namespace, r.to, r.metric) == (route.namespace, route.to, route.metric) for r in self.state.routes):
+            raise KernelError(f"adding route to {route.to}: it already exists")
+        self.state.routes.append(route)
+
+    def delete_route(self, route: RouteRec) -> None:
+        self._enter("delete_route", route)
+        key = (route.namespace, route.to, route.metric)
+        kept = [r for r in self.state.routes if (r.namespace, r.to, r.metric) != key]
+        if len(kept) == len(self.state.routes):
+            raise KernelError(f"deleting route to {route.to}: no such route")
+        self.state.routes = kept
+
+    def replace_route(self, before: RouteRec, after: RouteRec) -> None:
+        self._enter("replace_route", after)
+        self._route_dev_exists(after)
+        key = (before.namespace, before.to, before.metric)
+        self.state.routes = [r for r in self.state.routes if (r.namespace, r.to, r.metric) != key] + [after]

@@ -1,0 +1,158 @@
+"""YAML → StackSpec. ruamel.yaml keeps the position of every node, so each problem — YAML syntax,
+schema, or cross-field rule — is reported as file:line:col with the offending value, all at once."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from nkplan.errors import SpecError
+from nkplan.spec.checks import semantic_problems
+from nkplan.spec.models import StackSpec
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """1-based (line, col) of every value and mapping key, by path from the document root."""
+
+    filename: str
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, path: Path_, key: bool = False) -> str:
+        """Best position for a path: the key itself for key problems, else the value; falls back
+        to the nearest existing ancestor (e.g. for a missing field, the mapping that lacks it)."""
+        probe = tuple(path)
+        while True:
+            table = self.keys if key else self.values
+            if probe in table:
+                line, col = table[probe]
+                return f"{self.filename}:{line}:{col}"
+            if not probe:
+                return f"{self.filename}:1:1"
+            probe = probe[:-1]
+            key = False
+
+
+def dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    spec: StackSpec
+    source: SourceMap
+
+
+def _plain(node: Any, path: Path_, smap: SourceMap) -> Any:
+    """Copy ruamel's round-trip nodes into plain Python values, recording positions."""
+    if isinstance(node, CommentedMap):
+        out: dict[Any, Any] = {}
+        for k, v in node.items():
+            child = (*path, str(k))
+            try:
+                kl, kc = node.lc.key(k)
+                smap.keys[child] = (kl + 1, kc + 1)
+                vl, vc = node.lc.value(k)
+                smap.values[child] = (vl + 1, vc + 1)
+            except (KeyError, TypeError):
+                pass
+            out[str(k)] = _plain(v, child, smap)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for i, v in enumerate(node):
+            child = (*path, i)
+            try:
+                il, ic = node.lc.item(i)
+                smap.values[child] = (il + 1, ic + 1)
+            except (KeyError, TypeError):
+                pass
+            items.append(_plain(v, child, smap))
+        return items
+    if isinstance(node, bool) or node is None:
+        return node
+    for base in (int, float, str):
+        if isinstance(node, base):
+            return base(node)
+    return node
+
+
+def _value_at(data: Any, path: Path_) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _pydantic_problems(exc: ValidationError, data: Any, smap: SourceMap) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc: Path_ = tuple(err["loc"])
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            problems.append(f"{smap.where(loc, key=True)}: {dotted(loc)}: unknown field {str(loc[-1])!r}")
+            continue
+        if kind == "missing":
+            problems.append(f"{smap.where(loc)}: {dotted(loc)}: required field {str(loc[-1])!r} is missing")
+            continue
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        else:
+            msg = f"{msg} (got {_value_at(data, loc)!r})"
+        problems.append(f"{smap.where(loc)}: {dotted(loc)}: {msg}")
+    return problems
+
+
+def load_text(text: str, filename: str) -> Loaded:
+    smap = SourceMap(filename)
+    yaml = YAML(typ="rt")
+    try:
+        doc = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else f"{filename}:1:1"
+        raise SpecError([f"{pos}: malformed YAML: {exc.problem or exc.context}"]) from None
+    except Exception as exc:  # ruamel raises a few unmarked errors (e.g. duplicate keys in old versions)
+        raise SpecError([f"{filename}:1:1: malformed YAML: {exc}"]) from None
+    if doc is None:
+        raise SpecError([f"{filename}:1:1: the file is empty; expected a mapping with 'stack:'"])
+    if not isinstance(doc, CommentedMap):
+        raise SpecError([f"{filename}:1:1: expected a mapping at the top level, got {type(doc).__name__}"])
+    data = _plain(doc, (), smap)
+    try:
+        spec = StackSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_pydantic_problems(exc, data, smap)) from None
+    problems = [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in semantic_problems(spec)]
+    if problems:
+        raise SpecError(problems)
+    return Loaded(spec, smap)
+
+
+def load_file(path: str) -> Loaded:
+    """Load a spec from a path, or from stdin when path is '-'."""
+    if path == "-":
+        return load_text(sys.stdin.read(), "<stdin>")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"{path}: cannot read: {exc}"]) from None
+    return load_text(text, path)

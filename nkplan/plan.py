@@ -1,0 +1,129 @@
+"""The Plan: plain, frozen, JSON-serialisable data. `changes` is what a reviewer reads (one per
+resource, no-ops included); `operations` is what the applier executes, in order (a replace is a
+delete in the first phase and a create in the second)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from nkplan.state import HOST, EndRec, LinkRec, NamespaceRec, RouteRec
+
+FORMAT_VERSION = 1
+Action = Literal["create", "update", "delete", "replace", "no-op"]
+OpKind = Literal["create", "update", "delete"]
+ResourceType = Literal["namespace", "link", "route"]
+Record = NamespaceRec | LinkRec | RouteRec
+
+
+def address_of(rec: Record) -> str:
+    if isinstance(rec, NamespaceRec):
+        return f"namespace[{rec.name}]"
+    if isinstance(rec, LinkRec):
+        ns = rec.primary.namespace
+        return f"link[{ns}/{rec.primary.name}]" if ns != HOST else f"link[{rec.primary.name}]"
+    to = {"0.0.0.0/0": "default"}.get(rec.to, rec.to)
+    default_metric = 1024 if rec.family == 6 else 0
+    metric = f" metric {rec.metric}" if rec.metric != default_metric else ""
+    ns = f"{rec.namespace} " if rec.namespace != HOST else ""
+    return f"route[{ns}{to}{metric}]"
+
+
+def type_of(rec: Record) -> ResourceType:
+    if isinstance(rec, NamespaceRec):
+        return "namespace"
+    return "link" if isinstance(rec, LinkRec) else "route"
+
+
+def to_dict(rec: Record) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(asdict(rec)))  # tuples → lists, as JSON gives back
+    return data
+
+
+def from_dict(rtype: str, data: dict[str, Any]) -> Record:
+    if rtype == "namespace":
+        return NamespaceRec(**data)
+    if rtype == "route":
+        return RouteRec(**data)
+    if rtype == "link":
+        ends = {k: EndRec(**{**data[k], "addresses": tuple(data[k]["addresses"])}) for k in ("primary", "peer")}
+        return LinkRec(**{**data, **ends})
+    raise ValueError(f"unknown resource type {rtype!r}")
+
+
+@dataclass(frozen=True)
+class Change:
+    address: str
+    type: ResourceType
+    action: Action
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    changed_paths: tuple[str, ...] = ()
+    replace_paths: tuple[str, ...] = ()
+    reason: str | None = None  # explains only; nothing branches on it
+
+
+@dataclass(frozen=True)
+class Operation:
+    kind: OpKind
+    address: str
+    type: ResourceType
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    def records(self) -> tuple[Record | None, Record | None]:
+        before = from_dict(self.type, self.before) if self.before is not None else None
+        after = from_dict(self.type, self.after) if self.after is not None else None
+        return before, after
+
+
+@dataclass(frozen=True)
+class Plan:
+    stack: str
+    changes: tuple[Change, ...]
+    operations: tuple[Operation, ...]
+    warnings: tuple[str, ...] = ()
+    format_version: int = FORMAT_VERSION
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.operations)
+
+    def summary(self) -> dict[str, int]:
+        """Terraform's counting: a replace is one add and one destroy (and listed as such)."""
+        count = {"add": 0, "change": 0, "destroy": 0, "replace": 0, "unchanged": 0}
+        for c in self.changes:
+            if c.action in ("create", "replace"):
+                count["add"] += 1
+            if c.action in ("delete", "replace"):
+                count["destroy"] += 1
+            if c.action == "update":
+                count["change"] += 1
+            if c.action == "replace":
+                count["replace"] += 1
+            if c.action == "no-op":
+                count["unchanged"] += 1
+        return count
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "stack": self.stack,
+            "changes": [asdict(c) for c in self.changes],
+            "operations": [asdict(o) for o in self.operations],
+            "warnings": list(self.warnings),
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported plan format_version {data.get('format_version')!r}")
+        changes = tuple(
+            Change(**{**c, "changed_paths": tuple(c["changed_paths"]), "replace_paths": tuple(c["replace_paths"])})
+            for c in data["changes"]
+        )
+        ops = tuple(Operation(**o) for o in data["operations"])
+        return cls(data["stack"], changes, ops, tuple(data["warnings"]), data["format_version"], data["meta"])

@@ -1,0 +1,1 @@
+"""Renderers turn a Plan into text for people; they decide nothing."""

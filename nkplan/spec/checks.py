@@ -1,0 +1,119 @@
+"""Cross-field rules of a spec that pydantic's per-field validation cannot see. Each problem is
+(path, message) so the loader can point at file:line:col. No kernel access: `validate` runs anywhere."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+from nkplan.spec.models import EndFields, LinkSpec, StackSpec
+
+Problem = tuple[tuple[str | int, ...], str]
+NETKIT_ONLY_LINK = ("mode", "headroom", "tailroom", "policy", "scrub")
+NETKIT_ONLY_END = ("policy", "scrub")
+MAX_ROUTE_METRIC = 2**32 - 1
+
+
+def _ns(name: str | None) -> str:
+    return name or ""
+
+
+def _label(ns: str) -> str:
+    return f"namespace {ns!r}" if ns else "the host namespace"
+
+
+def semantic_problems(spec: StackSpec) -> list[Problem]:
+    return list(_namespaces(spec)) + list(_links(spec)) + list(_routes(spec))
+
+
+def _namespaces(spec: StackSpec) -> Iterator[Problem]:
+    seen: set[str] = set()
+    for i, ns in enumerate(spec.namespaces):
+        if ns.name in seen:
+            yield ("namespaces", i, "name"), f"namespace {ns.name!r} is declared twice"
+        seen.add(ns.name)
+
+
+def _end_problems(end: EndFields, base: tuple[str | int, ...], link: LinkSpec, declared: set[str]) -> Iterator[Problem]:
+    if end.namespace and end.namespace not in declared:
+        yield (*base, "namespace"), f"namespace {end.namespace!r} is not declared under 'namespaces:'"
+    if link.kind == "veth":
+        for fld in NETKIT_ONLY_END:
+            if getattr(end, fld) is not None:
+                yield (*base, fld), f"{fld!r} is a netkit setting; {link.name!r} is a veth pair"
+    if link.kind == "netkit" and (link.mode or "l3") == "l3" and end.mac is not None:
+        yield (*base, "mac"), f"mac {end.mac!r} cannot be set on an L3 netkit device (use mode: l2)"
+    seen: set[str] = set()
+    for j, addr in enumerate(end.addresses):
+        ip = str(ipaddress.ip_interface(addr).ip)
+        if ip in seen:
+            yield (*base, "addresses", j), f"address {addr!r} is listed twice on {end.name!r}"
+        seen.add(ip)
+
+
+def _links(spec: StackSpec) -> Iterator[Problem]:
+    declared = {ns.name for ns in spec.namespaces}
+    devices: dict[tuple[str, str], str] = {}
+    for i, link in enumerate(spec.links):
+        base: tuple[str | int, ...] = ("links", i)
+        if link.kind == "veth":
+            for fld in ("mode", "headroom", "tailroom"):
+                if getattr(link, fld) is not None:
+                    yield (*base, fld), f"{fld!r} is a netkit setting; {link.name!r} is a veth pair"
+        yield from _end_problems(link, base, link, declared)
+        yield from _end_problems(link.peer, (*base, "peer"), link, declared)
+        for end, path in ((link, base), (link.peer, (*base, "peer"))):
+            key = (_ns(end.namespace), end.name)
+            where = f"links[{i}]" + (".peer" if end is link.peer else "")
+            if key in devices:
+                yield (
+                    (*path, "name"),
+                    (f"device {end.name!r} in {_label(key[0])} is declared twice ({devices[key]} and {where})"),
+                )
+            else:
+                devices[key] = where
+
+
+def _routes(spec: StackSpec) -> Iterator[Problem]:
+    declared = {ns.name for ns in spec.namespaces}
+    devs: set[tuple[str, str]] = set()
+    for link in spec.links:
+        devs.add((_ns(link.namespace), link.name))
+        devs.add((_ns(link.peer.namespace), link.peer.name))
+    keys: set[tuple[str, str, int]] = set()
+    for i, route in enumerate(spec.routes):
+        base: tuple[str | int, ...] = ("routes", i)
+        ns = _ns(route.namespace)
+        if ns and ns not in declared:
+            yield (*base, "namespace"), f"namespace {ns!r} is not declared under 'namespaces:'"
+        if route.dev is None and route.via is None:
+            yield base, f"route to {route.to!r} needs 'dev', 'via' or both"
+        if route.dev is not None and (ns, route.dev) not in devs:
+            yield (*base, "dev"), f"device {route.dev!r} is not declared in {_label(ns)}"
+        if route.dev is None and ns == "":
+            yield base, f"route to {route.to!r} in the host namespace needs 'dev' (one of this stack's devices)"
+        v6 = route.to != "default" and ":" in route.to
+        if route.via is not None:
+            via6 = ":" in route.via
+            if route.to != "default" and via6 != v6:
+                yield (*base, "via"), f"gateway {route.via!r} is not of the same IP family as {route.to!r}"
+            v6 = via6 if route.to == "default" else v6
+        elif route.to == "default":
+            v6 = False
+        key = (ns, route_to_cidr(route.to, v6), effective_metric(route.metric, v6))
+        if key in keys:
+            yield base, f"route to {route.to!r} in {_label(ns)} is declared twice"
+        keys.add(key)
+
+
+def route_to_cidr(to: str, v6: bool) -> str:
+    if to == "default":
+        return "::/0" if v6 else "0.0.0.0/0"
+    return to
+
+
+def effective_metric(metric: int | None, v6: bool) -> int:
+    """The metric the kernel will report: IPv6 turns 0 (or none) into 1024 (IP6_RT_PRIO_USER)."""
+    if v6 and not metric:
+        return 1024
+    return metric or 0

@@ -1,0 +1,59 @@
+"""Pydantic models of spec v1. Field names are the user-facing contract (documented in README).
+Models are frozen and forbid unknown fields; cross-field rules live in checks.py so that every
+problem of a file can be reported at once with its location."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nkplan.spec.types import IfName, InterfaceCidr, IpAddr, Mac, Metric, Mtu, NsName, Room, RouteTo, StackName
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class EndFields(_Model):
+    """What both ends of a pair share."""
+
+    name: IfName
+    namespace: NsName | None = None  # None = host (root) namespace
+    mtu: Mtu | None = None
+    up: bool = True
+    mac: Mac | None = None
+    addresses: list[InterfaceCidr] = Field(default_factory=list)
+    policy: Literal["forward", "blackhole"] | None = None  # netkit only
+    scrub: Literal["default", "none"] | None = None  # netkit only
+
+
+class PeerSpec(EndFields):
+    pass
+
+
+class LinkSpec(EndFields):
+    kind: Literal["netkit", "veth"]
+    mode: Literal["l3", "l2"] | None = None  # netkit only, default l3
+    headroom: Room | None = None  # netkit only
+    tailroom: Room | None = None  # netkit only
+    peer: PeerSpec
+
+
+class NamespaceSpec(_Model):
+    name: NsName
+
+
+class RouteSpec(_Model):
+    to: RouteTo
+    via: IpAddr | None = None
+    dev: IfName | None = None
+    namespace: NsName | None = None
+    metric: Metric | None = None
+
+
+class StackSpec(_Model):
+    stack: StackName
+    namespaces: list[NamespaceSpec] = Field(default_factory=list)
+    links: list[LinkSpec] = Field(default_factory=list)
+    routes: list[RouteSpec] = Field(default_factory=list)

@@ -1,0 +1,105 @@
+"""Scalar types of the spec, each with a validator whose message names the offending value."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_STACK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+IFNAMSIZ = 16  # kernel limit incl. NUL: device names are at most 15 bytes
+
+
+def _name_problem(value: str, limit: int) -> str | None:
+    if not value:
+        return "must not be empty"
+    if len(value.encode()) > limit:
+        return f"is {len(value.encode())} bytes long; at most {limit} allowed"
+    if value in (".", ".."):
+        return "must not be '.' or '..'"
+    for bad, what in (("/", "'/'"), (":", "':'")):
+        if bad in value:
+            return f"must not contain {what}"
+    if any(c.isspace() for c in value):
+        return "must not contain whitespace"
+    return None
+
+
+def check_ifname(value: str) -> str:
+    problem = _name_problem(value, IFNAMSIZ - 1)
+    if problem:
+        raise ValueError(f"device name {value!r} {problem}")
+    return value
+
+
+def check_nsname(value: str) -> str:
+    problem = _name_problem(value, 63)
+    if problem:
+        raise ValueError(f"namespace name {value!r} {problem}")
+    return value
+
+
+def check_stack(value: str) -> str:
+    if not _STACK.match(value):
+        raise ValueError(
+            f"stack name {value!r} must be 1-32 characters of letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_mac(value: str) -> str:
+    low = value.lower()
+    if not _MAC.match(low):
+        raise ValueError(f"invalid MAC address {value!r} (expected six hex pairs like 02:00:00:00:00:01)")
+    if int(low[:2], 16) & 1:
+        raise ValueError(f"MAC address {value!r} is a multicast address; a device needs a unicast one")
+    if low == "00:00:00:00:00:00":
+        raise ValueError(f"MAC address {value!r} is all zeros")
+    return low
+
+
+def check_interface_cidr(value: str) -> str:
+    if "/" not in value:
+        raise ValueError(f"address {value!r} needs a prefix length, e.g. {value}/32 or {value}/128")
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        raise ValueError(f"invalid address {value!r} (expected CIDR like 10.0.0.1/24 or fd00::1/64)") from None
+    return iface.with_prefixlen
+
+
+def check_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"invalid IP address {value!r}") from None
+
+
+def check_route_to(value: str) -> str:
+    if value == "default":
+        return value
+    if "/" not in value:
+        raise ValueError(f"route destination {value!r} needs a prefix length, e.g. {value}/32")
+    try:
+        loose = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"invalid route destination {value!r} (expected CIDR or 'default')") from None
+    if loose.with_prefixlen != ipaddress.ip_interface(value).with_prefixlen:
+        raise ValueError(f"route destination {value!r} has host bits set; did you mean {loose.with_prefixlen}?")
+    return loose.with_prefixlen
+
+
+IfName = Annotated[str, AfterValidator(check_ifname)]
+NsName = Annotated[str, AfterValidator(check_nsname)]
+StackName = Annotated[str, AfterValidator(check_stack)]
+Mac = Annotated[str, AfterValidator(check_mac)]
+InterfaceCidr = Annotated[str, AfterValidator(check_interface_cidr)]
+IpAddr = Annotated[str, AfterValidator(check_ip)]
+RouteTo = Annotated[str, AfterValidator(check_route_to)]
+Mtu = Annotated[int, Field(ge=68, le=65535)]
+Room = Annotated[int, Field(ge=0, le=65535)]
+Metric = Annotated[int, Field(ge=0, le=2**32 - 1)]

@@ -1,0 +1,122 @@
+"""Canonical resource records, shared by the desired side (normalised spec) and the live side
+(kernel reader). Both sides are put in exactly this form so a plain == tells "no change": sorted
+address tuples, defaulted attributes, host namespace spelled "" (HOST)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+HOST = ""  # the root (host) network namespace
+OWNER_PREFIX = "nkplan:"  # ifalias prefix marking a device end or a namespace's lo as owned
+RTPROT_NKPLAN = 237  # route protocol number marking routes nkplan installed
+
+Kind = Literal["netkit", "veth"]
+Mode = Literal["l2", "l3"]
+Policy = Literal["forward", "blackhole"]
+Scrub = Literal["default", "none"]
+Role = Literal["primary", "peer", "ns"]
+
+
+def owner_alias(stack: str, role: Role) -> str:
+    """The ifalias written on every owned device end (role primary/peer) and on a namespace's lo."""
+    return f"{OWNER_PREFIX}{stack}:{role}"
+
+
+def parse_owner_alias(alias: str | None) -> tuple[str, Role] | None:
+    if not alias or not alias.startswith(OWNER_PREFIX):
+        return None
+    stack, _, role = alias[len(OWNER_PREFIX) :].rpartition(":")
+    if not stack or role not in ("primary", "peer", "ns"):
+        return None
+    return stack, role  # type: ignore[return-value]
+
+
+def ns_label(ns: str) -> str:
+    return ns or "host"
+
+
+@dataclass(frozen=True)
+class NamespaceRec:
+    name: str
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class EndRec:
+    """One end of a device pair. `policy`/`scrub` are netkit-only (None on veth) and are always as
+    seen from this end itself (the kernel reports a peer's policies reversed; the reader fixes it).
+    `mac` None means "kernel chooses" on the desired side; the live side always fills it for L2/veth
+    and leaves it None for L3 netkit (all-zero MAC)."""
+
+    namespace: str
+    name: str
+    mtu: int = 1500
+    up: bool = True
+    mac: str | None = None
+    addresses: tuple[str, ...] = ()  # canonical CIDR strings, sorted (see normalize.sort_cidrs)
+    policy: Policy | None = None
+    scrub: Scrub | None = None
+
+
+@dataclass(frozen=True)
+class LinkRec:
+    """A device pair, addressed by its primary end."""
+
+    kind: Kind
+    primary: EndRec
+    peer: EndRec
+    mode: Mode | None = None  # netkit only
+    headroom: int | None = None  # netkit only; None = not declared / kernel default 0
+    tailroom: int | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteRec:
+    """A route in the main table. `to` is canonical CIDR ("0.0.0.0/0" / "::/0" for default).
+    Desired `dev` None means the kernel resolves it from `via`."""
+
+    namespace: str
+    to: str
+    via: str | None = None
+    dev: str | None = None
+    metric: int = 0
+    owner: str | None = None
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.to else 4
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """Every device the reader saw, owned or not: enough to refuse a collision."""
+
+    namespace: str
+    name: str
+    kind: str  # "netkit", "veth", "" (no IFLA_INFO_KIND: physical/loopback), or another kind
+    ifindex: int
+    owner: str | None = None
+    role: Role | None = None
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    release: str = ""
+    netkit: bool | None = None  # None = not probed (spec had no netkit link)
+    netkit_scrub: bool | None = None
+    netkit_headroom: bool | None = None
+
+
+@dataclass
+class LiveState:
+    """A snapshot of what the kernel holds. `links` holds every pair with at least one owned end
+    (any stack) plus, with adopt, unowned pairs; `devices` every device seen; `routes` every route
+    with protocol RTPROT_NKPLAN, owner taken from the owner of its output device."""
+
+    namespaces: dict[str, NamespaceRec] = field(default_factory=dict)
+    links: dict[tuple[str, str], LinkRec] = field(default_factory=dict)  # key (ns, primary name)
+    devices: dict[tuple[str, str], DeviceInfo] = field(default_factory=dict)
+    routes: list[RouteRec] = field(default_factory=list)
+    kernel: KernelInfo = field(default_factory=KernelInfo)

@@ -1,0 +1,160 @@
+"""Spec validation: every bad input names file:line:col and the offending value."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from nkplan.errors import SpecError
+from nkplan.loader import load_file, load_text
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        load_text(textwrap.dedent(text), "t.yaml")
+    return info.value.problems
+
+
+def test_example_validates() -> None:
+    loaded = load_file(str(EXAMPLE))
+    assert loaded.spec.stack == "demo"
+    assert [link.name for link in loaded.spec.links] == ["nk-a", "nk-b", "ve-c"]
+    assert loaded.spec.links[0].peer.addresses == ["10.10.1.2/32", "fd00:10::2/128"]
+
+
+CASES = [
+    (
+        "unknown field",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, colour: red, peer: {name: b}}\n",
+        "t.yaml:3:27: links[0].colour: unknown field 'colour'",
+    ),
+    (
+        "long name",
+        "stack: s\nlinks:\n  - {name: abcdefghijklmnop, kind: veth, peer: {name: b}}\n",
+        "t.yaml:3:12: links[0].name: device name 'abcdefghijklmnop' is 16 bytes long; at most 15 allowed",
+    ),
+    ("slash", "stack: s\nlinks:\n  - {name: a/b, kind: veth, peer: {name: b}}\n", "'a/b' must not contain '/'"),
+    ("colon", "stack: s\nlinks:\n  - {name: 'a:b', kind: veth, peer: {name: b}}\n", "'a:b' must not contain ':'"),
+    (
+        "space",
+        "stack: s\nlinks:\n  - {name: 'a b', kind: veth, peer: {name: b}}\n",
+        "'a b' must not contain whitespace",
+    ),
+    (
+        "duplicate device",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, peer: {name: b}}\n  - {name: b, kind: veth, peer: {name: c}}\n",
+        "t.yaml:4:12: links[1].name: device 'b' in the host namespace is declared twice",
+    ),
+    (
+        "undeclared ns",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, peer: {name: b, namespace: nope}}\n",
+        "t.yaml:3:54: links[0].peer.namespace: namespace 'nope' is not declared",
+    ),
+    (
+        "route ns",
+        "stack: s\nroutes:\n  - {namespace: nope, to: default, via: 10.0.0.1}\n",
+        "t.yaml:3:17: routes[0].namespace: namespace 'nope' is not declared",
+    ),
+    (
+        "mac on l3",
+        "stack: s\nlinks:\n  - {name: a, kind: netkit, mac: '02:00:00:00:00:01', peer: {name: b}}\n",
+        "t.yaml:3:34: links[0].mac: mac '02:00:00:00:00:01' cannot be set on an L3 netkit device",
+    ),
+    (
+        "bad cidr",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, addresses: [10.0.0.300/24], peer: {name: b}}\n",
+        "t.yaml:3:39: links[0].addresses[0]: invalid address '10.0.0.300/24'",
+    ),
+    (
+        "no prefix",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, addresses: [10.0.0.3], peer: {name: b}}\n",
+        "address '10.0.0.3' needs a prefix length",
+    ),
+    (
+        "bad mac",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, mac: '02:00', peer: {name: b}}\n",
+        "t.yaml:3:32: links[0].mac: invalid MAC address '02:00'",
+    ),
+    (
+        "multicast mac",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, mac: '01:00:00:00:00:01', peer: {name: b}}\n",
+        "is a multicast address",
+    ),
+    (
+        "policy on veth",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, policy: blackhole, peer: {name: b}}\n",
+        "t.yaml:3:35: links[0].policy: 'policy' is a netkit setting; 'a' is a veth pair",
+    ),
+    (
+        "mode on veth",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, mode: l2, peer: {name: b}}\n",
+        "links[0].mode: 'mode' is a netkit setting",
+    ),
+    (
+        "scrub on veth peer",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, peer: {name: b, scrub: none}}\n",
+        "links[0].peer.scrub: 'scrub' is a netkit setting",
+    ),
+    (
+        "route dev undeclared",
+        "stack: s\nroutes:\n  - {to: 10.0.0.0/8, dev: eth0}\n",
+        "t.yaml:3:27: routes[0].dev: device 'eth0' is not declared in the host namespace",
+    ),
+    (
+        "route host bits",
+        "stack: s\nroutes:\n  - {to: 10.0.0.1/8, dev: eth0}\n",
+        "has host bits set; did you mean 10.0.0.0/8?",
+    ),
+    (
+        "bad mode",
+        "stack: s\nlinks:\n  - {name: a, kind: netkit, mode: l4, peer: {name: b}}\n",
+        "t.yaml:3:35: links[0].mode: Input should be 'l3' or 'l2' (got 'l4')",
+    ),
+    ("bad kind", "stack: s\nlinks:\n  - {name: a, kind: bridge, peer: {name: b}}\n", "(got 'bridge')"),
+    (
+        "missing peer",
+        "stack: s\nlinks:\n  - {name: a, kind: veth}\n",
+        "t.yaml:3:5: links[0].peer: required field 'peer' is missing",
+    ),
+    ("mtu range", "stack: s\nlinks:\n  - {name: a, kind: veth, mtu: 20, peer: {name: b}}\n", "(got 20)"),
+    ("malformed", "stack: s\nlinks: [\n", "t.yaml:3:1: malformed YAML"),
+    ("duplicate key", "stack: s\nstack: t\n", "t.yaml:2:1: malformed YAML"),
+    ("stack name", "stack: 'a b'\n", "t.yaml:1:8: stack: stack name 'a b' must be"),
+    (
+        "mixed family",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, peer: {name: b}}\n"
+        "routes:\n  - {to: 10.0.0.0/8, via: 'fd00::1', dev: a}\n",
+        "routes[0].via: gateway 'fd00::1' is not of the same IP family as '10.0.0.0/8'",
+    ),
+    ("empty", "", "t.yaml:1:1: the file is empty"),
+]
+
+
+@pytest.mark.parametrize("text,expected", [(t, e) for _, t, e in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_located(text: str, expected: str) -> None:
+    found = problems(text)
+    assert any(expected in p for p in found), found
+
+
+def test_all_problems_reported_at_once() -> None:
+    found = problems(
+        """\
+        stack: s
+        namespaces: [{name: p}, {name: p}]
+        links:
+          - {name: a, kind: veth, policy: forward, peer: {name: b, namespace: q}}
+        routes:
+          - {to: 10.0.0.0/8, dev: zz}
+        """
+    )
+    assert len(found) == 4, found
+
+
+def test_missing_file() -> None:
+    with pytest.raises(SpecError) as info:
+        load_file("/nonexistent/x.yaml")
+    assert "no such file" in str(info.value)

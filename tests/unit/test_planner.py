@@ -1,0 +1,218 @@
+"""Planner and applier through the fake kernel: fast, pure cases. Not evidence that the product
+works on a kernel (that is tests/host and tests/netkit)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nkplan.applier import ApplyFailed
+from nkplan.errors import KernelError, PlanError
+from nkplan.kernel.fake import FakeKernel
+from nkplan.loader import Loaded, load_file
+from nkplan.plan import Plan
+from nkplan.state import DeviceInfo, NamespaceRec
+from nkplan.workflow import apply_and_verify, empty_spec, plan_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+Spec = Callable[[str], Loaded]
+
+
+def converge(kernel: FakeKernel, loaded: Loaded, adopt: bool = False) -> Plan:
+    plan = plan_for(kernel, loaded, adopt=adopt).plan
+    apply_and_verify(kernel, loaded, plan, sleep=lambda s: None)
+    return plan
+
+
+def actions(plan: Plan) -> list[tuple[str, str]]:
+    return [(c.address, c.action) for c in plan.changes if c.action != "no-op"]
+
+
+BASE = """\
+stack: t
+namespaces: [{name: p1}, {name: p2}]
+links:
+  - name: nk1
+    kind: netkit
+    addresses: [10.0.0.1/32]
+    peer: {name: eth0, namespace: p1, addresses: [10.0.1.2/32]}
+  - {name: ve2, kind: veth, peer: {name: eth0, namespace: p2}}
+routes:
+  - {namespace: p1, to: default, dev: eth0}
+  - {to: 10.0.1.2/32, dev: nk1}
+"""
+
+
+def test_example_from_empty_orders_by_dependency() -> None:
+    kernel = FakeKernel()
+    plan = plan_for(kernel, load_file(str(EXAMPLE))).plan
+    assert [op.address for op in plan.operations] == [
+        "namespace[pod-a]",
+        "namespace[pod-b]",
+        "link[nk-a]",
+        "link[nk-b]",
+        "link[ve-c]",
+        "route[pod-a default]",
+        "route[10.10.1.2/32]",
+    ]
+    assert {op.kind for op in plan.operations} == {"create"}
+    assert plan.summary()["add"] == 7
+
+
+def test_apply_then_no_changes(spec: Spec) -> None:
+    kernel = FakeKernel()
+    loaded = spec(BASE)
+    converge(kernel, loaded)
+    again = plan_for(kernel, loaded).plan
+    assert not again.has_changes
+    assert all(c.action == "no-op" for c in again.changes)
+
+
+def test_policy_change_is_in_place_update(spec: Spec) -> None:
+    kernel = FakeKernel()
+    converge(kernel, spec(BASE))
+    plan = plan_for(kernel, spec(BASE.replace("kind: netkit\n", "kind: netkit\n    policy: blackhole\n"))).plan
+    assert actions(plan) == [("link[nk1]", "update")]
+    change = plan.changes[0]
+    assert change.changed_paths == ("primary.policy",)
+    assert change.before["primary"]["policy"] == "forward" and change.after["primary"]["policy"] == "blackhole"
+
+
+def test_mode_change_replaces_with_reason_and_cascades_to_routes(spec: Spec) -> None:
+    kernel = FakeKernel()
+    converge(kernel, spec(BASE))
+    changed = spec(BASE.replace("kind: netkit\n", "kind: netkit\n    mode: l2\n"))
+    plan = plan_for(kernel, changed).plan
+    found = dict(actions(plan))
+    assert found["link[nk1]"] == "replace"
+    assert found["route[p1 default]"] == "replace"
+    assert found["route[10.0.1.2/32]"] == "replace"
+    link = next(c for c in plan.changes if c.address == "link[nk1]")
+    assert link.reason == "mode cannot change in place" and link.replace_paths == ("mode",)
+    kinds = [(op.kind, op.address) for op in plan.operations]
+    # routes go before their device, the device is recreated before its routes
+    assert kinds.index(("delete", "route[p1 default]")) < kinds.index(("delete", "link[nk1]"))
+    assert kinds.index(("create", "link[nk1]")) < kinds.index(("create", "route[p1 default]"))
+    apply_and_verify(kernel, changed, plan, sleep=lambda s: None)
+    assert kernel.state.links[("", "nk1")].mode == "l2"
+
+
+def test_address_and_mtu_changes_are_updates(spec: Spec) -> None:
+    kernel = FakeKernel()
+    converge(kernel, spec(BASE))
+    new = BASE.replace("addresses: [10.0.0.1/32]", "addresses: [10.0.0.1/32, 'fd00::1/128']\n    mtu: 9000")
+    plan = plan_for(kernel, spec(new)).plan
+    assert actions(plan) == [("link[nk1]", "update")]
+    assert plan.changes[0].changed_paths == ("peer.mtu", "primary.addresses", "primary.mtu")
+
+
+def test_removed_link_and_namespace_are_deleted_in_reverse_order(spec: Spec) -> None:
+    kernel = FakeKernel()
+    converge(kernel, spec(BASE))
+    smaller = spec(
+        "stack: t\nnamespaces: [{name: p2}]\nlinks:\n  - {name: ve2, kind: veth, peer: {name: eth0, namespace: p2}}\n"
+    )
+    plan = plan_for(kernel, smaller).plan
+    assert [(op.kind, op.address) for op in plan.operations] == [
+        ("delete", "route[p1 default]"),
+        ("delete", "route[10.0.1.2/32]"),
+        ("delete", "link[nk1]"),
+        ("delete", "namespace[p1]"),
+    ]
+    apply_and_verify(kernel, smaller, plan, sleep=lambda s: None)
+    assert set(kernel.state.namespaces) == {"p2"}
+
+
+def test_destroy_removes_everything_owned_and_nothing_else(spec: Spec) -> None:
+    kernel = FakeKernel()
+    kernel.state.namespaces["other"] = NamespaceRec("other", None)
+    converge(kernel, spec(BASE))
+    converge(kernel, empty_spec("t"))
+    assert set(kernel.state.namespaces) == {"other"}
+    assert not kernel.state.links and not kernel.state.routes
+
+
+def test_unowned_namespace_is_refused_unless_adopted(spec: Spec) -> None:
+    kernel = FakeKernel()
+    kernel.state.namespaces["p1"] = NamespaceRec("p1", None)
+    with pytest.raises(PlanError) as info:
+        plan_for(kernel, spec(BASE))
+    assert "t.yaml:2:21: namespace 'p1' already exists and is not managed by nkplan" in info.value.problems[0]
+    assert "--adopt" in info.value.problems[0]
+    plan = converge(kernel, spec(BASE), adopt=True)
+    assert ("namespace[p1]", "update") in actions(plan)
+    assert kernel.state.namespaces["p1"].owner == "t"
+
+
+def test_other_stacks_objects_are_refused(spec: Spec) -> None:
+    kernel = FakeKernel()
+    kernel.state.devices[("", "nk1")] = DeviceInfo("", "nk1", "veth", 7, "other", "primary")
+    with pytest.raises(PlanError) as info:
+        plan_for(kernel, spec(BASE))
+    assert "device 'nk1' in host already exists and is owned by stack 'other'" in str(info.value)
+
+
+def test_unowned_device_that_is_not_a_pair_cannot_be_adopted(spec: Spec) -> None:
+    kernel = FakeKernel()
+    kernel.state.devices[("", "nk1")] = DeviceInfo("", "nk1", "dummy", 7, None, None)
+    with pytest.raises(PlanError) as info:
+        plan_for(kernel, spec(BASE), adopt=True)
+    assert "exists but is not the netkit pair declared here (dummy); cannot adopt it" in str(info.value)
+
+
+def test_no_netkit_kernel_is_a_plan_error_but_veth_works(spec: Spec) -> None:
+    kernel = FakeKernel(netkit=False)
+    with pytest.raises(PlanError) as info:
+        plan_for(kernel, spec(BASE))
+    assert "t.yaml:5:11: this kernel (fake) has no netkit support (CONFIG_NETKIT)" in str(info.value)
+    converge(kernel, spec("stack: t\nlinks:\n  - {name: ve2, kind: veth, peer: {name: eth9}}\n"))
+
+
+def test_unhonoured_attributes_are_plan_errors(spec: Spec) -> None:
+    kernel = FakeKernel()
+    kernel.state.kernel = kernel.state.kernel.__class__("6.8.0", True, False, False)
+    text = "stack: t\nlinks:\n  - {name: a, kind: netkit, scrub: none, headroom: 64, peer: {name: b}}\n"
+    with pytest.raises(PlanError) as info:
+        plan_for(kernel, spec(text))
+    msg = str(info.value)
+    assert "scrub: none needs Linux 6.12.4/6.13 or newer" in msg and "headroom: 64 needs Linux 6.14" in msg
+    # undeclared, the same attributes are simply not compared: no perpetual diff
+    converge(kernel, spec("stack: t\nlinks:\n  - {name: a, kind: netkit, peer: {name: b}}\n"))
+
+
+def test_failure_rolls_back_completed_steps(spec: Spec) -> None:
+    def fail(op: str, obj: object) -> KernelError | None:
+        return KernelError("route refused (EINVAL)") if op == "add_route" else None
+
+    kernel = FakeKernel(fail=fail)
+    before = copy.deepcopy(kernel.state)
+    loaded = spec(BASE)
+    plan = plan_for(kernel, loaded).plan
+    with pytest.raises(ApplyFailed) as info:
+        apply_and_verify(kernel, loaded, plan, sleep=lambda s: None)
+    assert "route refused (EINVAL)" in str(info.value)
+    assert "rolled back 4 of 4" in str(info.value)
+    assert kernel.state.namespaces == before.namespaces and kernel.state.links == before.links
+
+
+def test_plans_are_deterministic_and_json_round_trips(spec: Spec) -> None:
+    one = plan_for(FakeKernel(), spec(BASE)).plan
+    two = plan_for(FakeKernel(), spec(BASE)).plan
+    assert one == two
+    data = json.loads(json.dumps(one.to_json()))
+    assert Plan.from_json(data) == one
+
+
+def test_route_via_change_is_update(spec: Spec) -> None:
+    kernel = FakeKernel()
+    text = BASE.replace(
+        "{namespace: p1, to: default, dev: eth0}", "{namespace: p1, to: default, via: 10.0.0.1, dev: eth0}"
+    )
+    converge(kernel, spec(BASE))
+    plan = plan_for(kernel, spec(text)).plan
+    assert actions(plan) == [("route[p1 default]", "update")]
+    assert plan.changes[0].changed_paths == ("via",)
