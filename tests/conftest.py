@@ -1,0 +1,54 @@
+"""Guards shared by every real-kernel test run (host and VM): a decoy namespace and veth pair made
+by hand, and the host's own devices, must come out of the whole run byte-for-byte unchanged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.realkernel import TOKEN, _volatile, host_snapshot, ip_json
+
+
+@pytest.fixture(scope="session")
+def token() -> str:
+    return TOKEN
+
+
+@pytest.fixture(scope="session", autouse=True)
+def decoy_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A hand-made namespace + veth pair (no nkplan marks) and the host's devices: compared
+    before and after the whole session. Only armed for real-kernel runs (root)."""
+    if os.geteuid() != 0 or not any(
+        item.get_closest_marker("host") or item.get_closest_marker("netkit") for item in request.session.items
+    ):
+        yield
+        return
+    decoy_ns, decoy_host, decoy_peer = f"decoy-{TOKEN}x", f"dcy{TOKEN}h", f"dcy{TOKEN}p"
+    # the decoy's names carry the token, so compare it separately and fully
+    subprocess.run(["ip", "netns", "add", decoy_ns], check=True)
+    subprocess.run(
+        ["ip", "link", "add", decoy_host, "type", "veth", "peer", "name", decoy_peer, "netns", decoy_ns], check=True
+    )
+    subprocess.run(["ip", "addr", "add", "192.0.2.1/30", "dev", decoy_host], check=True)
+    subprocess.run(["ip", "link", "set", decoy_host, "up"], check=True)
+
+    def decoy() -> Any:
+        return (
+            _volatile(ip_json("-d", "link", "show", "dev", decoy_host)),
+            _volatile(ip_json("addr", "show", "dev", decoy_host)),
+            _volatile(ip_json("-d", "link", "show", ns=decoy_ns)),
+        )
+
+    before_host, before_decoy = host_snapshot(), decoy()
+    try:
+        yield
+        after_host, after_decoy = host_snapshot(), decoy()
+        assert after_decoy == before_decoy, "the hand-made decoy namespace/veth pair was changed"
+        assert after_host == before_host, "host devices, addresses, routes or namespaces were changed"
+    finally:
+        subprocess.run(["ip", "link", "del", decoy_host], capture_output=True)
+        subprocess.run(["ip", "netns", "del", decoy_ns], capture_output=True)
