@@ -15,7 +15,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from nkplan.errors import SpecError
 from nkplan.spec.checks import semantic_problems
-from nkplan.spec.models import StackSpec
+from nkplan.spec.models import LinkSpec, NamespaceSpec, RouteSpec, StackSpec
 
 Path_ = tuple[str | int, ...]
 
@@ -138,11 +138,39 @@ def load_text(text: str, filename: str) -> Loaded:
     try:
         spec = StackSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_pydantic_problems(exc, data, smap)) from None
+        # Report the cross-field problems of the valid items too: all problems of a file at once.
+        problems = _pydantic_problems(exc, data, smap)
+        problems += [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in _partial_semantics(data)]
+        raise SpecError(problems) from None
     problems = [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in semantic_problems(spec)]
     if problems:
         raise SpecError(problems)
     return Loaded(spec, smap)
+
+
+_SECTIONS = {"namespaces": NamespaceSpec, "links": LinkSpec, "routes": RouteSpec}
+
+
+def _partial_semantics(data: dict[str, Any]) -> list[tuple[Path_, str]]:
+    """Cross-field checks over the items that are valid on their own, with their original indexes."""
+    kept: dict[str, list[Any]] = {}
+    index: dict[str, list[int]] = {}
+    for section, model in _SECTIONS.items():
+        kept[section], index[section] = [], []
+        items = data.get(section)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            try:
+                kept[section].append(model.model_validate(item))
+                index[section].append(i)
+            except ValidationError:
+                continue
+    partial = StackSpec.model_construct(stack="x", **kept)
+    out = []
+    for loc, msg in semantic_problems(partial):
+        if len(loc) >= 2 and isinstance(loc[1], int):
+            loc = (loc[0], index[str(loc[0])][loc[1]], *loc[2:])
+        out.append((loc, msg))
+    return out
 
 
 def load_file(path: str) -> Loaded:

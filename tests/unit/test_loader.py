@@ -158,3 +158,18 @@ def test_missing_file() -> None:
     with pytest.raises(SpecError) as info:
         load_file("/nonexistent/x.yaml")
     assert "no such file" in str(info.value)
+
+
+def test_structural_and_cross_field_problems_reported_together() -> None:
+    found = problems(
+        """\
+        stack: s
+        namespaces: [{name: p}]
+        links:
+          - {name: this-is-far-too-long, kind: veth, peer: {name: b}}
+          - {name: c, kind: veth, mode: l2, peer: {name: d, namespace: q}}
+        """
+    )
+    assert any("links[0].name" in p and "20 bytes" in p for p in found), found
+    assert any("t.yaml:5:33: links[1].mode: 'mode' is a netkit setting" in p for p in found), found
+    assert any("links[1].peer.namespace: namespace 'q' is not declared" in p for p in found), found
