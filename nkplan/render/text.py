@@ -17,14 +17,16 @@ def _flatten(data: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
         path = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(_flatten(value, f"{path}."))
-        elif value is not None and value != [] and key != "owner":
+        elif value is not None and value != [] and key != "owner" and not (key == "namespace" and value == ""):
             out[path] = value
     return out
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, path: str = "") -> str:
     if value is None:
         return "(none)"
+    if value == "" and path.endswith("namespace"):
+        return "(host)"
     return json.dumps(value)
 
 
@@ -45,10 +47,11 @@ def render_change(change: Change) -> list[str]:
     if change.action == "create":
         flat = _flatten(change.after)
         width = max((len(k) for k in flat), default=0)
-        lines += [f"        {k.ljust(width)} = {_fmt(v)}" for k, v in flat.items()]
+        lines += [f"        {k.ljust(width)} = {_fmt(v, k)}" for k, v in flat.items()]
     elif change.action in ("update", "replace"):
         for path in change.changed_paths:
-            line = f"        {path}: {_fmt(_get(change.before, path))} → {_fmt(_get(change.after, path))}"
+            before, after = _fmt(_get(change.before, path), path), _fmt(_get(change.after, path), path)
+            line = f"        {path}: {before} → {after}"
             if path in change.replace_paths:
                 line += "  # forces replacement"
             lines.append(line)

@@ -54,6 +54,8 @@ def spec_text(n: Names, **over: str) -> str:
         "vc": f"  - {{name: {n.vc}, kind: veth, peer: {{name: eth1, namespace: {n.pb}}}}}\n",
         "routes": f"  - {{namespace: {n.pa}, to: default, dev: eth0}}\n  - {{to: 10.231.1.2/32, dev: {n.va}}}\n",
     }
+    for key in ("va", "vb"):
+        parts[key] = textwrap.indent(parts[key], "  ")
     parts.update(over)
     links = "".join(parts[k] for k in ("va", "vb", "vc"))
     return (
@@ -109,7 +111,7 @@ def test_full_lifecycle(names: Names, tmp_path: Path) -> None:
     path = write(tmp_path, spec_text(n))
     run("validate", path)
     plan = run("plan", path, "--detailed-exitcode", check=2)
-    assert "Plan: 6 to add, 0 to change, 0 to destroy." in plan.stdout
+    assert "Plan: 7 to add, 0 to change, 0 to destroy." in plan.stdout
     applied = run("apply", path, "--yes")
     assert "Apply complete!" in applied.stdout
 
