@@ -173,3 +173,12 @@ def test_structural_and_cross_field_problems_reported_together() -> None:
     assert any("links[0].name" in p and "20 bytes" in p for p in found), found
     assert any("t.yaml:5:33: links[1].mode: 'mode' is a netkit setting" in p for p in found), found
     assert any("links[1].peer.namespace: namespace 'q' is not declared" in p for p in found), found
+
+
+@pytest.mark.parametrize("text", [EXAMPLE.read_text(), "stack: s\nnamespaces: [{name: on}, {name: 'yes'}]\n"])
+def test_fast_and_round_trip_parsers_agree(text: str) -> None:
+    from nkplan.loader import SourceMap, _fast_plain, _slow_plain
+
+    fast, slow = SourceMap("f"), SourceMap("f")
+    assert _fast_plain(text, fast) == _slow_plain(text, slow)
+    assert fast.values == slow.values and fast.keys == slow.keys
