@@ -89,7 +89,7 @@ def _apply(args: argparse.Namespace, loaded_fn: str, verb: str) -> int:
             return EXIT_OK
         _confirm(args, verb)
         apply_and_verify(kernel, loaded, plan, progress=None if args.quiet else _progress)
-    print(f"Apply complete! {summary_line(plan)[len('Plan: ') :]}")
+    print(f"{verb.capitalize()} complete! {summary_line(plan)[len('Plan: ') :]}")
     return EXIT_OK
 
 
