@@ -97,18 +97,51 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def _batches(ops: tuple[Operation, ...]) -> list[list[Operation]]:
+    """Consecutive pair deletes in one namespace run as one kernel call (see kernel/batch.py:
+    a pair delete costs the kernel an RCU grace period each); everything else runs alone."""
+    out: list[list[Operation]] = []
+    for op in ops:
+        prev = out[-1][-1] if out else None
+        if (
+            prev is not None
+            and _is_link_delete(op)
+            and _is_link_delete(prev)
+            and op.before is not None
+            and prev.before is not None
+            and op.before["primary"]["namespace"] == prev.before["primary"]["namespace"]
+        ):
+            out[-1].append(op)
+        else:
+            out.append([op])
+    return out
+
+
+def _is_link_delete(op: Operation) -> bool:
+    return op.kind == "delete" and op.type == "link"
+
+
+def _run(kernel: Kernel, batch: list[Operation]) -> None:
+    if len(batch) == 1:
+        execute(kernel, batch[0])
+        return
+    links = [op.records()[0] for op in batch]
+    kernel.delete_links([rec for rec in links if isinstance(rec, LinkRec)])
+
+
 def apply_plan(kernel: Kernel, plan: Plan, progress: Progress | None = None) -> None:
     journal: list[Operation] = []
     with _sigterm_as_interrupt():
-        for op in plan.operations:
+        for batch in _batches(plan.operations):
             try:
-                execute(kernel, op)
+                _run(kernel, batch)
             except (NkplanError, KeyboardInterrupt) as exc:
                 rolled, errors = _rollback(kernel, journal, progress)
-                raise ApplyFailed(exc, op, len(journal), rolled, errors) from None
-            journal.append(op)
+                raise ApplyFailed(exc, batch[0], len(journal), rolled, errors) from None
+            journal.extend(batch)
             if progress:
-                progress("done", op)
+                for op in batch:
+                    progress("done", op)
 
 
 def _rollback(kernel: Kernel, journal: list[Operation], progress: Progress | None) -> tuple[int, list[str]]:

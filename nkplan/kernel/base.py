@@ -4,6 +4,7 @@ in-memory fake (fake.py). Every method either does all of its job or raises an N
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from nkplan.state import LinkRec, LiveState, RouteRec
@@ -40,6 +41,11 @@ class Kernel(Protocol):
 
     def delete_link(self, link: LinkRec) -> None:
         """Delete the pair (through its primary; deleting one end deletes both)."""
+        ...
+
+    def delete_links(self, links: Sequence[LinkRec]) -> None:
+        """Delete several pairs whose primaries share a namespace, all in one kernel operation
+        (one RCU grace period instead of one per pair). Nothing is deleted if it fails."""
         ...
 
     def update_link(self, before: LinkRec, after: LinkRec) -> None:

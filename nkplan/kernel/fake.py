@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from nkplan.errors import KernelError
 from nkplan.state import HOST, DeviceInfo, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec, ns_label
@@ -104,6 +104,15 @@ class FakeKernel:
         if key not in self.state.links:
             raise KernelError(f"deleting {link.primary.name!r}: no such device in {ns_label(key[0])}")
         self._drop_link(key)
+
+    def delete_links(self, links: Sequence[LinkRec]) -> None:
+        self._enter("delete_links", links)
+        keys = [(link.primary.namespace, link.primary.name) for link in links]
+        missing = [k for k in keys if k not in self.state.links]
+        if missing:
+            raise KernelError(f"deleting {missing[0][1]!r}: no such device in {ns_label(missing[0][0])}")
+        for key in keys:
+            self._drop_link(key)
 
     def update_link(self, before: LinkRec, after: LinkRec) -> None:
         self._enter("update_link", after)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 
 from nkplan.errors import CapabilityError, KernelError
+from nkplan.kernel import batch, links, netns, probe, reader, rtnl
 from nkplan.kernel import consts as C
-from nkplan.kernel import links, netns, probe, reader, rtnl
 from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket, ifinfomsg
 from nkplan.kernel.refusals import Op, explain, no_namespace, root_needed
 from nkplan.kernel.rtnl import call, need_link, ns_socket
@@ -98,6 +99,9 @@ class NetlinkKernel:
 
     def delete_link(self, link: LinkRec) -> None:
         links.delete_link(link)
+
+    def delete_links(self, links_: Sequence[LinkRec]) -> None:
+        batch.delete_links(links_)
 
     def update_link(self, before: LinkRec, after: LinkRec) -> None:
         links.update_link(before, after)

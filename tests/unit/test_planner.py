@@ -216,3 +216,13 @@ def test_route_via_change_is_update(spec: Spec) -> None:
     plan = plan_for(kernel, spec(text)).plan
     assert actions(plan) == [("route[p1 default]", "update")]
     assert plan.changes[0].changed_paths == ("via",)
+
+
+def test_pair_deletes_in_one_namespace_run_as_one_kernel_call(spec: Spec) -> None:
+    kernel = FakeKernel()
+    text = "stack: t\nlinks:\n" + "".join(f"  - {{name: v{i}, kind: veth, peer: {{name: p{i}}}}}\n" for i in range(5))
+    converge(kernel, spec(text))
+    kernel.calls.clear()
+    converge(kernel, empty_spec("t"))
+    assert kernel.calls.count("delete_links") == 1 and "delete_link" not in kernel.calls
+    assert not kernel.state.links
