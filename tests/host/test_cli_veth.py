@@ -241,3 +241,15 @@ def test_lock_held_is_a_clear_error(names: Names, tmp_path: Path) -> None:
         proc = run("apply", path, "--yes", check=4)
     assert "is locked by another nkplan process" in proc.stderr
     assert names.pa not in netns()
+
+
+def test_without_capabilities_is_a_clear_error(tmp_path: Path, names: Names) -> None:
+    """Root without CAP_NET_ADMIN/CAP_SYS_ADMIN (bounding set cleared): plan refuses in words;
+    validate needs no privileges at all."""
+    path = write(tmp_path, spec_text(names, vb="", vc=""))
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+    proc = subprocess.run([*drop, *NKPLAN, "plan", path], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "nkplan needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([*drop, *NKPLAN, "validate", path], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
