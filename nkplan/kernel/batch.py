@@ -56,15 +56,15 @@ def delete_links(links: Sequence[LinkRec]) -> None:
         try:
             for index, link in indexes.items():
                 op = Op("delete_link", link.primary.name, ns, link.kind)
-                call(sock, op, C.RTM_SETLINK, 0, setlink(index, attr_u32(C.IFLA_GROUP, group)))
+                call(sock, op, C.RTM_SETLINK, 0, setlink(index, ("IFLA_GROUP", group)))
             members = _members(sock, group)
             if members != set(indexes):
                 raise KernelError(f"{doing}: device group {group} is also used by devices nkplan did not create")
-            sock.request(C.RTM_DELLINK, 0, setlink(0, attr_u32(C.IFLA_GROUP, group)))
+            sock.request(C.RTM_DELLINK, 0, setlink(0, ("IFLA_GROUP", group)))
         except (KernelError, NetlinkRefusal) as exc:
             for index in indexes:  # put the devices back into the default group; best effort
                 try:
-                    sock.request(C.RTM_SETLINK, 0, setlink(index, attr_u32(C.IFLA_GROUP, 0)))
+                    sock.request(C.RTM_SETLINK, 0, setlink(index, ("IFLA_GROUP", 0)))
                 except NetlinkRefusal:
                     pass
             if isinstance(exc, NetlinkRefusal):

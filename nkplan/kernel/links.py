@@ -3,62 +3,95 @@
 The pair is made with one RTM_NEWLINK from a socket in the primary's namespace, the peer created
 directly in its own namespace (IFLA_NET_NS_FD inside the peer info). Each end is then configured
 from a socket in its own namespace: the kernel ignores the peer's IFF_UP at creation, and an
-address or up state can only be set where the device lives."""
+address or up state can only be set where the device lives.
+
+Request bodies are encoded by pyroute2 (encode.py), netkit's IFLA_INFO_DATA by nkplan's link-kind
+plugin (netkit_plugin.py), whose attribute types (u32, u16 head/tailroom, nested peer info) are the
+kernel's."""
 
 from __future__ import annotations
 
 import errno
 import os
 from contextlib import ExitStack
+from typing import Any
 
 from nkplan.errors import InternalError, KernelError
 from nkplan.kernel import consts as C
 from nkplan.kernel import rtnl
-from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket, attr, attr_str, attr_u16, attr_u32, ifinfomsg, nest
+from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket
 from nkplan.kernel.refusals import Op, explain, name_taken, where
 from nkplan.kernel.rtnl import call, need_link, ns_socket, setlink
 from nkplan.state import EndRec, LinkRec, Role, owner_alias
 
+Attr = tuple[str, Any]
 
-def _peer_info(name: str, peer_fd: int | None) -> bytes:
-    body = ifinfomsg() + attr_str(C.IFLA_IFNAME, name)
+
+def _peer_info(name: str, peer_fd: int | None) -> dict[str, list[Attr]]:
+    """VETH_INFO_PEER / IFLA_NETKIT_PEER_INFO: a struct ifinfomsg (all zero) + IFLA_* attributes."""
+    attrs: list[Attr] = [("IFLA_IFNAME", name)]
     if peer_fd is not None:
-        body += attr_u32(C.IFLA_NET_NS_FD, peer_fd)
-    return body
+        attrs.append(("IFLA_NET_NS_FD", peer_fd))
+    return {"attrs": attrs}
 
 
-def _linkinfo(kind: str, *data: bytes) -> bytes:
-    return nest(C.IFLA_LINKINFO, attr_str(C.IFLA_INFO_KIND, kind), nest(C.IFLA_INFO_DATA, *data))
+def _linkinfo(kind: str, *data: Attr) -> Attr:
+    return ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind), ("IFLA_INFO_DATA", {"attrs": list(data)})]})
 
 
-def netkit_data(link: LinkRec, peer_fd: int | None) -> list[bytes]:
+def netkit_data(link: LinkRec, peer_fd: int | None) -> list[Attr]:
     """IFLA_INFO_DATA for a new netkit pair: only what the record declares is sent, so the kernel's
     defaults apply to the rest (and an old kernel is not handed attributes it would ignore)."""
     p, q = link.primary, link.peer
-    parts = [nest(C.IFLA_NETKIT_PEER_INFO, _peer_info(q.name, peer_fd))]
+    data: list[Attr] = [("IFLA_NETKIT_PEER_INFO", _peer_info(q.name, peer_fd))]
     if link.mode is not None:
-        parts.append(attr_u32(C.IFLA_NETKIT_MODE, C.MODE_TO_KERNEL[link.mode]))
-    if p.policy is not None:
-        parts.append(attr_u32(C.IFLA_NETKIT_POLICY, C.POLICY_TO_KERNEL[p.policy]))
-    if q.policy is not None:
-        parts.append(attr_u32(C.IFLA_NETKIT_PEER_POLICY, C.POLICY_TO_KERNEL[q.policy]))
+        data.append(("IFLA_NETKIT_MODE", C.MODE_TO_KERNEL[link.mode]))
+    data += _policies(p.policy, q.policy)
     if p.scrub is not None:
-        parts.append(attr_u32(C.IFLA_NETKIT_SCRUB, C.SCRUB_TO_KERNEL[p.scrub]))
+        data.append(("IFLA_NETKIT_SCRUB", C.SCRUB_TO_KERNEL[p.scrub]))
     if q.scrub is not None:
-        parts.append(attr_u32(C.IFLA_NETKIT_PEER_SCRUB, C.SCRUB_TO_KERNEL[q.scrub]))
+        data.append(("IFLA_NETKIT_PEER_SCRUB", C.SCRUB_TO_KERNEL[q.scrub]))
     if link.headroom is not None:
-        parts.append(attr_u16(C.IFLA_NETKIT_HEADROOM, link.headroom))
+        data.append(("IFLA_NETKIT_HEADROOM", link.headroom))
     if link.tailroom is not None:
-        parts.append(attr_u16(C.IFLA_NETKIT_TAILROOM, link.tailroom))
-    return parts
+        data.append(("IFLA_NETKIT_TAILROOM", link.tailroom))
+    return data
+
+
+def _policies(primary: str | None, peer: str | None) -> list[Attr]:
+    # both set through the primary: POLICY is its own, PEER_POLICY the peer's
+    data: list[Attr] = []
+    if primary is not None:
+        data.append(("IFLA_NETKIT_POLICY", C.POLICY_TO_KERNEL[primary]))
+    if peer is not None:
+        data.append(("IFLA_NETKIT_PEER_POLICY", C.POLICY_TO_KERNEL[peer]))
+    return data
 
 
 def newlink_body(link: LinkRec, peer_fd: int | None) -> bytes:
     if link.kind == "netkit":
         info = _linkinfo("netkit", *netkit_data(link, peer_fd))
     else:
-        info = _linkinfo("veth", nest(C.VETH_INFO_PEER, _peer_info(link.peer.name, peer_fd)))
-    return ifinfomsg() + attr_str(C.IFLA_IFNAME, link.primary.name) + info
+        info = _linkinfo("veth", ("VETH_INFO_PEER", _peer_info(link.peer.name, peer_fd)))
+    return setlink(0, ("IFLA_IFNAME", link.primary.name), info)
+
+
+def policy_body(index: int, primary: str | None, peer: str | None) -> bytes:
+    """RTM_NEWLINK changing the netkit policies of an existing pair, sent to its primary."""
+    return setlink(index, _linkinfo("netkit", *_policies(primary, peer)))
+
+
+def fixed_body(index: int, attr_type: int, value: object) -> bytes:
+    """RTM_NEWLINK asking to change an attribute netkit fixes at creation (see _try_fixed)."""
+    return setlink(index, _linkinfo("netkit", (_NETKIT_NAMES[attr_type], _kernel_int(attr_type, value))))
+
+
+def mtu_body(index: int, mtu: int) -> bytes:
+    return setlink(index, ("IFLA_MTU", mtu))
+
+
+def mac_body(index: int, mac: str) -> bytes:
+    return setlink(index, ("IFLA_ADDRESS", rtnl.mac_text(mac)))
 
 
 def _configure(sock: RtnlSocket, end: EndRec, role: Role, owner: str | None) -> None:
@@ -70,13 +103,7 @@ def _configure(sock: RtnlSocket, end: EndRec, role: Role, owner: str | None) -> 
     if end.mac is not None and end.mac != dev.mac:
         _set_mac(sock, dev.ifindex, end, dev.flags & C.IFF_UP != 0)
     if end.mtu != dev.mtu:
-        call(
-            sock,
-            Op("set_mtu", end.name, ns, end.mtu),
-            C.RTM_SETLINK,
-            0,
-            setlink(dev.ifindex, attr_u32(C.IFLA_MTU, end.mtu)),
-        )
+        call(sock, Op("set_mtu", end.name, ns, end.mtu), C.RTM_SETLINK, 0, mtu_body(dev.ifindex, end.mtu))
     for cidr in end.addresses:
         rtnl.add_address(sock, dev.ifindex, end.name, ns, cidr, tolerate_present=False)
     if end.up:
@@ -86,7 +113,7 @@ def _configure(sock: RtnlSocket, end: EndRec, role: Role, owner: str | None) -> 
 def _set_mac(sock: RtnlSocket, index: int, end: EndRec, is_up: bool) -> None:
     assert end.mac is not None
     op = Op("set_mac", end.name, end.namespace, end.mac)
-    body = setlink(index, attr(C.IFLA_ADDRESS, rtnl.mac_bytes(end.mac)))
+    body = mac_body(index, end.mac)
     try:
         sock.request(C.RTM_SETLINK, 0, body)
     except NetlinkRefusal as exc:
@@ -100,7 +127,7 @@ def _set_mac(sock: RtnlSocket, index: int, end: EndRec, is_up: bool) -> None:
 
 def _delete_by_name(sock: RtnlSocket, name: str) -> None:
     try:
-        sock.request(C.RTM_DELLINK, 0, ifinfomsg() + attr_str(C.IFLA_IFNAME, name))
+        sock.request(C.RTM_DELLINK, 0, setlink(0, ("IFLA_IFNAME", name)))
     except NetlinkRefusal:
         pass
 
@@ -144,7 +171,7 @@ def delete_link(link: LinkRec) -> None:
             raise KernelError(
                 f"{op.phrase()}: refusing, {p.name} in {where(p.namespace)} is a {dev.kind or 'physical'} device"
             )
-        call(sock, op, C.RTM_DELLINK, 0, ifinfomsg(dev.ifindex))
+        call(sock, op, C.RTM_DELLINK, 0, setlink(dev.ifindex))
 
 
 # update ------------------------------------------------------------------------------------------
@@ -159,11 +186,13 @@ def _fixed_fields(r: LinkRec) -> list[tuple[str, object, int]]:
     ]
 
 
-def _fixed_value(attr_type: int, value: object) -> bytes:
-    number = _kernel_int(attr_type, value)
-    if attr_type in (C.IFLA_NETKIT_HEADROOM, C.IFLA_NETKIT_TAILROOM):
-        return attr_u16(attr_type, number)
-    return attr_u32(attr_type, number)
+_NETKIT_NAMES = {
+    C.IFLA_NETKIT_MODE: "IFLA_NETKIT_MODE",
+    C.IFLA_NETKIT_SCRUB: "IFLA_NETKIT_SCRUB",
+    C.IFLA_NETKIT_PEER_SCRUB: "IFLA_NETKIT_PEER_SCRUB",
+    C.IFLA_NETKIT_HEADROOM: "IFLA_NETKIT_HEADROOM",
+    C.IFLA_NETKIT_TAILROOM: "IFLA_NETKIT_TAILROOM",
+}
 
 
 def _try_fixed(sock: RtnlSocket, before: LinkRec, after: LinkRec, index: int) -> None:
@@ -174,7 +203,7 @@ def _try_fixed(sock: RtnlSocket, before: LinkRec, after: LinkRec, index: int) ->
         if want is None or want == had:
             continue
         op = Op("change_fixed", name, ns, label)
-        call(sock, op, C.RTM_NEWLINK, 0, setlink(index, _linkinfo("netkit", _fixed_value(attr_type, want))))
+        call(sock, op, C.RTM_NEWLINK, 0, fixed_body(index, attr_type, want))
         if need_link(sock, name, ns).netkit.get(attr_type) != _kernel_int(attr_type, want):
             raise KernelError(f"{op.phrase()}: this kernel ({os.uname().release}) accepted but ignored it", None)
 
@@ -200,13 +229,7 @@ def _update_end(
     was_up = bool(dev.flags & C.IFF_UP)
     flushed = False  # the kernel drops IPv6 addresses on admin down (keep_addr_on_down=0) and below MTU 1280
     if after.mtu != dev.mtu:
-        call(
-            sock,
-            Op("set_mtu", name, ns, after.mtu),
-            C.RTM_SETLINK,
-            0,
-            setlink(dev.ifindex, attr_u32(C.IFLA_MTU, after.mtu)),
-        )
+        call(sock, Op("set_mtu", name, ns, after.mtu), C.RTM_SETLINK, 0, mtu_body(dev.ifindex, after.mtu))
         flushed = after.mtu < 1280 <= dev.mtu
     if was_up and not after.up:  # down before addresses: what is added while down stays
         rtnl.set_up(sock, dev.ifindex, name, ns, False)
@@ -238,13 +261,8 @@ def update_link(before: LinkRec, after: LinkRec) -> None:
             _try_fixed(ps, before, after, index)  # first: a refusal here leaves nothing half-changed
             policies = (p.policy, q.policy)
             if policies != (before.primary.policy, before.peer.policy):
-                data = []  # both through the primary: POLICY is its own, PEER_POLICY the peer's
-                if p.policy is not None:
-                    data.append(attr_u32(C.IFLA_NETKIT_POLICY, C.POLICY_TO_KERNEL[p.policy]))
-                if q.policy is not None:
-                    data.append(attr_u32(C.IFLA_NETKIT_PEER_POLICY, C.POLICY_TO_KERNEL[q.policy]))
                 op = Op("set_policy", p.name, p.namespace, f"{p.policy}/{q.policy} (primary/peer)")
-                call(ps, op, C.RTM_NEWLINK, 0, setlink(index, _linkinfo("netkit", *data)))
+                call(ps, op, C.RTM_NEWLINK, 0, policy_body(index, p.policy, q.policy))
         changed = before.owner != after.owner
         _update_end(ps, before.primary, p, "primary", changed or after.owner is not None, after.owner)
         _update_end(qs, before.peer, q, "peer", changed or after.owner is not None, after.owner)

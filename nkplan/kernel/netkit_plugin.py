@@ -1,9 +1,10 @@
 """A pyroute2 link-kind plugin for netkit (pyroute2 0.9.7 has none).
 
-nkplan itself reads and writes netkit with its own small codec (nlsock.py / decode.py: faster,
-and no pyroute2 import on the plan path). This plugin is for everything that uses pyroute2 on
-the same devices: tests that observe the kernel independently, and anyone scripting around
-nkplan. After ``register()``::
+This is nkplan's production encoder for netkit: every request that creates or changes a netkit
+pair is encoded by pyroute2's ifinfmsg with this plugin (encode.py registers it on the first
+write). Reading stays on nkplan's fast decoder (decode.py), which never imports pyroute2. The
+plugin also serves anything else that uses pyroute2 on the same devices (tests observing the
+kernel, scripts around nkplan). After ``register()``::
 
     IPRoute().link("add", ifname="nk0", kind="netkit", netkit_mode=1,
                    netkit_peer_info={"attrs": [["IFLA_IFNAME", "nk1"]]})

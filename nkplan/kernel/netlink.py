@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel import batch, links, netns, probe, reader, rtnl
 from nkplan.kernel import consts as C
-from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket, ifinfomsg
+from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket
 from nkplan.kernel.refusals import Op, explain, no_namespace, root_needed
 from nkplan.kernel.rtnl import call, need_link, ns_socket
 from nkplan.state import KernelInfo, LinkRec, LiveState, RouteRec, owner_alias
@@ -141,7 +141,7 @@ def _delete_pairs_here() -> None:
         for dev in reader.scan(sock, "").links.values():
             if dev.kind in reader.PAIR_KINDS:
                 try:
-                    sock.request(C.RTM_DELLINK, 0, ifinfomsg(dev.ifindex))
+                    sock.request(C.RTM_DELLINK, 0, rtnl.setlink(dev.ifindex))
                 except NetlinkRefusal as exc:
                     if exc.errno != errno.ENODEV:  # ENODEV: went with its other end just now
                         raise

@@ -6,7 +6,9 @@ netlink socket also stays bound to the namespace of the thread that opened it, w
 nkplan reaches named namespaces without pyroute2's NetNS helper processes.
 
 The socket asks for extended acks, so a refusal carries the kernel's own explanation (the text
-iproute2 prints), which pyroute2 drops."""
+iproute2 prints), which pyroute2 drops. Requests that change the kernel are encoded by pyroute2
+(encode.py) and sent through this socket; the packers below serve only the read side: dump and
+lookup requests, and the netkit probe (probe.py)."""
 
 from __future__ import annotations
 
@@ -43,10 +45,6 @@ def nest(kind: int, *parts: bytes) -> bytes:
     # No NLA_F_NESTED, like iproute2: rtnetlink parses these attributes leniently either way,
     # and IFLA_NETKIT_PEER_INFO is not even an NLA_NESTED in the kernel's policy.
     return attr(kind, b"".join(parts))
-
-
-def attr_u8(kind: int, v: int) -> bytes:
-    return attr(kind, struct.pack("=B", v))
 
 
 def attr_u16(kind: int, v: int) -> bytes:

@@ -3,7 +3,11 @@
 The probe thread unshares a fresh network namespace (the host namespace is never touched), creates
 one netkit pair asking for scrub "none" and a headroom, and reads it back: old kernels silently
 ignore attributes they do not know, so only the read-back tells whether they are honoured. The
-namespace and the pair vanish when the thread ends."""
+namespace and the pair vanish when the thread ends.
+
+The probe runs inside read() (a `plan` of a netkit spec), which must not import pyroute2, so its
+one creation request is packed here by hand; a unit test checks it byte for byte against the
+production encoder (links.newlink_body, through pyroute2)."""
 
 from __future__ import annotations
 
@@ -13,8 +17,7 @@ import os
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel import consts as C
 from nkplan.kernel import netns
-from nkplan.kernel.links import newlink_body
-from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket
+from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket, attr_str, attr_u16, attr_u32, ifinfomsg, nest
 from nkplan.kernel.refusals import kernel_says, root_needed
 from nkplan.kernel.rtnl import get_link
 from nkplan.state import EndRec, KernelInfo, LinkRec
@@ -23,7 +26,7 @@ PROBE_HEADROOM = 64
 _FLAGS = C.NLM_F_CREATE | C.NLM_F_EXCL
 
 
-def _probe_link(extras: bool) -> LinkRec:
+def probe_link(extras: bool) -> LinkRec:
     scrub = "none" if extras else None
     return LinkRec(
         kind="netkit",
@@ -34,17 +37,33 @@ def _probe_link(extras: bool) -> LinkRec:
     )
 
 
+def probe_body(extras: bool) -> bytes:
+    """RTM_NEWLINK for probe_link(extras), attributes in links.netkit_data's order."""
+    data = [
+        nest(C.IFLA_NETKIT_PEER_INFO, ifinfomsg() + attr_str(C.IFLA_IFNAME, "nkprobe1")),
+        attr_u32(C.IFLA_NETKIT_MODE, C.NETKIT_L3),
+    ]
+    if extras:
+        data += [
+            attr_u32(C.IFLA_NETKIT_SCRUB, C.NETKIT_SCRUB_NONE),
+            attr_u32(C.IFLA_NETKIT_PEER_SCRUB, C.NETKIT_SCRUB_NONE),
+            attr_u16(C.IFLA_NETKIT_HEADROOM, PROBE_HEADROOM),
+        ]
+    info = nest(C.IFLA_LINKINFO, attr_str(C.IFLA_INFO_KIND, "netkit"), nest(C.IFLA_INFO_DATA, *data))
+    return ifinfomsg() + attr_str(C.IFLA_IFNAME, "nkprobe0") + info
+
+
 def _in_throwaway_ns() -> tuple[bool, bool, bool]:
     netns.unshare_net()
     with RtnlSocket() as sock:
         try:
-            sock.request(C.RTM_NEWLINK, _FLAGS, newlink_body(_probe_link(True), None))
+            sock.request(C.RTM_NEWLINK, _FLAGS, probe_body(True))
         except NetlinkRefusal as exc:
             if exc.errno == errno.EOPNOTSUPP:
                 return False, False, False
             # something about the extra attributes upset this kernel: is plain netkit there at all?
             try:
-                sock.request(C.RTM_NEWLINK, _FLAGS, newlink_body(_probe_link(False), None))
+                sock.request(C.RTM_NEWLINK, _FLAGS, probe_body(False))
             except NetlinkRefusal as exc2:
                 if exc2.errno == errno.EOPNOTSUPP:
                     return False, False, False

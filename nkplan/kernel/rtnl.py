@@ -1,6 +1,6 @@
 """Building blocks for changing the kernel: a socket bound to a namespace, device lookup, and the
-request bodies for links, addresses and routes. Every refusal is turned into a KernelError that
-names the operation (refusals.explain)."""
+request bodies for links, addresses and routes (encoded by pyroute2, see encode.py). Every refusal
+is turned into a KernelError that names the operation (refusals.explain)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,13 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from nkplan.errors import KernelError
 from nkplan.kernel import consts as C
-from nkplan.kernel import decode, netns
+from nkplan.kernel import decode, encode, netns
 from nkplan.kernel.decode import RawLink
-from nkplan.kernel.nlsock import (
-    IFADDRMSG,
-    RTMSG,
-    NetlinkRefusal,
-    RtnlSocket,
-    attr,
-    attr_str,
-    attr_u32,
-    ifinfomsg,
-)
+from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket, attr_str, attr_u32, ifinfomsg
 from nkplan.kernel.refusals import Op, explain, no_namespace
 from nkplan.state import HOST, RTPROT_NKPLAN, RouteRec
 
@@ -78,7 +70,8 @@ def call(sock: RtnlSocket, op: Op, mtype: int, flags: int, body: bytes) -> None:
 
 
 def get_link(sock: RtnlSocket, name: str) -> RawLink | None:
-    """The device called name in the socket's namespace, or None."""
+    """The device called name in the socket's namespace, or None. A lookup, not a change: packed
+    by hand like the reader's dumps, because the netkit probe (part of read()) uses it too."""
     body = ifinfomsg() + attr_str(C.IFLA_IFNAME, name) + attr_u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)
     try:
         replies = sock.request(C.RTM_GETLINK, 0, body)
@@ -100,12 +93,15 @@ def need_link(sock: RtnlSocket, name: str, ns: str) -> RawLink:
 
 
 # links ------------------------------------------------------------------------------------------
-def setlink(index: int, *attrs: bytes, flags: int = 0, change: int = 0) -> bytes:
-    return ifinfomsg(index, flags, change) + b"".join(attrs)
+def setlink(index: int, *attrs: tuple[str, Any], flags: int = 0, change: int = 0) -> bytes:
+    """RTM_SETLINK / RTM_NEWLINK (change) / RTM_DELLINK body for the device with ifindex index."""
+    return encode.link(*attrs, index=index, flags=flags, change=change)
 
 
-def mac_bytes(mac: str) -> bytes:
-    return bytes.fromhex(mac.replace(":", "").replace("-", ""))
+def mac_text(mac: str) -> str:
+    """aa:bb:cc:dd:ee:ff, as pyroute2's IFLA_ADDRESS wants it, from any form the spec allows."""
+    raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    return ":".join(f"{b:02x}" for b in raw)
 
 
 def set_up(sock: RtnlSocket, index: int, name: str, ns: str, up: bool) -> None:
@@ -114,17 +110,18 @@ def set_up(sock: RtnlSocket, index: int, name: str, ns: str, up: bool) -> None:
 
 
 def set_alias(sock: RtnlSocket, index: int, name: str, ns: str, alias: str) -> None:
-    # an empty IFLA_IFALIAS clears the alias
-    call(sock, Op("set_alias", name, ns, alias), C.RTM_SETLINK, 0, setlink(index, attr(C.IFLA_IFALIAS, alias.encode())))
+    # an empty alias clears it (the kernel reports an empty alias as none)
+    call(sock, Op("set_alias", name, ns, alias), C.RTM_SETLINK, 0, setlink(index, ("IFLA_IFALIAS", alias)))
 
 
 # addresses --------------------------------------------------------------------------------------
 def addr_body(cidr: str, index: int) -> bytes:
     iface = ipaddress.ip_interface(cidr)
     family = C.AF_INET if iface.version == 4 else C.AF_INET6
-    packed = iface.ip.packed
-    hdr = IFADDRMSG.pack(family, iface.network.prefixlen, 0, 0, index)
-    return hdr + attr(C.IFA_LOCAL, packed) + attr(C.IFA_ADDRESS, packed)
+    ip = str(iface.ip)
+    return encode.address(
+        ("IFA_LOCAL", ip), ("IFA_ADDRESS", ip), family=family, prefixlen=iface.network.prefixlen, index=index
+    )
 
 
 def add_address(sock: RtnlSocket, index: int, name: str, ns: str, cidr: str, *, tolerate_present: bool) -> None:
@@ -153,18 +150,24 @@ def route_body(route: RouteRec, oif: int | None, *, delete: bool = False) -> byt
     else:
         scope = C.RT_SCOPE_UNIVERSE if via is not None or family == C.AF_INET6 else C.RT_SCOPE_LINK
         rtype = C.RTN_UNICAST
-    hdr = RTMSG.pack(family, net.prefixlen, 0, 0, C.RT_TABLE_MAIN, RTPROT_NKPLAN, scope, rtype, 0)
-    parts = [attr_u32(C.RTA_TABLE, C.RT_TABLE_MAIN)]
+    attrs: list[tuple[str, Any]] = [("RTA_TABLE", C.RT_TABLE_MAIN)]
     if net.prefixlen:
-        parts.append(attr(C.RTA_DST, net.network_address.packed))
+        attrs.append(("RTA_DST", str(net.network_address)))
     # always explicit: without it IPv6 stores 1024 and the read-back would differ from the record
-    parts.append(attr_u32(C.RTA_PRIORITY, route.metric))
+    attrs.append(("RTA_PRIORITY", route.metric))
     if via is not None:
         if via.version == net.version:
-            parts.append(attr(C.RTA_GATEWAY, via.packed))
+            attrs.append(("RTA_GATEWAY", str(via)))
         else:  # an IPv4 route via an IPv6 next hop: struct rtvia
-            vfam = C.AF_INET6 if via.version == 6 else C.AF_INET
-            parts.append(attr(C.RTA_VIA, vfam.to_bytes(2, "little") + via.packed))
+            attrs.append(("RTA_VIA", {"family": C.AF_INET6 if via.version == 6 else C.AF_INET, "addr": str(via)}))
     if oif is not None:
-        parts.append(attr_u32(C.RTA_OIF, oif))
-    return hdr + b"".join(parts)
+        attrs.append(("RTA_OIF", oif))
+    return encode.route(
+        *attrs,
+        family=family,
+        dst_len=net.prefixlen,
+        table=C.RT_TABLE_MAIN,
+        proto=RTPROT_NKPLAN,
+        scope=scope,
+        rtype=rtype,
+    )

@@ -1,21 +1,28 @@
-"""The kernel layer's pure parts, no root needed: nkplan's netlink codec against pyroute2 with the
-netkit plugin (two independent codecs must agree), netkit records from raw dumps (primary,
-policies seen from each end), pairing across namespaces, and refusal wording."""
+"""The kernel layer's pure parts, no root needed. Write requests are encoded by pyroute2 (with
+nkplan's netkit plugin); they are checked here independently of pyroute2: byte by byte against the
+kernel's numbers (consts.py, NETKIT-FACTS.md) with nkplan's own attribute parser, and through
+nkplan's fast decoder. Also: the probe's hand-packed request equals the production encoding,
+nkplan's decoder reads what pyroute2 encodes, netkit records from raw dumps (primary, policies
+seen from each end), pairing across namespaces, and refusal wording."""
 
 from __future__ import annotations
 
 import errno
 import struct
+import subprocess
+import sys
+from typing import cast
 
 import pytest
 
+from nkplan.errors import InternalError
 from nkplan.kernel import consts as C
-from nkplan.kernel import decode, netkit_plugin, reader
+from nkplan.kernel import decode, encode, links, netkit_plugin, probe, reader, rtnl
 from nkplan.kernel.decode import RawLink
 from nkplan.kernel.links import newlink_body
-from nkplan.kernel.nlsock import NetlinkRefusal
+from nkplan.kernel.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, NetlinkRefusal, RtnlSocket, parse_attrs
 from nkplan.kernel.refusals import Op, explain
-from nkplan.state import HOST, EndRec, LinkRec
+from nkplan.state import HOST, RTPROT_NKPLAN, EndRec, LinkRec, RouteRec
 
 pyroute2_ifinfmsg = pytest.importorskip("pyroute2.netlink.rtnl.ifinfmsg")
 
@@ -24,57 +31,235 @@ def as_message(mtype: int, body: bytes) -> bytes:
     return struct.pack("=IHHII", 16 + len(body), mtype, 0, 1, 0) + body
 
 
+def u32(v: int) -> bytes:
+    return struct.pack("=I", v)
+
+
+def asciiz(s: str) -> bytes:
+    return s.encode() + b"\0"
+
+
+def link_attrs(body: bytes) -> tuple[tuple[int, int, int, int, int], dict[int, bytes]]:
+    """(ifinfomsg fields, IFLA_* payloads) of a link request body, by nkplan's own parser."""
+    return IFINFOMSG.unpack_from(body, 0), parse_attrs(body, IFINFOMSG.size, len(body))
+
+
+def info_data(body: bytes, kind: str) -> dict[int, bytes]:
+    _, a = link_attrs(body)
+    info = parse_attrs(a[C.IFLA_LINKINFO], 0, len(a[C.IFLA_LINKINFO]))
+    assert info[C.IFLA_INFO_KIND] == asciiz(kind)
+    raw = info[C.IFLA_INFO_DATA]
+    return parse_attrs(raw, 0, len(raw))
+
+
+def peer_info(raw: bytes) -> tuple[tuple[int, int, int, int, int], dict[int, bytes]]:
+    """VETH_INFO_PEER / IFLA_NETKIT_PEER_INFO: a struct ifinfomsg, then IFLA_* attributes."""
+    return link_attrs(raw)
+
+
 def test_plugin_registers_idempotently() -> None:
     netkit_plugin.register()
     netkit_plugin.register()
     assert pyroute2_ifinfmsg.ifinfmsg.ifinfo.data_map["netkit"] is netkit_plugin.netkit
     names = [n for n, _ in netkit_plugin.netkit.nla_map]
-    assert names.index("IFLA_NETKIT_PEER_INFO") == C.IFLA_NETKIT_PEER_INFO
-    assert names.index("IFLA_NETKIT_PAIRING") == C.IFLA_NETKIT_PAIRING
+    for number in range(C.IFLA_NETKIT_PEER_INFO, C.IFLA_NETKIT_PAIRING + 1):
+        name = next(k for k in dir(C) if k.startswith("IFLA_NETKIT_") and getattr(C, k) == number)
+        assert names[number] == name
 
 
-def test_pyroute2_decodes_what_nkplan_sends() -> None:
-    netkit_plugin.register()
-    link = LinkRec(
-        "netkit",
-        EndRec(HOST, "nk-a", policy="forward", scrub="none"),
-        EndRec("pod", "nk-b", policy="blackhole", scrub="default"),
-        mode="l2",
-        headroom=32,
-        tailroom=16,
-    )
-    msg = pyroute2_ifinfmsg.ifinfmsg(as_message(C.RTM_NEWLINK, newlink_body(link, 7)))
-    msg.decode()
-    assert msg.get_attr("IFLA_IFNAME") == "nk-a"
-    info = msg.get_attr("IFLA_LINKINFO")
-    assert info.get_attr("IFLA_INFO_KIND") == "netkit"
-    data = info.get_attr("IFLA_INFO_DATA")
-    got = {k: v for k, v in data["attrs"] if k != "IFLA_NETKIT_PEER_INFO"}
-    assert got == {
-        "IFLA_NETKIT_MODE": C.NETKIT_L2,
-        "IFLA_NETKIT_POLICY": C.NETKIT_PASS,
-        "IFLA_NETKIT_PEER_POLICY": C.NETKIT_DROP,
-        "IFLA_NETKIT_SCRUB": C.NETKIT_SCRUB_NONE,
-        "IFLA_NETKIT_PEER_SCRUB": C.NETKIT_SCRUB_DEFAULT,
-        "IFLA_NETKIT_HEADROOM": 32,
-        "IFLA_NETKIT_TAILROOM": 16,
+FULL = LinkRec(
+    "netkit",
+    EndRec(HOST, "nk-a", policy="forward", scrub="none"),
+    EndRec("pod", "nk-b", policy="blackhole", scrub="default"),
+    mode="l2",
+    headroom=32,
+    tailroom=16,
+)
+
+
+def test_netkit_creation_request_bytes() -> None:
+    body = newlink_body(FULL, 7)
+    hdr, a = link_attrs(body)
+    assert hdr == (C.AF_UNSPEC, 0, 0, 0, 0) and a[C.IFLA_IFNAME] == asciiz("nk-a")
+    data = info_data(body, "netkit")
+    assert {k: v for k, v in data.items() if k != C.IFLA_NETKIT_PEER_INFO} == {
+        C.IFLA_NETKIT_MODE: u32(C.NETKIT_L2),
+        C.IFLA_NETKIT_POLICY: u32(C.NETKIT_PASS),
+        C.IFLA_NETKIT_PEER_POLICY: u32(C.NETKIT_DROP),
+        C.IFLA_NETKIT_SCRUB: u32(C.NETKIT_SCRUB_NONE),
+        C.IFLA_NETKIT_PEER_SCRUB: u32(C.NETKIT_SCRUB_DEFAULT),
+        C.IFLA_NETKIT_HEADROOM: struct.pack("=H", 32),  # NLA_U16: exactly 2 bytes (nla_len 6)
+        C.IFLA_NETKIT_TAILROOM: struct.pack("=H", 16),
     }
-    peer = data.get_attr("IFLA_NETKIT_PEER_INFO")
-    assert peer.get_attr("IFLA_IFNAME") == "nk-b" and peer.get_attr("IFLA_NET_NS_FD") == 7
+    phdr, pa = peer_info(data[C.IFLA_NETKIT_PEER_INFO])
+    assert phdr == (C.AF_UNSPEC, 0, 0, 0, 0)
+    assert pa == {C.IFLA_IFNAME: asciiz("nk-b"), C.IFLA_NET_NS_FD: u32(7)}
+    # and nkplan's fast decoder, which the reader uses on the kernel's dumps, agrees
+    got = decode.link(as_message(C.RTM_NEWLINK, body), 16, 16 + len(body))
+    assert (got.name, got.kind, got.netkit[C.IFLA_NETKIT_HEADROOM], got.netkit[C.IFLA_NETKIT_PEER_POLICY]) == (
+        "nk-a",
+        "netkit",
+        32,
+        C.NETKIT_DROP,
+    )
+
+
+def test_headroom_and_tailroom_take_the_full_u16_range() -> None:
+    link = LinkRec("netkit", EndRec(HOST, "nk-a"), EndRec(HOST, "nk-b"), headroom=65535, tailroom=0)
+    data = info_data(newlink_body(link, None), "netkit")
+    assert (data[C.IFLA_NETKIT_HEADROOM], data[C.IFLA_NETKIT_TAILROOM]) == (b"\xff\xff", b"\0\0")
 
 
 def test_undeclared_netkit_attributes_are_not_sent() -> None:
-    netkit_plugin.register()
     link = LinkRec("netkit", EndRec(HOST, "nk-a"), EndRec(HOST, "nk-b"))
-    msg = pyroute2_ifinfmsg.ifinfmsg(as_message(C.RTM_NEWLINK, newlink_body(link, None)))
-    msg.decode()
-    data = msg.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
-    assert [k for k, _ in data["attrs"]] == ["IFLA_NETKIT_PEER_INFO"]
-    assert data.get_attr("IFLA_NETKIT_PEER_INFO").get_attr("IFLA_NET_NS_FD") is None
+    data = info_data(newlink_body(link, None), "netkit")
+    assert list(data) == [C.IFLA_NETKIT_PEER_INFO]  # in particular never the read-only PRIMARY
+    assert peer_info(data[C.IFLA_NETKIT_PEER_INFO])[1] == {C.IFLA_IFNAME: asciiz("nk-b")}
+
+
+def test_veth_creation_request_bytes() -> None:
+    link = LinkRec("veth", EndRec(HOST, "h0"), EndRec("pod", "eth0"))
+    body = newlink_body(link, 9)
+    assert link_attrs(body)[1][C.IFLA_IFNAME] == asciiz("h0")
+    data = info_data(body, "veth")
+    assert list(data) == [C.VETH_INFO_PEER]
+    assert peer_info(data[C.VETH_INFO_PEER]) == (
+        (0, 0, 0, 0, 0),
+        {C.IFLA_IFNAME: asciiz("eth0"), C.IFLA_NET_NS_FD: u32(9)},
+    )
+
+
+@pytest.mark.parametrize("extras", [True, False])
+def test_probe_request_equals_the_production_encoding(extras: bool) -> None:
+    # the probe runs inside read(), which must not import pyroute2, so it packs its request itself
+    assert probe.probe_body(extras) == newlink_body(probe.probe_link(extras), None)
+
+
+class Recorder:
+    """Stands in for RtnlSocket: records what would be sent, acks everything."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int, bytes]] = []
+
+    def request(self, mtype: int, flags: int, body: bytes) -> list[tuple[int, bytes, int, int]]:
+        self.sent.append((mtype, flags, body))
+        return []
+
+
+def recorded(fn: object, *args: object, **kwargs: object) -> tuple[int, int, bytes]:
+    rec = Recorder()
+    fn(cast(RtnlSocket, rec), *args, **kwargs)  # type: ignore[operator]
+    assert len(rec.sent) == 1
+    return rec.sent[0]
+
+
+MAC = bytes.fromhex("020000abcd01")
+CHANGES = [
+    ("up", lambda: recorded(rtnl.set_up, 5, "x", HOST, True)[2], (0, 0, 5, C.IFF_UP, C.IFF_UP), {}),
+    ("down", lambda: recorded(rtnl.set_up, 5, "x", HOST, False)[2], (0, 0, 5, 0, C.IFF_UP), {}),
+    ("mtu", lambda: links.mtu_body(5, 9000), (0, 0, 5, 0, 0), {C.IFLA_MTU: u32(9000)}),
+    ("mac", lambda: links.mac_body(5, "02-00-00-AB-cd-01"), (0, 0, 5, 0, 0), {C.IFLA_ADDRESS: MAC}),
+    (
+        "alias",
+        lambda: recorded(rtnl.set_alias, 5, "x", HOST, "nkplan:s:primary")[2],
+        (0, 0, 5, 0, 0),
+        {C.IFLA_IFALIAS: asciiz("nkplan:s:primary")},
+    ),
+    ("delete by index", lambda: rtnl.setlink(5), (0, 0, 5, 0, 0), {}),
+    ("group", lambda: rtnl.setlink(5, ("IFLA_GROUP", 0x40000001)), (0, 0, 5, 0, 0), {C.IFLA_GROUP: u32(0x40000001)}),
+]
+
+
+@pytest.mark.parametrize(("label", "build", "hdr", "attrs"), CHANGES, ids=[c[0] for c in CHANGES])
+def test_link_change_request_bytes(label: str, build: object, hdr: tuple[int, ...], attrs: dict[int, bytes]) -> None:
+    assert link_attrs(build()) == (hdr, attrs)  # type: ignore[operator]
+
+
+NETKIT_CHANGES = [
+    (links.policy_body(5, "blackhole", "forward"), {C.IFLA_NETKIT_POLICY: u32(2), C.IFLA_NETKIT_PEER_POLICY: u32(0)}),
+    (links.policy_body(5, None, "blackhole"), {C.IFLA_NETKIT_PEER_POLICY: u32(2)}),
+    (links.fixed_body(5, C.IFLA_NETKIT_MODE, "l2"), {C.IFLA_NETKIT_MODE: u32(C.NETKIT_L2)}),
+    (links.fixed_body(5, C.IFLA_NETKIT_SCRUB, "none"), {C.IFLA_NETKIT_SCRUB: u32(0)}),
+    (links.fixed_body(5, C.IFLA_NETKIT_PEER_SCRUB, "default"), {C.IFLA_NETKIT_PEER_SCRUB: u32(1)}),
+    (links.fixed_body(5, C.IFLA_NETKIT_HEADROOM, 64), {C.IFLA_NETKIT_HEADROOM: struct.pack("=H", 64)}),
+    (links.fixed_body(5, C.IFLA_NETKIT_TAILROOM, 128), {C.IFLA_NETKIT_TAILROOM: struct.pack("=H", 128)}),
+]
+
+
+@pytest.mark.parametrize(("body", "data"), NETKIT_CHANGES)
+def test_netkit_change_request_bytes(body: bytes, data: dict[int, bytes]) -> None:
+    hdr, a = link_attrs(body)
+    assert hdr == (0, 0, 5, 0, 0) and list(a) == [C.IFLA_LINKINFO]
+    assert info_data(body, "netkit") == data
+
+
+@pytest.mark.parametrize(
+    ("cidr", "family", "packed"),
+    [
+        ("10.1.2.3/24", C.AF_INET, bytes([10, 1, 2, 3])),
+        ("fd00:1::2/128", C.AF_INET6, bytes.fromhex("fd000001" + "0" * 22 + "02")),
+    ],
+)
+def test_address_request_bytes(cidr: str, family: int, packed: bytes) -> None:
+    body = rtnl.addr_body(cidr, 42)
+    assert IFADDRMSG.unpack_from(body, 0) == (family, int(cidr.split("/")[1]), 0, 0, 42)
+    assert parse_attrs(body, IFADDRMSG.size, len(body)) == {C.IFA_LOCAL: packed, C.IFA_ADDRESS: packed}
+    got = decode.address(as_message(C.RTM_NEWADDR, body), 16, 16 + len(body))
+    assert got is not None and got[0] == 42 and got[1][2] == cidr
+
+
+ROUTES = [
+    (RouteRec("pod", "0.0.0.0/0", dev="eth0"), 3, C.RT_SCOPE_LINK),
+    (RouteRec("pod", "10.0.0.0/8", via="10.0.0.1", metric=5), None, C.RT_SCOPE_UNIVERSE),
+    (RouteRec("pod", "::/0", via="fe80::1", dev="eth0"), 3, C.RT_SCOPE_UNIVERSE),
+    (RouteRec("pod", "10.9.0.0/16", via="fd00::1", dev="eth0", metric=100), 3, C.RT_SCOPE_UNIVERSE),
+    (RouteRec("pod", "fd00:5::/64", dev="eth0", metric=1024), 3, C.RT_SCOPE_UNIVERSE),
+]
+
+
+@pytest.mark.parametrize(("route", "oif", "scope"), ROUTES)
+def test_route_request_bytes(route: RouteRec, oif: int | None, scope: int) -> None:
+    body = rtnl.route_body(route, oif)
+    family, dst_len, _, _, table, proto, got_scope, rtype, flags = RTMSG.unpack_from(body, 0)
+    assert (table, proto, got_scope, rtype, flags) == (C.RT_TABLE_MAIN, RTPROT_NKPLAN, scope, C.RTN_UNICAST, 0)
+    a = parse_attrs(body, RTMSG.size, len(body))
+    assert a[C.RTA_TABLE] == u32(C.RT_TABLE_MAIN) and a[C.RTA_PRIORITY] == u32(route.metric)
+    assert (C.RTA_DST in a) == (dst_len > 0)
+    if route.via == "fd00::1":  # an IPv4 route via an IPv6 next hop: struct rtvia, no RTA_GATEWAY
+        assert C.RTA_GATEWAY not in a
+        assert a[C.RTA_VIA] == struct.pack("=H", C.AF_INET6) + bytes.fromhex("fd00" + "0" * 26 + "01")
+    # the fast decoder reads the request back as the route it describes
+    got = decode.route(as_message(C.RTM_NEWROUTE, body), 16, 16 + len(body))
+    assert got is not None and got.family == family
+    assert (got.to, got.via, got.oif, got.metric) == (route.to, route.via, oif, route.metric)
+
+
+def test_route_delete_matches_any_scope_and_type() -> None:
+    body = rtnl.route_body(RouteRec("pod", "10.0.0.0/8", dev="eth0"), None, delete=True)
+    assert RTMSG.unpack_from(body, 0)[6:8] == (rtnl.RT_SCOPE_NOWHERE, 0)
+    assert C.RTA_OIF not in parse_attrs(body, RTMSG.size, len(body))
+
+
+def test_an_attribute_pyroute2_does_not_know_is_refused_not_dropped() -> None:
+    with pytest.raises(InternalError, match="IFLA_NO_SUCH"):
+        encode.link(("IFLA_NO_SUCH", 1), index=5)
+    with pytest.raises(InternalError, match="IFLA_NETKIT_BOGUS"):
+        rtnl.setlink(5, links._linkinfo("netkit", ("IFLA_NETKIT_BOGUS", 1)))
+
+
+def test_pyroute2_is_imported_by_the_first_write_only() -> None:
+    code = (
+        "import sys\n"
+        "from nkplan.kernel import batch, links, netlink, probe, rtnl\n"
+        "assert 'pyroute2' not in sys.modules, 'imported with the kernel layer'\n"
+        "links.mtu_body(1, 1500)\n"
+        "assert 'pyroute2' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_nkplan_decodes_what_pyroute2_encodes() -> None:
-    netkit_plugin.register()
+    netkit_plugin.register()  # as a kernel dump would carry them, incl. read-only PRIMARY, PAIRING
     msg = pyroute2_ifinfmsg.ifinfmsg()
     msg["index"] = 42
     msg["flags"] = C.IFF_UP | C.IFF_NOARP
