@@ -5,7 +5,10 @@ cannot report an attribute never yields a diff that can't go away."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import ipaddress
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,7 +51,21 @@ def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelIn
     )
 
 
+def applied_digest(rec: LinkRec) -> str:
+    """Short digest of a declared pair (ownership and bookkeeping left out), written into the
+    primary's ownership mark on apply: equal digests later mean "the spec did not change"."""
+    data = dataclasses.asdict(rec)
+    data.pop("owner"), data.pop("applied")
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
 def link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
+    rec = _link_record(link, stack, info)
+    return dataclasses.replace(rec, applied=applied_digest(rec))
+
+
+def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
     netkit = link.kind == "netkit"
     room_default = 0 if netkit and info.netkit_headroom is not False else None
     return LinkRec(

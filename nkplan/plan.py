@@ -4,6 +4,7 @@ delete in the first phase and a create in the second)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -34,6 +35,13 @@ def type_of(rec: Record) -> ResourceType:
     if isinstance(rec, NamespaceRec):
         return "namespace"
     return "link" if isinstance(rec, LinkRec) else "route"
+
+
+def attrs(rec: Record) -> dict[str, Any]:
+    """The record's attributes as a reviewer sees them (no bookkeeping fields)."""
+    data = to_dict(rec)
+    data.pop("applied", None)
+    return data
 
 
 def to_dict(rec: Record) -> dict[str, Any]:
@@ -86,6 +94,17 @@ class Plan:
     warnings: tuple[str, ...] = ()
     format_version: int = FORMAT_VERSION
     meta: dict[str, Any] = field(default_factory=dict)
+    # Changes made outside nkplan to owned objects since the last apply: before = as applied,
+    # after = live. The matching restoring change is in `changes` as usual.
+    drift: tuple[Change, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        """Digest of the live state the plan was computed against: every covered resource as it
+        was (absent included). Also defined for an empty state."""
+        view = {c.address: c.before for c in self.changes}
+        blob = json.dumps(view, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
     @property
     def has_changes(self) -> bool:
@@ -115,15 +134,18 @@ class Plan:
             "operations": [asdict(o) for o in self.operations],
             "warnings": list(self.warnings),
             "meta": self.meta,
+            "drift": [asdict(c) for c in self.drift],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
         if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported plan format_version {data.get('format_version')!r}")
-        changes = tuple(
-            Change(**{**c, "changed_paths": tuple(c["changed_paths"]), "replace_paths": tuple(c["replace_paths"])})
-            for c in data["changes"]
-        )
+        changes = tuple(_change(c) for c in data["changes"])
         ops = tuple(Operation(**o) for o in data["operations"])
-        return cls(data["stack"], changes, ops, tuple(data["warnings"]), data["format_version"], data["meta"])
+        drift = tuple(_change(c) for c in data.get("drift", []))
+        return cls(data["stack"], changes, ops, tuple(data["warnings"]), data["format_version"], data["meta"], drift)
+
+
+def _change(c: dict[str, Any]) -> Change:
+    return Change(**{**c, "changed_paths": tuple(c["changed_paths"]), "replace_paths": tuple(c["replace_paths"])})

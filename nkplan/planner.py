@@ -12,7 +12,7 @@ from typing import Any
 from nkplan.desired import Desired
 from nkplan.diff import changed_paths
 from nkplan.errors import PlanError
-from nkplan.plan import Action, Change, Operation, Plan, Record, address_of, to_dict, type_of
+from nkplan.plan import Action, Change, Operation, Plan, Record, address_of, attrs, to_dict, type_of
 from nkplan.state import LinkRec, LiveState, NamespaceRec, RouteRec, ns_label
 
 Locate = Callable[[tuple[str | int, ...]], str]
@@ -62,7 +62,7 @@ def choose_action(
     want = _fill_unspecified(want, have)
     if want == have:
         return "no-op", (), (), None
-    paths = changed_paths(to_dict(have), to_dict(want))
+    paths = changed_paths(attrs(have), attrs(want))
     if isinstance(want, LinkRec):
         forced = tuple(p for p in paths if p in IMMUTABLE_LINK)
         if forced:
@@ -221,14 +221,31 @@ class _Planner:
                     address=addr,
                     type=type_of(item.any),
                     action=action,
-                    before=to_dict(item.have) if item.have is not None else None,
-                    after=to_dict(item.want) if item.want is not None else None,
+                    before=attrs(item.have) if item.have is not None else None,
+                    after=attrs(item.want) if item.want is not None else None,
                     changed_paths=paths,
                     replace_paths=forced,
                     reason=reason,
                 )
             )
-        return Plan(self.stack, tuple(changes), tuple(ops), tuple(self.warnings))
+        return Plan(self.stack, tuple(changes), tuple(ops), tuple(self.warnings), drift=self._drift())
+
+    def _drift(self) -> tuple[Change, ...]:
+        """Owned pairs whose spec is unchanged since the last apply (same digest in the ownership
+        mark) but whose live attributes differ: someone changed them outside nkplan."""
+        out = []
+        for addr, item in sorted(self.items.items(), key=lambda kv: kv[1].order):
+            want, have = item.want, item.have
+            if not isinstance(want, LinkRec) or not isinstance(have, LinkRec) or not self.ours(have.owner):
+                continue
+            if have.applied is None or have.applied != want.applied:
+                continue
+            applied = _fill_unspecified(want, have)
+            if applied == have:
+                continue
+            paths = changed_paths(attrs(applied), attrs(have))
+            out.append(Change(addr, "link", "update", attrs(applied), attrs(have), paths, (), "changed outside nkplan"))
+        return tuple(out)
 
     def _cascade(self, decided: dict[str, tuple[Action, tuple[str, ...], tuple[str, ...], str | None]]) -> None:
         """A route lives on its device: when the device is replaced, the route is too."""

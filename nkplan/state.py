@@ -18,18 +18,32 @@ Scrub = Literal["default", "none"]
 Role = Literal["primary", "peer", "ns"]
 
 
-def owner_alias(stack: str, role: Role) -> str:
-    """The ifalias written on every owned device end (role primary/peer) and on a namespace's lo."""
-    return f"{OWNER_PREFIX}{stack}:{role}"
+def owner_alias(stack: str, role: Role, applied: str | None = None) -> str:
+    """The ifalias written on every owned device end (role primary/peer) and on a namespace's lo:
+    `nkplan:STACK:ROLE`, and on a primary `nkplan:STACK:primary:DIGEST`, the digest of the
+    declared pair as last applied, so a later plan can tell drift (a change made outside nkplan)
+    from a change of the spec."""
+    mark = f"{OWNER_PREFIX}{stack}:{role}"
+    return f"{mark}:{applied}" if applied and role == "primary" else mark
+
+
+def _owner_parts(alias: str | None) -> list[str] | None:
+    if not alias or not alias.startswith(OWNER_PREFIX):
+        return None
+    parts = alias[len(OWNER_PREFIX) :].split(":")  # stack names cannot contain ':'
+    if len(parts) not in (2, 3) or not parts[0] or parts[1] not in ("primary", "peer", "ns"):
+        return None
+    return parts
 
 
 def parse_owner_alias(alias: str | None) -> tuple[str, Role] | None:
-    if not alias or not alias.startswith(OWNER_PREFIX):
-        return None
-    stack, _, role = alias[len(OWNER_PREFIX) :].rpartition(":")
-    if not stack or role not in ("primary", "peer", "ns"):
-        return None
-    return stack, role  # type: ignore[return-value]
+    parts = _owner_parts(alias)
+    return (parts[0], parts[1]) if parts else None  # type: ignore[return-value]
+
+
+def parse_applied_digest(alias: str | None) -> str | None:
+    parts = _owner_parts(alias)
+    return parts[2] if parts and len(parts) == 3 else None
 
 
 def ns_label(ns: str) -> str:
@@ -70,6 +84,9 @@ class LinkRec:
     headroom: int | None = None  # netkit only; None = not declared / kernel default 0
     tailroom: int | None = None
     owner: str | None = None
+    # Digest of the declared record as last applied (desired side: of this record). Not an
+    # attribute: never compared, never shown as a change; it only tells drift from spec changes.
+    applied: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

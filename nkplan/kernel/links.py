@@ -94,12 +94,12 @@ def mac_body(index: int, mac: str) -> bytes:
     return setlink(index, ("IFLA_ADDRESS", rtnl.mac_text(mac)))
 
 
-def _configure(sock: RtnlSocket, end: EndRec, role: Role, owner: str | None) -> None:
+def _configure(sock: RtnlSocket, end: EndRec, role: Role, owner: str | None, applied: str | None) -> None:
     """Bring a freshly made end to the record: alias, mac, mtu, addresses, then up."""
     ns = end.namespace
     dev = need_link(sock, end.name, ns)
     if owner is not None:
-        rtnl.set_alias(sock, dev.ifindex, end.name, ns, owner_alias(owner, role))
+        rtnl.set_alias(sock, dev.ifindex, end.name, ns, owner_alias(owner, role, applied))
     if end.mac is not None and end.mac != dev.mac:
         _set_mac(sock, dev.ifindex, end, dev.flags & C.IFF_UP != 0)
     if end.mtu != dev.mtu:
@@ -153,8 +153,8 @@ def create_link(link: LinkRec) -> None:
                     raise name_taken(q.name, q.namespace) from None
             raise explain(op, exc) from None
         try:
-            _configure(ps, p, "primary", link.owner)
-            _configure(qs, q, "peer", link.owner)
+            _configure(ps, p, "primary", link.owner, link.applied)
+            _configure(qs, q, "peer", link.owner, None)
         except BaseException:
             _delete_by_name(ps, p.name)  # all or nothing: no half-configured pair stays behind
             raise
@@ -218,12 +218,18 @@ def _kernel_int(attr_type: int, value: object) -> int:
 
 
 def _update_end(
-    sock: RtnlSocket, before: EndRec, after: EndRec, role: Role, owner_changed: bool, owner: str | None
+    sock: RtnlSocket,
+    before: EndRec,
+    after: EndRec,
+    role: Role,
+    owner_changed: bool,
+    owner: str | None,
+    applied: str | None = None,
 ) -> None:
     ns, name = after.namespace, after.name
     dev = need_link(sock, name, ns)
     if owner_changed:
-        rtnl.set_alias(sock, dev.ifindex, name, ns, owner_alias(owner, role) if owner else "")
+        rtnl.set_alias(sock, dev.ifindex, name, ns, owner_alias(owner, role, applied) if owner else "")
     if after.mac is not None and after.mac != dev.mac:
         _set_mac(sock, dev.ifindex, after, dev.flags & C.IFF_UP != 0)
     was_up = bool(dev.flags & C.IFF_UP)
@@ -264,5 +270,5 @@ def update_link(before: LinkRec, after: LinkRec) -> None:
                 op = Op("set_policy", p.name, p.namespace, f"{p.policy}/{q.policy} (primary/peer)")
                 call(ps, op, C.RTM_NEWLINK, 0, policy_body(index, p.policy, q.policy))
         changed = before.owner != after.owner
-        _update_end(ps, before.primary, p, "primary", changed or after.owner is not None, after.owner)
+        _update_end(ps, before.primary, p, "primary", changed or after.owner is not None, after.owner, after.applied)
         _update_end(qs, before.peer, q, "peer", changed or after.owner is not None, after.owner)

@@ -28,6 +28,7 @@ from nkplan.state import (
     NamespaceRec,
     Role,
     RouteRec,
+    parse_applied_digest,
     parse_owner_alias,
 )
 
@@ -270,6 +271,7 @@ def link_record(a: End, b: End) -> LinkRec:
         headroom=d.netkit.get(C.IFLA_NETKIT_HEADROOM) if netkit else None,
         tailroom=d.netkit.get(C.IFLA_NETKIT_TAILROOM) if netkit else None,
         owner=_role(d)[0],
+        applied=parse_applied_digest(d.alias),
     )
 
 

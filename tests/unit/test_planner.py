@@ -226,3 +226,23 @@ def test_pair_deletes_in_one_namespace_run_as_one_kernel_call(spec: Spec) -> Non
     converge(kernel, empty_spec("t"))
     assert kernel.calls.count("delete_links") == 1 and "delete_link" not in kernel.calls
     assert not kernel.state.links
+
+
+def test_drift_is_told_apart_from_spec_changes(spec: Spec) -> None:
+    import dataclasses
+
+    kernel = FakeKernel()
+    converge(kernel, spec(BASE))
+    key = ("", "nk1")
+    live = kernel.state.links[key]
+    kernel.state.links[key] = dataclasses.replace(live, primary=dataclasses.replace(live.primary, policy="blackhole"))
+    plan = plan_for(kernel, spec(BASE)).plan
+    (drift,) = plan.drift
+    assert drift.address == "link[nk1]" and drift.changed_paths == ("primary.policy",)
+    assert drift.before["primary"]["policy"] == "forward" and drift.after["primary"]["policy"] == "blackhole"
+    assert actions(plan) == [("link[nk1]", "update")]  # and the plan restores the declared value
+    # when the spec changed too, the difference is the spec's: no drift is claimed
+    changed = spec(BASE.replace("addresses: [10.0.0.1/32]", "addresses: [10.0.0.7/32]"))
+    assert plan_for(kernel, changed).plan.drift == ()
+    converge(kernel, spec(BASE))
+    assert plan_for(kernel, spec(BASE)).plan.drift == ()
