@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -12,15 +14,17 @@ from nkplan.errors import NkplanError, SpecError
 
 if TYPE_CHECKING:
     from nkplan.kernel.base import Kernel
-    from nkplan.plan import Operation
+    from nkplan.loader import Loaded
+    from nkplan.plan import Operation, Plan
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
-EXIT_LOCKED, EXIT_INTERRUPTED = 4, 130
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_STALE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 EPILOG = """exit codes:
   0    success; for plan: no changes (or changes, without --detailed-exitcode)
-  1    error: invalid spec (file:line:col given), plan refused, kernel refusal, verify failed
+  1    error: invalid spec (file:line:col given), plan refused, kernel refusal (steps rolled back),
+       verification failed, unreadable or modified plan file, missing privileges
   2    plan --detailed-exitcode: changes are pending
+  3    apply PLAN.json: the live state (or host, or kernel) changed since the plan was made
   4    another nkplan process holds the stack's lock
   130  interrupted (completed steps were rolled back)
 """
@@ -32,6 +36,11 @@ def _kernel() -> Kernel:
     kernel = NetlinkKernel()
     kernel.check_privileges()
     return kernel
+
+
+def _colour(args: argparse.Namespace) -> bool:
+    """Colour only on a terminal, never with NO_COLOR (https://no-color.org) or --no-color."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and not getattr(args, "no_color", False)
 
 
 def _confirm(args: argparse.Namespace, verb: str) -> None:
@@ -51,6 +60,20 @@ def _progress(stage: str, op: Operation) -> None:
     print(f"  {op.address}: {verb}", flush=True)
 
 
+def _render(plan: Plan, fmt: str, colour: bool) -> str:
+    if fmt == "json":
+        from nkplan.render.json_plan import render_json
+
+        return render_json(plan)
+    if fmt == "markdown":
+        from nkplan.render.markdown import render_markdown
+
+        return render_markdown(plan)
+    from nkplan.render.text import render_plan
+
+    return render_plan(plan, colour=colour)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from nkplan.loader import load_file
 
@@ -65,60 +88,108 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from nkplan.loader import load_file
-    from nkplan.render.text import render_plan
     from nkplan.workflow import plan_for
 
     loaded = load_file(args.file)
-    planned = plan_for(_kernel(), loaded, adopt=args.adopt)
-    sys.stdout.write(render_plan(planned.plan))
+    if args.state:
+        from nkplan import snapshot
+
+        live, host = snapshot.load(args.state)
+        planned = plan_for(None, loaded, adopt=args.adopt, live=live, source="snapshot", host=host)
+    else:
+        planned = plan_for(_kernel(), loaded, adopt=args.adopt)
+    if args.out:
+        from nkplan.savedplan import write_saved
+
+        write_saved(planned.plan, loaded, args.out)
+    sys.stdout.write(_render(planned.plan, args.format, _colour(args)))
+    if args.out and args.format == "text":
+        print(f"Saved the plan to {args.out}; apply exactly these steps with: nkplan apply {args.out}")
     return EXIT_CHANGES if args.detailed_exitcode and planned.plan.has_changes else EXIT_OK
 
 
-def _apply(args: argparse.Namespace, loaded_fn: str, verb: str) -> int:
-    from nkplan.loader import load_file
+def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | None = None) -> int:
     from nkplan.lock import stack_lock
     from nkplan.render.text import render_plan, summary_line
-    from nkplan.workflow import apply_and_verify, empty_spec, plan_for
+    from nkplan.workflow import apply_and_verify, plan_for
 
-    loaded = empty_spec(args.stack) if loaded_fn == "" else load_file(loaded_fn)
     kernel = _kernel()
     with stack_lock(loaded.spec.stack):
-        plan = plan_for(kernel, loaded, adopt=getattr(args, "adopt", False)).plan
-        sys.stdout.write(render_plan(plan))
+        if saved is not None:
+            from nkplan.identity import host_identity
+            from nkplan.savedplan import check_fresh
+
+            fresh = plan_for(kernel, loaded, adopt=bool(saved.meta.get("adopt"))).plan
+            check_fresh(saved, fresh, host_identity())
+            plan = saved
+        else:
+            plan = plan_for(kernel, loaded, adopt=getattr(args, "adopt", False)).plan
+        sys.stdout.write(render_plan(plan, colour=_colour(args)))
         if not plan.has_changes:
             return EXIT_OK
-        _confirm(args, verb)
+        if saved is None:
+            _confirm(args, verb)  # a saved plan is the approval
         apply_and_verify(kernel, loaded, plan, progress=None if args.quiet else _progress)
     print(f"{verb.capitalize()} complete! {summary_line(plan)[len('Plan: ') :]}")
     return EXIT_OK
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    return _apply(args, args.file, "apply")
+    from nkplan.savedplan import is_saved_plan, read_saved
+
+    if is_saved_plan(args.file):
+        if args.adopt:
+            raise NkplanError("--adopt is decided when the plan is made: pass it to `nkplan plan --out`")
+        saved, loaded = read_saved(args.file)
+        return _execute(args, loaded, "apply", saved)
+    from nkplan.loader import load_file
+
+    return _execute(args, load_file(args.file), "apply")
 
 
-def cmd_destroy(args: argparse.Namespace) -> int:
+def _stack_of(args: argparse.Namespace, verb: str) -> str:
     if args.file:
         from nkplan.loader import load_file
 
-        args.stack = load_file(args.file).spec.stack
+        return load_file(args.file).spec.stack
     if not args.stack:
-        raise NkplanError("destroy needs a spec FILE or --stack NAME")
-    return _apply(args, "", "destroy")
+        raise NkplanError(f"{verb} needs a spec FILE or --stack NAME")
+    return str(args.stack)
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    from nkplan.workflow import empty_spec
+
+    return _execute(args, empty_spec(_stack_of(args, "destroy")), "destroy")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from nkplan.export import stack_document, to_yaml
 
-    stack = args.stack
-    if args.file:
-        from nkplan.loader import load_file
+    stack = _stack_of(args, "show")
+    live = _kernel().read(probe_netkit=True)
+    doc = stack_document(live, stack, unowned=args.all)
+    if args.format == "json":
+        from nkplan import snapshot
+        from nkplan.identity import host_identity
 
-        stack = load_file(args.file).spec.stack
-    if not stack:
-        raise NkplanError("show needs a spec FILE or --stack NAME")
-    live = _kernel().read()
-    sys.stdout.write(to_yaml(stack_document(live, stack)))
+        doc[snapshot.SNAPSHOT_KEY] = snapshot.to_json(live, host_identity())
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        sys.stdout.write(to_yaml(doc))
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.plan:
+        from nkplan.render.json_plan import plan_schema
+
+        schema = plan_schema()
+    else:
+        from nkplan.spec.schema import spec_schema
+
+        schema = spec_schema()
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
     return EXIT_OK
 
 
@@ -135,34 +206,54 @@ def parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
 
+    def spec_arg(cmd: argparse.ArgumentParser, optional: bool = False) -> None:
+        if optional:
+            cmd.add_argument("file", nargs="?", help="spec YAML whose stack to use")
+            cmd.add_argument("--stack", help="stack name (instead of a file)")
+        else:
+            cmd.add_argument("file", help="spec YAML, or - for stdin")
+
+    def no_color(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--no-color", action="store_true", help="no colour (also: NO_COLOR set, or not a terminal)")
+
     v = add("validate", "check a spec file (no root, no kernel access)")
-    v.add_argument("file", help="spec YAML, or - for stdin")
+    spec_arg(v)
     v.set_defaults(func=cmd_validate)
 
     pl = add("plan", "show what apply would change")
-    pl.add_argument("file", help="spec YAML, or - for stdin")
+    spec_arg(pl)
     pl.add_argument("--adopt", action="store_true", help="take over declared objects that exist but are not owned")
     pl.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when changes are pending, 0 when none")
+    pl.add_argument("--format", choices=("text", "json", "markdown"), default="text", help="output format")
+    pl.add_argument("--out", metavar="PLAN.json", help="also save the plan, for `nkplan apply PLAN.json`")
+    pl.add_argument("--state", metavar="SNAPSHOT.json", help="plan against a `show --format json` snapshot (no root)")
+    no_color(pl)
     pl.set_defaults(func=cmd_plan)
 
-    ap = add("apply", "make the kernel match the spec")
-    ap.add_argument("file", help="spec YAML, or - for stdin")
+    ap = add("apply", "make the kernel match the spec, or carry out a saved plan")
+    ap.add_argument("file", help="spec YAML (or - for stdin), or a saved PLAN.json from `plan --out`")
     ap.add_argument("--adopt", action="store_true", help="take over declared objects that exist but are not owned")
     ap.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     ap.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
+    no_color(ap)
     ap.set_defaults(func=cmd_apply)
 
-    sh = add("show", "print the live state of a stack as a spec")
-    sh.add_argument("file", nargs="?", help="spec YAML whose stack to show")
-    sh.add_argument("--stack", help="stack name (instead of a file)")
+    sh = add("show", "print the live state of a stack as a spec that plans to no changes")
+    spec_arg(sh, optional=True)
+    sh.add_argument("--format", choices=("yaml", "json"), default="yaml", help="json also embeds a snapshot for --state")
+    sh.add_argument("--all", action="store_true", help="include unowned namespaces and device pairs (to import)")
     sh.set_defaults(func=cmd_show)
 
     de = add("destroy", "remove everything a stack owns")
-    de.add_argument("file", nargs="?", help="spec YAML whose stack to destroy")
-    de.add_argument("--stack", help="stack name (instead of a file)")
+    spec_arg(de, optional=True)
     de.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     de.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
+    no_color(de)
     de.set_defaults(func=cmd_destroy)
+
+    sc = add("schema", "print the JSON Schema of the spec (or, with --plan, of the JSON plan)")
+    sc.add_argument("--plan", action="store_true", help="the schema of `plan --format json` and saved plans")
+    sc.set_defaults(func=cmd_schema)
     return p
 
 

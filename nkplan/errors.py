@@ -53,6 +53,19 @@ class LockError(NkplanError):
     exit_code = 4
 
 
+class PlanFileError(NkplanError):
+    """A saved plan file is unreadable, truncated, modified, or of another format version."""
+
+    fault = "user"
+
+
+class StalePlanError(NkplanError):
+    """The live state (or host) no longer matches the one a saved plan was computed against."""
+
+    fault = "environment"
+    exit_code = 3
+
+
 class VerifyError(NkplanError):
     """After apply the kernel still differs from the spec."""
 

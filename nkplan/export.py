@@ -48,10 +48,18 @@ def _link(link: LinkRec) -> dict[str, Any]:
     return out
 
 
-def stack_document(live: LiveState, stack: str) -> dict[str, Any]:
+def stack_document(live: LiveState, stack: str, *, unowned: bool = False) -> dict[str, Any]:
+    """The stack's objects as a spec; with `unowned`, also every namespace and device pair no
+    stack owns (for importing a hand-made setup with `plan --adopt`)."""
+    wanted = {stack, None} if unowned else {stack}
     doc: dict[str, Any] = {"stack": stack}
-    doc["namespaces"] = [{"name": n} for n, r in sorted(live.namespaces.items()) if r.owner == stack]
-    doc["links"] = [_link(link) for _, link in sorted(live.links.items()) if link.owner == stack]
+    doc["namespaces"] = [{"name": n} for n, r in sorted(live.namespaces.items()) if r.owner in wanted]
+    known = {n["name"] for n in doc["namespaces"]} | {""}
+    doc["links"] = [
+        _link(link)
+        for _, link in sorted(live.links.items())
+        if link.owner in wanted and {link.primary.namespace, link.peer.namespace} <= known
+    ]
     owned_ns = {n["name"] for n in doc["namespaces"]}
     routes = []
     for r in sorted(live.routes, key=lambda r: (r.namespace, r.to, r.metric)):

@@ -3,6 +3,7 @@ schema, or cross-field rule — is reported as file:line:col with the offending 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import sys
 from dataclasses import dataclass, field
@@ -56,6 +57,11 @@ def dotted(path: Path_) -> str:
 class Loaded:
     spec: StackSpec
     source: SourceMap
+    text: str = ""  # the document as read: saved plans embed it, its digest identifies the spec
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
 
 
 def _plain(node: Any, path: Path_, smap: SourceMap) -> Any:
@@ -198,6 +204,9 @@ def load_text(text: str, filename: str) -> Loaded:
         raise SpecError([f"{filename}:1:1: the file is empty; expected a mapping with 'stack:'"])
     if not isinstance(data, dict):
         raise SpecError([f"{filename}:1:1: expected a mapping at the top level, got {type(data).__name__}"])
+    # Top-level keys starting with "x-" are extensions nkplan ignores (show --format json puts
+    # the live snapshot under x-nkplan-snapshot, and the document stays a valid spec).
+    data = {k: v for k, v in data.items() if not k.startswith("x-")}
     try:
         spec = StackSpec.model_validate(data)
     except ValidationError as exc:
@@ -208,7 +217,7 @@ def load_text(text: str, filename: str) -> Loaded:
     problems = [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in semantic_problems(spec)]
     if problems:
         raise SpecError(problems)
-    return Loaded(spec, smap)
+    return Loaded(spec, smap, text)
 
 
 _SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec]] = {

@@ -3,14 +3,17 @@ The CLI (and later the Ansible module) call these; they do no argument parsing o
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nkplan import __version__
 from nkplan.applier import Progress, apply_plan
 from nkplan.capabilities import capability_problems, needs_netkit
 from nkplan.desired import desired
 from nkplan.errors import PlanError, VerifyError
+from nkplan.identity import host_identity
 from nkplan.kernel.base import Kernel
 from nkplan.loader import Loaded
 from nkplan.plan import Plan
@@ -27,15 +30,36 @@ class Planned:
     live: LiveState
 
 
-def plan_for(kernel: Kernel, loaded: Loaded, *, adopt: bool = False, live: LiveState | None = None) -> Planned:
+def plan_for(
+    kernel: Kernel | None,
+    loaded: Loaded,
+    *,
+    adopt: bool = False,
+    live: LiveState | None = None,
+    source: str = "kernel",
+    host: dict[str, str] | None = None,
+) -> Planned:
+    """Plan a spec against the kernel (read now) or a given snapshot (`live`, `source="snapshot"`,
+    with the snapshot's `host` identity)."""
     spec = loaded.spec
     if live is None:
+        assert kernel is not None
         live = kernel.read(probe_netkit=needs_netkit(spec))
     locate = loaded.source.where
     problems = capability_problems(spec, live.kernel, locate)
     if problems:
         raise PlanError(problems)
-    return Planned(make_plan(desired(spec, live.kernel), live, adopt=adopt, locate=locate), live)
+    plan = make_plan(desired(spec, live.kernel), live, adopt=adopt, locate=locate)
+    ident = host if host is not None else host_identity()
+    meta = {
+        "nkplan_version": __version__,
+        "spec_file": loaded.source.filename,
+        "spec_digest": loaded.digest,
+        "source": source,
+        "host": {**ident, "kernel": live.kernel.release or ident.get("kernel", "")},
+        "adopt": adopt,
+    }
+    return Planned(dataclasses.replace(plan, meta=meta), live)
 
 
 def empty_spec(stack: str, filename: str = "<destroy>") -> Loaded:

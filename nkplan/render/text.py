@@ -1,5 +1,7 @@
 """Terraform-like text: `+` create, `~` update, `-/+` replace, `-` delete, with per-attribute
-before → after and "# forces replacement" on the attributes that forced it."""
+before → after and "# forces replacement" on the attributes that forced it; drift (changes made
+outside nkplan) in a section of its own. Colour only when asked (the CLI decides: a terminal,
+no NO_COLOR, no --no-color)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,15 @@ from typing import Any
 from nkplan.plan import Change, Plan
 
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
+_COLOUR = {"create": "32", "update": "33", "replace": "35", "delete": "31", "no-op": "0", "bold": "1", "dim": "2"}
+
+
+class _Paint:
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __call__(self, text: str, what: str) -> str:
+        return f"\033[{_COLOUR[what]}m{text}\033[0m" if self.on else text
 
 
 def _flatten(data: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
@@ -39,8 +50,9 @@ def _get(data: dict[str, Any] | None, path: str) -> Any:
     return cur
 
 
-def render_change(change: Change) -> list[str]:
-    head = f"  {SYMBOL[change.action]} {change.address}"
+def render_change(change: Change, paint: _Paint | None = None) -> list[str]:
+    paint = paint or _Paint(False)
+    head = f"  {paint(SYMBOL[change.action], change.action)} {paint(change.address, 'bold')}"
     if change.reason and change.action in ("replace", "delete"):
         head += f"  ({change.reason})"
     lines = [head]
@@ -53,7 +65,7 @@ def render_change(change: Change) -> list[str]:
             before, after = _fmt(_get(change.before, path), path), _fmt(_get(change.after, path), path)
             line = f"        {path}: {before} → {after}"
             if path in change.replace_paths:
-                line += "  # forces replacement"
+                line += paint("  # forces replacement", "replace")
             lines.append(line)
     return lines
 
@@ -63,15 +75,29 @@ def summary_line(plan: Plan) -> str:
     return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
 
 
-def render_plan(plan: Plan) -> str:
+def render_plan(plan: Plan, *, colour: bool = False) -> str:
+    paint = _Paint(colour)
+    out: list[str] = []
+    if plan.meta.get("source") == "snapshot":
+        host = plan.meta.get("host", {})
+        out += [f"Note: planned against a snapshot of {host.get('hostname', '?')} (--state), not the live kernel.", ""]
+    if plan.drift:
+        out += [paint("Objects changed outside nkplan since the last apply (drift):", "bold"), ""]
+        for change in plan.drift:
+            out.append(f"  {paint('~', 'update')} {paint(change.address, 'bold')}")
+            for path in change.changed_paths:
+                before, after = _fmt(_get(change.before, path), path), _fmt(_get(change.after, path), path)
+                out.append(f"        {path}: {before} (applied) → {after} (now)")
+        out += ["", "The plan below puts them back as declared.", ""]
     if not plan.has_changes:
-        return f"No changes. The kernel matches the spec of stack {plan.stack!r}.\n"
-    out = [f"nkplan will perform these actions on stack {plan.stack!r}:", ""]
+        out.append(f"No changes. The kernel matches the spec of stack {plan.stack!r}.")
+        return "\n".join(out) + "\n"
+    out += [f"nkplan will perform these actions on stack {plan.stack!r}:", ""]
     for change in plan.changes:
         if change.action != "no-op":
-            out += render_change(change)
+            out += render_change(change, paint)
     out += [""]
     for warning in plan.warnings:
-        out.append(f"Warning: {warning}")
-    out.append(summary_line(plan))
+        out.append(paint(f"Warning: {warning}", "update"))
+    out.append(paint(summary_line(plan), "bold"))
     return "\n".join(out) + "\n"
