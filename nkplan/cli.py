@@ -240,7 +240,9 @@ def parser() -> argparse.ArgumentParser:
 
     sh = add("show", "print the live state of a stack as a spec that plans to no changes")
     spec_arg(sh, optional=True)
-    sh.add_argument("--format", choices=("yaml", "json"), default="yaml", help="json also embeds a snapshot for --state")
+    sh.add_argument(
+        "--format", choices=("yaml", "json"), default="yaml", help="json also embeds a snapshot for --state"
+    )
     sh.add_argument("--all", action="store_true", help="include unowned namespaces and device pairs (to import)")
     sh.set_defaults(func=cmd_show)
 

@@ -83,11 +83,15 @@ def read_saved(path: str) -> tuple[Plan, Loaded]:
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise PlanFileError(f"{path} is not a complete JSON plan (truncated?): {exc.msg} at line {exc.lineno}") from None
+        raise PlanFileError(
+            f"{path} is not a complete JSON plan (truncated?): {exc.msg} at line {exc.lineno}"
+        ) from None
     if not isinstance(doc, dict) or "checksum" not in doc:
         raise PlanFileError(f"{path} is not a saved nkplan plan (no checksum; write one with `nkplan plan --out`)")
     if doc.get("format_version") != DOCUMENT_VERSION:
-        raise PlanFileError(f"{path} has plan format {doc.get('format_version')!r}; this nkplan reads {DOCUMENT_VERSION}")
+        raise PlanFileError(
+            f"{path} has plan format {doc.get('format_version')!r}; this nkplan reads {DOCUMENT_VERSION}"
+        )
     if doc["checksum"] != _digest(doc):
         raise PlanFileError(f"{path} was modified after it was written (checksum mismatch); make a new plan")
     try:
@@ -128,7 +132,9 @@ def check_fresh(saved: Plan, fresh: Plan, here: dict[str, str]) -> None:
             f"this is {here.get('hostname')!r} (machine-id {here.get('machine_id')})"
         )
     if host.get("kernel") != here.get("kernel"):
-        raise StalePlanError(f"the kernel changed since the plan was made ({host.get('kernel')} → {here.get('kernel')})")
+        raise StalePlanError(
+            f"the kernel changed since the plan was made ({host.get('kernel')} → {here.get('kernel')})"
+        )
     if saved.meta.get("fingerprint") == fresh.fingerprint:
         return
     was = {c.address: c.before for c in saved.changes}
@@ -145,6 +151,7 @@ def check_fresh(saved: Plan, fresh: Plan, here: dict[str, str]) -> None:
         else:
             what.append(f"{addr} changed")
     raise StalePlanError(
-        "the live state changed since the plan was made: " + ("; ".join(what) or "unknown difference")
+        "the live state changed since the plan was made: "
+        + ("; ".join(what) or "unknown difference")
         + ". Make a new plan."
     )
