@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nkplan import __version__
-from nkplan.errors import NkplanError, SpecError
+from nkplan.errors import NkplanError, PlanError, SpecError, StalePlanError
 
 if TYPE_CHECKING:
     from nkplan.kernel.base import Kernel
@@ -119,7 +119,10 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
             from nkplan.identity import host_identity
             from nkplan.savedplan import check_fresh
 
-            fresh = plan_for(kernel, loaded, adopt=bool(saved.meta.get("adopt"))).plan
+            try:
+                fresh = plan_for(kernel, loaded, adopt=bool(saved.meta.get("adopt"))).plan
+            except PlanError as exc:  # e.g. an object made by hand since: the plan no longer holds
+                raise StalePlanError(f"the live state changed since the plan was made: {exc}") from None
             check_fresh(saved, fresh, host_identity())
             plan = saved
         else:
