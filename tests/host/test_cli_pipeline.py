@@ -82,8 +82,9 @@ def test_show_round_trips_and_snapshot_plans_without_root(names: Names, tmp_path
         os.chmod(public, 0o755)
         for f in public.iterdir():
             os.chmod(f, 0o644)
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *NKPLAN, "plan",
-               str(public / Path(changed).name), "--state", str(public / "snapshot.json"), "--format", "json"]  # fmt: skip
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        args = ["plan", str(public / Path(changed).name), "--state", str(public / "snapshot.json"), "--format", "json"]
+        cmd = [*nobody, *NKPLAN, *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
         assert proc.returncode == 0, proc.stderr
         offline = json.loads(proc.stdout)
