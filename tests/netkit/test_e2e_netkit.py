@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from nkplan.export import stack_document, to_yaml
 from nkplan.kernel.netlink import NetlinkKernel
 from nkplan.loader import Loaded, load_text
 from nkplan.plan import Plan
@@ -120,6 +121,11 @@ def test_demo_applies_as_declared(kernel: NetlinkKernel, demo: str, token: str) 
 
     again = plan_for(kernel, loaded).plan
     assert not again.has_changes, render_plan(again)
+
+    # show → plan round trip: the live state exported as a spec plans to no changes
+    shown = to_yaml(stack_document(kernel.read(probe_netkit=True), f"demo{token}"))
+    round_trip = plan_for(kernel, load_text(shown, "shown.yaml")).plan
+    assert not round_trip.has_changes, shown + render_plan(round_trip)
 
 
 def test_policy_change_is_in_place(kernel: NetlinkKernel, demo: str, token: str) -> None:
