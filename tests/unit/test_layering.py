@@ -13,6 +13,7 @@ PURE = [
     "nkplan.capabilities",
     "nkplan.loader",
     "nkplan.render.text",
+    "nkplan.render.markdown",
     "nkplan.export",
     "nkplan.workflow",
     "nkplan.applier",
