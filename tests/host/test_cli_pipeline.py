@@ -93,3 +93,64 @@ def test_show_round_trips_and_snapshot_plans_without_root(names: Names, tmp_path
     assert offline["planned_against"]["source"] == "snapshot"
     assert offline["resource_changes"] == on_host["resource_changes"]
     assert offline["summary"] == on_host["summary"] and offline["summary"]["change"] == 1
+
+
+def _on_a_terminal(cmd: list[str], env: dict[str, str]) -> str:
+    """Run cmd with stdout on a pseudo-terminal; return what it printed."""
+    import pty
+
+    out = bytearray()
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 65536)
+        out.extend(data)
+        return data
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execvpe(cmd[0], cmd, env)
+    try:
+        while True:
+            try:
+                if not read(fd):
+                    break
+            except OSError:
+                break
+    finally:
+        os.waitpid(pid, 0)
+    return out.decode(errors="replace")
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(names: Names, tmp_path: Path) -> None:
+    path = write(tmp_path, spec_text(names, vb="", vc=""))
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    assert "\033[32m+\033[0m" in _on_a_terminal([*NKPLAN, "plan", path], env)
+    assert "\033[" not in _on_a_terminal([*NKPLAN, "plan", path], {**env, "NO_COLOR": "1"})
+    assert "\033[" not in _on_a_terminal([*NKPLAN, "plan", path, "--no-color"], env)
+    assert "\033[" not in run("plan", path).stdout  # not a terminal
+
+
+def test_show_all_imports_a_hand_made_setup(names: Names, tmp_path: Path) -> None:
+    """A namespace and a veth pair made by hand: `show --all` exports them into a spec, which
+    `apply --adopt` takes over without recreating anything."""
+    n = names
+    subprocess.run(["ip", "netns", "add", n.pa], check=True)
+    subprocess.run(["ip", "link", "add", n.va, "type", "veth", "peer", "name", "eth0", "netns", n.pa], check=True)
+    subprocess.run(["ip", "addr", "add", "10.231.9.1/32", "dev", n.va], check=True)
+    subprocess.run(["ip", "link", "set", n.va, "up"], check=True)
+    index = link(n.va)["ifindex"]
+    shown = run("show", "--all", "--stack", n.stack).stdout
+    assert f"name: {n.pa}" in shown and f"name: {n.va}" in shown
+    # keep only this test's objects (the machine may have other unowned pairs)
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="safe").load(shown)
+    doc["namespaces"] = [x for x in doc["namespaces"] if x["name"] == n.pa]
+    doc["links"] = [x for x in doc["links"] if x["name"] == n.va]
+    spec = tmp_path / "import.yaml"
+    spec.write_text(json.dumps(doc))
+    assert "already exists and is not managed by nkplan" in run("plan", str(spec), check=1).stderr
+    run("apply", str(spec), "--adopt", "--yes")
+    assert link(n.va)["ifindex"] == index, "adoption must not recreate the device"
+    assert link(n.va)["ifalias"].startswith(f"nkplan:{n.stack}:primary")
+    assert "No changes" in run("plan", str(spec)).stdout
