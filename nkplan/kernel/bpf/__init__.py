@@ -1,0 +1,18 @@
+"""BPF programs on tcx and netkit hooks: the kernel-facing half.
+
+Modules (ctypes only in the kernel-facing ones; pure ones may be imported by planning code):
+
+- consts    (pure) bpf() numbers, hook names → attach types
+- objfile   (pure) is a file an ELF BPF object; its content digest
+- pins      (pure) the bpffs pin layout: path ↔ (stack, namespace, device, hook, program, digest)
+- errors    (pure) BpfObjectError, ProgramLoadError, StaleHookError
+- refusals  (pure) bpf() errnos in words
+- syscall   raw bpf(2): union bpf_attr packing, OBJ_PIN/OBJ_GET, *_GET_FD_BY_ID, info, lookups
+- info      program/link/map info records; MAP_LOOKUP_ELEM; open by id
+- mprog     LINK_CREATE (anchors, expected_revision), LINK_UPDATE, LINK_DETACH, PROG_QUERY
+- libbpf    libbpf.so.1: open an object, load a program (as SCHED_CLS), program and map fds
+- bpffs     mount bpffs, pin / open / unpin, list a stack's link pins
+- hooks     the operations on a device's hook in a named namespace, with errors in words
+- probe     what this machine lacks for BPF on tcx/netkit hooks (plan-time capability errors)
+
+This package file imports nothing, so importing a pure module does not load ctypes."""

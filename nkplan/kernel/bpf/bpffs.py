@@ -1,0 +1,140 @@
+"""bpffs: make sure it is mounted at /sys/fs/bpf, and create, open and remove nkplan's pins
+(layout: pins.py). A bpf_link or map lives as long as an fd or a pin holds it, so pins are what
+keep nkplan's programs attached after the process exits."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import posixpath
+
+from nkplan.errors import CapabilityError, KernelError
+from nkplan.kernel.bpf import pins
+from nkplan.kernel.bpf import syscall as S
+from nkplan.kernel.bpf.pins import LinkPin
+from nkplan.kernel.bpf.refusals import explain
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+
+
+def mounted(path: str = pins.BPFFS) -> bool:
+    """Is a bpffs mounted exactly at path (as this process's mount namespace sees it)?"""
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) > 4 and fields[4] == path and right.split()[:1] == ["bpf"]:
+                return True
+    return False
+
+
+def ensure_mounted(path: str = pins.BPFFS) -> bool:
+    """Mount a bpffs at path unless one is there (as systemd does at boot); True if it mounted one."""
+    if mounted(path):
+        return False
+    if not os.path.isdir(path):
+        raise CapabilityError(f"cannot pin BPF links: {path} does not exist (a kernel without bpffs?)")
+    if _libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, b"mode=0700") != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EPERM, errno.EACCES):
+            raise CapabilityError(f"mounting bpffs at {path} needs root (CAP_SYS_ADMIN)")
+        if err == errno.ENODEV:
+            raise CapabilityError(f"cannot pin BPF links: this kernel has no bpffs (mounting {path}: ENODEV)")
+        raise KernelError(f"mounting bpffs at {path}: {os.strerror(err)}", err)
+    return True
+
+
+def pin(fd: int, path: str) -> None:
+    """Pin the object behind fd at path, creating missing directories (bpffs mounted first)."""
+    ensure_mounted()
+    try:
+        os.makedirs(posixpath.dirname(path), mode=0o700, exist_ok=True)
+        S.obj_pin(fd, path)
+    except OSError as exc:
+        raise explain("pin", f"pinning at {path}", exc) from None
+
+
+def open_pin(path: str) -> int | None:
+    """A new fd for what is pinned at path (close it), or None if nothing is pinned there."""
+    try:
+        return S.obj_get(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise explain("get", f"opening the pin {path}", exc) from None
+
+
+def _prune(directory: str, stop: str) -> None:
+    """Remove directory and its parents while they are empty, up to (excluding) stop."""
+    stop = posixpath.normpath(stop)
+    while posixpath.normpath(directory).startswith(stop + "/"):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
+        directory = posixpath.dirname(directory)
+
+
+def unpin(path: str, root: str = pins.ROOT) -> bool:
+    """Remove one pin (and its maps directory, if any; and directories left empty below root).
+    What it held goes once no fd holds it either: for a link, that detaches its program, in the
+    kernel's deferred work a moment later (hooks.remove_pinned_link detaches at once).
+    True if there was something to remove."""
+    removed = False
+    for target in (path + pins.MAPS_SUFFIX, path):
+        if os.path.isdir(target):
+            remove_tree(target, root)
+            removed = True
+        else:
+            try:
+                os.unlink(target)
+                removed = True
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise KernelError(f"removing the pin {target}: {os.strerror(exc.errno or 0)}", exc.errno) from None
+    _prune(posixpath.dirname(path), root)
+    return removed
+
+
+def remove_tree(directory: str, root: str = pins.ROOT) -> None:
+    """Remove a directory of pins (e.g. a deleted device's device_dir) and empty parents below root."""
+    if not os.path.isdir(directory):
+        return
+    try:
+        for base, dirs, files in os.walk(directory, topdown=False):
+            for name in files:
+                os.unlink(posixpath.join(base, name))
+            for name in dirs:
+                os.rmdir(posixpath.join(base, name))
+        os.rmdir(directory)
+    except OSError as exc:
+        raise KernelError(f"removing the pins under {directory}: {os.strerror(exc.errno or 0)}", exc.errno) from None
+    _prune(posixpath.dirname(directory), root)
+
+
+def link_pins(stack: str, root: str = pins.ROOT) -> list[LinkPin]:
+    """Every link pin under the stack's directory, sorted by path; nothing if bpffs or the
+    directory is absent (reading never mounts anything)."""
+    top = pins.stack_dir(stack, root)
+    found: list[LinkPin] = []
+    for base, dirs, files in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if not d.endswith(pins.MAPS_SUFFIX))
+        for name in files:
+            parsed = pins.parse(posixpath.join(base, name), root)
+            if parsed is not None:
+                found.append(parsed)
+    return sorted(found, key=lambda p: p.path)
+
+
+def pin_maps(link: LinkPin, map_fds: dict[str, int]) -> dict[str, str]:
+    """Pin the given maps next to the link pin; {map name: pin path}."""
+    paths = {}
+    for name, fd in sorted(map_fds.items()):
+        if name.startswith(".") or "." in name:
+            continue  # libbpf's internal maps (<obj>.rodata, .bss): not the program's counters
+        paths[name] = link.map_path(name)
+        pin(fd, paths[name])
+    return paths

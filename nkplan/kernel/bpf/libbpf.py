@@ -1,0 +1,242 @@
+"""libbpf (libbpf.so.1, Debian's libbpf1) through ctypes: open an ELF BPF object, load one or
+more of its programs, hand out program and map fds. No hand-written ELF loader.
+
+libbpf 1.1 predates netkit: it knows SEC("tc") (program type SCHED_CLS, which tcx and netkit
+hooks take) but not SEC("netkit/...") or SEC("tcx/..."). A program whose section libbpf cannot
+place (type UNSPEC) is therefore set to SCHED_CLS before loading; a program of any other type is
+refused in words. Attaching is not libbpf's job here (mprog.py, raw bpf()).
+
+libbpf's own messages (including the verifier log of a refused program) go to a print callback
+installed once for the process; messages are kept only while a BpfObject call runs, for error
+messages, and never printed: nothing raw reaches a user."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from nkplan.errors import CapabilityError, KernelError
+from nkplan.kernel.bpf import consts as C
+from nkplan.kernel.bpf import objfile
+from nkplan.kernel.bpf.errors import BpfObjectError, ProgramLoadError
+
+_VP = ctypes.c_void_p
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _VP)
+_LOG_BUF = 1 << 18  # one libbpf message; a verifier log comes as a single message
+_LIBBPF_WARN, _LIBBPF_INFO = 0, 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.vsnprintf.argtypes = [_VP, ctypes.c_size_t, ctypes.c_char_p, _VP]
+_lock = threading.RLock()  # libbpf's print hook is process-wide: one capture at a time
+_captured: list[str] | None = None
+
+
+def _on_print(level: int, fmt: bytes | None, args: int | None) -> int:
+    # Runs inside libbpf. A va_list can be consumed once, so format into one large buffer.
+    if _captured is None or level > _LIBBPF_INFO or fmt is None:
+        return 0
+    buf = ctypes.create_string_buffer(_LOG_BUF)
+    _libc.vsnprintf(ctypes.addressof(buf), _LOG_BUF, fmt, args)
+    _captured.append(buf.value.decode(errors="replace"))
+    return 0
+
+
+_on_print_c = _PRINT_FN(_on_print)  # referenced for the life of the process: libbpf keeps the pointer
+
+
+def _sig(lib: ctypes.CDLL, name: str, restype: type | None, *argtypes: type) -> None:
+    fn = getattr(lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+
+
+@cache
+def _lib() -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+    except OSError as exc:
+        raise CapabilityError(
+            f"cannot load BPF objects: libbpf.so.1 not found (Debian package libbpf1): {exc}"
+        ) from exc
+    _sig(lib, "libbpf_set_print", _VP, _PRINT_FN)
+    _sig(lib, "bpf_object__open_file", _VP, ctypes.c_char_p, _VP)
+    _sig(lib, "bpf_object__load", ctypes.c_int, _VP)
+    _sig(lib, "bpf_object__close", None, _VP)
+    _sig(lib, "bpf_object__next_program", _VP, _VP, _VP)
+    _sig(lib, "bpf_object__find_program_by_name", _VP, _VP, ctypes.c_char_p)
+    _sig(lib, "bpf_object__next_map", _VP, _VP, _VP)
+    _sig(lib, "bpf_program__name", ctypes.c_char_p, _VP)
+    _sig(lib, "bpf_program__section_name", ctypes.c_char_p, _VP)
+    _sig(lib, "bpf_program__type", ctypes.c_int, _VP)
+    _sig(lib, "bpf_program__set_type", ctypes.c_int, _VP, ctypes.c_int)
+    _sig(lib, "bpf_program__set_autoload", ctypes.c_int, _VP, ctypes.c_bool)
+    _sig(lib, "bpf_program__fd", ctypes.c_int, _VP)
+    _sig(lib, "bpf_map__name", ctypes.c_char_p, _VP)
+    _sig(lib, "bpf_map__fd", ctypes.c_int, _VP)
+    lib.libbpf_set_print(_on_print_c)
+    return lib
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    name: str  # the ELF function name (the kernel keeps only 15 characters of it)
+    section: str
+    type: int  # what libbpf made of the section; C.BPF_PROG_TYPE_UNSPEC if it could not tell
+
+
+class BpfObject:
+    """One opened ELF object (libbpf's struct bpf_object). Open needs no privileges; load does.
+    close() (or leaving a with-block, or garbage collection) frees libbpf's state and closes the
+    object's program and map fds: attached links and pins keep what they hold alive."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        why = objfile.problem(path)
+        if why is not None:
+            raise BpfObjectError(f"{path}: {why}", path)
+        lib = _lib()
+        with _lock:
+            global _captured
+            _captured = []
+            try:
+                ptr = lib.bpf_object__open_file(os.fsencode(path), None)
+                err, said = ctypes.get_errno(), _captured
+            finally:
+                _captured = None
+        if not ptr:
+            detail = _last_line(said) or os.strerror(err or errno.EINVAL)
+            raise BpfObjectError(f"{path}: libbpf cannot open it: {detail}", path)
+        self._obj: int = ptr
+        self._close = weakref.finalize(self, lib.bpf_object__close, ptr)
+        self.loaded = False
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._close()
+
+    def _alive(self) -> int:
+        if not self._close.alive:
+            raise ValueError(f"BPF object {self.path} is closed")
+        return self._obj
+
+    def _progs(self) -> list[int]:
+        lib, obj, out = _lib(), self._alive(), []
+        prog = lib.bpf_object__next_program(obj, None)
+        while prog:
+            out.append(prog)
+            prog = lib.bpf_object__next_program(obj, prog)
+        return out
+
+    def programs(self) -> list[ProgramSpec]:
+        lib = _lib()
+        return [
+            ProgramSpec(
+                (lib.bpf_program__name(p) or b"").decode(),
+                (lib.bpf_program__section_name(p) or b"").decode(),
+                lib.bpf_program__type(p),
+            )
+            for p in self._progs()
+        ]
+
+    def _prog(self, name: str) -> int:
+        prog = _lib().bpf_object__find_program_by_name(self._alive(), name.encode())
+        if not prog:
+            have = ", ".join(p.name for p in self.programs()) or "none"
+            raise BpfObjectError(f"{self.path}: the object has no program {name} (it has: {have})", self.path, name)
+        return int(prog)
+
+    def load(self, programs: Sequence[str]) -> None:
+        """Load the named programs (the object's others stay unloaded) and every map."""
+        lib, wanted = _lib(), {self._prog(n): n for n in programs}
+        for prog in self._progs():
+            lib.bpf_program__set_autoload(prog, prog in wanted)
+        for prog, name in wanted.items():
+            ptype = lib.bpf_program__type(prog)
+            if ptype == C.BPF_PROG_TYPE_UNSPEC:
+                lib.bpf_program__set_type(prog, C.BPF_PROG_TYPE_SCHED_CLS)
+            elif ptype != C.BPF_PROG_TYPE_SCHED_CLS:
+                section = (lib.bpf_program__section_name(prog) or b"").decode()
+                raise BpfObjectError(
+                    f'program {name} in {self.path} is in section "{section}" (program type {ptype}); '
+                    'tcx and netkit hooks run only tc programs (SCHED_CLS): put it in SEC("tc")',
+                    self.path,
+                    name,
+                )
+        with _lock:
+            global _captured
+            _captured = []
+            try:
+                rc = lib.bpf_object__load(self._alive())
+                said = _captured
+            finally:
+                _captured = None
+        if rc < 0:
+            raise _load_error(self.path, ", ".join(programs), -rc, said)
+        self.loaded = True
+
+    def program_fd(self, name: str) -> int:
+        """The loaded program's fd (owned by this object: do not close it)."""
+        fd = int(_lib().bpf_program__fd(self._prog(name)))
+        if fd < 0:
+            raise KernelError(f"program {name} of {self.path} is not loaded", errno.EINVAL)
+        return fd
+
+    def map_fds(self) -> dict[str, int]:
+        """{map name: fd} of the loaded object's maps (owned by this object: do not close them)."""
+        lib, obj, out = _lib(), self._alive(), {}
+        m = lib.bpf_object__next_map(obj, None)
+        while m:
+            fd = lib.bpf_map__fd(m)
+            if fd >= 0:
+                out[(lib.bpf_map__name(m) or b"").decode()] = int(fd)
+            m = lib.bpf_object__next_map(obj, m)
+        return out
+
+
+def load_program(path: str, program: str) -> BpfObject:
+    """Open path and load just `program` (as SCHED_CLS) and the maps; the caller closes it."""
+    obj = BpfObject(path)
+    try:
+        obj.load([program])
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def programs(path: str) -> list[ProgramSpec]:
+    """The programs in an object file (for validation; needs no privileges)."""
+    with BpfObject(path) as obj:
+        return obj.programs()
+
+
+def _last_line(said: list[str]) -> str:
+    lines = [ln.strip() for msg in said for ln in msg.splitlines() if ln.strip()]
+    return lines[-1].removeprefix("libbpf: ") if lines else ""
+
+
+def _load_error(path: str, program: str, err: int, said: list[str]) -> KernelError:
+    text = "".join(said)
+    begin, end = text.find("-- BEGIN PROG LOAD LOG --"), text.find("-- END PROG LOAD LOG --")
+    doing = f"loading {program} from {path}"
+    if begin >= 0:
+        log = text[begin : end if end > begin else None].split("\n", 1)[-1]
+        lines = [ln for ln in log.splitlines() if ln.strip()]
+        excerpt = "\n".join(lines[-12:])
+        return ProgramLoadError(f"{doing}: the verifier refused it:\n{excerpt}", err, log)
+    if err == errno.EPERM:
+        why = "not permitted: loading BPF programs needs root (CAP_BPF or CAP_SYS_ADMIN)"
+        return ProgramLoadError(f"{doing}: {why}", err, "")
+    detail = _last_line(said) or os.strerror(err)
+    return ProgramLoadError(f"{doing}: libbpf: {detail}", err, text)

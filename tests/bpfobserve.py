@@ -1,0 +1,78 @@
+"""Independent observers for the BPF tests (host and VM): bpftool's JSON, ping, and the example
+objects in bpf/build. bpftool is a separate implementation of the same bpf() queries nkplan
+makes, so agreement with it means the kernel holds what nkplan says.
+
+bookworm's bpftool 7.1 knows neither tcx nor netkit (`net show` lists nothing, `link show` says
+"type 11"); Debian trixie's 7.5 (tests/vm/trixie-bpftool, from the rig's observer root) shows
+both, with hook and order. Map dumps work with either."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import subprocess
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = REPO / "bpf" / "build"
+TRIXIE_BPFTOOL = str(REPO / "tests" / "vm" / "trixie-bpftool")
+
+
+def obj(name: str) -> str:
+    """Path of bpf/build/NAME.o (built by `make -C bpf`; the VM sees the checkout read-only)."""
+    path = BUILD / f"{name}.o"
+    if not path.exists() and os.environ.get("NKPLAN_IN_VM") != "1":
+        subprocess.run(["make", "-s", "-C", str(REPO / "bpf")], check=True)
+    assert path.exists(), f"{path} missing: run `make -C bpf` on the host first"
+    return str(path)
+
+
+def have_trixie_bpftool() -> bool:
+    return subprocess.run([TRIXIE_BPFTOOL, "version"], capture_output=True).returncode == 0
+
+
+def bpftool(*args: str, ns: str | None = None, trixie: bool = False) -> Any:
+    tool = TRIXIE_BPFTOOL if trixie else "bpftool"
+    cmd = [*(["ip", "netns", "exec", ns] if ns else []), tool, "-j", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stderr.strip()}"
+    return json.loads(proc.stdout or "null")
+
+
+def hook_progs(kind: str, ns: str | None = None, dev: str | None = None) -> list[tuple[str, int, int]]:
+    """(program name, prog id, link id) at one tcx/netkit hook, in run order, per trixie's
+    `bpftool net show` (kind: "tcx/ingress", "tcx/egress", "netkit/primary", "netkit/peer")."""
+    shown = bpftool("net", "show", ns=ns, trixie=True)
+    rows = [r for r in shown[0]["tc"] if r.get("kind") == kind and (dev is None or r["devname"] == dev)]
+    return [(r["name"], r["prog_id"], r.get("link_id", 0)) for r in rows]
+
+
+def link_show(link_id: int, trixie: bool = False) -> dict[str, Any]:
+    # the whole list: trixie's bpftool exits 255 after printing `link show id N` of a tcx link
+    found = [link for link in bpftool("link", "show", trixie=trixie) if link["id"] == link_id]
+    assert found, f"bpftool link show: no link {link_id}"
+    return found[0]  # type: ignore[no-any-return]
+
+
+def map_value(map_id: int) -> Any:
+    """Key 0's value as bpftool decodes it with the map's BTF (e.g. {"packets": 3, "bytes": 294})."""
+    dump = bpftool("map", "dump", "id", str(map_id))
+    return dump[0]["formatted"]["value"]
+
+
+def counters(raw: bytes) -> tuple[int, int]:
+    """count.c's struct counters {packets, bytes}."""
+    packets, nbytes = struct.unpack("=QQ", raw[:16])
+    return packets, nbytes
+
+
+def ping(dst: str, ns: str | None = None, count: int = 3, interval: str = "0.2", wait: int = 1) -> tuple[int, int]:
+    """(transmitted, received) of `ping -c COUNT -i INTERVAL -W WAIT DST`, run in ns."""
+    cmd = [*(["ip", "netns", "exec", ns] if ns else []), "ping", "-n", "-q", "-c", str(count), "-i", interval]
+    proc = subprocess.run([*cmd, "-W", str(wait), dst], capture_output=True, text=True)
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", proc.stdout)
+    assert m, f"ping {dst}: {proc.stdout}{proc.stderr}"
+    return int(m.group(1)), int(m.group(2))
