@@ -13,13 +13,17 @@ from types import FrameType
 from nkplan.errors import InternalError, NkplanError
 from nkplan.kernel.base import Kernel
 from nkplan.plan import Operation, Plan
-from nkplan.state import LinkRec, NamespaceRec, RouteRec
+from nkplan.state import HookRec, LinkRec, NamespaceRec, RouteRec
 
 Progress = Callable[[str, Operation], None]
 
 
 def execute(kernel: Kernel, op: Operation) -> None:
     before, after = op.records()
+    if op.type == "hook":  # one kernel call makes a hook's programs what they should be
+        assert isinstance(before, HookRec | None) and isinstance(after, HookRec | None)
+        kernel.set_programs(before, after)
+        return
     if op.kind == "create":
         if isinstance(after, NamespaceRec):
             kernel.create_namespace(after.name, after.owner or "")

@@ -169,9 +169,22 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from nkplan.export import stack_document, to_yaml
 
-    stack = _stack_of(args, "show")
+    objects: dict[tuple[str, str], str] = {}
+    if args.file:  # the spec tells which object files the attached programs came from
+        from nkplan.loader import load_file
+        from nkplan.spec.checks import declared_hooks
+        from nkplan.spec.objects import resolve
+
+        loaded = load_file(args.file)
+        stack = loaded.spec.stack
+        for _path, _hook, progs in declared_hooks(loaded.spec):
+            for p in progs:
+                full = resolve(args.file, p.object)
+                objects[(p.program, loaded.objects.get(full, ""))] = full
+    else:
+        stack = _stack_of(args, "show")
     live = _kernel().read(probe_netkit=True)
-    doc = stack_document(live, stack, unowned=args.all)
+    doc = stack_document(live, stack, unowned=args.all, objects=objects)
     if args.format == "json":
         from nkplan import snapshot
         from nkplan.identity import host_identity
@@ -241,7 +254,7 @@ def parser() -> argparse.ArgumentParser:
     no_color(ap)
     ap.set_defaults(func=cmd_apply)
 
-    sh = add("show", "print the live state of a stack as a spec that plans to no changes")
+    sh = add("show", "print the live state of a stack as a spec that plans to no changes (with FILE: BPF object paths)")
     spec_arg(sh, optional=True)
     sh.add_argument(
         "--format", choices=("yaml", "json"), default="yaml", help="json also embeds a snapshot for --state"

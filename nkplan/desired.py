@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nkplan.spec.checks import effective_metric, route_to_cidr
-from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
-from nkplan.state import HOST, EndRec, KernelInfo, LinkRec, NamespaceRec, RouteRec
+from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
+from nkplan.spec.objects import resolve
+from nkplan.state import HOST, EndRec, HookRec, KernelInfo, LinkRec, NamespaceRec, ProgramRec, RouteRec
 
 DEFAULT_MTU = 1500
 
@@ -34,6 +35,36 @@ class Desired:
     namespaces: dict[str, tuple[NamespaceRec, tuple[str | int, ...]]]
     links: dict[tuple[str, str], tuple[LinkRec, tuple[str | int, ...]]]
     routes: dict[tuple[str, str, int], tuple[RouteRec, tuple[str | int, ...]]]
+    hooks: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
+
+
+def hook_records(
+    spec: StackSpec, spec_file: str, objects: dict[str, str]
+) -> dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]]:
+    """Declared programs per hook. Netkit hooks are addressed through the primary; tcx hooks
+    through the end they are declared on. `objects` maps resolved object paths to digests."""
+    out: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = {}
+    for i, link in enumerate(spec.links):
+        base: tuple[str | int, ...] = ("links", i)
+        lists: list[tuple[EndFields, str, list[ProgramSpec], tuple[str | int, ...]]] = []
+        if link.programs is not None:
+            for hook in ("primary", "peer"):
+                lists.append((link, hook, getattr(link.programs, hook), (*base, "programs", hook)))
+        ends: tuple[tuple[EndFields, tuple[str | int, ...]], ...] = ((link, base), (link.peer, (*base, "peer")))
+        for side, path in ends:
+            if side.tcx is not None:
+                for hook in ("ingress", "egress"):
+                    lists.append((side, hook, getattr(side.tcx, hook), (*path, "tcx", hook)))
+        for end, hook, progs, path in lists:
+            if not progs:
+                continue
+            ns = end.namespace or HOST
+            recs = []
+            for p in progs:
+                full = resolve(spec_file, p.object)
+                recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full))
+            out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)  # type: ignore[arg-type]
+    return out
 
 
 def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelInfo) -> EndRec:
@@ -91,7 +122,7 @@ def route_record(route: RouteSpec, stack: str) -> RouteRec:
     )
 
 
-def desired(spec: StackSpec, info: KernelInfo) -> Desired:
+def desired(spec: StackSpec, info: KernelInfo, spec_file: str = "", objects: dict[str, str] | None = None) -> Desired:
     namespaces: dict[str, tuple[NamespaceRec, tuple[str | int, ...]]] = {
         ns.name: (NamespaceRec(ns.name, spec.stack), ("namespaces", i)) for i, ns in enumerate(spec.namespaces)
     }
@@ -103,4 +134,5 @@ def desired(spec: StackSpec, info: KernelInfo) -> Desired:
     for i, route in enumerate(spec.routes):
         rrec = route_record(route, spec.stack)
         routes[(rrec.namespace, rrec.to, rrec.metric)] = (rrec, ("routes", i))
-    return Desired(spec.stack, namespaces, links, routes)
+    hooks = hook_records(spec, spec_file, objects or {})
+    return Desired(spec.stack, namespaces, links, routes, hooks)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from nkplan.state import EndRec, LinkRec, LiveState
+from nkplan.state import EndRec, HookRec, LinkRec, LiveState
 
 
 def _end(end: EndRec, kind: str, mode: str | None, inherited_mtu: int | None) -> dict[str, Any]:
@@ -48,18 +48,49 @@ def _link(link: LinkRec) -> dict[str, Any]:
     return out
 
 
-def stack_document(live: LiveState, stack: str, *, unowned: bool = False) -> dict[str, Any]:
+ObjectNames = dict[tuple[str, str], str]  # (program, digest) → object path as a spec writes it
+
+
+def _programs(hook: HookRec, objects: ObjectNames) -> list[dict[str, Any]]:
+    out = []
+    for p in hook.programs:
+        item: dict[str, Any] = {"object": objects.get((p.program, p.digest), f"<unknown object, digest {p.digest}>")}
+        item["program"] = p.program
+        if p.pin_maps:
+            item["pin_maps"] = True
+        out.append(item)
+    return out
+
+
+def _attach_hooks(doc_link: dict[str, Any], link: LinkRec, live: LiveState, objects: ObjectNames) -> None:
+    """Put the programs the live hooks run into the exported link."""
+    for side, target in ((link.primary, doc_link), (link.peer, doc_link["peer"])):
+        for hook in ("ingress", "egress"):
+            rec = live.hooks.get((side.namespace, side.name, hook))
+            if rec is not None and rec.programs:
+                target.setdefault("tcx", {})[hook] = _programs(rec, objects)
+    if link.kind == "netkit":
+        for hook in ("primary", "peer"):
+            rec = live.hooks.get((link.primary.namespace, link.primary.name, hook))
+            if rec is not None and rec.programs:
+                doc_link.setdefault("programs", {})[hook] = _programs(rec, objects)
+
+
+def stack_document(
+    live: LiveState, stack: str, *, unowned: bool = False, objects: ObjectNames | None = None
+) -> dict[str, Any]:
     """The stack's objects as a spec; with `unowned`, also every namespace and device pair no
     stack owns (for importing a hand-made setup with `plan --adopt`)."""
     wanted = {stack, None} if unowned else {stack}
     doc: dict[str, Any] = {"stack": stack}
     doc["namespaces"] = [{"name": n} for n, r in sorted(live.namespaces.items()) if r.owner in wanted]
     known = {n["name"] for n in doc["namespaces"]} | {""}
-    doc["links"] = [
-        _link(link)
-        for _, link in sorted(live.links.items())
-        if link.owner in wanted and {link.primary.namespace, link.peer.namespace} <= known
-    ]
+    doc["links"] = []
+    for _, link in sorted(live.links.items()):
+        if link.owner in wanted and {link.primary.namespace, link.peer.namespace} <= known:
+            exported = _link(link)
+            _attach_hooks(exported, link, live, objects or {})
+            doc["links"].append(exported)
     owned_ns = {n["name"] for n in doc["namespaces"]}
     routes = []
     for r in sorted(live.routes, key=lambda r: (r.namespace, r.to, r.metric)):

@@ -17,8 +17,9 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from nkplan.errors import SpecError
-from nkplan.spec.checks import semantic_problems
+from nkplan.spec.checks import declared_hooks, semantic_problems
 from nkplan.spec.models import LinkSpec, NamespaceSpec, RouteSpec, StackSpec
+from nkplan.spec.objects import object_problems
 
 Path_ = tuple[str | int, ...]
 
@@ -58,6 +59,7 @@ class Loaded:
     spec: StackSpec
     source: SourceMap
     text: str = ""  # the document as read: saved plans embed it, its digest identifies the spec
+    objects: dict[str, str] = field(default_factory=dict)  # BPF object path → content digest16
 
     @property
     def digest(self) -> str:
@@ -214,10 +216,15 @@ def load_text(text: str, filename: str) -> Loaded:
         problems = _pydantic_problems(exc, data, smap)
         problems += [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in _partial_semantics(data)]
         raise SpecError(problems) from None
-    problems = [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in semantic_problems(spec)]
+    found = semantic_problems(spec)
+    objects: dict[str, str] = {}
+    if any(True for _ in declared_hooks(spec)):
+        more, objects = object_problems(spec, filename)
+        found += more
+    problems = [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in found]
     if problems:
         raise SpecError(problems)
-    return Loaded(spec, smap, text)
+    return Loaded(spec, smap, text, objects)
 
 
 _SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec]] = {

@@ -9,18 +9,21 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from nkplan.state import HOST, EndRec, LinkRec, NamespaceRec, RouteRec
+from nkplan.state import HOST, EndRec, HookRec, LinkRec, NamespaceRec, ProgramRec, RouteRec
 
 FORMAT_VERSION = 1
 Action = Literal["create", "update", "delete", "replace", "no-op"]
 OpKind = Literal["create", "update", "delete"]
-ResourceType = Literal["namespace", "link", "route"]
-Record = NamespaceRec | LinkRec | RouteRec
+ResourceType = Literal["namespace", "link", "route", "hook"]
+Record = NamespaceRec | LinkRec | RouteRec | HookRec
 
 
 def address_of(rec: Record) -> str:
     if isinstance(rec, NamespaceRec):
         return f"namespace[{rec.name}]"
+    if isinstance(rec, HookRec):
+        dev = f"{rec.namespace}/{rec.device}" if rec.namespace != HOST else rec.device
+        return f"hook[{dev} {rec.hook}]"
     if isinstance(rec, LinkRec):
         ns = rec.primary.namespace
         return f"link[{ns}/{rec.primary.name}]" if ns != HOST else f"link[{rec.primary.name}]"
@@ -34,6 +37,8 @@ def address_of(rec: Record) -> str:
 def type_of(rec: Record) -> ResourceType:
     if isinstance(rec, NamespaceRec):
         return "namespace"
+    if isinstance(rec, HookRec):
+        return "hook"
     return "link" if isinstance(rec, LinkRec) else "route"
 
 
@@ -41,6 +46,9 @@ def attrs(rec: Record) -> dict[str, Any]:
     """The record's attributes as a reviewer sees them (no bookkeeping fields)."""
     data = to_dict(rec)
     data.pop("applied", None)
+    for prog in data.get("programs", []):  # kernel ids are for `show`, not for comparing
+        for key in ("prog_id", "tag", "link_id"):
+            prog.pop(key, None)
     return data
 
 
@@ -54,6 +62,9 @@ def from_dict(rtype: str, data: dict[str, Any]) -> Record:
         return NamespaceRec(**data)
     if rtype == "route":
         return RouteRec(**data)
+    if rtype == "hook":
+        progs = tuple(ProgramRec(**p) for p in data["programs"])
+        return HookRec(**{**data, "programs": progs})
     if rtype == "link":
         ends = {k: EndRec(**{**data[k], "addresses": tuple(data[k]["addresses"])}) for k in ("primary", "peer")}
         return LinkRec(**{**data, **ends})

@@ -13,7 +13,7 @@ from nkplan.desired import Desired
 from nkplan.diff import changed_paths
 from nkplan.errors import PlanError
 from nkplan.plan import Action, Change, Operation, Plan, Record, address_of, attrs, to_dict, type_of
-from nkplan.state import LinkRec, LiveState, NamespaceRec, RouteRec, ns_label
+from nkplan.state import HookRec, LinkRec, LiveState, NamespaceRec, RouteRec, ns_label
 
 Locate = Callable[[tuple[str | int, ...]], str]
 
@@ -63,11 +63,28 @@ def choose_action(
     if want == have:
         return "no-op", (), (), None
     paths = changed_paths(attrs(have), attrs(want))
+    if isinstance(want, HookRec) and isinstance(have, HookRec):
+        return "update", paths, (), describe_programs(have, want)
     if isinstance(want, LinkRec):
         forced = tuple(p for p in paths if p in IMMUTABLE_LINK)
         if forced:
             return "replace", paths, forced, "; ".join(IMMUTABLE_LINK[p] for p in forced)
     return "update", paths, (), None
+
+
+def describe_programs(have: HookRec, want: HookRec) -> str:
+    """What an update of a hook does, in words: attach, detach, update in place, reorder."""
+    old = {p.program: p for p in have.programs}
+    new = {p.program: p for p in want.programs}
+    words = [f"attach {n}" for n in new if n not in old]
+    words += [f"detach {n}" for n in old if n not in new]
+    words += [f"update {n} in place (object changed)" for n in new if n in old and new[n].digest != old[n].digest]
+    words += [f"pin maps of {n}" for n in new if n in old and new[n].pin_maps != old[n].pin_maps]
+    kept_old = [n for n in old if n in new]
+    kept_new = [n for n in new if n in old]
+    if kept_old != kept_new:
+        words.append("reorder: " + ", ".join(kept_new))
+    return "; ".join(words) or "re-attach"
 
 
 @dataclasses.dataclass
@@ -90,6 +107,11 @@ def _deps(rec: Record, links: dict[str, LinkRec]) -> set[str]:
     if isinstance(rec, LinkRec):
         return {f"namespace[{end.namespace}]" for end in (rec.primary, rec.peer) if end.namespace}
     out = {f"namespace[{rec.namespace}]"} if rec.namespace else set()
+    if isinstance(rec, HookRec):  # programs sit on a device of a pair
+        for addr, link in links.items():
+            if any((e.namespace, e.name) == (rec.namespace, rec.device) for e in (link.primary, link.peer)):
+                out.add(addr)
+        return out
     for addr, link in links.items():
         for end in (link.primary, link.peer):
             if end.namespace == rec.namespace and (rec.dev is None or end.name == rec.dev):
@@ -189,10 +211,27 @@ class _Planner:
             if key not in self.want.routes:
                 self.add(None, have, (1 << 30, address_of(have)))
 
+    def hooks(self) -> None:
+        base = len(self.want.namespaces) + len(self.want.links) + len(self.want.routes)
+        for i, (key, (rec, _path)) in enumerate(self.want.hooks.items()):
+            have = self.live.hooks.get(key)
+            self.add(rec, have if have is not None and self.ours(have.owner) else None, (base + i, ""))
+        for key, have in self.live.hooks.items():
+            if self.ours(have.owner) and key not in self.want.hooks and have.programs:
+                self.add(None, have, (1 << 30, address_of(have)))
+        owned = {(d.namespace, d.name) for d in self.live.devices.values() if self.ours(d.owner)}
+        for f in self.live.foreign_programs:
+            if (f.namespace, f.device) in owned:
+                where = address_of(HookRec(f.namespace, f.device, f.hook))
+                self.warnings.append(
+                    f"{where}: program {f.name!r} (id {f.prog_id}) was attached by someone else; nkplan leaves it alone"
+                )
+
     def build(self) -> Plan:
         self.namespaces()
         self.links()
         self.routes()
+        self.hooks()
         if self.problems:
             raise PlanError(self.problems)
         return self.assemble()
@@ -248,11 +287,11 @@ class _Planner:
         return tuple(out)
 
     def _cascade(self, decided: dict[str, tuple[Action, tuple[str, ...], tuple[str, ...], str | None]]) -> None:
-        """A route lives on its device: when the device is replaced, the route is too."""
+        """Routes and programs live on their device: when the device is replaced, they are too."""
         replaced = {a: self.items[a].want for a, d in decided.items() if d[0] == "replace"}
         links = {a: r for a, r in replaced.items() if isinstance(r, LinkRec)}
         for addr, item in self.items.items():
-            if not isinstance(item.want, RouteRec) or item.have is None:
+            if not isinstance(item.want, RouteRec | HookRec) or item.have is None:
                 continue
             if decided[addr][0] in ("no-op", "update"):
                 hit = _deps(item.want, links) & links.keys()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ def _digest(doc: dict[str, Any]) -> str:
 def saved_document(plan: Plan, loaded: Loaded) -> dict[str, Any]:
     doc = document_dict(plan)
     doc["spec"]["text"] = loaded.text
+    if os.path.isfile(loaded.source.filename):  # relative BPF object paths resolve against it
+        doc["spec"]["file"] = os.path.abspath(loaded.source.filename)
     doc["operations"] = [asdict(op) for op in plan.operations]
     doc["checksum"] = _digest(doc)
     return doc

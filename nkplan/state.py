@@ -89,6 +89,50 @@ class LinkRec:
     applied: str | None = field(default=None, compare=False)
 
 
+Hook = Literal["primary", "peer", "ingress", "egress"]  # netkit: primary/peer; tcx: ingress/egress
+
+
+@dataclass(frozen=True)
+class ProgramRec:
+    """One BPF program on a hook, identified by its ELF program name and the content digest of
+    its object file (first 16 hex of SHA-256, as in its pin name). `object` is the file's path
+    on the desired side ("" on the live side: the kernel does not know it) and is not compared."""
+
+    program: str
+    digest: str
+    pin_maps: bool = False
+    object: str = field(default="", compare=False)
+    # live side only, for `show`: what the kernel calls it
+    prog_id: int | None = field(default=None, compare=False)
+    tag: str = field(default="", compare=False)
+    link_id: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class HookRec:
+    """The programs nkplan runs at one hook, in order. `device` is the device whose ifindex the
+    hook is addressed through: for netkit hooks the pair's primary, for tcx hooks the end itself.
+    Programs attached by others at the same hook are not in here (LiveState.foreign_programs)."""
+
+    namespace: str
+    device: str
+    hook: Hook
+    programs: tuple[ProgramRec, ...] = ()
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class ForeignProgram:
+    """A program attached at a managed hook by someone else: left alone, shown as a warning."""
+
+    namespace: str
+    device: str
+    hook: Hook
+    prog_id: int
+    name: str
+    link_id: int | None = None
+
+
 @dataclass(frozen=True)
 class RouteRec:
     """A route in the main table. `to` is canonical CIDR ("0.0.0.0/0" / "::/0" for default).
@@ -137,3 +181,7 @@ class LiveState:
     devices: dict[tuple[str, str], DeviceInfo] = field(default_factory=dict)
     routes: list[RouteRec] = field(default_factory=list)
     kernel: KernelInfo = field(default_factory=KernelInfo)
+    # BPF: the owned programs of every hook of every owned device that has some (key (ns, device,
+    # hook)), and the programs others attached at those hooks.
+    hooks: dict[tuple[str, str, str], HookRec] = field(default_factory=dict)
+    foreign_programs: list[ForeignProgram] = field(default_factory=list)

@@ -47,9 +47,12 @@ def plan_for(
         live = kernel.read(probe_netkit=needs_netkit(spec))
     locate = loaded.source.where
     problems = capability_problems(spec, live.kernel, locate)
+    if kernel is not None and loaded.objects:
+        problems += [f"{loaded.source.filename}: cannot manage BPF programs here: {p}" for p in kernel.bpf_problems()]
     if problems:
         raise PlanError(problems)
-    plan = make_plan(desired(spec, live.kernel), live, adopt=adopt, locate=locate)
+    want = desired(spec, live.kernel, loaded.source.filename, loaded.objects)
+    plan = make_plan(want, live, adopt=adopt, locate=locate)
     ident = host if host is not None else host_identity()
     meta = {
         "nkplan_version": __version__,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from nkplan.state import LinkRec, LiveState, RouteRec
+from nkplan.state import HookRec, LinkRec, LiveState, RouteRec
 
 
 class Kernel(Protocol):
@@ -64,3 +64,19 @@ class Kernel(Protocol):
     def replace_route(self, before: RouteRec, after: RouteRec) -> None:
         """Same key (namespace, to, metric), new via/dev."""
         ...
+
+    # BPF programs -----------------------------------------------------------------------------
+    def set_programs(self, before: HookRec | None, after: HookRec | None) -> None:
+        """Make the hook run exactly after.programs (nkplan's own, in that order; programs others
+        attached stay where they are): attach new ones at their position (anchored to a
+        neighbour, with expected_revision from a fresh query, so a concurrent change is detected),
+        swap a program whose digest changed with BPF_LINK_UPDATE (atomic), re-attach to reorder
+        (new link first, then the old one detached), detach the ones gone. Links are pinned under
+        the stack's bpffs directory (owner) so they outlive the process; after None detaches all
+        and removes the pins."""
+        ...
+
+    def bpf_problems(self) -> list[str]:
+        """Why BPF programs cannot be managed here (no bpffs, no CAP_BPF, no libbpf, no tcx), or []."""
+        ...
+

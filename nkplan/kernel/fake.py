@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from nkplan.errors import KernelError
-from nkplan.state import HOST, DeviceInfo, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec, ns_label
+from nkplan.state import HOST, DeviceInfo, HookRec, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec, ns_label
 
 FailHook = Callable[[str, object], "KernelError | None"]
 
@@ -41,6 +41,7 @@ class FakeKernel:
         link = self.state.links.pop(key)
         for dkey in self._devices_of(link):
             self.state.devices.pop(dkey, None)
+            self.state.hooks = {k: v for k, v in self.state.hooks.items() if (k[0], k[1]) != dkey}
             self.state.routes = [r for r in self.state.routes if (r.namespace, r.dev) != dkey]
 
     # protocol ---------------------------------------------------------------------------------
@@ -150,3 +151,19 @@ class FakeKernel:
         self._route_dev_exists(after)
         key = (before.namespace, before.to, before.metric)
         self.state.routes = [r for r in self.state.routes if (r.namespace, r.to, r.metric) != key] + [after]
+
+    def set_programs(self, before: HookRec | None, after: HookRec | None) -> None:
+        self._enter("set_programs", after or before)
+        rec = after or before
+        assert rec is not None
+        if (rec.namespace, rec.device) not in self.state.devices:
+            raise KernelError(f"attaching programs at {rec.hook} of {rec.device!r}: no such device")
+        key = (rec.namespace, rec.device, rec.hook)
+        if after is None or not after.programs:
+            self.state.hooks.pop(key, None)
+        else:
+            self.state.hooks[key] = after
+
+    def bpf_problems(self) -> list[str]:
+        return []
+

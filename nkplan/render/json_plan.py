@@ -38,8 +38,10 @@ class ChangeBody(_Doc):
 
 
 class ResourceChange(_Doc):
-    address: str = Field(description='e.g. "link[nk-a]", "namespace[pod-a]", "route[pod-a default]"')
-    type: Literal["namespace", "link", "route"]
+    address: str = Field(
+        description='e.g. "link[nk-a]", "namespace[pod-a]", "route[pod-a default]", "hook[nk-a peer]"'
+    )
+    type: Literal["namespace", "link", "route", "hook"]
     name: str = Field(description="the namespace name, the primary end's name, or the route destination")
     namespace: str | None = Field(description="namespace of the link's primary or the route; null = host")
     change: ChangeBody
@@ -105,6 +107,8 @@ def _name(change: Change) -> tuple[str, str | None]:
     if change.type == "link":
         end = rec.get("primary", {})
         return str(end.get("name", "")), end.get("namespace") or None
+    if change.type == "hook":
+        return f"{rec.get('device', '')} {rec.get('hook', '')}", rec.get("namespace") or None
     return str(rec.get("to", "")), rec.get("namespace") or None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
-from nkplan.spec.models import EndFields, LinkSpec, StackSpec
+from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, StackSpec
 
 Problem = tuple[tuple[str | int, ...], str]
 NETKIT_ONLY_LINK = ("mode", "headroom", "tailroom", "policy", "scrub")
@@ -23,7 +23,40 @@ def _label(ns: str) -> str:
 
 
 def semantic_problems(spec: StackSpec) -> list[Problem]:
-    return list(_namespaces(spec)) + list(_links(spec)) + list(_routes(spec))
+    return list(_namespaces(spec)) + list(_links(spec)) + list(_routes(spec)) + list(_hooks(spec))
+
+
+MAX_PROGRAMS_PER_HOOK = 63  # bpf_mprog's limit
+
+
+def declared_hooks(spec: StackSpec) -> Iterator[tuple[tuple[str | int, ...], str, list[ProgramSpec]]]:
+    """Every non-empty program list of the spec: (path, hook, programs)."""
+    for i, link in enumerate(spec.links):
+        base: tuple[str | int, ...] = ("links", i)
+        if link.programs is not None:
+            for hook in ("primary", "peer"):
+                yield (*base, "programs", hook), hook, getattr(link.programs, hook)
+        for end, path in ((link, base), (link.peer, (*base, "peer"))):
+            if end.tcx is not None:
+                for hook in ("ingress", "egress"):
+                    yield (*path, "tcx", hook), hook, getattr(end.tcx, hook)
+
+
+def _hooks(spec: StackSpec) -> Iterator[Problem]:
+    for i, link in enumerate(spec.links):
+        if link.programs is not None and link.kind != "netkit":
+            yield ("links", i, "programs"), (
+                f"'programs' attaches to netkit hooks; {link.name!r} is a veth pair "
+                "(use 'tcx: {ingress: [...], egress: [...]}' on an end)"
+            )
+    for path, hook, progs in declared_hooks(spec):
+        if len(progs) > MAX_PROGRAMS_PER_HOOK:
+            yield path, f"{len(progs)} programs on hook {hook!r}; the kernel runs at most {MAX_PROGRAMS_PER_HOOK}"
+        seen: set[str] = set()
+        for j, prog in enumerate(progs):
+            if prog.program in seen:
+                yield (*path, j, "program"), f"program {prog.program!r} is listed twice on hook {hook!r}"
+            seen.add(prog.program)
 
 
 def _namespaces(spec: StackSpec) -> Iterator[Problem]:

@@ -15,6 +15,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+class ProgramSpec(_Model):
+    object: str = Field(description="ELF BPF object file, relative to the spec file")
+    program: str = Field(min_length=1, description="the program's name in the object")
+    pin_maps: bool = Field(default=False, description="also pin the program's maps next to its link")
+
+
+class TcxPrograms(_Model):
+    ingress: list[ProgramSpec] = Field(default_factory=list)
+    egress: list[ProgramSpec] = Field(default_factory=list)
+
+
+class NetkitPrograms(_Model):
+    primary: list[ProgramSpec] = Field(default_factory=list, description="host → namespace path")
+    peer: list[ProgramSpec] = Field(default_factory=list, description="namespace → host path")
+
+
 class EndFields(_Model):
     """What both ends of a pair share."""
 
@@ -26,6 +42,7 @@ class EndFields(_Model):
     addresses: list[InterfaceCidr] = Field(default_factory=list)
     policy: Literal["forward", "blackhole"] | None = None  # netkit only
     scrub: Literal["default", "none"] | None = None  # netkit only
+    tcx: TcxPrograms | None = None  # BPF programs at this end's tcx hooks
 
 
 class PeerSpec(EndFields):
@@ -37,6 +54,7 @@ class LinkSpec(EndFields):
     mode: Literal["l3", "l2"] | None = None  # netkit only, default l3
     headroom: Room | None = None  # netkit only
     tailroom: Room | None = None  # netkit only
+    programs: NetkitPrograms | None = None  # netkit only: BPF programs at the pair's netkit hooks
     peer: PeerSpec
 
 

@@ -1,0 +1,58 @@
+"""Checks of the BPF object files a spec names: the file exists, is an ELF BPF object, and holds
+the program. Needs no root and no kernel (libbpf opens without loading), but it reads files, so
+it runs after the pure checks. Also computes each object's content digest (its identity)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from nkplan.kernel.bpf import objfile
+from nkplan.spec.checks import Problem, declared_hooks
+from nkplan.spec.models import StackSpec
+
+ListPrograms = Callable[[str], list[str]]
+
+
+def _libbpf_programs(path: str) -> list[str]:
+    from nkplan.kernel.bpf import libbpf  # ctypes: only when a spec declares programs
+
+    return [p.name for p in libbpf.programs(path)]
+
+
+def resolve(spec_file: str, obj: str) -> str:
+    """An object path as written in the spec: relative to the spec file's folder."""
+    base = os.path.dirname(os.path.abspath(spec_file)) if spec_file not in ("-", "<stdin>") else os.getcwd()
+    return os.path.normpath(os.path.join(base, obj))
+
+
+def object_problems(
+    spec: StackSpec, spec_file: str, list_programs: ListPrograms = _libbpf_programs
+) -> tuple[list[Problem], dict[str, str]]:
+    """(problems, {resolved object path: digest16})."""
+    problems: list[Problem] = []
+    digests: dict[str, str] = {}
+    contents: dict[str, list[str] | str] = {}
+    for path, _hook, progs in declared_hooks(spec):
+        for j, prog in enumerate(progs):
+            where = (*path, j, "object")
+            full = resolve(spec_file, prog.object)
+            if full not in contents:
+                bad = objfile.problem(full)
+                if bad is None:
+                    try:
+                        contents[full] = list_programs(full)
+                        digests[full] = objfile.digest(full)[: objfile.DIGEST_CHARS]
+                    except Exception as exc:  # libbpf refusing to open it: say so, with its words
+                        contents[full] = f"libbpf cannot open it: {exc}"
+                else:
+                    contents[full] = bad
+            found = contents[full]
+            if isinstance(found, str):
+                problems.append((where, f"object {prog.object!r} ({full}): {found}"))
+            elif prog.program not in found:
+                have = ", ".join(sorted(found)) or "none"
+                problems.append(
+                    ((*path, j, "program"), f"object {prog.object!r} has no program {prog.program!r} (it has: {have})")
+                )
+    return problems, digests

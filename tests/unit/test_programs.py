@@ -1,0 +1,155 @@
+"""BPF programs in the spec and the plan, through the fake kernel (the real attach is tested in
+tests/host/test_kernel_programs.py and tests/netkit): validation of object files, hooks per
+kind, and plans that attach, reorder, update in place, detach, and follow a replaced device."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nkplan.errors import SpecError
+from nkplan.kernel.fake import FakeKernel
+from nkplan.loader import Loaded, load_text
+from nkplan.plan import Plan
+from nkplan.render.text import render_plan
+from nkplan.state import ForeignProgram
+from nkplan.workflow import apply_and_verify, plan_for
+
+BUILD = Path(__file__).resolve().parents[2] / "bpf" / "build"
+
+
+@pytest.fixture
+def objs(tmp_path: Path) -> Path:
+    """The example objects, copied next to the spec (paths in a spec are relative to it)."""
+    for name in ("count.o", "pod_policy.o"):
+        shutil.copy(BUILD / name, tmp_path / name)
+    return tmp_path
+
+
+def spec_with(tmp: Path, programs: str, tcx: str = "", kind: str = "netkit", mode: str = "") -> Loaded:
+    text = (
+        "stack: t\nnamespaces: [{name: p1}]\nlinks:\n"
+        f"  - name: nk1\n    kind: {kind}\n{mode}{programs}"
+        f"    peer: {{name: eth0, namespace: p1{tcx}}}\n"
+    )
+    path = tmp / "spec.yaml"
+    path.write_text(text)
+    return load_text(text, str(path))
+
+
+COUNT = "{object: count.o, program: count_pass}"
+POLICY = "{object: pod_policy.o, program: pod_egress}"
+
+
+def converge(kernel: FakeKernel, loaded: Loaded) -> Plan:
+    plan = plan_for(kernel, loaded).plan
+    apply_and_verify(kernel, loaded, plan, sleep=lambda s: None)
+    return plan
+
+
+def changes(plan: Plan) -> dict[str, tuple[str, str | None]]:
+    return {c.address: (c.action, c.reason) for c in plan.changes if c.action != "no-op"}
+
+
+def test_programs_attach_after_their_device_and_replan_is_empty(objs: Path) -> None:
+    kernel = FakeKernel()
+    loaded = spec_with(
+        objs, f"    programs:\n      peer: [{POLICY}]\n      primary: [{COUNT}]\n", ", tcx: {ingress: [" + COUNT + "]}"
+    )
+    plan = converge(kernel, loaded)
+    order = [op.address for op in plan.operations]
+    assert order.index("link[nk1]") < order.index("hook[nk1 primary]")
+    assert {"hook[nk1 peer]", "hook[nk1 primary]", "hook[p1/eth0 ingress]"} <= set(order)
+    assert kernel.state.hooks[("", "nk1", "peer")].programs[0].program == "pod_egress"
+    assert not plan_for(kernel, loaded).plan.has_changes
+
+
+def test_reorder_update_in_place_and_detach(objs: Path) -> None:
+    kernel = FakeKernel()
+    converge(kernel, spec_with(objs, f"    programs:\n      primary: [{COUNT}, {POLICY}]\n"))
+    reordered = spec_with(objs, f"    programs:\n      primary: [{POLICY}, {COUNT}]\n")
+    assert changes(plan_for(kernel, reordered).plan) == {
+        "hook[nk1 primary]": ("update", "reorder: pod_egress, count_pass")
+    }
+    converge(kernel, reordered)
+    with open(objs / "count.o", "ab") as fh:  # a rebuilt object: same program, new content
+        fh.write(b"\0")
+    changed = spec_with(objs, f"    programs:\n      primary: [{POLICY}, {COUNT}]\n")
+    assert changes(plan_for(kernel, changed).plan) == {
+        "hook[nk1 primary]": ("update", "update count_pass in place (object changed)")
+    }
+    converge(kernel, changed)
+    fewer = spec_with(objs, f"    programs:\n      primary: [{COUNT}]\n")
+    assert changes(plan_for(kernel, fewer).plan) == {"hook[nk1 primary]": ("update", "detach pod_egress")}
+    none = spec_with(objs, "")
+    assert changes(plan_for(kernel, none).plan) == {"hook[nk1 primary]": ("delete", "not declared in the spec")}
+    converge(kernel, none)
+    assert not kernel.state.hooks
+
+
+def test_replaced_device_takes_its_programs_along(objs: Path) -> None:
+    kernel = FakeKernel()
+    converge(kernel, spec_with(objs, f"    programs:\n      primary: [{COUNT}]\n"))
+    plan = plan_for(kernel, spec_with(objs, f"    programs:\n      primary: [{COUNT}]\n", mode="    mode: l2\n")).plan
+    assert changes(plan)["hook[nk1 primary]"] == ("replace", "its device link[nk1] is replaced")
+    ops = [(op.kind, op.address) for op in plan.operations]
+    assert ops.index(("delete", "hook[nk1 primary]")) < ops.index(("delete", "link[nk1]"))
+    assert ops.index(("create", "link[nk1]")) < ops.index(("create", "hook[nk1 primary]"))
+
+
+def test_foreign_programs_are_a_warning(objs: Path) -> None:
+    kernel = FakeKernel()
+    loaded = spec_with(objs, f"    programs:\n      primary: [{COUNT}]\n")
+    converge(kernel, loaded)
+    kernel.state.foreign_programs.append(ForeignProgram("", "nk1", "primary", 99, "theirs", 7))
+    plan = plan_for(kernel, loaded).plan
+    assert not plan.has_changes
+    assert plan.warnings == (
+        "hook[nk1 primary]: program 'theirs' (id 99) was attached by someone else; nkplan leaves it alone",
+    )
+
+
+def problems(tmp: Path, programs: str, tcx: str = "", kind: str = "netkit") -> list[str]:
+    with pytest.raises(SpecError) as info:
+        spec_with(tmp, programs, tcx, kind)
+    return info.value.problems
+
+
+def test_bad_programs_are_located(objs: Path) -> None:
+    (objs / "notbpf.o").write_text("hello")
+    found = problems(objs, "    programs:\n      primary: [{object: missing.o, program: x}]\n")
+    assert any("spec.yaml:7:26:" in p and "object 'missing.o'" in p and "no such file" in p for p in found), found
+    found = problems(objs, "    programs:\n      primary: [{object: count.o, program: nope}]\n")
+    assert any("object 'count.o' has no program 'nope' (it has: count_pass)" in p for p in found), found
+    found = problems(objs, "    programs:\n      primary: [{object: notbpf.o, program: x}]\n")
+    assert any("not an ELF object file" in p for p in found), found
+    found = problems(objs, f"    programs:\n      primary: [{COUNT}]\n", kind="veth")
+    assert any("'programs' attaches to netkit hooks; 'nk1' is a veth pair" in p for p in found), found
+    found = problems(objs, f"    programs:\n      primary: [{COUNT}, {COUNT}]\n")
+    assert any("program 'count_pass' is listed twice on hook 'primary'" in p for p in found), found
+    found = problems(objs, "", ", tcx: {sideways: [" + COUNT + "]}")
+    assert any("unknown field 'sideways'" in p for p in found), found
+    many = ", ".join("{object: count.o, program: count_pass}" for _ in range(64))
+    found = problems(objs, f"    programs:\n      primary: [{many}]\n")
+    assert any("64 programs on hook 'primary'; the kernel runs at most 63" in p for p in found), found
+
+
+def test_tcx_on_a_veth_end_is_fine(objs: Path) -> None:
+    kernel = FakeKernel()
+    converge(kernel, spec_with(objs, "", ", tcx: {ingress: [" + COUNT + "]}", kind="veth"))
+    assert ("p1", "eth0", "ingress") in kernel.state.hooks
+    text = render_plan(plan_for(kernel, spec_with(objs, "", ", tcx: {egress: [" + COUNT + "]}", kind="veth")).plan)
+    assert "- hook[p1/eth0 ingress]" in text and "+ hook[p1/eth0 egress]" in text
+
+
+def test_drift_ignores_program_bookkeeping(objs: Path) -> None:
+    kernel = FakeKernel()
+    loaded = spec_with(objs, f"    programs:\n      primary: [{COUNT}]\n")
+    converge(kernel, loaded)
+    hook = kernel.state.hooks[("", "nk1", "primary")]
+    ids = tuple(dataclasses.replace(p, prog_id=5, tag="ab", link_id=6, object="") for p in hook.programs)
+    kernel.state.hooks[("", "nk1", "primary")] = dataclasses.replace(hook, programs=ids)
+    assert not plan_for(kernel, loaded).plan.has_changes
