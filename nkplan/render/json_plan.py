@@ -38,9 +38,7 @@ class ChangeBody(_Doc):
 
 
 class ResourceChange(_Doc):
-    address: str = Field(
-        description='e.g. "link[nk-a]", "namespace[pod-a]", "route[pod-a default]", "hook[nk-a peer]"'
-    )
+    address: str = Field(description='e.g. "link[nk-a]", "namespace[pod-a]", "route[pod-a default]", "hook[nk-a peer]"')
     type: Literal["namespace", "link", "route", "hook"]
     name: str = Field(description="the namespace name, the primary end's name, or the route destination")
     namespace: str | None = Field(description="namespace of the link's primary or the route; null = host")

@@ -7,12 +7,12 @@ Deterministic: the same plan gives the same bytes (no timestamps, no host names)
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from nkplan.plan import Change, Plan
+from nkplan.render.text import summary_line as text_summary
+from nkplan.render.values import flatten, fmt, get
 
 MARKER = "<!-- nkplan-plan stack={stack} -->"
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
@@ -21,7 +21,6 @@ HEAD = {"create": "+", "update": "!", "replace": "-/+", "delete": "-"}
 BODY = {"create": "+", "update": "!", "replace": "!", "delete": "-"}
 LIST_MAX = 20  # addresses named in a banner or note; the table has them all
 ARTIFACT = "see the saved plan artifact"
-SKIPPED_KEYS = ("owner", "applied")  # bookkeeping, not attributes a reviewer changes
 
 
 # formatting helpers ---------------------------------------------------------------------------
@@ -48,35 +47,6 @@ def _text(text: str) -> str:
     return text.replace("<", "&lt;").replace("\n", " ")
 
 
-def _fmt(value: Any, path: str = "") -> str:
-    if value is None:
-        return "(none)"
-    if value == "" and path.endswith("namespace"):
-        return "(host)"
-    return json.dumps(value)
-
-
-def _get(data: dict[str, Any] | None, path: str) -> Any:
-    cur: Any = data
-    for part in path.split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
-def _flatten(data: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in (data or {}).items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{path}."))
-        elif value is not None and value != [] and key not in SKIPPED_KEYS:
-            if not (key == "namespace" and value == ""):
-                out[path] = value
-    return out
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -92,8 +62,7 @@ def _capped(items: Sequence[str], more: str) -> list[str]:
 def summary_line(plan: Plan) -> str:
     if not plan.has_changes:
         return f"**No changes.** The kernel matches the spec of stack {_code(plan.stack)}."
-    s = plan.summary()
-    return f"**Plan:** {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
+    return text_summary(plan).replace("Plan:", "**Plan:**", 1)
 
 
 def _banner(changes: Sequence[Change]) -> list[str]:
@@ -135,8 +104,7 @@ def _drift_note(stack: str, drift: Sequence[Change]) -> list[str]:
     items = []
     for c in drift:
         attrs = "; ".join(
-            f"{_code(p)} {_code(_fmt(_get(c.before, p), p))} → {_code(_fmt(_get(c.after, p), p))}"
-            for p in c.changed_paths
+            f"{_code(p)} {_code(fmt(get(c.before, p), p))} → {_code(fmt(get(c.after, p), p))}" for p in c.changed_paths
         )
         items.append(f"{_code(c.address)}: {attrs}" if attrs else f"{_code(c.address)} ({c.action})")
     return lines + _capped(items, "see the full plan below")
@@ -180,12 +148,12 @@ def _diff_change(c: Change, head: str, body: str) -> list[str]:
         line += f"  ({c.reason})"
     lines = [line]
     if c.action in ("create", "delete"):
-        flat = _flatten(c.after if c.action == "create" else c.before)
+        flat = flatten(c.after if c.action == "create" else c.before)
         width = max((len(k) for k in flat), default=0)
-        lines += [f"{body}     {k.ljust(width)} = {_fmt(v, k)}" for k, v in flat.items()]
+        lines += [f"{body}     {k.ljust(width)} = {fmt(v, k)}" for k, v in flat.items()]
     else:
         for path in c.changed_paths:
-            text = f"{body}     {path}: {_fmt(_get(c.before, path), path)} → {_fmt(_get(c.after, path), path)}"
+            text = f"{body}     {path}: {fmt(get(c.before, path), path)} → {fmt(get(c.after, path), path)}"
             if path in c.replace_paths:
                 text += "  # forces replacement"
             lines.append(text)

@@ -5,10 +5,8 @@ no NO_COLOR, no --no-color)."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from nkplan.plan import Change, Plan
+from nkplan.render.values import flatten, fmt, get
 
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
 _COLOUR = {"create": "32", "update": "33", "replace": "35", "delete": "31", "no-op": "0", "bold": "1", "dim": "2"}
@@ -22,34 +20,6 @@ class _Paint:
         return f"\033[{_COLOUR[what]}m{text}\033[0m" if self.on else text
 
 
-def _flatten(data: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in (data or {}).items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{path}."))
-        elif value is not None and value != [] and key != "owner" and not (key == "namespace" and value == ""):
-            out[path] = value
-    return out
-
-
-def _fmt(value: Any, path: str = "") -> str:
-    if value is None:
-        return "(none)"
-    if value == "" and path.endswith("namespace"):
-        return "(host)"
-    return json.dumps(value)
-
-
-def _get(data: dict[str, Any] | None, path: str) -> Any:
-    cur: Any = data
-    for part in path.split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
 def render_change(change: Change, paint: _Paint | None = None) -> list[str]:
     paint = paint or _Paint(False)
     head = f"  {paint(SYMBOL[change.action], change.action)} {paint(change.address, 'bold')}"
@@ -57,12 +27,12 @@ def render_change(change: Change, paint: _Paint | None = None) -> list[str]:
         head += f"  ({change.reason})"
     lines = [head]
     if change.action == "create":
-        flat = _flatten(change.after)
+        flat = flatten(change.after)
         width = max((len(k) for k in flat), default=0)
-        lines += [f"        {k.ljust(width)} = {_fmt(v, k)}" for k, v in flat.items()]
+        lines += [f"        {k.ljust(width)} = {fmt(v, k)}" for k, v in flat.items()]
     elif change.action in ("update", "replace"):
         for path in change.changed_paths:
-            before, after = _fmt(_get(change.before, path), path), _fmt(_get(change.after, path), path)
+            before, after = fmt(get(change.before, path), path), fmt(get(change.after, path), path)
             line = f"        {path}: {before} → {after}"
             if path in change.replace_paths:
                 line += paint("  # forces replacement", "replace")
@@ -86,7 +56,7 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
         for change in plan.drift:
             out.append(f"  {paint('~', 'update')} {paint(change.address, 'bold')}")
             for path in change.changed_paths:
-                before, after = _fmt(_get(change.before, path), path), _fmt(_get(change.after, path), path)
+                before, after = fmt(get(change.before, path), path), fmt(get(change.after, path), path)
                 out.append(f"        {path}: {before} (applied) → {after} (now)")
         out += ["", "The plan below puts them back as declared.", ""]
     if not plan.has_changes:

@@ -1,0 +1,40 @@
+"""How attribute values read in every human-facing plan (text, Markdown): one place, so the two
+renderers never disagree on what a value looks like."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SKIPPED_KEYS = frozenset({"owner"})  # bookkeeping, not an attribute a reviewer changes
+
+
+def fmt(value: Any, path: str = "") -> str:
+    """A value as shown after `=` or around `→`: JSON, with the host namespace spelled (host)."""
+    if value is None:
+        return "(none)"
+    if value == "" and path.endswith("namespace"):
+        return "(host)"
+    return json.dumps(value)
+
+
+def get(data: dict[str, Any] | None, path: str) -> Any:
+    """The value at a dotted path ("peer.policy"), or None."""
+    cur: Any = data
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def flatten(data: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """Nested attributes as dotted paths, leaving out empty values and the host namespace."""
+    out: dict[str, Any] = {}
+    for key, value in (data or {}).items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{path}."))
+        elif value is not None and value != [] and key not in SKIPPED_KEYS and not (key == "namespace" and value == ""):
+            out[path] = value
+    return out
