@@ -23,7 +23,7 @@ class _Paint:
 def render_change(change: Change, paint: _Paint | None = None) -> list[str]:
     paint = paint or _Paint(False)
     head = f"  {paint(SYMBOL[change.action], change.action)} {paint(change.address, 'bold')}"
-    if change.reason and change.action in ("replace", "delete"):
+    if change.reason and change.action != "create":
         head += f"  ({change.reason})"
     lines = [head]
     if change.action == "create":
@@ -60,6 +60,7 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
                 out.append(f"        {path}: {before} (applied) → {after} (now)")
         out += ["", "The plan below puts them back as declared.", ""]
     if not plan.has_changes:
+        out += [paint(f"Warning: {warning}", "update") for warning in plan.warnings]
         out.append(f"No changes. The kernel matches the spec of stack {plan.stack!r}.")
         return "\n".join(out) + "\n"
     out += [f"nkplan will perform these actions on stack {plan.stack!r}:", ""]
