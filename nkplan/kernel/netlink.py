@@ -1,7 +1,8 @@
 """NetlinkKernel: the real kernel behind base.Kernel.
 
-Reading is reader.py (one worker thread, plain netlink sockets, no subprocess); pair changes are
-links.py; namespaces and routes are small enough to live here. Operations in a named namespace
+Reading is reader.py (one worker thread, plain netlink sockets, no subprocess) plus, in the same
+walk, the BPF hooks of owned devices (programs.py); pair changes are links.py; BPF programs are
+hookwriter.py; namespaces and routes are small enough to live here. Operations in a named namespace
 use a socket opened inside it (netns.py's thread trick), never a helper process."""
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import os
 from collections.abc import Sequence
 
 from nkplan.errors import CapabilityError, KernelError
-from nkplan.kernel import batch, links, netns, probe, reader, rtnl
+from nkplan.kernel import batch, links, netns, probe, programs, reader, rtnl
 from nkplan.kernel import consts as C
-from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket
+from nkplan.kernel.bpf import probe as bpf_probe
+from nkplan.kernel.nlsock import NetlinkRefusal, RtnlSocket, query_nsid
 from nkplan.kernel.refusals import Op, explain, no_namespace, root_needed
 from nkplan.kernel.rtnl import call, need_link, ns_socket
-from nkplan.state import KernelInfo, LinkRec, LiveState, RouteRec, owner_alias
+from nkplan.state import HOST, HookRec, KernelInfo, LinkRec, LiveState, RouteRec, owner_alias
 
 
 def _cap_eff() -> int:
@@ -33,7 +35,9 @@ class NetlinkKernel:
 
     # reading ----------------------------------------------------------------------------------
     def read(self, *, probe_netkit: bool = False) -> LiveState:
-        live = reader.read_state()
+        scanner = programs.HookScanner()
+        live = reader.read_state(visit=scanner)
+        programs.fill_state(live, scanner.found)
         live.kernel = probe.probe() if probe_netkit else KernelInfo(os.uname().release)
         return live
 
@@ -42,6 +46,10 @@ class NetlinkKernel:
         needed = (1 << C.CAP_NET_ADMIN) | (1 << C.CAP_SYS_ADMIN)
         if os.geteuid() != 0 or caps & needed != needed:
             raise CapabilityError(root_needed())
+
+    def bpf_problems(self) -> list[str]:
+        """What this machine lacks for BPF programs on tcx/netkit hooks (sentences; empty: none)."""
+        return bpf_probe.problems()
 
     # namespaces -------------------------------------------------------------------------------
     def create_namespace(self, name: str, owner: str) -> None:
@@ -68,11 +76,14 @@ class NetlinkKernel:
             fd = netns.open_ns(name)
         except FileNotFoundError:
             raise explain(op, OSError(errno.ENOENT, "missing")) from None
+        # the host ends of the pairs inside are looked up only if some stack has pins to remove
+        home = (netns.thread_ns_fd(), RtnlSocket()) if programs.have_pins() else None
+        host_ends: list[str] = []
         try:
             # Delete the pairs inside first: the kernel would do it anyway once the namespace
             # dies, but asynchronously (their other ends linger in the host for a while).
             # Doing it here makes the result visible as soon as this call returns.
-            netns.in_namespace(fd, _delete_pairs_here)
+            host_ends = netns.in_namespace(fd, lambda: _delete_pairs_here(home))
         except NetlinkRefusal as exc:
             raise explain(op, exc) from None
         except OSError as exc:
@@ -80,10 +91,16 @@ class NetlinkKernel:
                 raise explain(op, exc) from None
         finally:
             os.close(fd)
+            if home is not None:
+                os.close(home[0])
+                home[1].close()
         try:
             netns.delete_named(name)
         except OSError as exc:
             raise explain(op, exc) from None
+        if home is not None:
+            programs.remove_namespace_pins(name)
+            programs.remove_device_pins((HOST, end) for end in host_ends)
 
     def set_namespace_owner(self, name: str, owner: str | None) -> None:
         op = Op("set_namespace_owner", name, name)
@@ -99,9 +116,11 @@ class NetlinkKernel:
 
     def delete_link(self, link: LinkRec) -> None:
         links.delete_link(link)
+        programs.remove_device_pins(_ends([link]))
 
     def delete_links(self, links_: Sequence[LinkRec]) -> None:
         batch.delete_links(links_)
+        programs.remove_device_pins(_ends(links_))
 
     def update_link(self, before: LinkRec, after: LinkRec) -> None:
         links.update_link(before, after)
@@ -133,15 +152,35 @@ class NetlinkKernel:
             body = rtnl.route_body(after, self._oif(sock, after))
             call(sock, op, C.RTM_NEWROUTE, C.NLM_F_CREATE | C.NLM_F_REPLACE, body)
 
+    # BPF programs -----------------------------------------------------------------------------
+    def set_programs(self, before: HookRec | None, after: HookRec | None) -> None:
+        from nkplan.kernel import hookwriter  # libbpf and the writer: not needed to plan
 
-def _delete_pairs_here() -> None:
+        hookwriter.set_programs(before, after)
+
+
+def _ends(links_: Sequence[LinkRec]) -> list[tuple[str, str]]:
+    return [(e.namespace, e.name) for link in links_ for e in (link.primary, link.peer)]
+
+
+def _delete_pairs_here(home: tuple[int, RtnlSocket] | None = None) -> list[str]:
     """Delete every veth/netkit device of the calling thread's namespace (deleting one end
-    deletes both, wherever the other lives)."""
+    deletes both, wherever the other lives). With home (an fd of the host namespace and a socket
+    opened there), return the names of the other ends that lived in the host."""
+    host_ends: list[str] = []
     with RtnlSocket() as sock:
-        for dev in reader.scan(sock, "").links.values():
-            if dev.kind in reader.PAIR_KINDS:
-                try:
-                    sock.request(C.RTM_DELLINK, 0, rtnl.setlink(dev.ifindex))
-                except NetlinkRefusal as exc:
-                    if exc.errno != errno.ENODEV:  # ENODEV: went with its other end just now
-                        raise
+        devs = [d for d in reader.scan(sock, "").links.values() if d.kind in reader.PAIR_KINDS]
+        if home is not None and any(d.link_nsid is not None for d in devs):
+            host_id = query_nsid(sock, home[0])
+            for d in devs:
+                if d.link_nsid is not None and d.link_nsid == host_id and d.link:
+                    other = rtnl.get_link_by_index(home[1], d.link)
+                    if other is not None:
+                        host_ends.append(other.name)
+        for dev in devs:
+            try:
+                sock.request(C.RTM_DELLINK, 0, rtnl.setlink(dev.ifindex))
+            except NetlinkRefusal as exc:
+                if exc.errno != errno.ENODEV:  # ENODEV: went with its other end just now
+                    raise
+    return host_ends

@@ -82,8 +82,13 @@ def _ns_owner(sc: NsScan) -> str | None:
     return parsed[0] if parsed and parsed[1] == "ns" else None
 
 
-def _walk() -> Snapshot:
-    """Runs in a disposable worker thread: it moves between namespaces and never returns home."""
+Visit = Callable[[str, NsScan], None]
+
+
+def _walk(visit: Visit | None = None) -> Snapshot:
+    """Runs in a disposable worker thread: it moves between namespaces and never returns home.
+    visit(name, scan), if given, runs right after each namespace was dumped, still inside it (for
+    per-namespace queries that take the scan's ifindexes, e.g. the BPF hooks of owned devices)."""
     try:
         home = os.stat("/proc/thread-self/ns/net")
         host_sock = RtnlSocket(strict=True)
@@ -95,6 +100,8 @@ def _walk() -> Snapshot:
     host_ids: dict[int, str] = {}  # nsid as the host sees it -> namespace name
     with host_sock:
         scans[HOST] = scan(host_sock, HOST)
+        if visit is not None:
+            visit(HOST, scans[HOST])
         for name in netns.named_namespaces():
             try:
                 fd = netns.open_ns(name)
@@ -123,6 +130,8 @@ def _walk() -> Snapshot:
                 with RtnlSocket(strict=True) as sock:
                     sc = scan(sock, name)
                 scans[name] = sc
+                if visit is not None:
+                    visit(name, sc)
                 namespaces[name] = NamespaceRec(name, _ns_owner(sc))
                 nsid = query_nsid(host_sock, fd)
                 if nsid >= 0:
@@ -299,10 +308,11 @@ def build(snap: Snapshot) -> LiveState:
     return live
 
 
-def read_state() -> LiveState:
-    """Everything the host namespace and the named namespaces hold (without KernelInfo)."""
+def read_state(visit: Visit | None = None) -> LiveState:
+    """Everything the host namespace and the named namespaces hold (without KernelInfo); visit:
+    see _walk."""
     try:
-        snap = netns.run_in_thread(_walk)
+        snap = netns.run_in_thread(lambda: _walk(visit))
     except NetlinkRefusal as exc:
         raise KernelError(
             f"reading network state: the kernel refused a dump ({os.strerror(exc.errno)})", exc.errno

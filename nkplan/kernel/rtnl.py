@@ -85,6 +85,21 @@ def get_link(sock: RtnlSocket, name: str) -> RawLink | None:
     return None
 
 
+def get_link_by_index(sock: RtnlSocket, index: int) -> RawLink | None:
+    """The device with this ifindex in the socket's namespace, or None."""
+    body = ifinfomsg(index) + attr_u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)
+    try:
+        replies = sock.request(C.RTM_GETLINK, 0, body)
+    except NetlinkRefusal as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise explain(Op("lookup", f"ifindex {index}"), exc) from None
+    for mtype, data, start, end in replies:
+        if mtype == C.RTM_NEWLINK:
+            return decode.link(data, start, end)
+    return None
+
+
 def need_link(sock: RtnlSocket, name: str, ns: str) -> RawLink:
     dev = get_link(sock, name)
     if dev is None:
