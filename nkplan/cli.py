@@ -167,7 +167,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from nkplan.export import stack_document, to_yaml
+    from nkplan.export import programs_listing, stack_document, to_yaml
 
     objects: dict[tuple[str, str], str] = {}
     if args.file:  # the spec tells which object files the attached programs came from
@@ -185,6 +185,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         stack = _stack_of(args, "show")
     live = _kernel().read(probe_netkit=True)
     doc = stack_document(live, stack, unowned=args.all, objects=objects)
+    listing = programs_listing(live, stack)
+    if listing:
+        doc["x-nkplan-programs"] = listing
     if args.format == "json":
         from nkplan import snapshot
         from nkplan.identity import host_identity

@@ -76,6 +76,28 @@ def _attach_hooks(doc_link: dict[str, Any], link: LinkRec, live: LiveState, obje
                 doc_link.setdefault("programs", {})[hook] = _programs(rec, objects)
 
 
+def programs_listing(live: LiveState, stack: str) -> list[dict[str, Any]]:
+    """What runs at each of the stack's hooks, as the kernel names it (id, tag, link) — shown by
+    `show` under the extension key x-nkplan-programs, which the spec loader ignores."""
+    from nkplan.plan import address_of
+
+    out: list[dict[str, Any]] = []
+    for _key, hook in sorted(live.hooks.items()):
+        if hook.owner != stack or not hook.programs:
+            continue
+        progs = [
+            {"name": p.program, "id": p.prog_id, "tag": p.tag, "digest": p.digest, "link_id": p.link_id}
+            for p in hook.programs
+        ]
+        out.append({"hook": address_of(hook), "programs": progs})
+    for f in live.foreign_programs:
+        owner = live.devices.get((f.namespace, f.device))
+        if owner is not None and owner.owner == stack:
+            where = address_of(HookRec(f.namespace, f.device, f.hook))
+            out.append({"hook": where, "foreign": {"name": f.name, "id": f.prog_id, "link_id": f.link_id}})
+    return out
+
+
 def stack_document(
     live: LiveState, stack: str, *, unowned: bool = False, objects: ObjectNames | None = None
 ) -> dict[str, Any]:

@@ -145,3 +145,20 @@ def test_netkit_hook_on_veth_is_refused(names: Names, objs: Path) -> None:
     text = spec(names, COUNT).replace("    kind: veth\n", f"    kind: veth\n    programs: {{primary: [{COUNT}]}}\n")
     proc = run("validate", write(objs, text), check=1)
     assert "'programs' attaches to netkit hooks" in proc.stderr
+
+
+def test_show_lists_programs_and_round_trips(names: Names, objs: Path) -> None:
+    n = names
+    path = write(objs, spec(n, f"{COUNT}, {POLICY}"))
+    run("apply", path, "--yes")
+    shown = run("show", path).stdout
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="safe").load(shown)
+    (listing,) = doc["x-nkplan-programs"]
+    assert listing["hook"] == f"hook[{n.pa}/eth0 ingress]"
+    kernel_view = {p[0]: p[1] for p in obs.hook_progs("tcx/ingress", ns=n.pa, dev="eth0")}
+    for prog in listing["programs"]:
+        assert prog["id"] == kernel_view[prog["name"]] and len(prog["tag"]) == 16 and len(prog["digest"]) == 16
+    assert [p["name"] for p in listing["programs"]] == ["count_pass", "pod_egress"]
+    assert "No changes" in run("plan", write(objs, shown)).stdout  # show round-trips with programs
