@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from nkplan.kernel.bpf import hooks, libbpf
+from nkplan.kernel.bpf.hooks import HookRef
+from nkplan.kernel.bpf.mprog import Anchor
 from nkplan.kernel.netlink import NetlinkKernel
 from nkplan.loader import Loaded, load_text
 from nkplan.workflow import apply_and_verify, empty_spec, plan_for
@@ -95,6 +98,30 @@ def test_object_change_is_an_atomic_in_place_update(kernel: NetlinkKernel, work:
     assert m and m.group(1) == m.group(2), out  # no packet lost during the swap
     (_n, new_prog, new_link) = obs.hook_progs("netkit/primary", dev=dev)[0]
     assert new_link == old_link and new_prog != old_prog  # same link, new program: BPF_LINK_UPDATE
+
+
+def test_order_as_declared_after_reorder_and_foreign_attach(kernel: NetlinkKernel, work: Path, token: str) -> None:
+    dev = f"nkp{token}"
+
+    def at_primary() -> list[str]:
+        return [p[0] for p in obs.hook_progs("netkit/primary", dev=dev)]
+
+    converge(kernel, spec(token, work, f"{COUNT}, {POLICY}", POLICY))
+    assert at_primary() == ["count_pass", "pod_egress"]
+    converge(kernel, spec(token, work, f"{POLICY}, {COUNT}", POLICY))
+    assert at_primary() == ["pod_egress", "count_pass"]
+    with libbpf.load_program(obs.obj("count"), "count_pass") as theirs:  # someone else attaches a program
+        link_fd = hooks.attach(HookRef("", dev, "primary"), theirs.program_fd("count_pass"), anchor=Anchor.first())
+        try:
+            loaded = spec(token, work, f"{COUNT}, {POLICY}", POLICY)
+            plan = plan_for(kernel, loaded).plan
+            assert any("was attached by someone else" in w for w in plan.warnings), plan.warnings
+            apply_and_verify(kernel, loaded, plan)
+            progs = at_primary()
+            assert len(progs) == 3 and progs[1:] == ["count_pass", "pod_egress"], progs  # theirs stays first
+        finally:
+            hooks.detach(link_fd)
+    assert at_primary() == ["count_pass", "pod_egress"]
 
 
 def test_removing_programs_detaches_them(kernel: NetlinkKernel, work: Path, token: str) -> None:
