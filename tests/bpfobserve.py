@@ -13,8 +13,13 @@ import os
 import re
 import struct
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nkplan.kernel.bpf.hooks import HookRef
+    from nkplan.kernel.bpf.libbpf import BpfObject
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "bpf" / "build"
@@ -76,3 +81,25 @@ def ping(dst: str, ns: str | None = None, count: int = 3, interval: str = "0.2",
     m = re.search(r"(\d+) packets transmitted, (\d+) received", proc.stdout)
     assert m, f"ping {dst}: {proc.stdout}{proc.stderr}"
     return int(m.group(1)), int(m.group(2))
+
+
+@dataclass
+class Attachments:
+    """What a test loaded and attached by hand (a test fixture closes and detaches them)."""
+
+    objects: list[BpfObject] = field(default_factory=list, kw_only=True)
+    fds: list[int] = field(default_factory=list, kw_only=True)
+
+    def load(self, name: str, program: str) -> BpfObject:
+        from nkplan.kernel.bpf import libbpf
+
+        o = libbpf.load_program(obj(name), program)
+        self.objects.append(o)
+        return o
+
+    def attach_at(self, ref: HookRef, o: BpfObject, program: str, **kw: Any) -> int:
+        from nkplan.kernel.bpf import hooks
+
+        fd = hooks.attach(ref, o.program_fd(program), program=program, **kw)
+        self.fds.append(fd)
+        return fd

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ KEY0 = b"\0\0\0\0"
 
 
 @dataclass
-class Pair:
+class Pair(obs.Attachments):
     """Host end `host` (198.18.N.1, fd00:bf:N::1) ↔ `dev` (…2) inside namespace `pod`."""
 
     names: Names
@@ -42,18 +42,9 @@ class Pair:
     pod_ip: str
     host_ip6: str
     pod_ip6: str
-    objects: list[BpfObject] = field(default_factory=list)
-    fds: list[int] = field(default_factory=list)
-
-    def load(self, name: str, program: str) -> BpfObject:
-        o = libbpf.load_program(obs.obj(name), program)
-        self.objects.append(o)
-        return o
 
     def attach(self, hook: str, o: BpfObject, program: str, **kw: object) -> int:
-        fd = hooks.attach(HookRef(self.pod, self.dev, hook), o.program_fd(program), program=program, **kw)  # type: ignore[arg-type]
-        self.fds.append(fd)
-        return fd
+        return self.attach_at(self.ref(hook), o, program, **kw)
 
     def ref(self, hook: str) -> HookRef:
         return HookRef(self.pod, self.dev, hook)  # type: ignore[arg-type]

@@ -13,13 +13,13 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from nkplan.errors import KernelError
-from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, objfile, pins
+from nkplan.kernel.bpf import bpffs, hooks, info, objfile, pins
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor
@@ -34,24 +34,14 @@ HOST_IP, POD_IP = "10.251.0.1", "10.251.0.2"
 
 
 @dataclass
-class Netkit:
+class Netkit(obs.Attachments):
     names: Names
     pod: str
     primary: str
     peer: str
-    objects: list[BpfObject] = field(default_factory=list)
-    fds: list[int] = field(default_factory=list)
-
-    def load(self, name: str, program: str) -> BpfObject:
-        o = libbpf.load_program(obs.obj(name), program)
-        self.objects.append(o)
-        return o
 
     def attach(self, hook: str, o: BpfObject, program: str, **kw: object) -> int:
-        ref = HookRef(HOST, self.primary, hook)  # type: ignore[arg-type]
-        fd = hooks.attach(ref, o.program_fd(program), program=program, **kw)  # type: ignore[arg-type]
-        self.fds.append(fd)
-        return fd
+        return self.attach_at(HookRef(HOST, self.primary, hook), o, program, **kw)  # type: ignore[arg-type]
 
 
 def tip(*args: str) -> None:
