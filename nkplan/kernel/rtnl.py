@@ -28,18 +28,13 @@ def ns_socket(ns: str, doing: str) -> Iterator[RtnlSocket]:
     if ns == HOST:
         sock = RtnlSocket()
     else:
-        try:
-            fd = netns.open_ns(ns)
-        except FileNotFoundError:
-            raise no_namespace(ns, doing) from None
-        try:
-            sock = netns.in_namespace(fd, RtnlSocket)
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                raise KernelError(f"{doing}: {netns.ns_path(ns)} is not a network namespace", exc.errno) from None
-            raise explain(Op("lookup", ns, ns), exc) from None
-        finally:
-            os.close(fd)
+        with ns_fd(ns, doing) as fd:
+            try:
+                sock = netns.in_namespace(fd, RtnlSocket)
+            except OSError as exc:
+                if exc.errno == errno.EINVAL:
+                    raise KernelError(f"{doing}: {netns.ns_path(ns)} is not a network namespace", exc.errno) from None
+                raise explain(Op("lookup", ns, ns), exc) from None
     try:
         yield sock
     finally:
