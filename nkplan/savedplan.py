@@ -48,14 +48,17 @@ def write_saved(plan: Plan, loaded: Loaded, path: str) -> None:
 
 
 def is_saved_plan(path: str) -> bool:
-    """A saved plan is JSON with a format_version and a checksum (a spec is YAML with `stack:`)."""
-    if path == "-" or not path.endswith(".json"):
+    """A saved plan is a JSON document that starts with its format_version and nkplan_version (a
+    spec never has those keys); judged from the head, so a truncated plan is still recognised
+    (and then refused as truncated, not parsed as a spec)."""
+    if path == "-":
         return False
     try:
-        head = Path(path).read_text(encoding="utf-8", errors="replace")[:4096]
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(512)
     except OSError:
         return False
-    return head.lstrip().startswith("{") and '"checksum"' in Path(path).read_text(errors="replace")
+    return head.lstrip().startswith("{") and '"format_version"' in head and '"nkplan_version"' in head
 
 
 def _changes(items: list[dict[str, Any]]) -> tuple[Change, ...]:

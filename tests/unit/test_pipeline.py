@@ -194,3 +194,15 @@ def test_every_exit_code_is_documented() -> None:
     for code in ("0", "1", "2", "3", "4", "130"):
         assert f"\n  {code} " in out, f"exit code {code} missing from --help"
         assert f"| {code} |" in readme, f"exit code {code} missing from README"
+
+
+def test_truncated_saved_plan_is_recognised_as_a_plan(tmp_path: Path, spec: Spec) -> None:
+    from nkplan.savedplan import is_saved_plan
+
+    _, _, path = saved(tmp_path, spec)
+    text = Path(path).read_text()
+    Path(path).write_text(text[: len(text) // 3])
+    assert is_saved_plan(path)
+    proc = subprocess.run([sys.executable, "-m", "nkplan.cli", "apply", path], capture_output=True, text=True)
+    assert proc.returncode == 1 and "not a complete JSON plan (truncated?)" in proc.stderr, proc.stderr
+    assert not is_saved_plan(str(ROOT / "examples" / "demo.yaml"))
