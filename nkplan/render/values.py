@@ -15,7 +15,16 @@ def fmt(value: Any, path: str = "") -> str:
         return "(none)"
     if value == "" and path.endswith("namespace"):
         return "(host)"
+    if path.endswith("programs") and isinstance(value, list):  # a hook's programs, in run order
+        return "[" + ", ".join(_program(p) for p in value) + "]"
     return json.dumps(value)
+
+
+def _program(p: dict[str, Any]) -> str:
+    """count_pass@5f6d7a22 (count.o, maps pinned): name, digest, and where it comes from."""
+    extra = [part for part in (str(p.get("object", "")).rsplit("/", 1)[-1], "maps pinned" if p.get("pin_maps") else "")
+             if part]  # fmt: skip
+    return f"{p.get('program')}@{str(p.get('digest', ''))[:8]}" + (f" ({', '.join(extra)})" if extra else "")
 
 
 def get(data: dict[str, Any] | None, path: str) -> Any:
