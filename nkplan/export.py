@@ -7,6 +7,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from nkplan.spec.checks import effective_metric
 from nkplan.state import EndRec, HookRec, LinkRec, LiveState
 
 
@@ -126,7 +127,7 @@ def stack_document(
             item["via"] = r.via
         if r.dev:
             item["dev"] = r.dev
-        if r.metric != (1024 if r.family == 6 else 0):
+        if r.metric != effective_metric(None, r.family == 6):
             item["metric"] = r.metric
         routes.append(item)
     doc["routes"] = routes

@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from nkplan.spec.checks import effective_metric
 from nkplan.state import HOST, EndRec, HookRec, LinkRec, NamespaceRec, ProgramRec, RouteRec
 
 FORMAT_VERSION = 1
@@ -28,7 +29,7 @@ def address_of(rec: Record) -> str:
         ns = rec.primary.namespace
         return f"link[{ns}/{rec.primary.name}]" if ns != HOST else f"link[{rec.primary.name}]"
     to = {"0.0.0.0/0": "default"}.get(rec.to, rec.to)
-    default_metric = 1024 if rec.family == 6 else 0
+    default_metric = effective_metric(None, rec.family == 6)
     metric = f" metric {rec.metric}" if rec.metric != default_metric else ""
     ns = f"{rec.namespace} " if rec.namespace != HOST else ""
     return f"route[{ns}{to}{metric}]"

@@ -17,10 +17,9 @@ from pydantic import ValidationError
 from nkplan.errors import PlanFileError, StalePlanError
 from nkplan.loader import Loaded, load_text
 from nkplan.plan import Change, Operation, Plan
-from nkplan.render.json_plan import DOCUMENT_VERSION, PlanDocument, document_dict
+from nkplan.render.json_plan import ACTIONS, DOCUMENT_VERSION, PlanDocument, document_dict
 
-ACTION_OF = {("create",): "create", ("update",): "update", ("delete",): "delete", ("delete", "create"): "replace",
-             ("no-op",): "no-op"}  # fmt: skip
+ACTION_OF = {tuple(actions): action for action, actions in ACTIONS.items()}  # the document's actions, inverted
 
 
 def _digest(doc: dict[str, Any]) -> str:

@@ -12,10 +12,16 @@ from typing import Any
 TOKEN = os.environ.get("NKPLAN_TEST_TOKEN") or secrets.token_hex(2)
 
 
-def ip_json(*args: str, ns: str | None = None) -> Any:
-    cmd = ["ip", "-j", *(["-n", ns] if ns else []), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out or "[]")
+def ip_json(*args: str, ns: str | None = None, check: bool = True, tool: str = "ip") -> Any:
+    """`TOOL -j [-n NS] ARGS...` parsed; on failure an AssertionError (check) or None. `tool` is
+    an iproute2 `ip`: the host's, or Debian trixie's (tests/vm/trixie-ip) for netkit attributes."""
+    cmd = [tool, "-j", *(["-n", ns] if ns else []), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        if check:
+            raise AssertionError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+        return None
+    return json.loads(proc.stdout or "[]")
 
 
 def _volatile(obj: Any) -> Any:

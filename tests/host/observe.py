@@ -5,22 +5,16 @@ iproute2 (bookworm's 6.1 does not print netkit attributes)."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
-import subprocess
 from typing import Any
+
+from tests import realkernel
 
 IP = os.environ.get("NKPLAN_OBSERVER_IP", "ip")
 
 
 def ip_json(*args: str, ns: str | None = None, check: bool = True) -> Any:
-    cmd = [IP, "-j", *(["-n", ns] if ns else []), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        if check:
-            raise AssertionError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
-        return None
-    return json.loads(proc.stdout or "[]")
+    return realkernel.ip_json(*args, ns=ns, check=check, tool=IP)
 
 
 def netns_names() -> list[str]:

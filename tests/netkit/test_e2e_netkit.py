@@ -8,7 +8,6 @@ functions the CLI calls) in one pytest process, instead of one CLI process per c
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from nkplan.loader import Loaded, load_text
 from nkplan.plan import Plan
 from nkplan.render.text import render_plan
 from nkplan.workflow import apply_and_verify, empty_spec, plan_for
+from tests.realkernel import ip_json
 
 pytestmark = pytest.mark.netkit
 TRIXIE_IP = str(Path(__file__).resolve().parents[1] / "vm" / "trixie-ip")
@@ -29,9 +29,7 @@ DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 
 
 def observe(*args: str, ns: str | None = None) -> Any:
-    cmd = [TRIXIE_IP, "-j", *(["-n", ns] if ns else []), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out or "[]")
+    return ip_json(*args, ns=ns, tool=TRIXIE_IP)
 
 
 def dev(name: str, ns: str | None = None) -> dict[str, Any]:

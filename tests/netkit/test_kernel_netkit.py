@@ -10,10 +10,8 @@ everything in this one pytest process."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,19 +22,14 @@ from nkplan.errors import KernelError
 from nkplan.kernel.netlink import NetlinkKernel
 from nkplan.state import HOST, EndRec, KernelInfo, LinkRec, owner_alias
 from tests.host.conftest import Names, sweep_prefix
+from tests.realkernel import ip_json
 
 pytestmark = pytest.mark.netkit
 TRIXIE_IP = str(Path(__file__).resolve().parents[1] / "vm" / "trixie-ip")
 
 
 def tip(*args: str, ns: str | None = None, check: bool = True) -> Any:
-    cmd = [TRIXIE_IP, "-j", *(["-n", ns] if ns else []), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        if check:
-            raise AssertionError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
-        return None
-    return json.loads(proc.stdout or "[]")
+    return ip_json(*args, ns=ns, check=check, tool=TRIXIE_IP)
 
 
 def dev(name: str, ns: str | None = None) -> dict[str, Any] | None:
