@@ -22,6 +22,7 @@ __all__ = ["names"]
 pytestmark = pytest.mark.host
 COUNT = "{object: count.o, program: count_pass, pin_maps: true}"
 POLICY = "{object: pod_policy.o, program: pod_egress}"
+PINGS = 10  # echo requests per step: far more than the background traffic the counter also sees
 
 
 def spec(n: Names, ingress: str) -> str:
@@ -66,16 +67,18 @@ def test_counter_policy_order_and_removal(names: Names, objs: Path) -> None:
     run("apply", path, "--yes")
     assert at_ingress(n) == ["count_pass", "pod_egress"]
     seen = packets(n)
-    assert obs.ping("10.232.1.2", count=2)[1] == 0  # the policy drops echo requests
-    assert packets(n) >= seen + 2  # ... after the counter counted them
+    assert obs.ping("10.232.1.2", count=PINGS, interval="0.05")[1] == 0  # the policy drops echo requests
+    assert packets(n) >= seen + PINGS  # ... after the counter counted them
 
     path = write(objs, spec(n, f"{POLICY}, {COUNT}"))
     assert "reorder: pod_egress, count_pass" in run("plan", path).stdout
     run("apply", path, "--yes")
     assert at_ingress(n) == ["pod_egress", "count_pass"]
     seen = packets(n)
-    assert obs.ping("10.232.1.2", count=2)[1] == 0
-    assert packets(n) == seen  # dropped before the counter now
+    assert obs.ping("10.232.1.2", count=PINGS, interval="0.05")[1] == 0
+    # Dropped before the counter now. Not `== seen`: the host end's own traffic (ARP probes, IPv6
+    # neighbour discovery and MLD) still crosses the hook and is counted, a packet or two at a time.
+    assert packets(n) < seen + PINGS
 
     path = write(objs, spec(n, COUNT))
     run("apply", path, "--yes")

@@ -96,7 +96,10 @@ def test_programs_on_the_primary_and_peer_hooks(nk: Netkit) -> None:
 
     assert obs.ping(POD_IP, count=3) == (3, 3)
     assert packets(down) >= 3 and packets(up) >= 3  # requests host → pod; replies pod → host
-    assert obs.map_value(info.map_info(down.map_fds()["counters"]).id)["packets"] == packets(down)
+    # bpftool reads the same map (bracketed: stray traffic may cross between two reads)
+    map_id = info.map_info(down.map_fds()["counters"]).id
+    low, seen, high = packets(down), obs.map_value(map_id)["packets"], packets(down)
+    assert low <= seen <= high
 
     # pinned, the link is found again by its path
     pin = pins.link_pin(nk.names.stack, HOST, nk.primary, "primary", "count_pass", objfile.digest(obs.obj("count")))
