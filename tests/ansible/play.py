@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+BIN = Path(sys.executable).parent  # this venv: `nkplan`, and the module's interpreter
+# The controller: this venv's ansible-core unless NKPLAN_ANSIBLE_BIN names the bin directory of
+# another one (scripts/test runs the playbooks once per supported ansible-core minor version).
+ANSIBLE_BIN = Path(os.environ.get("NKPLAN_ANSIBLE_BIN", BIN))
 RECAP = re.compile(r"^localhost\s+:\s+(.*)$", re.M)
 
 
@@ -70,6 +73,14 @@ def env(tmp: Path) -> dict[str, str]:
     return out
 
 
+def core_version() -> str:
+    """The controller's ansible-core version, e.g. "2.15.13"."""
+    out = subprocess.run([str(ANSIBLE_BIN / "ansible-playbook"), "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"\[core ([0-9.]+)", out)
+    assert m, out
+    return m.group(1)
+
+
 def run_tasks(tmp: Path, tasks: list[dict[str, Any]], *flags: str, timeout: float = 300) -> Run:
     """One play on localhost (connection local, no facts) with these tasks; flags e.g. "--check"."""
     record = tmp / "results.json"
@@ -90,7 +101,7 @@ def run_tasks(tmp: Path, tasks: list[dict[str, Any]], *flags: str, timeout: floa
     path.write_text(json.dumps(play, indent=2))
     t0 = time.monotonic()
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", str(path), *flags],
+        [str(ANSIBLE_BIN / "ansible-playbook"), "-i", "localhost,", str(path), *flags],
         capture_output=True,
         text=True,
         timeout=timeout,

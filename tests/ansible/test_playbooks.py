@@ -7,6 +7,7 @@ kernel check uses iproute2 (`ip -j`), not nkplan's reader."""
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.ansible.play import playbook
+from tests.ansible.play import REPO, core_version, playbook
 from tests.realkernel import TOKEN, ip_json
 
 pytestmark = pytest.mark.host
@@ -70,6 +71,18 @@ def netns() -> set[str]:
 def absent(n: Names) -> None:
     assert n.dev not in links(), f"{n.dev} exists"
     assert n.ns not in netns(), f"{n.ns} exists"
+
+
+def test_the_controller_is_a_supported_ansible_core() -> None:
+    """The playbooks below run under the ansible-core this run is meant to test (scripts/test sets
+    NKPLAN_ANSIBLE_CORE per minor version), and that version is in the collection's declared range."""
+    version = core_version()
+    wanted = os.environ.get("NKPLAN_ANSIBLE_CORE")
+    if wanted:
+        assert version.startswith(f"{wanted}."), (version, wanted)
+    minor = tuple(int(part) for part in version.split(".")[:2])
+    runtime = (REPO / "ansible_collections/nkplan/netkit/meta/runtime.yml").read_text()
+    assert 'requires_ansible: ">=2.15,<2.20"' in runtime and (2, 15) <= minor < (2, 20), (version, runtime)
 
 
 def test_check_apply_idempotent_update_gather_absent(names: Names, tmp_path: Path) -> None:
