@@ -14,7 +14,9 @@ Three phases, so a refusal leaves the hook as it was:
      moved program's pin is never missing and a crash leaves no doubt), detach the old instances
      of moved programs, swap changed programs in place (BPF_LINK_UPDATE with the old program as
      the expected one, then rename the pin to the new digest), detach and unpin the ones no
-     longer declared. Maps are pinned next to a link (<pin>-maps/) when pin_maps asks.
+     longer declared. Maps are pinned next to a link (<pin>-maps/) when pin_maps asks. A new
+     instance of a program already at the hook (swapped in place or moved) is loaded with the old
+     instance's compatible maps (libbpf.BpfObject.reuse_maps), so its counters and state go on.
 Reorders keep the largest set of programs already in declared relative order where they are and
 re-attach only the others (a new instance at its place first, then the old one detached: a moved
 program runs twice for a moment but is never missing).
@@ -235,10 +237,11 @@ class _HookWriter:
                 o = live[rec.program]
                 new = None
                 if o.pin.digest != rec.digest[: objfile.DIGEST_CHARS]:
-                    new = self.load(rec)
+                    new = self.load(rec, o)
                 updates.append((o, rec, new))
             else:
-                attach.append(_Attach(rec, self.load(rec), live.get(rec.program)))
+                old = live.get(rec.program)
+                attach.append(_Attach(rec, self.load(rec, old), old))
 
         # phase 1: attach, anchored, revision-checked; undone if anything fails
         self.attach_all(wanted, attach, live, stay, owned, state.revision)
@@ -263,9 +266,29 @@ class _HookWriter:
     def loadable(rec: ProgramRec) -> bool:
         return bool(rec.object) or (rec.program, rec.digest[: objfile.DIGEST_CHARS]) in _retired
 
-    def load(self, rec: ProgramRec) -> _Prog:
+    def maps_of(self, o: _Owned) -> dict[str, int]:
+        """{kernel map name: fd} of the maps the program of an owned link uses (names the kernel
+        cut to the same 15 characters are left out: which is which cannot be told)."""
+        fds: dict[str, int] = {}
+        seen: set[str] = set()
+        prog_fd = info.open_prog(o.prog_id)
+        self.cleanup.callback(os.close, prog_fd)
+        for map_id in info.prog_info(prog_fd).map_ids:
+            fd = info.open_map(map_id)
+            self.cleanup.callback(os.close, fd)
+            name = info.map_info(fd).name
+            if name in seen:
+                fds.pop(name, None)
+            else:
+                fds[name] = fd
+            seen.add(name)
+        return fds
+
+    def load(self, rec: ProgramRec, old: _Owned | None = None) -> _Prog:
         """The program to attach: loaded from its object file, or (no object file: a rollback's
-        record read from the kernel) the instance this process detached before."""
+        record read from the kernel) the instance this process detached before. A new instance
+        of a program already at the hook (`old`: updated in place or moved) takes over the old
+        instance's maps where their definition is unchanged, so counters and state carry on."""
         if not rec.object:
             fd = _retired.pop((rec.program, rec.digest[: objfile.DIGEST_CHARS]), None)
             if fd is None:
@@ -276,7 +299,7 @@ class _HookWriter:
             self.cleanup.callback(os.close, fd)
             return _Prog(fd)
         _check_digest(rec)
-        obj = libbpf.load_program(rec.object, rec.program)
+        obj = libbpf.load_program(rec.object, rec.program, reuse=self.maps_of(old) if old is not None else None)
         self.cleanup.callback(obj.close)
         return _Prog(obj.program_fd(rec.program), obj)
 

@@ -258,6 +258,67 @@ def test_update_in_place_when_the_object_changes(pod: Pod, tmp_path: Path) -> No
     assert pod.live("egress") == bare
 
 
+def pinned_map_id(pin: pins.LinkPin) -> int:
+    """The id of the counters map pinned next to a link, as bpftool sees it."""
+    return int(obs.bpftool("map", "show", "pinned", pin.map_path("counters"))["id"])
+
+
+def count_variant(tmp_path: Path, name: str, edit: tuple[str, str] | None = None) -> str:
+    """count.c built again (another digest), optionally with one source line changed."""
+    src = (REPO / "bpf/count.c").read_text()
+    if edit is not None:
+        assert edit[0] in src
+        src = src.replace(*edit)
+    c, out = tmp_path / f"{name}.c", str(tmp_path / f"{name}.o")
+    c.write_text(src + f"\n/* {name} */\n")
+    clang = ["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", f"-I{REPO / 'bpf'}"]
+    subprocess.run([*clang, "-c", str(c), "-o", out], check=True)
+    return out
+
+
+def test_new_instances_keep_the_maps_of_the_old_ones(pod: Pod, other_obj: str, tmp_path: Path) -> None:
+    """An update in place and a move both load a new instance of the program: it takes over the
+    old instance's counters map (same map id, the count goes on), unless the map was redefined."""
+    count = prog("count", "count_pass", pin_maps=True)
+    policy, other = prog("pod_policy", "pod_egress"), prog("", "other_next", path=other_obj)
+    first = pod.hook("egress", count, policy, other)
+    pod.kernel.set_programs(None, first)
+    assert obs.ping(pod.pod_ip, count=3) == (3, 3)
+    map_id, seen = pinned_map_id(pod.pin_of("egress", count)), counted(pod.pin_of("egress", count))
+    assert seen >= 3
+
+    # update in place: same link, new program, same map
+    rebuilt = prog("", "count_pass", pin_maps=True, path=count_variant(tmp_path, "rebuilt"))
+    link = pod.link_of("egress", count)
+    updated = pod.hook("egress", rebuilt, policy, other)
+    pod.kernel.set_programs(first, updated)
+    now = pod.link_of("egress", rebuilt)
+    assert now.id == link.id and now.prog_id != link.prog_id
+    assert pinned_map_id(pod.pin_of("egress", rebuilt)) == map_id
+    assert counted(pod.pin_of("egress", rebuilt)) >= seen  # not restarted
+    assert obs.ping(pod.pod_ip, count=2) == (2, 2)
+    seen = counted(pod.pin_of("egress", rebuilt))
+    assert seen >= 5  # the new program counts on in the old map
+
+    # moved to the end (the other two keep their place): a new link, the same map
+    moved = pod.hook("egress", policy, other, rebuilt)
+    pod.kernel.set_programs(updated, moved)
+    assert pod.names_on("egress") == ["pod_egress", "other_next", "count_pass"]
+    assert pod.link_of("egress", rebuilt).id != link.id
+    assert pinned_map_id(pod.pin_of("egress", rebuilt)) == map_id and counted(pod.pin_of("egress", rebuilt)) >= seen
+
+    # the map redefined (two entries instead of one): the new instance gets a map of its own
+    wider_obj = count_variant(tmp_path, "wider", ("max_entries, 1", "max_entries, 2"))
+    wider = prog("", "count_pass", pin_maps=True, path=wider_obj)
+    link = pod.link_of("egress", rebuilt)
+    widened = pod.hook("egress", policy, other, wider)
+    pod.kernel.set_programs(moved, widened)
+    assert pod.link_of("egress", wider).id == link.id  # still an update in place
+    fresh = pinned_map_id(pod.pin_of("egress", wider))
+    assert fresh != map_id and counted(pod.pin_of("egress", wider)) < seen
+    assert pod.live("egress") == widened
+
+
 def test_foreign_programs_are_reported_and_left_alone(pod: Pod, other_obj: str) -> None:
     count, policy = prog("count", "count_pass"), prog("pod_policy", "pod_egress")
     first = pod.hook("ingress", count, policy)

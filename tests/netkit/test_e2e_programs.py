@@ -1,7 +1,8 @@
 """eBPF programs on netkit hooks end to end, in the VM rig: the spec's programs land on the
 primary and peer hooks (Debian trixie's bpftool says so), the counter counts, the policy drops
 echo requests leaving the pod, and an object change is an in-place update that a continuous ping
-across the pair survives without loss. In-process (one pytest process: Python is slow here)."""
+across the pair survives without loss, counted on in the same map. In-process (one pytest
+process: Python is slow here)."""
 
 from __future__ import annotations
 
@@ -82,9 +83,18 @@ def test_programs_on_netkit_hooks(kernel: NetlinkKernel, work: Path, token: str)
     assert not plan_for(kernel, spec(token, work, COUNT, POLICY)).plan.has_changes
 
 
+def counters_map(token: str) -> tuple[int, int]:
+    """(map id, packets) of the primary's pinned counters map, as bpftool sees them."""
+    (pin,) = Path(f"/sys/fs/bpf/nkplan/bpf{token}/:host/nkp{token}/primary").glob("count_pass@*-maps")
+    shown = obs.bpftool("map", "show", "pinned", str(pin / "counters"))
+    dump = obs.bpftool("map", "dump", "pinned", str(pin / "counters"))
+    return int(shown["id"]), int(dump[0]["formatted"]["value"]["packets"])
+
+
 def test_object_change_is_an_atomic_in_place_update(kernel: NetlinkKernel, work: Path, token: str) -> None:
     dev = f"nkp{token}"
     (_n, old_prog, old_link) = obs.hook_progs("netkit/primary", dev=dev)[0]
+    map_id, counted = counters_map(token)
     with open(work / "count.o", "ab") as fh:
         fh.write(b"\0")  # a rebuilt object: same program, new content
     loaded = spec(token, work, COUNT, POLICY)
@@ -98,6 +108,9 @@ def test_object_change_is_an_atomic_in_place_update(kernel: NetlinkKernel, work:
     assert m and m.group(1) == m.group(2), out  # no packet lost during the swap
     (_n, new_prog, new_link) = obs.hook_progs("netkit/primary", dev=dev)[0]
     assert new_link == old_link and new_prog != old_prog  # same link, new program: BPF_LINK_UPDATE
+    # the new program took over the old one's map: one count across the swap, none lost
+    now_id, now_counted = counters_map(token)
+    assert now_id == map_id and now_counted >= counted + 300
 
 
 def test_order_as_declared_after_reorder_and_foreign_attach(kernel: NetlinkKernel, work: Path, token: str) -> None:

@@ -19,7 +19,7 @@ _PROG_TYPE, _PROG_ID, _PROG_TAG, _PROG_NR_MAP_IDS, _PROG_MAP_IDS, _PROG_NAME = 0
 # struct bpf_link_info (the union at 16 is {ifindex, attach_type} for tcx and netkit links)
 _LINK_TYPE, _LINK_ID, _LINK_PROG_ID, _LINK_IFINDEX, _LINK_ATTACH_TYPE = 0, 4, 8, 16, 20
 # struct bpf_map_info
-_MAP_TYPE, _MAP_ID, _MAP_KEY_SIZE, _MAP_VALUE_SIZE, _MAP_MAX_ENTRIES, _MAP_NAME = 0, 4, 8, 12, 16, 24
+_MAP_TYPE, _MAP_ID, _MAP_KEY_SIZE, _MAP_VALUE_SIZE, _MAP_MAX_ENTRIES, _MAP_FLAGS, _MAP_NAME = 0, 4, 8, 12, 16, 20, 24
 
 
 def _u32(raw: bytes, offset: int) -> int:
@@ -62,6 +62,7 @@ class MapInfo:
     key_size: int
     value_size: int
     max_entries: int
+    flags: int = 0
 
     @property
     def per_cpu(self) -> bool:
@@ -107,6 +108,7 @@ def map_info(fd: int) -> MapInfo:
         key_size=_u32(raw, _MAP_KEY_SIZE),
         value_size=_u32(raw, _MAP_VALUE_SIZE),
         max_entries=_u32(raw, _MAP_MAX_ENTRIES),
+        flags=_u32(raw, _MAP_FLAGS),
     )
 
 

@@ -17,13 +17,13 @@ import errno
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel.bpf import consts as C
-from nkplan.kernel.bpf import objfile
+from nkplan.kernel.bpf import info, objfile
 from nkplan.kernel.bpf.errors import BpfObjectError, ProgramLoadError
 
 _VP = ctypes.c_void_p
@@ -79,6 +79,13 @@ def _lib() -> ctypes.CDLL:
     _sig(lib, "bpf_program__fd", ctypes.c_int, _VP)
     _sig(lib, "bpf_map__name", ctypes.c_char_p, _VP)
     _sig(lib, "bpf_map__fd", ctypes.c_int, _VP)
+    _sig(lib, "bpf_map__is_internal", ctypes.c_bool, _VP)
+    _sig(lib, "bpf_map__type", ctypes.c_int, _VP)
+    _sig(lib, "bpf_map__key_size", ctypes.c_uint32, _VP)
+    _sig(lib, "bpf_map__value_size", ctypes.c_uint32, _VP)
+    _sig(lib, "bpf_map__max_entries", ctypes.c_uint32, _VP)
+    _sig(lib, "bpf_map__map_flags", ctypes.c_uint32, _VP)
+    _sig(lib, "bpf_map__reuse_fd", ctypes.c_int, _VP, ctypes.c_int)
     lib.libbpf_set_print(_on_print_c)
     return lib
 
@@ -130,13 +137,17 @@ class BpfObject:
             raise ValueError(f"BPF object {self.path} is closed")
         return self._obj
 
-    def _progs(self) -> list[int]:
-        lib, obj, out = _lib(), self._alive(), []
-        prog = lib.bpf_object__next_program(obj, None)
-        while prog:
-            out.append(prog)
-            prog = lib.bpf_object__next_program(obj, prog)
+    def _walk(self, next_fn: Callable[[int, int | None], int | None]) -> list[int]:
+        """libbpf's iteration (bpf_object__next_program / __next_map): every element, in order."""
+        obj, out = self._alive(), []
+        item = next_fn(obj, None)
+        while item:
+            out.append(item)
+            item = next_fn(obj, item)
         return out
+
+    def _progs(self) -> list[int]:
+        return self._walk(_lib().bpf_object__next_program)
 
     def programs(self) -> list[ProgramSpec]:
         lib = _lib()
@@ -155,6 +166,33 @@ class BpfObject:
             have = ", ".join(p.name for p in self.programs()) or "none"
             raise BpfObjectError(f"{self.path}: the object has no program {name} (it has: {have})", self.path, name)
         return int(prog)
+
+    def _maps(self) -> list[int]:
+        return self._walk(_lib().bpf_object__next_map)
+
+    def reuse_maps(self, existing: Mapping[str, int]) -> list[str]:
+        """Before load: let this object's maps take over existing maps ({kernel map name: fd})
+        of the same name and definition, as libbpf's pin-by-name does, so their contents
+        (counters, state) carry over to this instance. Sections' maps (.data, .bss, .rodata)
+        are never reused: they hold this object's own initial values. Returns the reused names."""
+        lib, reused = _lib(), []
+        for m in self._maps():
+            if lib.bpf_map__is_internal(m):
+                continue
+            name = (lib.bpf_map__name(m) or b"").decode()
+            fd = existing.get(name[: C.BPF_OBJ_NAME_LEN - 1])
+            if fd is None:
+                continue
+            have = info.map_info(fd)
+            ours = (lib.bpf_map__type(m), lib.bpf_map__key_size(m), lib.bpf_map__value_size(m),
+                    lib.bpf_map__max_entries(m), lib.bpf_map__map_flags(m))  # fmt: skip
+            if ours != (have.type, have.key_size, have.value_size, have.max_entries, have.flags):
+                continue  # redefined: the new instance starts with a map of its own
+            rc = lib.bpf_map__reuse_fd(m, fd)
+            if rc < 0:
+                raise KernelError(f"{self.path}: reusing the existing map {name}: {os.strerror(-rc)}", -rc)
+            reused.append(name)
+        return reused
 
     def load(self, programs: Sequence[str]) -> None:
         """Load the named programs (the object's others stay unloaded) and every map."""
@@ -194,20 +232,21 @@ class BpfObject:
 
     def map_fds(self) -> dict[str, int]:
         """{map name: fd} of the loaded object's maps (owned by this object: do not close them)."""
-        lib, obj, out = _lib(), self._alive(), {}
-        m = lib.bpf_object__next_map(obj, None)
-        while m:
+        lib, out = _lib(), {}
+        for m in self._maps():
             fd = lib.bpf_map__fd(m)
             if fd >= 0:
                 out[(lib.bpf_map__name(m) or b"").decode()] = int(fd)
-            m = lib.bpf_object__next_map(obj, m)
         return out
 
 
-def load_program(path: str, program: str) -> BpfObject:
-    """Open path and load just `program` (as SCHED_CLS) and the maps; the caller closes it."""
+def load_program(path: str, program: str, reuse: Mapping[str, int] | None = None) -> BpfObject:
+    """Open path and load just `program` (as SCHED_CLS) and the maps, taking over the compatible
+    ones of `reuse` (BpfObject.reuse_maps); the caller closes it."""
     obj = BpfObject(path)
     try:
+        if reuse:
+            obj.reuse_maps(reuse)
         obj.load([program])
     except BaseException:
         obj.close()
