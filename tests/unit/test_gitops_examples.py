@@ -1,7 +1,8 @@
 """examples/gitops/ stays true to the CLI: every `nkplan` command the CI files run uses only
 subcommands, flags and choices that `nkplan ... --help` lists, both CI files treat exit code 2 of
 `plan --detailed-exitcode` as success, and the policy gate (no namespace deletes) gives the right
-verdict on the sample plans — evaluated with jq and with the same rule in Python.
+verdict on the sample plans — evaluated with jq, with the Rego policy (rego-cpp, through regopy)
+and with the same rule in Python.
 
 The sample plans in examples/gitops/samples/ are made by nkplan itself (fake kernel); regenerate
 them after a change of the JSON plan document with
@@ -222,10 +223,19 @@ def gate_cases() -> list[tuple[str, dict[str, Any], list[str]]]:
     snippet = json.loads(readme.split("```json\n", 1)[1].split("```", 1)[0])
     cases = [(p.name, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(SAMPLES.glob("*.json"))]
     cases.append(("README snippet", snippet))
+
+    def one(rtype: str, name: str, actions: list[str]) -> dict[str, Any]:
+        change = {"actions": actions, "before": {"name": name}, "after": None}
+        return {"resource_changes": [{"address": f"{rtype}[{name}]", "type": rtype, "name": name, "change": change}]}
+
+    cases.append(("namespace replaced", one("namespace", "p9", ["delete", "create"])))
+    cases.append(("link deleted", one("link", "v9", ["delete"])))
     expected = {
         "plan-update.json": [],
         "plan-deletes-namespace.json": ["namespace[p1]"],
         "README snippet": ["namespace[p1]"],
+        "namespace replaced": ["namespace[p9]"],
+        "link deleted": [],
     }
     assert {name for name, _ in cases} == set(expected), "a sample without an expected verdict"
     return [(name, doc, expected[name]) for name, doc in cases]
@@ -255,3 +265,18 @@ def test_jq_gate_on_the_samples(tmp_path: Path) -> None:
             assert f"the plan deletes namespaces: {', '.join(denied)}" in run.stderr, (name, run.stderr)
         else:
             assert run.returncode == 0 and run.stdout.strip() == "true", (name, run.stdout, run.stderr)
+
+
+def test_rego_gate_on_the_samples() -> None:
+    """examples/gitops/policy/namespaces.rego, conftest's convention (package main, deny rules),
+    evaluated by rego-cpp: the same verdicts as the jq line."""
+    import regopy  # a test dependency (pyproject [test]): missing means a broken install, not a skip
+    policy = GITOPS / "policy" / "namespaces.rego"
+    for name, doc, denied in gate_cases():
+        rego = regopy.Interpreter()
+        rego.add_module(policy.name, policy.read_text(encoding="utf-8"))
+        rego.set_input(doc)
+        out = json.loads(str(rego.query("data.main.deny")))
+        (messages,) = out["expressions"]
+        wanted = [f"the plan deletes {a}: every device, address and route in it goes too" for a in denied]
+        assert sorted(messages) == wanted, (name, out)
