@@ -80,7 +80,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     loaded = load_file(args.file)
     s = loaded.spec
     print(
-        f"{args.file}: valid (stack {s.stack!r}: {len(s.namespaces)} namespaces, "
+        f"{loaded.source.filename}: valid (stack {s.stack!r}: {len(s.namespaces)} namespaces, "
         f"{len(s.links)} links, {len(s.routes)} routes)"
     )
     return EXIT_OK

@@ -52,3 +52,17 @@ def decoy_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         subprocess.run(["ip", "link", "del", decoy_host], capture_output=True)
         subprocess.run(["ip", "netns", "del", decoy_ns], capture_output=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The test command sets NKPLAN_FORBID_SKIPS=1: there a skipped test (no root, no netkit, a
+    missing dependency) fails the run loudly instead of passing quietly."""
+    if os.environ.get("NKPLAN_FORBID_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped:
+        for report in skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            print(f"\nFAIL: skipped, which this run forbids: {report.nodeid}: {reason}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -8,6 +8,7 @@ seen from each end), pairing across namespaces, and refusal wording."""
 from __future__ import annotations
 
 import errno
+import importlib
 import struct
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from nkplan.kernel.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, NetlinkRefusal, Rt
 from nkplan.kernel.refusals import Op, explain
 from nkplan.state import HOST, RTPROT_NKPLAN, EndRec, LinkRec, RouteRec
 
-pyroute2_ifinfmsg = pytest.importorskip("pyroute2.netlink.rtnl.ifinfmsg")
+pyroute2_ifinfmsg = importlib.import_module("pyroute2.netlink.rtnl.ifinfmsg")  # a dependency: no skip
 
 
 def as_message(mtype: int, body: bytes) -> bytes:

@@ -182,3 +182,15 @@ def test_fast_and_round_trip_parsers_agree(text: str) -> None:
     fast, slow = SourceMap("f"), SourceMap("f")
     assert _fast_plain(text, fast) == _slow_plain(text, slow)
     assert fast.values == slow.values and fast.keys == slow.keys
+
+
+def test_validate_reads_stdin_and_names_it() -> None:
+    """`-` is standard input (DESIGN.md: every command takes a file or -); messages say <stdin>."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "nkplan.cli", "validate", "-"]
+    ok = subprocess.run(cmd, input="stack: s\nnamespaces: [{name: p1}]\n", capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("<stdin>: valid (stack 's': 1 namespaces"), ok
+    bad = subprocess.run(cmd, input="stack: s\nnamespaces: [{name: p1, x: 1}]\n", capture_output=True, text=True)
+    assert bad.returncode == 1 and "<stdin>:2:25: namespaces[0].x: unknown field 'x'" in bad.stderr, bad
