@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from nkplan.spec.checks import effective_metric, route_to_cidr
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
-from nkplan.state import HOST, EndRec, HookRec, KernelInfo, LinkRec, NamespaceRec, ProgramRec, RouteRec
+from nkplan.state import HOST, EndRec, HookRec, KernelInfo, LinkRec, MapDef, NamespaceRec, ProgramRec, RouteRec
 
 DEFAULT_MTU = 1500
 
@@ -39,10 +39,12 @@ class Desired:
 
 
 def hook_records(
-    spec: StackSpec, spec_file: str, objects: dict[str, str]
+    spec: StackSpec, spec_file: str, objects: dict[str, str], object_maps: dict[str, tuple[MapDef, ...]] | None = None
 ) -> dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]]:
     """Declared programs per hook. Netkit hooks are addressed through the primary; tcx hooks
-    through the end they are declared on. `objects` maps resolved object paths to digests."""
+    through the end they are declared on. `objects` maps resolved object paths to digests,
+    `object_maps` to the objects' own maps."""
+    maps = object_maps or {}
     out: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = {}
     for i, link in enumerate(spec.links):
         base: tuple[str | int, ...] = ("links", i)
@@ -62,7 +64,7 @@ def hook_records(
             recs = []
             for p in progs:
                 full = resolve(spec_file, p.object)
-                recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full))
+                recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full, maps=maps.get(full, ())))
             out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)  # type: ignore[arg-type]
     return out
 
@@ -122,7 +124,13 @@ def route_record(route: RouteSpec, stack: str) -> RouteRec:
     )
 
 
-def desired(spec: StackSpec, info: KernelInfo, spec_file: str = "", objects: dict[str, str] | None = None) -> Desired:
+def desired(
+    spec: StackSpec,
+    info: KernelInfo,
+    spec_file: str = "",
+    objects: dict[str, str] | None = None,
+    object_maps: dict[str, tuple[MapDef, ...]] | None = None,
+) -> Desired:
     namespaces: dict[str, tuple[NamespaceRec, tuple[str | int, ...]]] = {
         ns.name: (NamespaceRec(ns.name, spec.stack), ("namespaces", i)) for i, ns in enumerate(spec.namespaces)
     }
@@ -134,5 +142,5 @@ def desired(spec: StackSpec, info: KernelInfo, spec_file: str = "", objects: dic
     for i, route in enumerate(spec.routes):
         rrec = route_record(route, spec.stack)
         routes[(rrec.namespace, rrec.to, rrec.metric)] = (rrec, ("routes", i))
-    hooks = hook_records(spec, spec_file, objects or {})
+    hooks = hook_records(spec, spec_file, objects or {}, object_maps)
     return Desired(spec.stack, namespaces, links, routes, hooks)

@@ -19,7 +19,8 @@ from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from nkplan.errors import SpecError
 from nkplan.spec.checks import declared_hooks, semantic_problems
 from nkplan.spec.models import LinkSpec, NamespaceSpec, RouteSpec, StackSpec
-from nkplan.spec.objects import object_problems
+from nkplan.spec.objects import ObjectFacts, object_problems
+from nkplan.state import MapDef
 
 Path_ = tuple[str | int, ...]
 
@@ -60,6 +61,7 @@ class Loaded:
     source: SourceMap
     text: str = ""  # the document as read: saved plans embed it, its digest identifies the spec
     objects: dict[str, str] = field(default_factory=dict)  # BPF object path → content digest16
+    object_maps: dict[str, tuple[MapDef, ...]] = field(default_factory=dict)  # BPF object path → its own maps
 
     @property
     def digest(self) -> str:
@@ -217,14 +219,14 @@ def load_text(text: str, filename: str) -> Loaded:
         problems += [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in _partial_semantics(data)]
         raise SpecError(problems) from None
     found = semantic_problems(spec)
-    objects: dict[str, str] = {}
+    facts = ObjectFacts()
     if any(True for _ in declared_hooks(spec)):
-        more, objects = object_problems(spec, filename)
+        more, facts = object_problems(spec, filename)
         found += more
     problems = [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in found]
     if problems:
         raise SpecError(problems)
-    return Loaded(spec, smap, text, objects)
+    return Loaded(spec, smap, text, facts.digests, facts.maps)
 
 
 _SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec]] = {

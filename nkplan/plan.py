@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from nkplan.spec.checks import effective_metric
-from nkplan.state import HOST, EndRec, HookRec, LinkRec, NamespaceRec, ProgramRec, RouteRec
+from nkplan.state import HOST, EndRec, HookRec, LinkRec, MapDef, NamespaceRec, ProgramRec, RouteRec
 
 FORMAT_VERSION = 1
 Action = Literal["create", "update", "delete", "replace", "no-op"]
@@ -48,7 +48,7 @@ def attrs(rec: Record) -> dict[str, Any]:
     data = to_dict(rec)
     data.pop("applied", None)
     for prog in data.get("programs", []):  # kernel ids are for `show`, not for comparing
-        for key in ("prog_id", "tag", "link_id"):
+        for key in ("prog_id", "tag", "link_id", "maps"):
             prog.pop(key, None)
     return data
 
@@ -64,7 +64,9 @@ def from_dict(rtype: str, data: dict[str, Any]) -> Record:
     if rtype == "route":
         return RouteRec(**data)
     if rtype == "hook":
-        progs = tuple(ProgramRec(**p) for p in data["programs"])
+        progs = tuple(
+            ProgramRec(**{**p, "maps": tuple(MapDef(**m) for m in p.get("maps", ()))}) for p in data["programs"]
+        )
         return HookRec(**{**data, "programs": progs})
     if rtype == "link":
         ends = {k: EndRec(**{**data[k], "addresses": tuple(data[k]["addresses"])}) for k in ("primary", "peer")}

@@ -13,7 +13,7 @@ from nkplan.desired import Desired
 from nkplan.diff import changed_paths
 from nkplan.errors import PlanError
 from nkplan.plan import Action, Change, Operation, Plan, Record, address_of, attrs, to_dict, type_of
-from nkplan.state import HookRec, LinkRec, LiveState, NamespaceRec, RouteRec, ns_label
+from nkplan.state import HookRec, LinkRec, LiveState, NamespaceRec, ProgramRec, RouteRec, ns_label
 
 Locate = Callable[[tuple[str | int, ...]], str]
 
@@ -72,13 +72,35 @@ def choose_action(
     return "update", paths, (), None
 
 
+def _what_maps_do(old: ProgramRec, new: ProgramRec) -> str:
+    """Which of the new object's maps the new instance takes over from the running one (same
+    name and definition: the applier's rule, libbpf's for pinned maps) and which start empty.
+    Said only when both sides' maps are known (read from a kernel, not from a snapshot)."""
+    if not old.maps or not new.maps:
+        return "object changed"
+    names = [m.name for m in old.maps]
+    running = {m.name: m for m in old.maps if names.count(m.name) == 1}
+    kept = [m.name for m in new.maps if running.get(m.name) == m]
+    fresh = [m.name for m in new.maps if running.get(m.name) != m]
+    words = ["object changed"]
+    if kept:
+        words.append("maps kept: " + ", ".join(kept))
+    if fresh:
+        words.append("maps starting empty: " + ", ".join(fresh))
+    return "; ".join(words)
+
+
 def describe_programs(have: HookRec, want: HookRec) -> str:
     """What an update of a hook does, in words: attach, detach, update in place, reorder."""
     old = {p.program: p for p in have.programs}
     new = {p.program: p for p in want.programs}
     words = [f"attach {n}" for n in new if n not in old]
     words += [f"detach {n}" for n in old if n not in new]
-    words += [f"update {n} in place (object changed)" for n in new if n in old and new[n].digest != old[n].digest]
+    words += [
+        f"update {n} in place ({_what_maps_do(old[n], new[n])})"
+        for n in new
+        if n in old and new[n].digest != old[n].digest
+    ]
     words += [f"pin maps of {n}" for n in new if n in old and new[n].pin_maps != old[n].pin_maps]
     kept_old = [n for n in old if n in new]
     kept_new = [n for n in new if n in old]

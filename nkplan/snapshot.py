@@ -10,7 +10,7 @@ from typing import Any
 
 from nkplan.errors import PlanFileError
 from nkplan.plan import from_dict
-from nkplan.state import DeviceInfo, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec
+from nkplan.state import DeviceInfo, ForeignProgram, HookRec, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec
 
 SNAPSHOT_KEY = "x-nkplan-snapshot"
 SNAPSHOT_FORMAT = 1
@@ -25,6 +25,8 @@ def to_json(live: LiveState, host: dict[str, str]) -> dict[str, Any]:
         "links": [asdict(link) for _, link in sorted(live.links.items())],
         "devices": [asdict(d) for _, d in sorted(live.devices.items())],
         "routes": [asdict(r) for r in sorted(live.routes, key=lambda r: (r.namespace, r.to, r.metric))],
+        "hooks": [asdict(h) for _, h in sorted(live.hooks.items())],  # programs nkplan runs, per hook
+        "foreign_programs": [asdict(f) for f in live.foreign_programs],
     }
 
 
@@ -44,6 +46,11 @@ def from_json(data: dict[str, Any]) -> tuple[LiveState, dict[str, str]]:
         route = from_dict("route", r)
         assert isinstance(route, RouteRec)
         live.routes.append(route)
+    for h in data.get("hooks", ()):
+        hook = from_dict("hook", h)
+        assert isinstance(hook, HookRec)
+        live.hooks[(hook.namespace, hook.device, hook.hook)] = hook
+    live.foreign_programs.extend(ForeignProgram(**f) for f in data.get("foreign_programs", ()))
     return live, dict(data["host"])
 
 

@@ -93,6 +93,20 @@ Hook = Literal["primary", "peer", "ingress", "egress"]  # netkit: primary/peer; 
 
 
 @dataclass(frozen=True)
+class MapDef:
+    """A map a program uses, by the name the kernel keeps (at most 15 characters) and the
+    definition that decides whether a new instance of the program takes it over (libbpf's rule
+    for maps pinned by name: same type, key and value size, max_entries and flags)."""
+
+    name: str
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+
+
+@dataclass(frozen=True)
 class ProgramRec:
     """One BPF program on a hook, identified by its ELF program name and the content digest of
     its object file (first 16 hex of SHA-256, as in its pin name). `object` is the file's path
@@ -106,6 +120,10 @@ class ProgramRec:
     prog_id: int | None = field(default=None, compare=False)
     tag: str = field(default="", compare=False)
     link_id: int | None = field(default=None, compare=False)
+    # the program's own maps (not .data/.bss/.rodata): from the object file on the desired side,
+    # from the kernel on the live side; () where unknown. Lets a plan say which maps an update
+    # in place carries over.
+    maps: tuple[MapDef, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def plan_for(
         problems += [f"{loaded.source.filename}: cannot manage BPF programs here: {p}" for p in kernel.bpf_problems()]
     if problems:
         raise PlanError(problems)
-    want = desired(spec, live.kernel, loaded.source.filename, loaded.objects)
+    want = desired(spec, live.kernel, loaded.source.filename, loaded.objects, loaded.object_maps)
     plan = make_plan(want, live, adopt=adopt, locate=locate)
     ident = host if host is not None else host_identity()
     meta = {

@@ -32,7 +32,7 @@ from nkplan.kernel.bpf.mprog import HookState
 from nkplan.kernel.bpf.pins import LinkPin
 from nkplan.kernel.consts import IFLA_NETKIT_PRIMARY
 from nkplan.kernel.reader import PAIR_KINDS, NsScan
-from nkplan.state import HOST, ForeignProgram, Hook, HookRec, LiveState, ProgramRec, parse_owner_alias
+from nkplan.state import HOST, ForeignProgram, Hook, HookRec, LiveState, MapDef, ProgramRec, parse_owner_alias
 
 TEMP_SUFFIX = "-new"  # a new link's pin before it is renamed into place (never parsed as a link pin)
 
@@ -194,19 +194,36 @@ def pinned_links(stack: str, namespace: str, device: str, hook: str, *, keep_fds
     return open_pins(parsed, keep_fds=keep_fds)
 
 
-def _prog_info(prog_id: int) -> tuple[str, str]:
-    """(name, tag) of a loaded program; empty if it is gone."""
+def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, tuple[MapDef, ...]]:
+    """(name, tag, maps) of a loaded program; empty if it is gone. Maps (the program's own, not
+    .data/.bss/.rodata, whose kernel names hold a dot) only when asked: three syscalls each."""
     try:
         fd = info.open_prog(prog_id)
     except KernelError:
-        return "", ""
+        return "", "", ()
     try:
         got = info.prog_info(fd)
-        return got.name, got.tag
+        return got.name, got.tag, (_map_defs(got.map_ids) if with_maps else ())
     except OSError:
-        return "", ""
+        return "", "", ()
     finally:
         os.close(fd)
+
+
+def _map_defs(map_ids: Sequence[int]) -> tuple[MapDef, ...]:
+    out = []
+    for map_id in map_ids:
+        try:
+            fd = info.open_map(map_id)
+        except KernelError:
+            continue  # freed meanwhile
+        try:
+            d = info.map_info(fd).definition()
+        finally:
+            os.close(fd)
+        if "." not in d.name:
+            out.append(d)
+    return tuple(out)
 
 
 def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
@@ -228,14 +245,16 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
         for entry in sc.state.entries:
             pin = owned.get(entry.link_id) if entry.link_id is not None else None
             if pin is not None:
+                _name, tag, maps = _prog_info(entry.prog_id, with_maps=True)
                 programs.append(
                     ProgramRec(
                         pin.program,
                         pin.digest,
                         pin_maps=pin.maps,
                         prog_id=entry.prog_id,
-                        tag=_prog_info(entry.prog_id)[1],
+                        tag=tag,
                         link_id=entry.link_id,
+                        maps=maps,
                     )
                 )
             else:

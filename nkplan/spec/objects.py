@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from nkplan.kernel.bpf import objfile
 from nkplan.spec.checks import Problem, declared_hooks
 from nkplan.spec.models import StackSpec
+from nkplan.state import MapDef
 
-ListPrograms = Callable[[str], list[str]]
+Inspect = Callable[[str], tuple[list[str], tuple[MapDef, ...]]]  # program names, own maps
 
 
-def _libbpf_programs(path: str) -> list[str]:
+def _libbpf_inspect(path: str) -> tuple[list[str], tuple[MapDef, ...]]:
     from nkplan.kernel.bpf import libbpf  # ctypes: only when a spec declares programs
 
-    return [p.name for p in libbpf.programs(path)]
+    programs, maps = libbpf.inspect(path)
+    return [p.name for p in programs], maps
 
 
 def resolve(spec_file: str, obj: str) -> str:
@@ -26,12 +29,20 @@ def resolve(spec_file: str, obj: str) -> str:
     return os.path.normpath(os.path.join(base, obj))
 
 
+@dataclass
+class ObjectFacts:
+    """What the checks learnt of the object files, by resolved path."""
+
+    digests: dict[str, str] = field(default_factory=dict)  # content digest (16 hex)
+    maps: dict[str, tuple[MapDef, ...]] = field(default_factory=dict)  # the object's own maps
+
+
 def object_problems(
-    spec: StackSpec, spec_file: str, list_programs: ListPrograms = _libbpf_programs
-) -> tuple[list[Problem], dict[str, str]]:
-    """(problems, {resolved object path: digest16})."""
+    spec: StackSpec, spec_file: str, inspect: Inspect = _libbpf_inspect
+) -> tuple[list[Problem], ObjectFacts]:
+    """(problems, what was learnt of the objects)."""
     problems: list[Problem] = []
-    digests: dict[str, str] = {}
+    facts = ObjectFacts()
     contents: dict[str, list[str] | str] = {}
     for path, _hook, progs in declared_hooks(spec):
         for j, prog in enumerate(progs):
@@ -41,8 +52,8 @@ def object_problems(
                 bad = objfile.problem(full)
                 if bad is None:
                     try:
-                        contents[full] = list_programs(full)
-                        digests[full] = objfile.digest(full)[: objfile.DIGEST_CHARS]
+                        contents[full], facts.maps[full] = inspect(full)
+                        facts.digests[full] = objfile.digest(full)[: objfile.DIGEST_CHARS]
                     except Exception as exc:  # libbpf refusing to open it: say so, with its words
                         contents[full] = f"libbpf cannot open it: {exc}"
                 else:
@@ -55,4 +66,4 @@ def object_problems(
                 problems.append(
                     ((*path, j, "program"), f"object {prog.object!r} has no program {prog.program!r} (it has: {have})")
                 )
-    return problems, digests
+    return problems, facts

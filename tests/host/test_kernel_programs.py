@@ -7,6 +7,7 @@ nothing of ours left behind; pins removed with their device."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -24,13 +25,15 @@ from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor, HookState
 from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.state import HOST, ForeignProgram, HookRec, ProgramRec, owner_alias
+from nkplan.planner import describe_programs
+from nkplan.state import HOST, ForeignProgram, HookRec, MapDef, ProgramRec, owner_alias
 from tests import bpfobserve as obs
 from tests.host.conftest import Names
 
 pytestmark = pytest.mark.host
 REPO = Path(__file__).resolve().parents[2]
 KEY0 = b"\0\0\0\0"
+BPF_MAP_TYPE_ARRAY = 2  # count.c's counters: an array of one struct {u64 packets, bytes}
 
 _OTHER = r"""
 #include <linux/bpf.h>
@@ -276,6 +279,12 @@ def count_variant(tmp_path: Path, name: str, edit: tuple[str, str] | None = None
     return out
 
 
+def with_maps(hook: HookRec) -> HookRec:
+    """The hook's programs with their objects' map definitions, as the loader gives them."""
+    progs = tuple(dataclasses.replace(p, maps=libbpf.inspect(p.object)[1]) for p in hook.programs)
+    return dataclasses.replace(hook, programs=progs)
+
+
 def test_new_instances_keep_the_maps_of_the_old_ones(pod: Pod, other_obj: str, tmp_path: Path) -> None:
     """An update in place and a move both load a new instance of the program: it takes over the
     old instance's counters map (same map id, the count goes on), unless the map was redefined."""
@@ -287,10 +296,15 @@ def test_new_instances_keep_the_maps_of_the_old_ones(pod: Pod, other_obj: str, t
     map_id, seen = pinned_map_id(pod.pin_of("egress", count)), counted(pod.pin_of("egress", count))
     assert seen >= 3
 
-    # update in place: same link, new program, same map
+    # update in place: same link, new program, same map; the plan says so beforehand
     rebuilt = prog("", "count_pass", pin_maps=True, path=count_variant(tmp_path, "rebuilt"))
     link = pod.link_of("egress", count)
     updated = pod.hook("egress", rebuilt, policy, other)
+    live = pod.live("egress")
+    assert live is not None and live.programs[0].maps == (MapDef("counters", BPF_MAP_TYPE_ARRAY, 4, 16, 1, 0),)
+    assert "update count_pass in place (object changed; maps kept: counters)" in describe_programs(
+        live, with_maps(updated)
+    )
     pod.kernel.set_programs(first, updated)
     now = pod.link_of("egress", rebuilt)
     assert now.id == link.id and now.prog_id != link.prog_id
@@ -312,6 +326,11 @@ def test_new_instances_keep_the_maps_of_the_old_ones(pod: Pod, other_obj: str, t
     wider = prog("", "count_pass", pin_maps=True, path=wider_obj)
     link = pod.link_of("egress", rebuilt)
     widened = pod.hook("egress", policy, other, wider)
+    live = pod.live("egress")
+    assert live is not None
+    assert "update count_pass in place (object changed; maps starting empty: counters)" in describe_programs(
+        live, with_maps(widened)
+    )
     pod.kernel.set_programs(moved, widened)
     assert pod.link_of("egress", wider).id == link.id  # still an update in place
     fresh = pinned_map_id(pod.pin_of("egress", wider))

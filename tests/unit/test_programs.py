@@ -14,8 +14,9 @@ from nkplan.errors import SpecError
 from nkplan.kernel.fake import FakeKernel
 from nkplan.loader import Loaded, load_text
 from nkplan.plan import Plan
+from nkplan.planner import describe_programs
 from nkplan.render.text import render_plan
-from nkplan.state import ForeignProgram
+from nkplan.state import ForeignProgram, HookRec, MapDef, ProgramRec
 from nkplan.workflow import apply_and_verify, plan_for
 
 BUILD = Path(__file__).resolve().parents[2] / "bpf" / "build"
@@ -79,7 +80,7 @@ def test_reorder_update_in_place_and_detach(objs: Path) -> None:
         fh.write(b"\0")
     changed = spec_with(objs, f"    programs:\n      primary: [{POLICY}, {COUNT}]\n")
     assert changes(plan_for(kernel, changed).plan) == {
-        "hook[nk1 primary]": ("update", "update count_pass in place (object changed)")
+        "hook[nk1 primary]": ("update", "update count_pass in place (object changed; maps kept: counters)")
     }
     converge(kernel, changed)
     fewer = spec_with(objs, f"    programs:\n      primary: [{COUNT}]\n")
@@ -153,3 +154,43 @@ def test_drift_ignores_program_bookkeeping(objs: Path) -> None:
     ids = tuple(dataclasses.replace(p, prog_id=5, tag="ab", link_id=6, object="") for p in hook.programs)
     kernel.state.hooks[("", "nk1", "primary")] = dataclasses.replace(hook, programs=ids)
     assert not plan_for(kernel, loaded).plan.has_changes
+
+
+def test_an_update_says_which_maps_carry_over() -> None:
+    """Same name and definition: kept; redefined or new: starting empty; unknown on either side
+    (a snapshot, or a program without maps): nothing said."""
+    counters = MapDef("counters", 2, 4, 16, 1, 0)
+    seen = MapDef("seen", 1, 4, 8, 1024, 0)
+
+    def hook(digest: str, *maps: MapDef) -> HookRec:
+        return HookRec("", "nk1", "primary", (ProgramRec("count_pass", digest, maps=maps),), "s")
+
+    said = describe_programs(hook("a", counters), hook("b", counters, seen))
+    assert said == "update count_pass in place (object changed; maps kept: counters; maps starting empty: seen)"
+    wider = dataclasses.replace(counters, max_entries=2)
+    said = describe_programs(hook("a", counters, seen), hook("b", wider))
+    assert said == "update count_pass in place (object changed; maps starting empty: counters)"
+    assert describe_programs(hook("a"), hook("b", counters)) == "update count_pass in place (object changed)"
+    dup = describe_programs(hook("a", counters, counters), hook("b", counters))  # ambiguous names: not reused
+    assert dup == "update count_pass in place (object changed; maps starting empty: counters)"
+
+
+def test_a_snapshot_carries_the_programs(objs: Path) -> None:
+    """`plan --state` against a snapshot plans programs as against the kernel it was taken from."""
+    import json
+
+    from nkplan import snapshot
+
+    kernel = FakeKernel()
+    loaded = spec_with(objs, f"    programs:\n      primary: [{COUNT}, {POLICY}]\n")
+    converge(kernel, loaded)
+    kernel.state.foreign_programs.append(ForeignProgram("", "nk1", "primary", 77, "theirs", 78))
+    host = {"hostname": "h", "machine_id": "0" * 32, "kernel": "6.12.0"}
+    state, _ = snapshot.from_json(json.loads(json.dumps(snapshot.to_json(kernel.read(probe_netkit=True), host))))
+    assert state.hooks == kernel.state.hooks and state.foreign_programs == kernel.state.foreign_programs
+    maps = [[p.maps for p in h.programs] for h in state.hooks.values()]  # not compared by ==: check them
+    assert maps == [[p.maps for p in h.programs] for h in kernel.state.hooks.values()] and maps[0][0], maps
+    assert not plan_for(None, loaded, live=state, source="snapshot", host=host).plan.has_changes
+    reordered = spec_with(objs, f"    programs:\n      primary: [{POLICY}, {COUNT}]\n")
+    offline = plan_for(None, reordered, live=state, source="snapshot", host=host).plan
+    assert offline.changes == plan_for(kernel, reordered).plan.changes

@@ -13,6 +13,7 @@ from nkplan.errors import KernelError
 from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf import syscall as S
 from nkplan.kernel.bpf.refusals import explain
+from nkplan.state import MapDef
 
 # struct bpf_prog_info
 _PROG_TYPE, _PROG_ID, _PROG_TAG, _PROG_NR_MAP_IDS, _PROG_MAP_IDS, _PROG_NAME = 0, 4, 8, 52, 56, 64
@@ -63,6 +64,9 @@ class MapInfo:
     value_size: int
     max_entries: int
     flags: int = 0
+
+    def definition(self) -> MapDef:
+        return MapDef(self.name, self.type, self.key_size, self.value_size, self.max_entries, self.flags)
 
     @property
     def per_cpu(self) -> bool:

@@ -25,6 +25,7 @@ from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf import info, objfile
 from nkplan.kernel.bpf.errors import BpfObjectError, ProgramLoadError
+from nkplan.state import MapDef
 
 _VP = ctypes.c_void_p
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _VP)
@@ -170,28 +171,36 @@ class BpfObject:
     def _maps(self) -> list[int]:
         return self._walk(_lib().bpf_object__next_map)
 
+    def _own_maps(self) -> list[tuple[int, MapDef]]:
+        """The object's own maps (SEC(".maps")) with their definitions, named as the kernel will
+        name them; sections' maps (.data, .bss, .rodata) are left out."""
+        lib, out = _lib(), []
+        for m in self._maps():
+            if lib.bpf_map__is_internal(m):
+                continue
+            name = (lib.bpf_map__name(m) or b"").decode()[: C.BPF_OBJ_NAME_LEN - 1]
+            out.append((m, MapDef(name, lib.bpf_map__type(m), lib.bpf_map__key_size(m), lib.bpf_map__value_size(m),
+                                  lib.bpf_map__max_entries(m), lib.bpf_map__map_flags(m))))  # fmt: skip
+        return out
+
+    def map_defs(self) -> tuple[MapDef, ...]:
+        """Definitions of the object's own maps (needs no privileges)."""
+        return tuple(d for _, d in self._own_maps())
+
     def reuse_maps(self, existing: Mapping[str, int]) -> list[str]:
         """Before load: let this object's maps take over existing maps ({kernel map name: fd})
         of the same name and definition, as libbpf's pin-by-name does, so their contents
         (counters, state) carry over to this instance. Sections' maps (.data, .bss, .rodata)
         are never reused: they hold this object's own initial values. Returns the reused names."""
         lib, reused = _lib(), []
-        for m in self._maps():
-            if lib.bpf_map__is_internal(m):
-                continue
-            name = (lib.bpf_map__name(m) or b"").decode()
-            fd = existing.get(name[: C.BPF_OBJ_NAME_LEN - 1])
-            if fd is None:
-                continue
-            have = info.map_info(fd)
-            ours = (lib.bpf_map__type(m), lib.bpf_map__key_size(m), lib.bpf_map__value_size(m),
-                    lib.bpf_map__max_entries(m), lib.bpf_map__map_flags(m))  # fmt: skip
-            if ours != (have.type, have.key_size, have.value_size, have.max_entries, have.flags):
-                continue  # redefined: the new instance starts with a map of its own
+        for m, ours in self._own_maps():
+            fd = existing.get(ours.name)
+            if fd is None or info.map_info(fd).definition() != ours:
+                continue  # new, or redefined: the new instance starts with a map of its own
             rc = lib.bpf_map__reuse_fd(m, fd)
             if rc < 0:
-                raise KernelError(f"{self.path}: reusing the existing map {name}: {os.strerror(-rc)}", -rc)
-            reused.append(name)
+                raise KernelError(f"{self.path}: reusing the existing map {ours.name}: {os.strerror(-rc)}", -rc)
+            reused.append(ours.name)
         return reused
 
     def load(self, programs: Sequence[str]) -> None:
@@ -258,6 +267,12 @@ def programs(path: str) -> list[ProgramSpec]:
     """The programs in an object file (for validation; needs no privileges)."""
     with BpfObject(path) as obj:
         return obj.programs()
+
+
+def inspect(path: str) -> tuple[list[ProgramSpec], tuple[MapDef, ...]]:
+    """The programs in an object file and its own maps' definitions (needs no privileges)."""
+    with BpfObject(path) as obj:
+        return obj.programs(), obj.map_defs()
 
 
 def _last_line(said: list[str]) -> str:
