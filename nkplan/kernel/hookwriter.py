@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import resource
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -134,31 +135,48 @@ def _pin_maps(pin: LinkPin, prog: _Prog) -> None:
         _pin_prog_maps(pin, prog.fd)
 
 
-# Programs this process took off a hook (detached, or swapped out by LINK_UPDATE), by (program,
-# digest): the applier's rollback in the same process calls set_programs(after, before), whose
-# `before` came from the kernel and names no object file; these are what it puts back (with
-# their maps, so counters survive a rollback). Bounded; the fds go with the process.
-_RETIRED_MAX = 256
-_retired: dict[tuple[str, str], int] = {}
+# Programs this process took off a hook (detached, or swapped out by LINK_UPDATE), by hook and
+# (program, digest): the applier's rollback in the same process
+# calls set_programs(after, before), whose `before` came from the kernel and names no object
+# file; these are what it puts back, each to its own hook (with its maps, so counters survive a
+# rollback). Bounded; the fds go with the process, which may hold one per hook of a large destroy.
+_RETIRED_MAX = 8192
+_retired: dict[tuple[str, str, str, str, str], int] = {}
 
 
-def _retire(program: str, digest: str, prog_id: int) -> None:
+def _retired_key(ref: HookRef, program: str, digest: str) -> tuple[str, str, str, str, str]:
+    return (ref.namespace, ref.device, ref.hook, program, digest[: objfile.DIGEST_CHARS])
+
+
+def _retire(ref: HookRef, program: str, digest: str, prog_id: int) -> None:
     """Keep the program of a link about to be detached (call it while the link still holds it)."""
+    _room_for_fds(len(_retired) + 64)
     try:
         fd = info.open_prog(prog_id)
     except KernelError:
         return
-    _retire_fd(program, digest, fd)
+    _retire_fd(ref, program, digest, fd)
 
 
-def _retire_fd(program: str, digest: str, fd: int) -> None:
-    key = (program, digest[: objfile.DIGEST_CHARS])
+def _retire_fd(ref: HookRef, program: str, digest: str, fd: int) -> None:
+    key = _retired_key(ref, program, digest)
     old = _retired.pop(key, None)
     if old is not None:
         os.close(old)
     _retired[key] = fd
     while len(_retired) > _RETIRED_MAX:
         os.close(_retired.pop(next(iter(_retired))))
+
+
+def _room_for_fds(needed: int) -> None:
+    """Raise the soft open-files limit (often 1024) towards the hard one when the retired
+    programs would need more: running out of fds mid-apply would break its rollback."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        top = want * 2 if hard == resource.RLIM_INFINITY else min(hard, want * 2)
+        if top > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
 
 
 class _HookWriter:
@@ -252,7 +270,7 @@ class _HookWriter:
         for o, rec, new in updates:
             self.settle(o, rec, new)
         for o in gone:
-            _retire(o.pin.program, o.pin.digest, o.prog_id)
+            _retire(self.ref, o.pin.program, o.pin.digest, o.prog_id)
             hooks.detach(o.fd, what=self.what(o.pin.program))
             bpffs.unpin(o.pin.path)
         if not wanted:
@@ -262,9 +280,8 @@ class _HookWriter:
                 if stack != self.owner:  # adopted from another stack: its directory is empty now
                     bpffs.remove_tree(hook_dir(stack, r.namespace, r.device, r.hook))
 
-    @staticmethod
-    def loadable(rec: ProgramRec) -> bool:
-        return bool(rec.object) or (rec.program, rec.digest[: objfile.DIGEST_CHARS]) in _retired
+    def loadable(self, rec: ProgramRec) -> bool:
+        return bool(rec.object) or _retired_key(self.ref, rec.program, rec.digest) in _retired
 
     def maps_of(self, o: _Owned) -> dict[str, int]:
         """{kernel map name: fd} of the maps the program of an owned link uses (names the kernel
@@ -290,7 +307,7 @@ class _HookWriter:
         of a program already at the hook (`old`: updated in place or moved) takes over the old
         instance's maps where their definition is unchanged, so counters and state carry on."""
         if not rec.object:
-            fd = _retired.pop((rec.program, rec.digest[: objfile.DIGEST_CHARS]), None)
+            fd = _retired.pop(_retired_key(self.ref, rec.program, rec.digest), None)
             if fd is None:
                 raise KernelError(
                     f"cannot attach {self.what(rec.program)}: no object file is known for it "
@@ -355,7 +372,7 @@ class _HookWriter:
         _rename(temp, final.path)
         old = a.replaces
         if old is not None:
-            _retire(old.pin.program, old.pin.digest, old.prog_id)
+            _retire(self.ref, old.pin.program, old.pin.digest, old.prog_id)
             hooks.detach(old.fd, what=self.what(old.pin.program))
             if old.pin.path != final.path:
                 bpffs.unpin(old.pin.path)
@@ -371,7 +388,7 @@ class _HookWriter:
             except BaseException:
                 os.close(old_prog)
                 raise
-            _retire_fd(o.pin.program, o.pin.digest, old_prog)
+            _retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
             bpffs.remove_tree(final.maps_dir)
             if rec.pin_maps:
                 _pin_maps(final, new)

@@ -4,7 +4,10 @@ the namespace + addresses + routes. Prints wall time and peak RSS of each nkplan
 separate process exactly as a user runs it (interpreter start included), beside `ip -batch` doing
 the same kernel work.
 
-    sudo .venv/bin/python tests/bench/bench.py --pods 1000 [--kind veth|netkit]
+    sudo .venv/bin/python tests/bench/bench.py --pods 1000 [--kind veth|netkit] [--programs]
+
+--programs also declares count_pass (bpf/build/count.o) at every pod end's tcx ingress: one
+program load (verifier included), attach and pin per pod on apply, one hook read per pod on plan.
 
 Targets (host, veth, N=1000): no-op plan <= 1.5 s wall; apply within 2x of ip -batch.
 The `ip` baseline is one `ip -batch` for the host namespace plus one `ip -n POD -batch` per pod
@@ -25,16 +28,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def spec(prefix: str, pods: int, kind: str) -> str:
+def spec(prefix: str, pods: int, kind: str, programs: bool = False) -> str:
     lines = [f"stack: bench-{prefix}", "namespaces:"]
     lines += [f"  - name: {prefix}p{i}" for i in range(pods)]
     lines.append("links:")
+    counter = ROOT / "bpf" / "build" / "count.o"
+    tcx = f", tcx: {{ingress: [{{object: {counter}, program: count_pass}}]}}" if programs else ""
     for i in range(pods):
         a, b = divmod(i, 250)
         lines.append(
             f"  - {{name: {prefix}h{i}, kind: {kind}, addresses: [10.{50 + a}.{b}.1/32], "
             f"peer: {{name: eth0, namespace: {prefix}p{i}, "
-            f"addresses: [10.{100 + a}.{b}.2/32, 'fd00:{a}:{b}::2/128']}}}}"
+            f"addresses: [10.{100 + a}.{b}.2/32, 'fd00:{a}:{b}::2/128']{tcx}}}}}"
         )
     lines.append("routes:")
     for i in range(pods):
@@ -119,13 +124,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pods", type=int, default=1000)
     ap.add_argument("--kind", choices=("veth", "netkit"), default="veth")
+    ap.add_argument("--programs", action="store_true", help="also run count_pass at every pod end's tcx ingress")
     args = ap.parse_args()
     prefix = "b" + secrets.token_hex(2)
     nkplan = [sys.executable, "-m", "nkplan.cli"]
     rows: list[tuple[str, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.yaml"
-        path.write_text(spec(prefix, args.pods, args.kind))
+        if args.programs:
+            subprocess.run(["make", "-s", "-C", str(ROOT / "bpf")], check=True)
+        path.write_text(spec(prefix, args.pods, args.kind, args.programs))
         try:
             for label, cmd in [
                 ("validate", [*nkplan, "validate", str(path)]),
@@ -146,7 +154,8 @@ def main() -> int:
         finally:
             subprocess.run([*nkplan, "destroy", "--stack", f"bench-{prefix}", "--yes", "-q"], capture_output=True)
             ip_cleanup(prefix, args.pods)
-    print(f"\nnkplan benchmark: {args.pods} pods, {args.kind}, kernel {os.uname().release}")
+    extra = ", count_pass on every pod end's tcx ingress (the ip baseline has no programs)" if args.programs else ""
+    print(f"\nnkplan benchmark: {args.pods} pods, {args.kind}{extra}, kernel {os.uname().release}")
     print(f"{'step':32} {'wall s':>8} {'peak RSS MiB':>13}")
     for label, wall, rss in rows:
         print(f"{label:32} {wall:8.2f} {rss:13.1f}" if rss else f"{label:32} {wall:8.2f} {'-':>13}")

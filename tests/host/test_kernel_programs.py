@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from nkplan.applier import ApplyFailed, apply_plan
 from nkplan.errors import KernelError
 from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, objfile, pins
 from nkplan.kernel.bpf.errors import StaleHookError
@@ -25,8 +26,9 @@ from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor, HookState
 from nkplan.kernel.netlink import NetlinkKernel
+from nkplan.plan import Operation, Plan, to_dict
 from nkplan.planner import describe_programs
-from nkplan.state import HOST, ForeignProgram, HookRec, MapDef, ProgramRec, owner_alias
+from nkplan.state import HOST, ForeignProgram, HookRec, MapDef, ProgramRec, RouteRec, owner_alias
 from tests import bpfobserve as obs
 from tests.host.conftest import Names
 
@@ -566,3 +568,38 @@ def test_rollback_puts_back_the_very_programs_it_took_off(pod: Pod, tmp_path: Pa
     with pytest.raises(KernelError, match="no object file is known for it"):
         pod.kernel.set_programs(None, pod.hook("ingress", ProgramRec("count_pass", "0" * 16)))
     assert hooks.query(pod.ref("ingress")).entries == ()
+
+
+def test_deleting_a_device_with_programs_rolls_back_to_the_same_programs(pod: Pod) -> None:
+    """A plan deletes a device's hooks (the same program, from the same object, on both ends),
+    then the device, then fails: the rollback recreates the device and puts back each hook's
+    own program instance. Without the failure, the links are gone (bpftool) and so are the pins."""
+    count = prog("count", "count_pass", pin_maps=True)
+    host_hook, pod_hook = pod.hook("ingress", count, host_end=True), pod.hook("egress", count)
+    pod.kernel.set_programs(None, host_hook)
+    pod.kernel.set_programs(None, pod_hook)
+    live = pod.kernel.read()
+    link = live.links[(HOST, pod.host)]
+    hooks_live = [live.hooks[(h.namespace, h.device, h.hook)] for h in (host_hook, pod_hook)]
+    link_ids = [p.link_id for h in hooks_live for p in h.programs]
+    ops = [Operation("delete", f"hook[{h.device} {h.hook}]", "hook", to_dict(h), None) for h in hooks_live]
+    ops.append(Operation("delete", f"link[{pod.host}]", "link", to_dict(link), None))
+    gone = RouteRec(HOST, "198.51.100.0/24", dev=None, metric=4242)  # not there: deleting it fails
+    failing = Operation("delete", "route[198.51.100.0/24 metric 4242]", "route", to_dict(gone), None)
+
+    with pytest.raises(ApplyFailed) as failed:
+        apply_plan(pod.kernel, Plan(pod.stack, (), (*ops, failing)))
+    assert failed.value.rolled_back == 3 and not failed.value.rollback_errors
+    assert pod.names_on("ingress", host_end=True) == ["count_pass"] and pod.names_on("egress") == ["count_pass"]
+    again = pod.kernel.read()
+    assert [again.hooks[(h.namespace, h.device, h.hook)] for h in (host_hook, pod_hook)] == hooks_live
+
+    fresh = pod.kernel.read()
+    hooks_now = [fresh.hooks[(h.namespace, h.device, h.hook)] for h in (host_hook, pod_hook)]
+    link_ids = [p.link_id for h in hooks_now for p in h.programs]
+    ops = [Operation("delete", f"hook[{h.device} {h.hook}]", "hook", to_dict(h), None) for h in hooks_now]
+    ops.append(Operation("delete", f"link[{pod.host}]", "link", to_dict(fresh.links[(HOST, pod.host)]), None))
+    apply_plan(pod.kernel, Plan(pod.stack, (), tuple(ops)))
+    listed = {link["id"] for link in obs.bpftool("link", "show")}
+    assert not listed & set(link_ids), (listed, link_ids)  # freed with their device
+    assert not os.path.exists(pins.stack_dir(pod.stack))
