@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from nkplan.spec.checks import effective_metric, route_to_cidr
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
-from nkplan.state import HOST, EndRec, HookRec, KernelInfo, LinkRec, MapDef, NamespaceRec, ProgramRec, RouteRec
+from nkplan.state import HOST, EndRec, HookRec, KernelInfo, LinkRec, MapDef, NamespaceRec, ProgramRec, RouteRec, plain
 
 DEFAULT_MTU = 1500
 
@@ -87,7 +87,7 @@ def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelIn
 def applied_digest(rec: LinkRec) -> str:
     """Short digest of a declared pair (ownership and bookkeeping left out), written into the
     primary's ownership mark on apply: equal digests later mean "the spec did not change"."""
-    data = dataclasses.asdict(rec)
+    data = plain(rec)
     data.pop("owner"), data.pop("applied")
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

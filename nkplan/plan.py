@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from nkplan.spec.checks import effective_metric
-from nkplan.state import HOST, EndRec, HookRec, LinkRec, MapDef, NamespaceRec, ProgramRec, RouteRec
+from nkplan.state import HOST, EndRec, HookRec, LinkRec, MapDef, NamespaceRec, ProgramRec, RouteRec, plain
 
 FORMAT_VERSION = 1
 Action = Literal["create", "update", "delete", "replace", "no-op"]
@@ -54,7 +54,7 @@ def attrs(rec: Record) -> dict[str, Any]:
 
 
 def to_dict(rec: Record) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(json.dumps(asdict(rec)))  # tuples → lists, as JSON gives back
+    data: dict[str, Any] = plain(rec)  # tuples → lists, as JSON gives back
     return data
 
 

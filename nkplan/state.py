@@ -4,8 +4,8 @@ address tuples, defaulted attributes, host namespace spelled "" (HOST)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 HOST = ""  # the root (host) network namespace
 OWNER_PREFIX = "nkplan:"  # ifalias prefix marking a device end or a namespace's lo as owned
@@ -203,3 +203,23 @@ class LiveState:
     # hook)), and the programs others attached at those hooks.
     hooks: dict[tuple[str, str, str], HookRec] = field(default_factory=dict)
     foreign_programs: list[ForeignProgram] = field(default_factory=list)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def plain(value: Any) -> Any:
+    """A record as JSON-shaped data (dataclasses → dicts, tuples → lists), as
+    json.loads(json.dumps(dataclasses.asdict(rec))) gives it, several times faster: plans
+    convert every record they compare, and a stack of 1000 pods has over 10,000."""
+    cls = type(value)
+    names = _FIELD_NAMES.get(cls)
+    if names is None and hasattr(cls, "__dataclass_fields__"):
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(value))
+    if names is not None:
+        return {n: plain(getattr(value, n)) for n in names}
+    if cls is tuple or cls is list:
+        return [plain(v) for v in value]
+    if cls is dict:
+        return {k: plain(v) for k, v in value.items()}
+    return value

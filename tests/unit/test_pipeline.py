@@ -206,3 +206,19 @@ def test_truncated_saved_plan_is_recognised_as_a_plan(tmp_path: Path, spec: Spec
     proc = subprocess.run([sys.executable, "-m", "nkplan.cli", "apply", path], capture_output=True, text=True)
     assert proc.returncode == 1 and "not a complete JSON plan (truncated?)" in proc.stderr, proc.stderr
     assert not is_saved_plan(str(ROOT / "examples" / "demo.yaml"))
+
+
+def test_plain_is_asdict_through_json() -> None:
+    """state.plain (the fast path every plan uses) gives exactly what asdict + a JSON round trip gives."""
+    import dataclasses
+
+    from nkplan.state import EndRec, HookRec, LinkRec, MapDef, ProgramRec, RouteRec, plain
+
+    maps = (MapDef("counters", 2, 4, 16, 1, 0),)
+    records = [
+        LinkRec("netkit", EndRec("", "nk1", addresses=("10.0.0.1/32",)), EndRec("p1", "eth0"), owner="s"),
+        HookRec("p1", "eth0", "ingress", (ProgramRec("count_pass", "ab" * 8, True, "/x.o", 3, "t", 4, maps),), "s"),
+        RouteRec("p1", "0.0.0.0/0", None, "eth0", 0, "s"),
+    ]
+    for rec in records:
+        assert plain(rec) == json.loads(json.dumps(dataclasses.asdict(rec))), rec
