@@ -136,10 +136,10 @@ def _pin_maps(pin: LinkPin, prog: _Prog) -> None:
 
 
 # Programs this process took off a hook (detached, or swapped out by LINK_UPDATE), by hook and
-# (program, digest): the applier's rollback in the same process
-# calls set_programs(after, before), whose `before` came from the kernel and names no object
-# file; these are what it puts back, each to its own hook (with its maps, so counters survive a
-# rollback). Bounded; the fds go with the process, which may hold one per hook of a large destroy.
+# (program, digest): the applier's rollback in the same process calls set_programs(after,
+# before), whose `before` came from the kernel and names no object file; these are what it puts
+# back, each to its own hook (with its maps, so counters survive a rollback). Bounded; the fds go
+# with the process, which may hold one per hook of a large destroy.
 _RETIRED_MAX = 8192
 _retired: dict[tuple[str, str, str, str, str], int] = {}
 
