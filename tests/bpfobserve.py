@@ -39,6 +39,15 @@ def have_trixie_bpftool() -> bool:
     return subprocess.run([TRIXIE_BPFTOOL, "version"], capture_output=True).returncode == 0
 
 
+def build(directory: Path, name: str, source: str) -> str:
+    """Compile a BPF C source (it may include bpf/returns.h) to DIRECTORY/NAME.o, as bpf/Makefile does."""
+    src, out = directory / f"{name}.c", str(directory / f"{name}.o")
+    src.write_text(source)
+    clang = ["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", f"-I{REPO / 'bpf'}"]
+    subprocess.run([*clang, "-c", str(src), "-o", out], check=True)
+    return out
+
+
 def bpftool(*args: str, ns: str | None = None, trixie: bool = False) -> Any:
     tool = TRIXIE_BPFTOOL if trixie else "bpftool"
     cmd = [*(["ip", "netns", "exec", ns] if ns else []), tool, "-j", *args]
@@ -66,6 +75,16 @@ def map_value(map_id: int) -> Any:
     """Key 0's value as bpftool decodes it with the map's BTF (e.g. {"packets": 3, "bytes": 294})."""
     dump = bpftool("map", "dump", "id", str(map_id))
     return dump[0]["formatted"]["value"]
+
+
+def pinned_value(path: str) -> Any:
+    """Key 0's value of the map pinned at path, as bpftool decodes it (see map_value)."""
+    return bpftool("map", "dump", "pinned", path)[0]["formatted"]["value"]
+
+
+def pinned_map_id(path: str) -> int:
+    """The id of the map pinned at path, as bpftool sees it."""
+    return int(bpftool("map", "show", "pinned", path)["id"])
 
 
 def counters(raw: bytes) -> tuple[int, int]:

@@ -117,15 +117,21 @@ def _check_digest(rec: ProgramRec) -> None:
         )
 
 
+def _open_prog_maps(prog_fd: int, cleanup: ExitStack) -> list[tuple[str, int]]:
+    """(kernel map name, fd) of each map a loaded program uses, found through the kernel's map
+    ids; the fds close with `cleanup`."""
+    out = []
+    for map_id in info.prog_info(prog_fd).map_ids:
+        fd = info.open_map(map_id)
+        cleanup.callback(os.close, fd)
+        out.append((info.map_info(fd).name, fd))
+    return out
+
+
 def _pin_prog_maps(pin: LinkPin, prog_fd: int) -> None:
-    """Pin the maps of a loaded program (found through the kernel's map ids) next to its link pin."""
+    """Pin the maps of a loaded program next to its link pin."""
     with ExitStack() as stack:
-        fds: dict[str, int] = {}
-        for map_id in info.prog_info(prog_fd).map_ids:
-            fd = info.open_map(map_id)
-            stack.callback(os.close, fd)
-            fds[info.map_info(fd).name] = fd
-        bpffs.pin_maps(pin, fds)
+        bpffs.pin_maps(pin, dict(_open_prog_maps(prog_fd, stack)))
 
 
 def _pin_maps(pin: LinkPin, prog: _Prog) -> None:
@@ -286,20 +292,11 @@ class _HookWriter:
     def maps_of(self, o: _Owned) -> dict[str, int]:
         """{kernel map name: fd} of the maps the program of an owned link uses (names the kernel
         cut to the same 15 characters are left out: which is which cannot be told)."""
-        fds: dict[str, int] = {}
-        seen: set[str] = set()
         prog_fd = info.open_prog(o.prog_id)
         self.cleanup.callback(os.close, prog_fd)
-        for map_id in info.prog_info(prog_fd).map_ids:
-            fd = info.open_map(map_id)
-            self.cleanup.callback(os.close, fd)
-            name = info.map_info(fd).name
-            if name in seen:
-                fds.pop(name, None)
-            else:
-                fds[name] = fd
-            seen.add(name)
-        return fds
+        maps = _open_prog_maps(prog_fd, self.cleanup)
+        names = [name for name, _fd in maps]
+        return {name: fd for name, fd in maps if names.count(name) == 1}
 
     def load(self, rec: ProgramRec, old: _Owned | None = None) -> _Prog:
         """The program to attach: loaded from its object file, or (no object file: a rollback's

@@ -218,8 +218,7 @@ def test_pinned_link_outlives_its_process(pair: Pair) -> None:
     assert map_fd is not None
     pair.fds.append(map_fd)
     assert obs.counters(info.map_lookup(map_fd, KEY0)[0])[0] >= 2  # type: ignore[index]
-    dumped = obs.bpftool("map", "dump", "pinned", done["maps"]["counters"])
-    assert dumped[0]["formatted"]["value"]["packets"] >= 2
+    assert obs.pinned_value(done["maps"]["counters"])["packets"] >= 2
 
     # unpinning releases it: with no fd left (close ours first) the program comes off the hook
     pair.fds.remove(fd)
@@ -287,10 +286,7 @@ def test_load_refusals_in_words(tmp_path: Path) -> None:
     from nkplan.errors import NkplanError
     from nkplan.kernel.bpf.errors import BpfObjectError, ProgramLoadError
 
-    src, out = tmp_path / "odd.c", str(tmp_path / "odd.o")
-    src.write_text(_ODD_PROGRAMS)
-    clang = ["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu"]
-    subprocess.run([*clang, "-c", str(src), "-o", out], check=True)
+    out = obs.build(tmp_path, "odd", _ODD_PROGRAMS)
 
     with pytest.raises(ProgramLoadError, match=r"loading reads_unchecked from .*odd.o: the verifier refused it:") as e:
         libbpf.load_program(out, "reads_unchecked")

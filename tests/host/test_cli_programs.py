@@ -48,8 +48,7 @@ def at_ingress(n: Names) -> list[str]:
 def packets(n: Names) -> int:
     pin = Path(f"/sys/fs/bpf/nkplan/{n.stack}/{n.pa}/eth0/ingress")
     (maps,) = [p for p in pin.iterdir() if p.name.startswith("count_pass@") and p.name.endswith("-maps")]
-    dump = obs.bpftool("map", "dump", "pinned", str(maps / "counters"))
-    return int(dump[0]["formatted"]["value"]["packets"])
+    return int(obs.pinned_value(str(maps / "counters"))["packets"])
 
 
 def test_counter_policy_order_and_removal(names: Names, objs: Path) -> None:

@@ -128,11 +128,7 @@ def pod(ns: Names) -> Iterator[Pod]:
 
 @pytest.fixture
 def other_obj(tmp_path: Path) -> str:
-    src, out = tmp_path / "other.c", str(tmp_path / "other.o")
-    src.write_text(_OTHER)
-    clang = ["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu"]
-    subprocess.run([*clang, "-c", str(src), "-o", out], check=True)
-    return out
+    return obs.build(tmp_path, "other", _OTHER)
 
 
 def counted(pin: pins.LinkPin) -> int:
@@ -144,7 +140,7 @@ def counted(pin: pins.LinkPin) -> int:
         packets = obs.counters(info.map_lookup(fd, KEY0)[0])[0]  # type: ignore[index]
     finally:
         os.close(fd)
-    assert obs.bpftool("map", "dump", "pinned", path)[0]["formatted"]["value"]["packets"] == packets
+    assert obs.pinned_value(path)["packets"] == packets
     return packets
 
 
@@ -263,9 +259,9 @@ def test_update_in_place_when_the_object_changes(pod: Pod, tmp_path: Path) -> No
     assert pod.live("egress") == bare
 
 
-def pinned_map_id(pin: pins.LinkPin) -> int:
+def counters_id(pin: pins.LinkPin) -> int:
     """The id of the counters map pinned next to a link, as bpftool sees it."""
-    return int(obs.bpftool("map", "show", "pinned", pin.map_path("counters"))["id"])
+    return obs.pinned_map_id(pin.map_path("counters"))
 
 
 def count_variant(tmp_path: Path, name: str, edit: tuple[str, str] | None = None) -> str:
@@ -274,11 +270,7 @@ def count_variant(tmp_path: Path, name: str, edit: tuple[str, str] | None = None
     if edit is not None:
         assert edit[0] in src
         src = src.replace(*edit)
-    c, out = tmp_path / f"{name}.c", str(tmp_path / f"{name}.o")
-    c.write_text(src + f"\n/* {name} */\n")
-    clang = ["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", f"-I{REPO / 'bpf'}"]
-    subprocess.run([*clang, "-c", str(c), "-o", out], check=True)
-    return out
+    return obs.build(tmp_path, name, src + f"\n/* {name} */\n")
 
 
 def with_maps(hook: HookRec) -> HookRec:
@@ -295,7 +287,7 @@ def test_new_instances_keep_the_maps_of_the_old_ones(pod: Pod, other_obj: str, t
     first = pod.hook("egress", count, policy, other)
     pod.kernel.set_programs(None, first)
     assert obs.ping(pod.pod_ip, count=3) == (3, 3)
-    map_id, seen = pinned_map_id(pod.pin_of("egress", count)), counted(pod.pin_of("egress", count))
+    map_id, seen = counters_id(pod.pin_of("egress", count)), counted(pod.pin_of("egress", count))
     assert seen >= 3
 
     # update in place: same link, new program, same map; the plan says so beforehand
@@ -310,7 +302,7 @@ def test_new_instances_keep_the_maps_of_the_old_ones(pod: Pod, other_obj: str, t
     pod.kernel.set_programs(first, updated)
     now = pod.link_of("egress", rebuilt)
     assert now.id == link.id and now.prog_id != link.prog_id
-    assert pinned_map_id(pod.pin_of("egress", rebuilt)) == map_id
+    assert counters_id(pod.pin_of("egress", rebuilt)) == map_id
     assert counted(pod.pin_of("egress", rebuilt)) >= seen  # not restarted
     assert obs.ping(pod.pod_ip, count=2) == (2, 2)
     seen = counted(pod.pin_of("egress", rebuilt))
@@ -321,7 +313,7 @@ def test_new_instances_keep_the_maps_of_the_old_ones(pod: Pod, other_obj: str, t
     pod.kernel.set_programs(updated, moved)
     assert pod.names_on("egress") == ["pod_egress", "other_next", "count_pass"]
     assert pod.link_of("egress", rebuilt).id != link.id
-    assert pinned_map_id(pod.pin_of("egress", rebuilt)) == map_id and counted(pod.pin_of("egress", rebuilt)) >= seen
+    assert counters_id(pod.pin_of("egress", rebuilt)) == map_id and counted(pod.pin_of("egress", rebuilt)) >= seen
 
     # the map redefined (two entries instead of one): the new instance gets a map of its own
     wider_obj = count_variant(tmp_path, "wider", ("max_entries, 1", "max_entries, 2"))
@@ -335,7 +327,7 @@ def test_new_instances_keep_the_maps_of_the_old_ones(pod: Pod, other_obj: str, t
     )
     pod.kernel.set_programs(moved, widened)
     assert pod.link_of("egress", wider).id == link.id  # still an update in place
-    fresh = pinned_map_id(pod.pin_of("egress", wider))
+    fresh = counters_id(pod.pin_of("egress", wider))
     assert fresh != map_id and counted(pod.pin_of("egress", wider)) < seen
     assert pod.live("egress") == widened
 

@@ -74,11 +74,9 @@ def test_programs_on_netkit_hooks(kernel: NetlinkKernel, work: Path, token: str)
     dev = f"nkp{token}"
     assert [p[0] for p in obs.hook_progs("netkit/primary", dev=dev)] == ["count_pass"]
     assert [p[0] for p in obs.hook_progs("netkit/peer", dev=dev)] == ["pod_egress"]
-    pin = next(Path(f"/sys/fs/bpf/nkplan/bpf{token}/:host/{dev}/primary").glob("count_pass@*-maps"))
-    counted = obs.bpftool("map", "dump", "pinned", str(pin / "counters"))[0]["formatted"]["value"]["packets"]
+    _map_id, counted = counters_map(token)
     assert obs.ping("10.240.1.2", count=3) == (3, 3)  # requests cross the primary hook, replies the peer's
-    after = obs.bpftool("map", "dump", "pinned", str(pin / "counters"))[0]["formatted"]["value"]["packets"]
-    assert after >= counted + 3
+    assert counters_map(token)[1] >= counted + 3
     assert obs.ping("10.240.0.1", ns=f"bp{token}", count=2)[1] == 0  # echo requests from the pod: dropped
     assert not plan_for(kernel, spec(token, work, COUNT, POLICY)).plan.has_changes
 
@@ -86,9 +84,8 @@ def test_programs_on_netkit_hooks(kernel: NetlinkKernel, work: Path, token: str)
 def counters_map(token: str) -> tuple[int, int]:
     """(map id, packets) of the primary's pinned counters map, as bpftool sees them."""
     (pin,) = Path(f"/sys/fs/bpf/nkplan/bpf{token}/:host/nkp{token}/primary").glob("count_pass@*-maps")
-    shown = obs.bpftool("map", "show", "pinned", str(pin / "counters"))
-    dump = obs.bpftool("map", "dump", "pinned", str(pin / "counters"))
-    return int(shown["id"]), int(dump[0]["formatted"]["value"]["packets"])
+    path = str(pin / "counters")
+    return obs.pinned_map_id(path), int(obs.pinned_value(path)["packets"])
 
 
 def test_object_change_is_an_atomic_in_place_update(kernel: NetlinkKernel, work: Path, token: str) -> None:

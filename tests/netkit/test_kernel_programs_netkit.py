@@ -102,7 +102,7 @@ def test_set_programs_on_primary_and_peer_hooks(nk: Pair) -> None:
     assert obs.ping(POD_IP, count=3, wait=3) == (3, 3)  # replies are no echo requests
     assert obs.ping(HOST_IP, ns=nk.pod, count=2, wait=1) == (2, 0)  # the pod's requests: dropped
     maps = pins.link_pin(nk.names.stack, HOST, nk.primary, "primary", "count_pass", count.digest).maps_dir
-    assert obs.bpftool("map", "dump", "pinned", f"{maps}/counters")[0]["formatted"]["value"]["packets"] >= 3
+    assert obs.pinned_value(f"{maps}/counters")["packets"] >= 3
 
 
 def test_update_in_place_during_a_continuous_ping(nk: Pair, tmp_path: Path) -> None:

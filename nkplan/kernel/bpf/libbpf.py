@@ -187,12 +187,12 @@ class BpfObject:
         """Definitions of the object's own maps (needs no privileges)."""
         return tuple(d for _, d in self._own_maps())
 
-    def reuse_maps(self, existing: Mapping[str, int]) -> list[str]:
+    def reuse_maps(self, existing: Mapping[str, int]) -> None:
         """Before load: let this object's maps take over existing maps ({kernel map name: fd})
         of the same name and definition, as libbpf's pin-by-name does, so their contents
         (counters, state) carry over to this instance. Sections' maps (.data, .bss, .rodata)
-        are never reused: they hold this object's own initial values. Returns the reused names."""
-        lib, reused = _lib(), []
+        are never reused: they hold this object's own initial values."""
+        lib = _lib()
         for m, ours in self._own_maps():
             fd = existing.get(ours.name)
             if fd is None or info.map_info(fd).definition() != ours:
@@ -200,8 +200,6 @@ class BpfObject:
             rc = lib.bpf_map__reuse_fd(m, fd)
             if rc < 0:
                 raise KernelError(f"{self.path}: reusing the existing map {ours.name}: {os.strerror(-rc)}", -rc)
-            reused.append(ours.name)
-        return reused
 
     def load(self, programs: Sequence[str]) -> None:
         """Load the named programs (the object's others stay unloaded) and every map."""
