@@ -4,6 +4,7 @@ and by Debian trixie's bpftool listing the hook (independent of nkplan's reader)
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -164,3 +165,15 @@ def test_show_lists_programs_and_round_trips(names: Names, objs: Path) -> None:
         assert prog["id"] == kernel_view[prog["name"]] and len(prog["tag"]) == 16 and len(prog["digest"]) == 16
     assert [p["name"] for p in listing["programs"]] == ["count_pass", "pod_egress"]
     assert "No changes" in run("plan", write(objs, shown)).stdout  # show round-trips with programs
+
+    # a snapshot carries the programs as read from the kernel: an offline plan sees them too
+    snap = objs / "snapshot.json"
+    snap.write_text(run("show", "--stack", n.stack, "--format", "json").stdout)
+    hooks = json.loads(snap.read_text())["x-nkplan-snapshot"]["hooks"]
+    assert [[p["program"] for p in h["programs"]] for h in hooks] == [["count_pass", "pod_egress"]]
+    assert [h["programs"][0]["maps"][0]["name"] for h in hooks] == ["counters"]  # count_pass's own map
+    assert "No changes" in run("plan", path, "--state", str(snap)).stdout
+    reordered = write(objs, spec(n, f"{POLICY}, {COUNT}"))
+    offline = json.loads(run("plan", reordered, "--state", str(snap), "--format", "json").stdout)
+    on_host = json.loads(run("plan", reordered, "--format", "json").stdout)
+    assert offline["resource_changes"] == on_host["resource_changes"] and offline["summary"]["change"] == 1
