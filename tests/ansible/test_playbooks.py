@@ -164,6 +164,24 @@ def test_spec_error_fails_with_file_line(names: Names, tmp_path: Path) -> None:
     assert run.rc != 0 and "<config>:4:11: links[0].kind:" in run.output, str(run)
 
 
+def test_lost_output_is_read_again(names: Names, tmp_path: Path) -> None:
+    """run_command can lose the stdout of a command that exits during a select() timeout: the
+    module runs a read-only command again when its JSON came back empty. Here an nkplan wrapper
+    prints nothing (exit 0) on its first call, as if the output had been lost."""
+    n = names
+    marker = tmp_path / "first-call-done"
+    wrapper = tmp_path / "nkplan-lossy"
+    wrapper.write_text(
+        f"#!/bin/sh\nif [ ! -e {marker} ]; then touch {marker}; exit 0; fi\n"
+        f'exec {sys.executable} -m nkplan.cli "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    run = playbook(tmp_path, {"config": spec(n), "nkplan_executable": str(wrapper)}, "--check")
+    assert run.rc == 0 and run.recap["changed"] == 1, str(run)
+    assert marker.exists() and run.result["summary"]["add"] == 4, run.result  # namespace, pair, 2 routes
+    assert n.dev not in links()  # check mode: nothing applied
+
+
 def test_src_and_adopt(names: Names, tmp_path: Path) -> None:
     n = names
     subprocess.run(["ip", "link", "add", n.hand, "type", "veth", "peer", "name", n.hand + "p"], check=True)

@@ -338,7 +338,15 @@ class Nkplan(object):
         return out
 
     def run_json(self, args, what):
-        out = self.run(args, what)
+        """A read-only nkplan command (plan, show) whose stdout is a JSON document. nkplan never
+        exits 0 with nothing on stdout, but run_command can lose the output of a command that
+        writes it just before exiting: it stops reading when a select() timeout and the
+        child's exit coincide (seen on a slow single-CPU host). Running the command again is
+        safe (it only reads; a plan's --out file is rewritten from the same fresh read)."""
+        for _attempt in range(3):
+            out = self.run(args, what)
+            if out.strip():
+                break
         try:
             return json.loads(out)
         except ValueError as exc:
