@@ -1,4 +1,4 @@
-"""Argument parsing, printing and exit codes only; the work is in workflow.py."""
+"""Argument parsing, printing and exit codes only; the work is in run/workflow.py (through nkplan.api where it fits)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from nkplan import __version__
 from nkplan.errors import NkplanError, PlanError, SpecError, StalePlanError
 
 if TYPE_CHECKING:
-    from nkplan.kernel.base import Kernel
-    from nkplan.loader import Loaded
-    from nkplan.plan import Operation, Plan
+    from nkplan.core.plan import Operation, Plan
+    from nkplan.kernel.seam import Kernel
+    from nkplan.spec.loader import Loaded
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_STALE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -31,9 +31,9 @@ EPILOG = """exit codes:
 
 
 def _kernel() -> Kernel:
-    from nkplan.kernel.netlink import NetlinkKernel
+    from nkplan.kernel.linux import LinuxKernel
 
-    kernel = NetlinkKernel()
+    kernel = LinuxKernel()
     kernel.check_privileges()
     return kernel
 
@@ -62,20 +62,20 @@ def _progress(stage: str, op: Operation) -> None:
 
 def _render(plan: Plan, fmt: str, colour: bool) -> str:
     if fmt == "json":
-        from nkplan.render.json_plan import render_json
+        from nkplan.documents.json_plan import render_json
 
         return render_json(plan)
     if fmt == "markdown":
-        from nkplan.render.markdown import render_markdown
+        from nkplan.documents.markdown import render_markdown
 
         return render_markdown(plan)
-    from nkplan.render.text import render_plan
+    from nkplan.documents.text import render_plan
 
     return render_plan(plan, colour=colour)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from nkplan.loader import load_file
+    from nkplan.api import load_file
 
     loaded = load_file(args.file)
     s = loaded.spec
@@ -87,19 +87,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from nkplan.loader import load_file
-    from nkplan.workflow import plan_for
+    from nkplan.api import load_file
+    from nkplan.run.workflow import plan_for
 
     loaded = load_file(args.file)
     if args.state:
-        from nkplan import snapshot
+        from nkplan.documents import snapshot
 
         live, host = snapshot.load(args.state)
         planned = plan_for(None, loaded, adopt=args.adopt, live=live, source="snapshot", host=host)
     else:
         planned = plan_for(_kernel(), loaded, adopt=args.adopt)
     if args.out:
-        from nkplan.savedplan import write_saved
+        from nkplan.documents.savedplan import write_saved
 
         write_saved(planned.plan, loaded, args.out)
     sys.stdout.write(_render(planned.plan, args.format, _colour(args)))
@@ -109,15 +109,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | None = None) -> int:
-    from nkplan.lock import stack_lock
-    from nkplan.render.text import render_plan, summary_line
-    from nkplan.workflow import apply_and_verify, plan_for
+    from nkplan.documents.text import render_plan, summary_line
+    from nkplan.run.lock import stack_lock
+    from nkplan.run.workflow import apply_and_verify, plan_for
 
     kernel = _kernel()
     with stack_lock(loaded.spec.stack):
         if saved is not None:
-            from nkplan.identity import host_identity
-            from nkplan.savedplan import check_fresh
+            from nkplan.documents.savedplan import check_fresh
+            from nkplan.run.identity import host_identity
 
             try:
                 fresh = plan_for(kernel, loaded, adopt=bool(saved.meta.get("adopt"))).plan
@@ -138,21 +138,23 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from nkplan.savedplan import is_saved_plan, read_saved
+    from nkplan.documents.savedplan import is_saved_plan, read_saved
 
     if is_saved_plan(args.file):
         if args.adopt:
             raise NkplanError("--adopt is decided when the plan is made: pass it to `nkplan plan --out`")
-        saved, loaded = read_saved(args.file)
+        from nkplan.api import inspect_object
+
+        saved, loaded = read_saved(args.file, inspect_object)
         return _execute(args, loaded, "apply", saved)
-    from nkplan.loader import load_file
+    from nkplan.api import load_file
 
     return _execute(args, load_file(args.file), "apply")
 
 
 def _stack_of(args: argparse.Namespace, verb: str) -> str:
     if args.file:
-        from nkplan.loader import load_file
+        from nkplan.api import load_file
 
         return load_file(args.file).spec.stack
     if not args.stack:
@@ -161,17 +163,17 @@ def _stack_of(args: argparse.Namespace, verb: str) -> str:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    from nkplan.workflow import empty_spec
+    from nkplan.run.workflow import empty_spec
 
     return _execute(args, empty_spec(_stack_of(args, "destroy")), "destroy")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from nkplan.export import programs_listing, stack_document, to_yaml
+    from nkplan.documents.show import programs_listing, stack_document, to_yaml
 
     objects: dict[tuple[str, str], str] = {}
     if args.file:  # the spec tells which object files the attached programs came from
-        from nkplan.loader import load_file
+        from nkplan.api import load_file
         from nkplan.spec.checks import declared_hooks
         from nkplan.spec.objects import resolve
 
@@ -189,8 +191,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if listing:
         doc["x-nkplan-programs"] = listing
     if args.format == "json":
-        from nkplan import snapshot
-        from nkplan.identity import host_identity
+        from nkplan.documents import snapshot
+        from nkplan.run.identity import host_identity
 
         doc[snapshot.SNAPSHOT_KEY] = snapshot.to_json(live, host_identity())
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -201,7 +203,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.plan:
-        from nkplan.render.json_plan import plan_schema
+        from nkplan.documents.json_plan import plan_schema
 
         schema = plan_schema()
     else:

@@ -1,1 +1,9 @@
-"""The only code that touches the kernel. Everything above talks to it through `base.Kernel`."""
+"""The only code that touches the kernel. Everything above talks to it through `seam.Kernel`.
+
+- seam.py     the protocol (read a LiveState, carry out one change)
+- linux.py    LinuxKernel: seam.Kernel on the running kernel
+- netlink/    rtnetlink: sockets, decoding, encoding (pyroute2 + the netkit plugin), namespaces,
+              device pairs, routes, the netkit capability probe
+- bpf/        bpf(): programs on tcx/netkit hooks, bpffs pins, libbpf
+- fake.py     FakeKernel: an in-memory seam.Kernel for fast planner tests (pure)
+"""

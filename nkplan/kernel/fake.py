@@ -9,8 +9,18 @@ import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 
+from nkplan.core.records import (
+    HOST,
+    DeviceInfo,
+    HookRec,
+    KernelInfo,
+    LinkRec,
+    LiveState,
+    NamespaceRec,
+    RouteRec,
+    ns_label,
+)
 from nkplan.errors import KernelError
-from nkplan.state import HOST, DeviceInfo, HookRec, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec, ns_label
 
 FailHook = Callable[[str, object], "KernelError | None"]
 

@@ -1,6 +1,9 @@
 """Checks of the BPF object files a spec names: the file exists, is an ELF BPF object, and holds
-the program. Needs no root and no kernel (libbpf opens without loading), but it reads files, so
-it runs after the pure checks. Also computes each object's content digest (its identity)."""
+the program. Needs no root and no kernel, but it reads files, so it runs after the pure checks.
+Also computes each object's content digest (its identity).
+
+Which programs and maps an object holds takes libbpf (ctypes), which the spec layer must not
+load: the caller hands in an `Inspect` (nkplan.api wires libbpf's, nkplan.kernel.bpf.libbpf.inspect_names)."""
 
 from __future__ import annotations
 
@@ -8,19 +11,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nkplan.kernel.bpf import objfile
+from nkplan.core.records import MapDef
+from nkplan.spec import objfile
 from nkplan.spec.checks import Problem, declared_hooks
 from nkplan.spec.models import StackSpec
-from nkplan.state import MapDef
 
-Inspect = Callable[[str], tuple[list[str], tuple[MapDef, ...]]]  # program names, own maps
+# an object file's program names and own maps; raises InspectError when it cannot open the file
+Inspect = Callable[[str], tuple[list[str], tuple[MapDef, ...]]]
 
 
-def _libbpf_inspect(path: str) -> tuple[list[str], tuple[MapDef, ...]]:
-    from nkplan.kernel.bpf import libbpf  # ctypes: only when a spec declares programs
-
-    programs, maps = libbpf.inspect(path)
-    return [p.name for p in programs], maps
+class InspectError(Exception):
+    """An Inspect could not open an object file; the message says why (libbpf's words)."""
 
 
 def resolve(spec_file: str, obj: str) -> str:
@@ -38,7 +39,7 @@ class ObjectFacts:
 
 
 def object_problems(
-    spec: StackSpec, spec_file: str, inspect: Inspect = _libbpf_inspect
+    spec: StackSpec, spec_file: str, inspect: Inspect
 ) -> tuple[list[Problem], ObjectFacts]:
     """(problems, what was learnt of the objects)."""
     problems: list[Problem] = []
@@ -54,7 +55,7 @@ def object_problems(
                     try:
                         contents[full], facts.maps[full] = inspect(full)
                         facts.digests[full] = objfile.digest(full)[: objfile.DIGEST_CHARS]
-                    except Exception as exc:  # libbpf refusing to open it: say so, with its words
+                    except InspectError as exc:  # libbpf refusing to open it: say so, with its words
                         contents[full] = f"libbpf cannot open it: {exc}"
                 else:
                     contents[full] = bad

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark (not a test): how long NetlinkKernel.read() takes on a big setup.
+"""Benchmark (not a test): how long LinuxKernel.read() takes on a big setup.
 
 Builds N namespaces (default 1000), each holding the peer of a veth pair whose other end is in the
 host namespace, 2 addresses per end (IPv4 + IPv6), lo marked owned, one nkplan route per namespace;
@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from nkplan.kernel.netlink import NetlinkKernel  # noqa: E402
-from nkplan.state import RTPROT_NKPLAN  # noqa: E402
+from nkplan.core.records import RTPROT_NKPLAN  # noqa: E402
+from nkplan.kernel.linux import LinuxKernel  # noqa: E402
 
 
 def ip_batch(lines: list[str], netns: str | None = None) -> None:
@@ -94,7 +94,7 @@ def main() -> int:
     try:
         build(tok, args.n)
         print(f"setup: {args.n} namespaces in {time.perf_counter() - t0:.1f} s (token {tok})")
-        kernel = NetlinkKernel()
+        kernel = LinuxKernel()
         times = []
         for _ in range(args.repeat):
             t = time.perf_counter()
@@ -108,7 +108,7 @@ def main() -> int:
             f"read(): best {min(times) * 1000:.0f} ms, median {sorted(times)[len(times) // 2] * 1000:.0f} ms "
             f"({len(live.links)} links, {len(live.devices)} devices, {len(live.routes)} routes)"
         )
-        code = "from nkplan.kernel.netlink import NetlinkKernel; NetlinkKernel().read()"
+        code = "from nkplan.kernel.linux import LinuxKernel; LinuxKernel().read()"
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
         print(f"fresh interpreter, import + read(): {(time.perf_counter() - t) * 1000:.0f} ms")

@@ -1,4 +1,4 @@
-"""Fixtures for NetlinkKernel's real-kernel tests on the host (root; namespaces and veth).
+"""Fixtures for LinuxKernel's real-kernel tests on the host (root; namespaces and veth).
 
 Every object a test makes is named from `names` (the run's TOKEN plus a per-test serial), so
 tests/realkernel.host_snapshot leaves them out, and the `sweep` finalizer removes whatever carries

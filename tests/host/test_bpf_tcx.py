@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from nkplan.core.records import HOST
 from nkplan.errors import KernelError
-from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, objfile, pins
+from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins
 from nkplan.kernel.bpf.errors import StaleHookError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor
-from nkplan.state import HOST
+from nkplan.spec import objfile
 from tests import bpfobserve as obs
 from tests.host.conftest import Names
 
@@ -175,7 +176,8 @@ def test_concurrent_change_is_stale_and_duplicates_are_refused(pair: Pair) -> No
 
 _ATTACH_AND_EXIT = """
 import json, sys
-from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, objfile, pins
+from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins
+from nkplan.spec import objfile
 obj_path, stack, ns, dev = sys.argv[1:5]
 with libbpf.load_program(obj_path, "count_pass") as obj:
     fd = hooks.attach(hooks.HookRef(ns, dev, "ingress"), obj.program_fd("count_pass"))

@@ -1,4 +1,4 @@
-"""Batched pair deletion (kernel/batch.py) on the host kernel: one group delete removes exactly
+"""Batched pair deletion (kernel/netlink/batch.py) on the host kernel: one group delete removes exactly
 the pairs asked for; a device nkplan did not create that happens to carry the group stops it."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
+from nkplan.core.records import HOST, EndRec, LinkRec
 from nkplan.errors import KernelError
-from nkplan.kernel import batch
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.state import HOST, EndRec, LinkRec
+from nkplan.kernel.linux import LinuxKernel
+from nkplan.kernel.netlink import batch
 from tests.host import observe
 from tests.host.conftest import Names
 
@@ -24,7 +24,7 @@ def pairs(ns: Names, count: int) -> list[LinkRec]:
 
 
 def test_group_delete_removes_exactly_the_batch(ns: Names) -> None:
-    kernel = NetlinkKernel()
+    kernel = LinuxKernel()
     links = pairs(ns, 6)
     for link in links:
         kernel.create_link(link)
@@ -37,7 +37,7 @@ def test_group_delete_removes_exactly_the_batch(ns: Names) -> None:
 
 
 def test_foreign_device_in_the_group_stops_the_delete(ns: Names, monkeypatch: pytest.MonkeyPatch) -> None:
-    kernel = NetlinkKernel()
+    kernel = LinuxKernel()
     links = pairs(ns, 2)
     for link in links:
         kernel.create_link(link)

@@ -1,4 +1,4 @@
-"""NetlinkKernel on the host kernel: veth pairs (create, read, update, delete) and refusals.
+"""LinuxKernel on the host kernel: veth pairs (create, read, update, delete) and refusals.
 Each test checks the kernel with iproute2 first, then that read() returns the same records."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
+from nkplan.core.records import HOST, EndRec, LinkRec, owner_alias
 from nkplan.errors import InternalError, KernelError
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.state import HOST, EndRec, LinkRec, owner_alias
+from nkplan.kernel.linux import LinuxKernel
 from tests.host import observe
 from tests.host.conftest import Names
 
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.host
 
 
 @pytest.fixture
-def kernel() -> NetlinkKernel:
-    return NetlinkKernel()
+def kernel() -> LinuxKernel:
+    return LinuxKernel()
 
 
 def assert_observed(end: EndRec, kind: str, alias: str | None) -> str:
@@ -46,7 +46,7 @@ def with_macs(link: LinkRec, kind: str = "veth") -> LinkRec:
     return dataclasses.replace(link, primary=p, peer=q)
 
 
-def check_link(kernel: NetlinkKernel, link: LinkRec) -> None:
+def check_link(kernel: LinuxKernel, link: LinkRec) -> None:
     owner = link.owner
     assert_observed(link.primary, link.kind, owner_alias(owner, "primary") if owner else None)
     assert_observed(link.peer, link.kind, owner_alias(owner, "peer") if owner else None)
@@ -56,7 +56,7 @@ def check_link(kernel: NetlinkKernel, link: LinkRec) -> None:
     assert live.devices[(link.peer.namespace, link.peer.name)].kind == link.kind
 
 
-def test_veth_with_peer_in_a_namespace(kernel: NetlinkKernel, ns: Names) -> None:
+def test_veth_with_peer_in_a_namespace(kernel: LinuxKernel, ns: Names) -> None:
     pod = ns("p")
     kernel.create_namespace(pod, ns.stack)
     link = LinkRec(
@@ -75,7 +75,7 @@ def test_veth_with_peer_in_a_namespace(kernel: NetlinkKernel, ns: Names) -> None
     assert observe.link("eth0") is None or observe.link("eth0")["ifindex"] != peer["ifindex"]  # type: ignore[index]
 
 
-def test_veth_with_both_ends_in_the_host(kernel: NetlinkKernel, ns: Names) -> None:
+def test_veth_with_both_ends_in_the_host(kernel: LinuxKernel, ns: Names) -> None:
     link = LinkRec(
         "veth", EndRec(HOST, ns("a"), addresses=("10.230.1.1/24",)), EndRec(HOST, ns("b"), up=False), owner=ns.stack
     )
@@ -83,7 +83,7 @@ def test_veth_with_both_ends_in_the_host(kernel: NetlinkKernel, ns: Names) -> No
     check_link(kernel, link)
 
 
-def test_veth_between_two_named_namespaces(kernel: NetlinkKernel, ns: Names) -> None:
+def test_veth_between_two_named_namespaces(kernel: LinuxKernel, ns: Names) -> None:
     a, b = ns("a"), ns("b")
     kernel.create_namespace(a, ns.stack)
     kernel.create_namespace(b, ns.stack)
@@ -92,7 +92,7 @@ def test_veth_between_two_named_namespaces(kernel: NetlinkKernel, ns: Names) -> 
     check_link(kernel, link)
 
 
-def test_veth_with_primary_in_a_namespace_and_peer_in_the_host(kernel: NetlinkKernel, ns: Names) -> None:
+def test_veth_with_primary_in_a_namespace_and_peer_in_the_host(kernel: LinuxKernel, ns: Names) -> None:
     a = ns("a")
     kernel.create_namespace(a, ns.stack)
     link = LinkRec("veth", EndRec(a, "x0"), EndRec(HOST, ns("h"), addresses=("10.230.2.1/24",)), owner=ns.stack)
@@ -100,13 +100,13 @@ def test_veth_with_primary_in_a_namespace_and_peer_in_the_host(kernel: NetlinkKe
     check_link(kernel, link)
 
 
-def test_unowned_link_is_read_without_owner(kernel: NetlinkKernel, ns: Names) -> None:
+def test_unowned_link_is_read_without_owner(kernel: LinuxKernel, ns: Names) -> None:
     link = LinkRec("veth", EndRec(HOST, ns("a")), EndRec(HOST, ns("b")), owner=None)
     kernel.create_link(link)
     check_link(kernel, link)
 
 
-def test_update_link_in_place(kernel: NetlinkKernel, ns: Names) -> None:
+def test_update_link_in_place(kernel: LinuxKernel, ns: Names) -> None:
     pod = ns("p")
     kernel.create_namespace(pod, ns.stack)
     before = LinkRec(
@@ -129,7 +129,7 @@ def test_update_link_in_place(kernel: NetlinkKernel, ns: Names) -> None:
     check_link(kernel, dataclasses.replace(before, peer=dataclasses.replace(before.peer, mac=None)))
 
 
-def test_going_down_keeps_ipv6_addresses(kernel: NetlinkKernel, ns: Names) -> None:
+def test_going_down_keeps_ipv6_addresses(kernel: LinuxKernel, ns: Names) -> None:
     # the kernel flushes IPv6 addresses on admin down (keep_addr_on_down=0): update_link puts them back
     before = LinkRec(
         "veth", EndRec(HOST, ns("a"), addresses=("10.230.5.1/24", "fd00:235::1/64")), EndRec(HOST, ns("b"))
@@ -142,7 +142,7 @@ def test_going_down_keeps_ipv6_addresses(kernel: NetlinkKernel, ns: Names) -> No
     check_link(kernel, before)
 
 
-def test_update_cannot_change_names_or_kind(kernel: NetlinkKernel, ns: Names) -> None:
+def test_update_cannot_change_names_or_kind(kernel: LinuxKernel, ns: Names) -> None:
     link = LinkRec("veth", EndRec(HOST, ns("a")), EndRec(HOST, ns("b")), owner=ns.stack)
     kernel.create_link(link)
     renamed = dataclasses.replace(link, peer=dataclasses.replace(link.peer, name=ns("c")))
@@ -151,7 +151,7 @@ def test_update_cannot_change_names_or_kind(kernel: NetlinkKernel, ns: Names) ->
     assert observe.link(ns("b")) is not None and observe.link(ns("c")) is None
 
 
-def test_delete_link_removes_both_ends(kernel: NetlinkKernel, ns: Names) -> None:
+def test_delete_link_removes_both_ends(kernel: LinuxKernel, ns: Names) -> None:
     pod = ns("p")
     kernel.create_namespace(pod, ns.stack)
     link = LinkRec("veth", EndRec(HOST, ns("h")), EndRec(pod, "eth0"), owner=ns.stack)
@@ -163,7 +163,7 @@ def test_delete_link_removes_both_ends(kernel: NetlinkKernel, ns: Names) -> None
     assert (HOST, ns("h")) not in live.links and (pod, "eth0") not in live.devices
 
 
-def test_delete_link_refuses_a_device_of_another_kind(kernel: NetlinkKernel, ns: Names) -> None:
+def test_delete_link_refuses_a_device_of_another_kind(kernel: LinuxKernel, ns: Names) -> None:
     link = LinkRec("veth", EndRec(HOST, ns("a")), EndRec(HOST, ns("b")), owner=ns.stack)
     kernel.create_link(link)
     with pytest.raises(KernelError, match=f"refusing, {ns('a')} in host namespace is a veth device"):
@@ -171,7 +171,7 @@ def test_delete_link_refuses_a_device_of_another_kind(kernel: NetlinkKernel, ns:
     assert observe.link(ns("a")) is not None
 
 
-def test_failed_create_leaves_nothing_behind(kernel: NetlinkKernel, ns: Names) -> None:
+def test_failed_create_leaves_nothing_behind(kernel: LinuxKernel, ns: Names) -> None:
     pod = ns("p")
     kernel.create_namespace(pod, ns.stack)
     link = LinkRec("veth", EndRec(HOST, ns("h")), EndRec(pod, "eth0", mtu=20), owner=ns.stack)
@@ -181,7 +181,7 @@ def test_failed_create_leaves_nothing_behind(kernel: NetlinkKernel, ns: Names) -
     assert observe.link_names(pod) == ["lo"]
 
 
-def test_name_taken_is_refused_in_words(kernel: NetlinkKernel, ns: Names) -> None:
+def test_name_taken_is_refused_in_words(kernel: LinuxKernel, ns: Names) -> None:
     pod = ns("p")
     kernel.create_namespace(pod, ns.stack)
     subprocess.run(["ip", "link", "add", ns("x"), "type", "veth", "peer", "name", "eth0", "netns", pod], check=True)
@@ -192,13 +192,13 @@ def test_name_taken_is_refused_in_words(kernel: NetlinkKernel, ns: Names) -> Non
     assert observe.link(ns("y")) is None and observe.link_names(pod) == ["eth0", "lo"]
 
 
-def test_missing_namespace_is_refused_in_words(kernel: NetlinkKernel, ns: Names) -> None:
+def test_missing_namespace_is_refused_in_words(kernel: LinuxKernel, ns: Names) -> None:
     with pytest.raises(KernelError, match=f"creating veth pair {ns('h')}: namespace {ns('zz')} does not exist"):
         kernel.create_link(LinkRec("veth", EndRec(HOST, ns("h")), EndRec(ns("zz"), "eth0")))
     assert observe.link(ns("h")) is None
 
 
-def test_netkit_on_a_kernel_without_netkit(kernel: NetlinkKernel, ns: Names) -> None:
+def test_netkit_on_a_kernel_without_netkit(kernel: LinuxKernel, ns: Names) -> None:
     link = LinkRec("netkit", EndRec(HOST, ns("a")), EndRec(HOST, ns("b")), mode="l3")
     with pytest.raises(
         KernelError, match=f"^creating netkit pair {ns('a')}: this kernel has no netkit support \\(CONFIG_NETKIT\\)$"

@@ -1,4 +1,4 @@
-"""NetlinkKernel on the host kernel: named namespaces. Checked with iproute2, then with read()."""
+"""LinuxKernel on the host kernel: named namespaces. Checked with iproute2, then with read()."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
+from nkplan.core.records import NamespaceRec, owner_alias
 from nkplan.errors import KernelError
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.state import NamespaceRec, owner_alias
+from nkplan.kernel.linux import LinuxKernel
 from tests.host import observe
 from tests.host.conftest import Names
 
@@ -17,11 +17,11 @@ pytestmark = pytest.mark.host
 
 
 @pytest.fixture
-def kernel() -> NetlinkKernel:
-    return NetlinkKernel()
+def kernel() -> LinuxKernel:
+    return LinuxKernel()
 
 
-def test_create_namespace_like_ip_netns_add(kernel: NetlinkKernel, ns: Names) -> None:
+def test_create_namespace_like_ip_netns_add(kernel: LinuxKernel, ns: Names) -> None:
     name = ns("a")
     kernel.create_namespace(name, ns.stack)
 
@@ -41,7 +41,7 @@ def test_create_namespace_like_ip_netns_add(kernel: NetlinkKernel, ns: Names) ->
     assert live.devices[(name, "lo")].role == "ns"
 
 
-def test_set_and_clear_namespace_owner(kernel: NetlinkKernel, ns: Names) -> None:
+def test_set_and_clear_namespace_owner(kernel: LinuxKernel, ns: Names) -> None:
     name = ns("a")
     subprocess.run(["ip", "netns", "add", name], check=True)  # made by hand: unowned
     assert kernel.read().namespaces[name] == NamespaceRec(name, None)
@@ -55,7 +55,7 @@ def test_set_and_clear_namespace_owner(kernel: NetlinkKernel, ns: Names) -> None
     assert kernel.read().namespaces[name].owner is None
 
 
-def test_delete_namespace_like_ip_netns_del(kernel: NetlinkKernel, ns: Names) -> None:
+def test_delete_namespace_like_ip_netns_del(kernel: LinuxKernel, ns: Names) -> None:
     name = ns("a")
     kernel.create_namespace(name, ns.stack)
     kernel.delete_namespace(name)
@@ -64,7 +64,7 @@ def test_delete_namespace_like_ip_netns_del(kernel: NetlinkKernel, ns: Names) ->
     assert name not in kernel.read().namespaces
 
 
-def test_delete_namespace_takes_its_pairs_synchronously(kernel: NetlinkKernel, ns: Names) -> None:
+def test_delete_namespace_takes_its_pairs_synchronously(kernel: LinuxKernel, ns: Names) -> None:
     name, host_end = ns("a"), ns("h")
     kernel.create_namespace(name, ns.stack)
     subprocess.run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", "p0", "netns", name], check=True)
@@ -74,7 +74,7 @@ def test_delete_namespace_takes_its_pairs_synchronously(kernel: NetlinkKernel, n
     assert (("", host_end)) not in kernel.read().devices
 
 
-def test_create_existing_namespace_is_refused_in_words(kernel: NetlinkKernel, ns: Names) -> None:
+def test_create_existing_namespace_is_refused_in_words(kernel: LinuxKernel, ns: Names) -> None:
     name = ns("a")
     kernel.create_namespace(name, ns.stack)
     with pytest.raises(KernelError, match=f"creating namespace {name}: a namespace with that name already exists"):
@@ -82,11 +82,11 @@ def test_create_existing_namespace_is_refused_in_words(kernel: NetlinkKernel, ns
     assert observe.link("lo", name) is not None  # the first one is untouched
 
 
-def test_delete_missing_namespace_is_refused_in_words(kernel: NetlinkKernel, ns: Names) -> None:
+def test_delete_missing_namespace_is_refused_in_words(kernel: LinuxKernel, ns: Names) -> None:
     with pytest.raises(KernelError, match=f"deleting namespace {ns('zz')}: no such namespace"):
         kernel.delete_namespace(ns("zz"))
 
 
-def test_invalid_namespace_name(kernel: NetlinkKernel, ns: Names) -> None:
+def test_invalid_namespace_name(kernel: LinuxKernel, ns: Names) -> None:
     with pytest.raises(KernelError, match="not a valid namespace name"):
         kernel.create_namespace(f"{ns('a')}/x", ns.stack)

@@ -1,4 +1,4 @@
-"""NetlinkKernel's BPF programs on the host kernel (tcx on a veth pair whose peer lives in a
+"""LinuxKernel's BPF programs on the host kernel (tcx on a veth pair whose peer lives in a
 namespace the test creates, both ends marked owned by hand with iproute2): set_programs and
 read() against PROG_QUERY, trixie's bpftool where the rig's observer root exists, map counters
 and traffic. Order as declared after create, reorder and a foreign attach; update in place
@@ -18,17 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from nkplan.applier import ApplyFailed, apply_plan
+from nkplan.core.plan import Operation, Plan, to_dict
+from nkplan.core.planner import describe_programs
+from nkplan.core.records import HOST, ForeignProgram, HookRec, MapDef, ProgramRec, RouteRec, owner_alias
 from nkplan.errors import KernelError
-from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, objfile, pins
+from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins
 from nkplan.kernel.bpf.errors import StaleHookError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor, HookState
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.plan import Operation, Plan, to_dict
-from nkplan.planner import describe_programs
-from nkplan.state import HOST, ForeignProgram, HookRec, MapDef, ProgramRec, RouteRec, owner_alias
+from nkplan.kernel.linux import LinuxKernel
+from nkplan.run.applier import ApplyFailed, apply_plan
+from nkplan.spec import objfile
 from tests import bpfobserve as obs
 from tests.host.conftest import Names
 
@@ -64,7 +65,7 @@ class Pod:
     dev: str
     host_ip: str
     pod_ip: str
-    kernel: NetlinkKernel
+    kernel: LinuxKernel
 
     @property
     def stack(self) -> str:
@@ -111,7 +112,7 @@ class Pod:
 @pytest.fixture
 def pod(ns: Names) -> Iterator[Pod]:
     n = int(ns.prefix[-2:], 16)
-    p = Pod(ns, ns("p"), ns("h"), ns("q"), f"198.18.{n}.1", f"198.18.{n}.2", NetlinkKernel())
+    p = Pod(ns, ns("p"), ns("h"), ns("q"), f"198.18.{n}.1", f"198.18.{n}.2", LinuxKernel())
     sh("ip", "netns", "add", p.pod)
     sh("ip", "link", "add", p.host, "type", "veth", "peer", "name", p.dev, "netns", p.pod)
     sh("ip", "link", "set", p.host, "alias", owner_alias(ns.stack, "primary"))
@@ -176,12 +177,12 @@ def test_create_then_read_back_in_order(pod: Pod) -> None:
 
 _SET_AND_EXIT = """
 import sys
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.kernel.bpf import objfile
-from nkplan.state import HookRec, ProgramRec
+from nkplan.kernel.linux import LinuxKernel
+from nkplan.spec import objfile
+from nkplan.core.records import HookRec, ProgramRec
 obj, stack, ns, dev = sys.argv[1:5]
 rec = ProgramRec("count_pass", objfile.digest(obj)[:16], object=obj)
-NetlinkKernel().set_programs(None, HookRec(ns, dev, "ingress", (rec,), stack))
+LinuxKernel().set_programs(None, HookRec(ns, dev, "ingress", (rec,), stack))
 """
 
 

@@ -1,4 +1,4 @@
-"""NetlinkKernel.read() on the host kernel, against setups made by hand with iproute2: pairing
+"""LinuxKernel.read() on the host kernel, against setups made by hand with iproute2: pairing
 across namespaces, which end is primary, what is left out, odd /run/netns entries, no helper
 processes, many namespaces, the netkit probe, privileges."""
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from nkplan.desired import sort_cidrs
+from nkplan.core.desired import sort_cidrs
+from nkplan.core.records import HOST, KernelInfo, NamespaceRec
 from nkplan.errors import CapabilityError
-from nkplan.kernel import netlink
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.state import HOST, KernelInfo, NamespaceRec
+from nkplan.kernel import linux
+from nkplan.kernel.linux import LinuxKernel
 from tests.host import observe
 from tests.host.conftest import Names
 
@@ -29,11 +29,11 @@ def sh(*lines: str) -> None:
 
 
 @pytest.fixture
-def kernel() -> NetlinkKernel:
-    return NetlinkKernel()
+def kernel() -> LinuxKernel:
+    return LinuxKernel()
 
 
-def test_which_end_is_primary(kernel: NetlinkKernel, ns: Names) -> None:
+def test_which_end_is_primary(kernel: LinuxKernel, ns: Names) -> None:
     a, b = ns("a"), ns("b")
     sh(
         f"netns add {a}",
@@ -58,7 +58,7 @@ def test_which_end_is_primary(kernel: NetlinkKernel, ns: Names) -> None:
     assert all(link.owner is None for key, link in links.items() if key != (a, "z4") and ns.prefix in key[0] + key[1])
 
 
-def test_link_local_addresses_are_left_out(kernel: NetlinkKernel, ns: Names) -> None:
+def test_link_local_addresses_are_left_out(kernel: LinuxKernel, ns: Names) -> None:
     sh(
         f"link add {ns('a')} type veth peer name {ns('b')}",
         f"link set {ns('a')} up",
@@ -75,13 +75,13 @@ def test_link_local_addresses_are_left_out(kernel: NetlinkKernel, ns: Names) -> 
     assert link.peer.addresses == ()
 
 
-def test_addresses_are_in_the_spec_side_canonical_order(kernel: NetlinkKernel, ns: Names) -> None:
+def test_addresses_are_in_the_spec_side_canonical_order(kernel: LinuxKernel, ns: Names) -> None:
     cidrs = ["fd00::10/64", "10.0.0.9/8", "10.0.0.10/24", "fd00::9/64", "192.168.0.1/32", "fd00:0:0:0:0:0:0:1/128"]
     sh(f"link add {ns('a')} type veth peer name {ns('b')}", *(f"addr add {c} dev {ns('a')} nodad" for c in cidrs))
     assert kernel.read().links[(HOST, ns("a"))].primary.addresses == sort_cidrs(cidrs)
 
 
-def test_namespace_owner_needs_the_ns_role(kernel: NetlinkKernel, ns: Names) -> None:
+def test_namespace_owner_needs_the_ns_role(kernel: LinuxKernel, ns: Names) -> None:
     sh(f"netns add {ns('a')}", f"netns add {ns('b')}")
     subprocess.run(["ip", "-n", ns("a"), "link", "set", "lo", "alias", f"nkplan:{ns.stack}:ns"], check=True)
     subprocess.run(["ip", "-n", ns("b"), "link", "set", "lo", "alias", f"nkplan:{ns.stack}:primary"], check=True)
@@ -90,7 +90,7 @@ def test_namespace_owner_needs_the_ns_role(kernel: NetlinkKernel, ns: Names) -> 
     assert live[ns("b")] == NamespaceRec(ns("b"), None)
 
 
-def test_a_second_name_for_a_namespace_and_a_stale_file(kernel: NetlinkKernel, ns: Names) -> None:
+def test_a_second_name_for_a_namespace_and_a_stale_file(kernel: LinuxKernel, ns: Names) -> None:
     a, alias, stale = ns("a"), ns("b"), ns("c")
     sh(f"netns add {a}", f"link add {ns('h')} type veth peer name eth0 netns {a}")
     subprocess.run(["ip", "-n", a, "link", "set", "lo", "alias", f"nkplan:{ns.stack}:ns"], check=True)
@@ -112,7 +112,7 @@ def test_a_second_name_for_a_namespace_and_a_stale_file(kernel: NetlinkKernel, n
             Path(f"/run/netns/{p}").unlink(missing_ok=True)
 
 
-def test_read_spawns_no_process(kernel: NetlinkKernel, ns: Names, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_spawns_no_process(kernel: LinuxKernel, ns: Names, monkeypatch: pytest.MonkeyPatch) -> None:
     sh(f"netns add {ns('a')}", f"link add {ns('h')} type veth peer name eth0 netns {ns('a')}")
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -134,13 +134,13 @@ def test_read_spawns_no_process(kernel: NetlinkKernel, ns: Names, monkeypatch: p
 
 def test_read_does_not_import_pyroute2(ns: Names) -> None:
     code = (
-        "import sys; from nkplan.kernel.netlink import NetlinkKernel; NetlinkKernel().read(probe_netkit=True); "
+        "import sys; from nkplan.kernel.linux import LinuxKernel; LinuxKernel().read(probe_netkit=True); "
         "assert 'pyroute2' not in sys.modules, 'pyroute2 imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
-def test_many_namespaces(kernel: NetlinkKernel, ns: Names) -> None:
+def test_many_namespaces(kernel: LinuxKernel, ns: Names) -> None:
     n = 200
     lines = []
     for i in range(n):
@@ -155,7 +155,7 @@ def test_many_namespaces(kernel: NetlinkKernel, ns: Names) -> None:
     assert took < 1.0, f"read() of {n} namespaces took {took:.2f} s"
 
 
-def test_probe_finds_no_netkit_on_this_host(kernel: NetlinkKernel, ns: Names) -> None:
+def test_probe_finds_no_netkit_on_this_host(kernel: LinuxKernel, ns: Names) -> None:
     before = observe.netns_names()
     info = kernel.read(probe_netkit=True).kernel
     assert info == KernelInfo(os.uname().release, False, False, False)
@@ -163,11 +163,11 @@ def test_probe_finds_no_netkit_on_this_host(kernel: NetlinkKernel, ns: Names) ->
     assert kernel.read().kernel == KernelInfo(os.uname().release, None, None, None)
 
 
-def test_check_privileges(kernel: NetlinkKernel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_privileges(kernel: LinuxKernel, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root")
     kernel.check_privileges()
-    monkeypatch.setattr(netlink, "_cap_eff", lambda: 1 << 12)  # CAP_NET_ADMIN only
+    monkeypatch.setattr(linux, "_cap_eff", lambda: 1 << 12)  # CAP_NET_ADMIN only
     with pytest.raises(CapabilityError, match=r"nkplan needs root \(CAP_NET_ADMIN and CAP_SYS_ADMIN\)"):
         kernel.check_privileges()
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""NetlinkKernel on the host kernel: main-table routes with nkplan's protocol, in a namespace."""
+"""LinuxKernel on the host kernel: main-table routes with nkplan's protocol, in a namespace."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
+from nkplan.core.records import HOST, RTPROT_NKPLAN, EndRec, LinkRec, RouteRec
 from nkplan.errors import KernelError
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.state import HOST, RTPROT_NKPLAN, EndRec, LinkRec, RouteRec
+from nkplan.kernel.linux import LinuxKernel
 from tests.host import observe
 from tests.host.conftest import Names
 
@@ -16,12 +16,12 @@ pytestmark = pytest.mark.host
 
 
 @pytest.fixture
-def kernel() -> NetlinkKernel:
-    return NetlinkKernel()
+def kernel() -> LinuxKernel:
+    return LinuxKernel()
 
 
 @pytest.fixture
-def pod(kernel: NetlinkKernel, ns: Names) -> str:
+def pod(kernel: LinuxKernel, ns: Names) -> str:
     """A namespace with eth0 (10.232.0.2/24, fd00:232::2/64) paired with a host end."""
     name = ns("p")
     kernel.create_namespace(name, ns.stack)
@@ -36,11 +36,11 @@ def pod(kernel: NetlinkKernel, ns: Names) -> str:
     return name
 
 
-def ours(kernel: NetlinkKernel, ns: str) -> list[RouteRec]:
+def ours(kernel: LinuxKernel, ns: str) -> list[RouteRec]:
     return sorted((r for r in kernel.read().routes if r.namespace == ns), key=lambda r: (r.to, r.metric))
 
 
-def test_default_route_via_gateway_and_dev(kernel: NetlinkKernel, ns: Names, pod: str) -> None:
+def test_default_route_via_gateway_and_dev(kernel: LinuxKernel, ns: Names, pod: str) -> None:
     route = RouteRec(pod, "0.0.0.0/0", via="10.232.0.1", dev="eth0", metric=0, owner=ns.stack)
     kernel.add_route(route)
     seen = observe.routes(pod)
@@ -50,7 +50,7 @@ def test_default_route_via_gateway_and_dev(kernel: NetlinkKernel, ns: Names, pod
     assert ours(kernel, pod) == [route]
 
 
-def test_ipv6_routes_with_and_without_via_keep_their_metric(kernel: NetlinkKernel, ns: Names, pod: str) -> None:
+def test_ipv6_routes_with_and_without_via_keep_their_metric(kernel: LinuxKernel, ns: Names, pod: str) -> None:
     default6 = RouteRec(pod, "::/0", via="fd00:232::1", dev="eth0", metric=0, owner=ns.stack)
     onlink6 = RouteRec(pod, "fd00:299::/64", dev="eth0", metric=7, owner=ns.stack)
     kernel.add_route(default6)
@@ -66,7 +66,7 @@ def test_ipv6_routes_with_and_without_via_keep_their_metric(kernel: NetlinkKerne
     assert live["::/0"] == RouteRec(pod, "::/0", via="fd00:232::1", dev="eth0", metric=1024, owner=ns.stack)
 
 
-def test_dev_route_and_replace_and_delete(kernel: NetlinkKernel, ns: Names, pod: str) -> None:
+def test_dev_route_and_replace_and_delete(kernel: LinuxKernel, ns: Names, pod: str) -> None:
     before = RouteRec(pod, "10.240.0.0/16", dev="eth0", metric=5, owner=ns.stack)
     kernel.add_route(before)
     seen = observe.routes(pod)
@@ -80,7 +80,7 @@ def test_dev_route_and_replace_and_delete(kernel: NetlinkKernel, ns: Names, pod:
     assert observe.routes(pod) == [] and ours(kernel, pod) == []
 
 
-def test_route_in_the_host_namespace(kernel: NetlinkKernel, ns: Names, pod: str) -> None:
+def test_route_in_the_host_namespace(kernel: LinuxKernel, ns: Names, pod: str) -> None:
     route = RouteRec(HOST, "10.241.7.0/24", via="10.232.0.2", dev=ns("h"), metric=3, owner=ns.stack)
     kernel.add_route(route)
     mine = [r for r in observe.routes() if r["dev"] == ns("h")]
@@ -90,12 +90,12 @@ def test_route_in_the_host_namespace(kernel: NetlinkKernel, ns: Names, pod: str)
     assert not [r for r in observe.routes() if r["dev"] == ns("h")]
 
 
-def test_routes_of_other_protocols_are_not_read(kernel: NetlinkKernel, ns: Names, pod: str) -> None:
+def test_routes_of_other_protocols_are_not_read(kernel: LinuxKernel, ns: Names, pod: str) -> None:
     subprocess.run(["ip", "-n", pod, "route", "add", "10.242.0.0/16", "dev", "eth0"], check=True)  # proto boot
     assert ours(kernel, pod) == []
 
 
-def test_route_owner_comes_from_its_device(kernel: NetlinkKernel, ns: Names, pod: str) -> None:
+def test_route_owner_comes_from_its_device(kernel: LinuxKernel, ns: Names, pod: str) -> None:
     subprocess.run(["ip", "-n", pod, "link", "add", "d0", "type", "veth", "peer", "name", "d1"], check=True)
     subprocess.run(["ip", "-n", pod, "link", "set", "d0", "up"], check=True)
     subprocess.run(
@@ -104,7 +104,7 @@ def test_route_owner_comes_from_its_device(kernel: NetlinkKernel, ns: Names, pod
     assert ours(kernel, pod) == [RouteRec(pod, "10.243.0.0/16", dev="d0", metric=0, owner=None)]
 
 
-def test_route_refusals_in_words(kernel: NetlinkKernel, ns: Names, pod: str) -> None:
+def test_route_refusals_in_words(kernel: LinuxKernel, ns: Names, pod: str) -> None:
     route = RouteRec(pod, "0.0.0.0/0", via="10.232.0.1", dev="eth0", owner=ns.stack)
     kernel.add_route(route)
     with pytest.raises(

@@ -33,10 +33,10 @@ def observe(*args: str, ns: str | None = None) -> Any:
 def names(token: str) -> Iterator[tuple[str, str, str]]:
     stack, ns, dev = f"ansnk{token}", f"ansnk{token}-a", f"ank{token}"
     yield stack, ns, dev
-    from nkplan.kernel.netlink import NetlinkKernel
-    from nkplan.workflow import apply_and_verify, empty_spec, plan_for
+    from nkplan.kernel.linux import LinuxKernel
+    from nkplan.run.workflow import apply_and_verify, empty_spec, plan_for
 
-    kernel, loaded = NetlinkKernel(), empty_spec(stack)
+    kernel, loaded = LinuxKernel(), empty_spec(stack)
     try:
         apply_and_verify(kernel, loaded, plan_for(kernel, loaded).plan)
     finally:

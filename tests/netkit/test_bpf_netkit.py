@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from nkplan.core.records import HOST
 from nkplan.errors import KernelError
-from nkplan.kernel.bpf import bpffs, hooks, info, objfile, pins
+from nkplan.kernel.bpf import bpffs, hooks, info, pins
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor
-from nkplan.state import HOST
+from nkplan.spec import objfile
 from tests import bpfobserve as obs
 from tests.host.conftest import Names, sweep_prefix
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from nkplan.export import stack_document, to_yaml
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.loader import Loaded, load_text
-from nkplan.plan import Plan
-from nkplan.render.text import render_plan
-from nkplan.workflow import apply_and_verify, empty_spec, plan_for
+from nkplan.api import Loaded, load_text
+from nkplan.core.plan import Plan
+from nkplan.documents.show import stack_document, to_yaml
+from nkplan.documents.text import render_plan
+from nkplan.kernel.linux import LinuxKernel
+from nkplan.run.workflow import apply_and_verify, empty_spec, plan_for
 from tests.realkernel import ip_json
 
 pytestmark = pytest.mark.netkit
@@ -56,8 +56,8 @@ def netns() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def kernel() -> NetlinkKernel:
-    return NetlinkKernel()
+def kernel() -> LinuxKernel:
+    return LinuxKernel()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def demo(token: str) -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cleanup(kernel: NetlinkKernel, token: str) -> Iterator[None]:
+def cleanup(kernel: LinuxKernel, token: str) -> Iterator[None]:
     yield
     loaded = empty_spec(f"demo{token}")
     try:
@@ -81,14 +81,14 @@ def cleanup(kernel: NetlinkKernel, token: str) -> Iterator[None]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def converge(kernel: NetlinkKernel, text: str) -> tuple[Plan, Loaded]:
+def converge(kernel: LinuxKernel, text: str) -> tuple[Plan, Loaded]:
     loaded = load_text(text, "demo.yaml")
     plan = plan_for(kernel, loaded).plan
     apply_and_verify(kernel, loaded, plan)
     return plan, loaded
 
 
-def test_demo_applies_as_declared(kernel: NetlinkKernel, demo: str, token: str) -> None:
+def test_demo_applies_as_declared(kernel: LinuxKernel, demo: str, token: str) -> None:
     pa, pb = f"pa{token}", f"pb{token}"
     plan, loaded = converge(kernel, demo)
     assert plan.summary()["add"] == 7
@@ -126,7 +126,7 @@ def test_demo_applies_as_declared(kernel: NetlinkKernel, demo: str, token: str) 
     assert not round_trip.has_changes, shown + render_plan(round_trip)
 
 
-def test_policy_change_is_in_place(kernel: NetlinkKernel, demo: str, token: str) -> None:
+def test_policy_change_is_in_place(kernel: LinuxKernel, demo: str, token: str) -> None:
     index = dev(f"nka{token}")["ifindex"]
     text = demo.replace("    policy: forward              # netkit", "    policy: blackhole            # netkit")
     text = text.replace("      policy: forward\n", "      policy: blackhole\n")
@@ -141,7 +141,7 @@ def test_policy_change_is_in_place(kernel: NetlinkKernel, demo: str, token: str)
     assert info(f"nka{token}")["policy"] == "forward"
 
 
-def test_mode_change_is_a_replace_with_reason(kernel: NetlinkKernel, demo: str, token: str) -> None:
+def test_mode_change_is_a_replace_with_reason(kernel: LinuxKernel, demo: str, token: str) -> None:
     text = demo.replace("    mode: l3 ", "    mode: l2 ")
     plan = plan_for(kernel, load_text(text, "demo.yaml")).plan
     change = next(c for c in plan.changes if c.address == f"link[nka{token}]")
@@ -153,7 +153,7 @@ def test_mode_change_is_a_replace_with_reason(kernel: NetlinkKernel, demo: str, 
     assert info(f"nka{token}")["mode"] == "l3"
 
 
-def test_removing_link_and_namespace(kernel: NetlinkKernel, demo: str, token: str) -> None:
+def test_removing_link_and_namespace(kernel: LinuxKernel, demo: str, token: str) -> None:
     pa, pb = f"pa{token}", f"pb{token}"
     no_b = demo.split("  - name: nkb")[0] + "routes:" + demo.split("routes:")[1]
     no_b = no_b.replace(f"  - name: {pb}\n", "")

@@ -14,20 +14,20 @@ from pathlib import Path
 
 import pytest
 
+from nkplan.api import Loaded, load_text
 from nkplan.kernel.bpf import hooks, libbpf
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.mprog import Anchor
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.loader import Loaded, load_text
-from nkplan.workflow import apply_and_verify, empty_spec, plan_for
+from nkplan.kernel.linux import LinuxKernel
+from nkplan.run.workflow import apply_and_verify, empty_spec, plan_for
 from tests import bpfobserve as obs
 
 pytestmark = pytest.mark.netkit
 
 
 @pytest.fixture(scope="module")
-def kernel() -> NetlinkKernel:
-    return NetlinkKernel()
+def kernel() -> LinuxKernel:
+    return LinuxKernel()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def spec(token: str, work: Path, primary: str, peer: str) -> Loaded:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cleanup(kernel: NetlinkKernel, token: str) -> Iterator[None]:
+def cleanup(kernel: LinuxKernel, token: str) -> Iterator[None]:
     yield
     loaded = empty_spec(f"bpf{token}")
     try:
@@ -65,11 +65,11 @@ COUNT = "{object: count.o, program: count_pass, pin_maps: true}"
 POLICY = "{object: pod_policy.o, program: pod_egress}"
 
 
-def converge(kernel: NetlinkKernel, loaded: Loaded) -> None:
+def converge(kernel: LinuxKernel, loaded: Loaded) -> None:
     apply_and_verify(kernel, loaded, plan_for(kernel, loaded).plan)
 
 
-def test_programs_on_netkit_hooks(kernel: NetlinkKernel, work: Path, token: str) -> None:
+def test_programs_on_netkit_hooks(kernel: LinuxKernel, work: Path, token: str) -> None:
     converge(kernel, spec(token, work, COUNT, POLICY))
     dev = f"nkp{token}"
     assert [p[0] for p in obs.hook_progs("netkit/primary", dev=dev)] == ["count_pass"]
@@ -88,7 +88,7 @@ def counters_map(token: str) -> tuple[int, int]:
     return obs.pinned_map_id(path), int(obs.pinned_value(path)["packets"])
 
 
-def test_object_change_is_an_atomic_in_place_update(kernel: NetlinkKernel, work: Path, token: str) -> None:
+def test_object_change_is_an_atomic_in_place_update(kernel: LinuxKernel, work: Path, token: str) -> None:
     dev = f"nkp{token}"
     (_n, old_prog, old_link) = obs.hook_progs("netkit/primary", dev=dev)[0]
     map_id, counted = counters_map(token)
@@ -111,7 +111,7 @@ def test_object_change_is_an_atomic_in_place_update(kernel: NetlinkKernel, work:
     assert now_id == map_id and now_counted >= counted + 300
 
 
-def test_order_as_declared_after_reorder_and_foreign_attach(kernel: NetlinkKernel, work: Path, token: str) -> None:
+def test_order_as_declared_after_reorder_and_foreign_attach(kernel: LinuxKernel, work: Path, token: str) -> None:
     dev = f"nkp{token}"
 
     def at_primary() -> list[str]:
@@ -135,7 +135,7 @@ def test_order_as_declared_after_reorder_and_foreign_attach(kernel: NetlinkKerne
     assert at_primary() == ["count_pass", "pod_egress"]
 
 
-def test_removing_programs_detaches_them(kernel: NetlinkKernel, work: Path, token: str) -> None:
+def test_removing_programs_detaches_them(kernel: LinuxKernel, work: Path, token: str) -> None:
     loaded = spec(token, work, "", "")
     converge(kernel, loaded)
     dev = f"nkp{token}"

@@ -1,4 +1,4 @@
-"""NetlinkKernel on a kernel with netkit (inside the VM rig: `python tests/vm/rig.py run --kernel
+"""LinuxKernel on a kernel with netkit (inside the VM rig: `python tests/vm/rig.py run --kernel
 6.12 -- .venv/bin/python -m pytest tests/netkit`). Creates L3 and L2 pairs with policies, scrub,
 MACs and (where the kernel honours it) head/tailroom; reads them back; changes policies in place;
 has a mode change refused in words; deletes. Every result is checked with Debian trixie's
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from nkplan.core.records import HOST, EndRec, KernelInfo, LinkRec, owner_alias
 from nkplan.errors import KernelError
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.state import HOST, EndRec, KernelInfo, LinkRec, owner_alias
+from nkplan.kernel.linux import LinuxKernel
 from tests.host.conftest import Names, sweep_prefix
 from tests.realkernel import ip_json
 
@@ -57,14 +57,14 @@ def release_at_least(release: str, *want: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def kernel() -> NetlinkKernel:
+def kernel() -> LinuxKernel:
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    return NetlinkKernel()
+    return LinuxKernel()
 
 
 @pytest.fixture(scope="module")
-def info(kernel: NetlinkKernel) -> KernelInfo:
+def info(kernel: LinuxKernel) -> KernelInfo:
     found = kernel.read(probe_netkit=True).kernel
     if not found.netkit and os.environ.get("NKPLAN_IN_VM") != "1":
         pytest.skip("this kernel has no netkit: run these in the VM rig (tests/vm/rig.py)")
@@ -72,7 +72,7 @@ def info(kernel: NetlinkKernel) -> KernelInfo:
 
 
 @pytest.fixture(scope="module")
-def n(kernel: NetlinkKernel) -> Iterator[Names]:
+def n(kernel: LinuxKernel) -> Iterator[Names]:
     names = Names()
     sweep_prefix(names.prefix)
     try:
@@ -82,7 +82,7 @@ def n(kernel: NetlinkKernel) -> Iterator[Names]:
 
 
 @pytest.fixture(scope="module")
-def pod(kernel: NetlinkKernel, info: KernelInfo, n: Names) -> str:
+def pod(kernel: LinuxKernel, info: KernelInfo, n: Names) -> str:
     kernel.create_namespace(n("p"), n.stack)
     return n("p")
 
@@ -124,7 +124,7 @@ def l3_link(n: Names, pod: str, info: KernelInfo) -> LinkRec:
     )
 
 
-def test_l3_pair_with_peer_in_a_namespace(kernel: NetlinkKernel, info: KernelInfo, n: Names, pod: str) -> None:
+def test_l3_pair_with_peer_in_a_namespace(kernel: LinuxKernel, info: KernelInfo, n: Names, pod: str) -> None:
     link = l3_link(n, pod, info)
     kernel.create_link(link)
 
@@ -157,8 +157,7 @@ def test_pyroute2_with_the_plugin_decodes_the_real_device(info: KernelInfo, n: N
     attribute this kernel reports (7.x adds HEADROOM, TAILROOM, PAIRING)."""
     from pyroute2 import IPRoute
 
-    from nkplan.kernel import netkit_plugin
-
+    from nkplan.kernel.netlink import netkit_plugin
     netkit_plugin.register()
     with IPRoute() as ipr:
         (msg,) = ipr.get_links(ifname=n("a"))
@@ -173,7 +172,7 @@ def test_pyroute2_with_the_plugin_decodes_the_real_device(info: KernelInfo, n: N
         assert (infodata.get_attr("IFLA_NETKIT_SCRUB"), infodata.get_attr("IFLA_NETKIT_PEER_SCRUB")) == (0, 1)
 
 
-def test_policies_change_in_place(kernel: NetlinkKernel, info: KernelInfo, n: Names, pod: str) -> None:
+def test_policies_change_in_place(kernel: LinuxKernel, info: KernelInfo, n: Names, pod: str) -> None:
     before = l3_link(n, pod, info)
     index = dev(n("a"))["ifindex"]  # type: ignore[index]
     after = dataclasses.replace(
@@ -191,7 +190,7 @@ def test_policies_change_in_place(kernel: NetlinkKernel, info: KernelInfo, n: Na
     assert (data(n("a"))["policy"], data(n("a"))["peer_policy"]) == ("forward", "blackhole")
 
 
-def test_fixed_attributes_are_refused_in_words(kernel: NetlinkKernel, info: KernelInfo, n: Names, pod: str) -> None:
+def test_fixed_attributes_are_refused_in_words(kernel: LinuxKernel, info: KernelInfo, n: Names, pod: str) -> None:
     before = l3_link(n, pod, info)
     with pytest.raises(
         KernelError, match=rf"^cannot change netkit mode of {n('a')} in place: the kernel refuses \(EACCES"
@@ -218,7 +217,7 @@ def test_fixed_attributes_are_refused_in_words(kernel: NetlinkKernel, info: Kern
     assert data(n("a"))["mode"] == "l3" and dev(n("a"))["address"] == "00:00:00:00:00:00"  # type: ignore[index]
 
 
-def test_l2_pair_with_macs_between_two_namespaces(kernel: NetlinkKernel, info: KernelInfo, n: Names, pod: str) -> None:
+def test_l2_pair_with_macs_between_two_namespaces(kernel: LinuxKernel, info: KernelInfo, n: Names, pod: str) -> None:
     other = n("q")
     kernel.create_namespace(other, n.stack)
     link = LinkRec(
@@ -242,7 +241,7 @@ def test_l2_pair_with_macs_between_two_namespaces(kernel: NetlinkKernel, info: K
     assert dev("nk1", other)["address"] == "02:00:00:00:0c:03"  # type: ignore[index]
 
 
-def test_netkit_on_both_ends_in_the_host_then_delete(kernel: NetlinkKernel, info: KernelInfo, n: Names) -> None:
+def test_netkit_on_both_ends_in_the_host_then_delete(kernel: LinuxKernel, info: KernelInfo, n: Names) -> None:
     link = LinkRec("netkit", EndRec(HOST, n("x")), EndRec(HOST, n("y")), mode="l3", owner=n.stack)
     kernel.create_link(link)
     got = kernel.read().links[(HOST, n("x"))]
@@ -251,7 +250,7 @@ def test_netkit_on_both_ends_in_the_host_then_delete(kernel: NetlinkKernel, info
     assert dev(n("x")) is None and dev(n("y")) is None
 
 
-def test_delete_pair_and_namespace(kernel: NetlinkKernel, info: KernelInfo, n: Names, pod: str) -> None:
+def test_delete_pair_and_namespace(kernel: LinuxKernel, info: KernelInfo, n: Names, pod: str) -> None:
     kernel.delete_link(l3_link(n, pod, info))
     assert dev(n("a")) is None and dev("eth0", pod) is None
     kernel.delete_namespace(n("q"))  # takes nk0/nk1 with it, at once

@@ -1,4 +1,4 @@
-"""NetlinkKernel.set_programs / read() on netkit hooks (inside the VM rig, each Debian kernel):
+"""LinuxKernel.set_programs / read() on netkit hooks (inside the VM rig, each Debian kernel):
 programs on the primary and peer hooks (both addressed through the primary), read back in order
 and listed on the right hooks by trixie's bpftool (independent); traffic shows they run; an
 object change is swapped in place (same link, new program) while a continuous ping loses
@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from nkplan.kernel.bpf import bpffs, hooks, info, objfile, pins
+from nkplan.core.records import HOST, HookRec, ProgramRec, owner_alias
+from nkplan.kernel.bpf import bpffs, hooks, info, pins
 from nkplan.kernel.bpf.hooks import HookRef
-from nkplan.kernel.netlink import NetlinkKernel
-from nkplan.state import HOST, HookRec, ProgramRec, owner_alias
+from nkplan.kernel.linux import LinuxKernel
+from nkplan.spec import objfile
 from tests import bpfobserve as obs
 from tests.host.conftest import Names, sweep_prefix
 
@@ -48,7 +49,7 @@ class Pair:
     pod: str
     primary: str
     peer: str
-    kernel: NetlinkKernel
+    kernel: LinuxKernel
 
     def hook(self, hook: str, *progs: ProgramRec) -> HookRec:
         return HookRec(HOST, self.primary, hook, progs, self.names.stack)  # type: ignore[arg-type]
@@ -69,7 +70,7 @@ def nk() -> Iterator[Pair]:
         pytest.skip("needs root")
     names = Names()
     sweep_prefix(names.prefix)
-    p = Pair(names, names("p"), names("a"), names("b"), NetlinkKernel())
+    p = Pair(names, names("p"), names("a"), names("b"), LinuxKernel())
     try:
         tip("netns", "add", p.pod)
         tip("link", "add", p.primary, "type", "netkit", "mode", "l3", "peer", "name", p.peer, "netns", p.pod)

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import pytest
 
-from nkplan.loader import Loaded, load_text
+from nkplan.api import Loaded, load_text
 
 
 @pytest.fixture

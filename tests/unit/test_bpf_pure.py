@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from nkplan.kernel.bpf import objfile, pins
+from nkplan.kernel.bpf import pins
+from nkplan.spec import objfile
 
 PURE_BPF = [
     "nkplan.kernel.bpf.consts",
-    "nkplan.kernel.bpf.objfile",
+    "nkplan.spec.objfile",
     "nkplan.kernel.bpf.pins",
     "nkplan.kernel.bpf.errors",
     "nkplan.kernel.bpf.refusals",

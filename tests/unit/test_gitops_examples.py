@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from nkplan.api import load_text
+from nkplan.documents.json_plan import PlanDocument, render_json
 from nkplan.kernel.fake import FakeKernel
-from nkplan.loader import load_text
-from nkplan.render.json_plan import PlanDocument, render_json
-from nkplan.workflow import apply_and_verify, plan_for
+from nkplan.run.workflow import apply_and_verify, plan_for
 from tests.unit.test_planner import BASE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,14 +16,14 @@ from typing import cast
 
 import pytest
 
+from nkplan.core.records import HOST, RTPROT_NKPLAN, EndRec, LinkRec, RouteRec
 from nkplan.errors import InternalError
-from nkplan.kernel import consts as C
-from nkplan.kernel import decode, encode, links, netkit_plugin, probe, reader, rtnl
-from nkplan.kernel.decode import RawLink
-from nkplan.kernel.links import newlink_body
-from nkplan.kernel.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, NetlinkRefusal, RtnlSocket, parse_attrs
-from nkplan.kernel.refusals import Op, explain
-from nkplan.state import HOST, RTPROT_NKPLAN, EndRec, LinkRec, RouteRec
+from nkplan.kernel.netlink import consts as C
+from nkplan.kernel.netlink import decode, encode, links, netkit_plugin, probe, reader, rtnl
+from nkplan.kernel.netlink.decode import RawLink
+from nkplan.kernel.netlink.links import newlink_body
+from nkplan.kernel.netlink.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, NetlinkRefusal, RtnlSocket, parse_attrs
+from nkplan.kernel.netlink.refusals import Op, explain
 
 pyroute2_ifinfmsg = importlib.import_module("pyroute2.netlink.rtnl.ifinfmsg")  # a dependency: no skip
 
@@ -251,7 +251,7 @@ def test_an_attribute_pyroute2_does_not_know_is_refused_not_dropped() -> None:
 def test_pyroute2_is_imported_by_the_first_write_only() -> None:
     code = (
         "import sys\n"
-        "from nkplan.kernel import batch, links, netlink, probe, rtnl\n"
+        "from nkplan.kernel import linux\nfrom nkplan.kernel.netlink import batch, links, probe, rtnl\n"
         "assert 'pyroute2' not in sys.modules, 'imported with the kernel layer'\n"
         "links.mtu_body(1, 1500)\n"
         "assert 'pyroute2' in sys.modules\n"

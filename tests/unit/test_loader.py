@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from nkplan.api import load_file, load_text
 from nkplan.errors import SpecError
-from nkplan.loader import load_file, load_text
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 
@@ -177,7 +177,7 @@ def test_structural_and_cross_field_problems_reported_together() -> None:
 
 @pytest.mark.parametrize("text", [EXAMPLE.read_text(), "stack: s\nnamespaces: [{name: on}, {name: 'yes'}]\n"])
 def test_fast_and_round_trip_parsers_agree(text: str) -> None:
-    from nkplan.loader import SourceMap, _fast_plain, _slow_plain
+    from nkplan.spec.loader import SourceMap, _fast_plain, _slow_plain
 
     fast, slow = SourceMap("f"), SourceMap("f")
     assert _fast_plain(text, fast) == _slow_plain(text, slow)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from nkplan.api import Loaded
+from nkplan.core.plan import Change, Operation, Plan
+from nkplan.documents.markdown import render_markdown
 from nkplan.kernel.fake import FakeKernel
-from nkplan.loader import Loaded
-from nkplan.plan import Change, Operation, Plan
-from nkplan.render.markdown import render_markdown
-from nkplan.workflow import apply_and_verify, plan_for
+from nkplan.run.workflow import apply_and_verify, plan_for
 from tests.unit.test_planner import BASE
 
 GOLDEN = Path(__file__).parent / "golden" / "markdown"

@@ -16,16 +16,16 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from nkplan import snapshot
+from nkplan.api import Loaded, load_file, load_text
+from nkplan.core.plan import Plan
+from nkplan.documents import snapshot
+from nkplan.documents.json_plan import plan_schema, render_json
+from nkplan.documents.savedplan import check_fresh, read_saved, write_saved
+from nkplan.documents.text import render_plan
 from nkplan.errors import PlanFileError, StalePlanError
 from nkplan.kernel.fake import FakeKernel
-from nkplan.loader import Loaded, load_file, load_text
-from nkplan.plan import Plan
-from nkplan.render.json_plan import plan_schema, render_json
-from nkplan.render.text import render_plan
-from nkplan.savedplan import check_fresh, read_saved, write_saved
+from nkplan.run.workflow import apply_and_verify, plan_for
 from nkplan.spec.schema import spec_schema
-from nkplan.workflow import apply_and_verify, plan_for
 from tests.unit.test_planner import BASE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,7 +197,7 @@ def test_every_exit_code_is_documented() -> None:
 
 
 def test_truncated_saved_plan_is_recognised_as_a_plan(tmp_path: Path, spec: Spec) -> None:
-    from nkplan.savedplan import is_saved_plan
+    from nkplan.documents.savedplan import is_saved_plan
 
     _, _, path = saved(tmp_path, spec)
     text = Path(path).read_text()
@@ -212,7 +212,7 @@ def test_plain_is_asdict_through_json() -> None:
     """state.plain (the fast path every plan uses) gives exactly what asdict + a JSON round trip gives."""
     import dataclasses
 
-    from nkplan.state import EndRec, HookRec, LinkRec, MapDef, ProgramRec, RouteRec, plain
+    from nkplan.core.records import EndRec, HookRec, LinkRec, MapDef, ProgramRec, RouteRec, plain
 
     maps = (MapDef("counters", 2, 4, 16, 1, 0),)
     records = [

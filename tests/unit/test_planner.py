@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from nkplan.applier import ApplyFailed
+from nkplan.api import Loaded, load_file
+from nkplan.core.plan import Plan
+from nkplan.core.records import DeviceInfo, NamespaceRec
 from nkplan.errors import KernelError, PlanError
 from nkplan.kernel.fake import FakeKernel
-from nkplan.loader import Loaded, load_file
-from nkplan.plan import Plan
-from nkplan.state import DeviceInfo, NamespaceRec
-from nkplan.workflow import apply_and_verify, empty_spec, plan_for
+from nkplan.run.applier import ApplyFailed
+from nkplan.run.workflow import apply_and_verify, empty_spec, plan_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 Spec = Callable[[str], Loaded]

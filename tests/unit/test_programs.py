@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from nkplan.api import Loaded, load_text
+from nkplan.core.plan import Plan
+from nkplan.core.planner import describe_programs
+from nkplan.core.records import ForeignProgram, HookRec, MapDef, ProgramRec
+from nkplan.documents.text import render_plan
 from nkplan.errors import SpecError
 from nkplan.kernel.fake import FakeKernel
-from nkplan.loader import Loaded, load_text
-from nkplan.plan import Plan
-from nkplan.planner import describe_programs
-from nkplan.render.text import render_plan
-from nkplan.state import ForeignProgram, HookRec, MapDef, ProgramRec
-from nkplan.workflow import apply_and_verify, plan_for
+from nkplan.run.workflow import apply_and_verify, plan_for
 
 BUILD = Path(__file__).resolve().parents[2] / "bpf" / "build"
 
@@ -179,7 +179,7 @@ def test_a_snapshot_carries_the_programs(objs: Path) -> None:
     """`plan --state` against a snapshot plans programs as against the kernel it was taken from."""
     import json
 
-    from nkplan import snapshot
+    from nkplan.documents import snapshot
 
     kernel = FakeKernel()
     loaded = spec_with(objs, f"    programs:\n      primary: [{COUNT}, {POLICY}]\n")

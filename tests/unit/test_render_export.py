@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nkplan.export import stack_document, to_yaml
+from nkplan.api import Loaded, load_text
+from nkplan.documents.show import stack_document, to_yaml
+from nkplan.documents.text import render_plan
 from nkplan.kernel.fake import FakeKernel
-from nkplan.loader import Loaded, load_text
-from nkplan.render.text import render_plan
-from nkplan.workflow import apply_and_verify, plan_for
+from nkplan.run.workflow import apply_and_verify, plan_for
 from tests.unit.test_planner import BASE
 
 Spec = Callable[[str], Loaded]

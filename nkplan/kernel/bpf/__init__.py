@@ -1,9 +1,9 @@
 """BPF programs on tcx and netkit hooks: the kernel-facing half.
 
-Modules (ctypes only in the kernel-facing ones; pure ones may be imported by planning code):
+Modules (ctypes only in the kernel-facing ones; the pure layers import none of them: the object
+file checks they need are nkplan/spec/objfile.py):
 
 - consts    (pure) bpf() numbers, hook names → attach types
-- objfile   (pure) is a file an ELF BPF object; its content digest
 - pins      (pure) the bpffs pin layout: path ↔ (stack, namespace, device, hook, program, digest)
 - errors    (pure) BpfObjectError, ProgramLoadError, StaleHookError
 - refusals  (pure) bpf() errnos in words
@@ -14,5 +14,8 @@ Modules (ctypes only in the kernel-facing ones; pure ones may be imported by pla
 - bpffs     mount bpffs, pin / open / unpin, list a stack's link pins
 - hooks     the operations on a device's hook in a named namespace, with errors in words
 - probe     what this machine lacks for BPF on tcx/netkit hooks (plan-time capability errors)
+- scan      reading: the programs at the hooks of owned devices (matched to their pins); pins of
+            deleted devices
+- hookwriter  writing: make one hook run exactly the declared programs, in order
 
 This package file imports nothing, so importing a pure module does not load ctypes."""

@@ -18,15 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from nkplan.core.records import HOST
 from nkplan.errors import KernelError
-from nkplan.kernel import netns
 from nkplan.kernel.bpf import bpffs, info, mprog
 from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf.errors import StaleHookError
 from nkplan.kernel.bpf.mprog import Anchor, HookState
 from nkplan.kernel.bpf.refusals import explain
-from nkplan.kernel.refusals import no_namespace, where
-from nkplan.state import HOST
+from nkplan.kernel.netlink import netns
+from nkplan.kernel.netlink.refusals import no_namespace, where
 
 T = TypeVar("T")
 

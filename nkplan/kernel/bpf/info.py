@@ -9,11 +9,11 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nkplan.core.records import MapDef
 from nkplan.errors import KernelError
 from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf import syscall as S
 from nkplan.kernel.bpf.refusals import explain
-from nkplan.state import MapDef
 
 # struct bpf_prog_info
 _PROG_TYPE, _PROG_ID, _PROG_TAG, _PROG_NR_MAP_IDS, _PROG_MAP_IDS, _PROG_NAME = 0, 4, 8, 52, 56, 64

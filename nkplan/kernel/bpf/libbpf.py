@@ -21,11 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
+from nkplan.core.records import MapDef
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel.bpf import consts as C
-from nkplan.kernel.bpf import info, objfile
+from nkplan.kernel.bpf import info
 from nkplan.kernel.bpf.errors import BpfObjectError, ProgramLoadError
-from nkplan.state import MapDef
+from nkplan.spec import objfile
+from nkplan.spec.objects import InspectError
 
 _VP = ctypes.c_void_p
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _VP)
@@ -271,6 +273,17 @@ def inspect(path: str) -> tuple[list[ProgramSpec], tuple[MapDef, ...]]:
     """The programs in an object file and its own maps' definitions (needs no privileges)."""
     with BpfObject(path) as obj:
         return obj.programs(), obj.map_defs()
+
+
+def inspect_names(path: str) -> tuple[list[str], tuple[MapDef, ...]]:
+    """spec.objects.Inspect on libbpf: program names and own maps. Only libbpf's refusal to open
+    the file becomes an InspectError (a problem of the spec); anything else, a bug in this
+    wrapper included, propagates as what it is."""
+    try:
+        programs, maps = inspect(path)
+    except BpfObjectError as exc:
+        raise InspectError(str(exc)) from None
+    return [p.name for p in programs], maps
 
 
 def _last_line(said: list[str]) -> str:

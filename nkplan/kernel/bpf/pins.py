@@ -30,7 +30,7 @@ import posixpath
 from dataclasses import dataclass
 
 from nkplan.kernel.bpf import consts as C
-from nkplan.kernel.bpf.objfile import DIGEST_CHARS
+from nkplan.spec.objfile import DIGEST_CHARS
 
 BPFFS = "/sys/fs/bpf"
 ROOT = f"{BPFFS}/nkplan"

@@ -4,7 +4,7 @@ anything (no mount, no load, no attach): for plan-time capability errors.
 The one kernel call is a read: BPF_PROG_QUERY of tcx ingress on the loopback device of the
 calling thread's namespace, which answers EINVAL on kernels without tcx (before 6.6, or without
 CONFIG_NET_XGRESS) and EPERM without the capabilities. Whether netkit itself exists is the
-netkit probe's business (nkplan/kernel/probe.py)."""
+netkit probe's business (nkplan/kernel/netlink/probe.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""bpf() refusals in words: (operation, errno) → the reason, as kernel/refusals.py does for
+"""bpf() refusals in words: (operation, errno) → the reason, as kernel/netlink/refusals.py does for
 rtnetlink. Pure: no ctypes. Errnos checked on Linux 6.12, 7.3 (netkit) and 6.18 (tcx):
 
 - LINK_CREATE: EEXIST the same program is already on the hook; ESTALE expected_revision
@@ -14,7 +14,7 @@ import errno as E
 import os
 
 from nkplan.errors import KernelError
-from nkplan.kernel.refusals import errname
+from nkplan.kernel.netlink.refusals import errname
 
 _ROOT = "not permitted: BPF needs root (CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN)"
 

@@ -1,0 +1,1 @@
+"""The pure core: records, desired state, diff, planner, plan, actions. No I/O."""

@@ -1,0 +1,157 @@
+"""StackSpec → the records the kernel should hold, in the same canonical form the reader produces
+(sorted addresses, defaults filled in). Defaults that depend on the running kernel (scrub,
+head/tailroom are only reported by kernels that know them) come from KernelInfo, so a kernel that
+cannot report an attribute never yields a diff that can't go away."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from nkplan.core.records import (
+    HOST,
+    EndRec,
+    HookRec,
+    KernelInfo,
+    LinkRec,
+    MapDef,
+    NamespaceRec,
+    ProgramRec,
+    RouteRec,
+    plain,
+)
+from nkplan.spec.checks import effective_metric, route_to_cidr
+from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
+from nkplan.spec.objects import resolve
+
+DEFAULT_MTU = 1500
+
+
+def sort_cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
+    """Canonical order of interface addresses: IPv4 before IPv6, then numerically."""
+    ifaces = [ipaddress.ip_interface(c) for c in cidrs]
+    ifaces.sort(key=lambda i: (i.version, int(i.ip), i.network.prefixlen))
+    return tuple(i.with_prefixlen for i in ifaces)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Desired records keyed like LiveState, each with its spec path (for messages) and source order."""
+
+    stack: str
+    namespaces: dict[str, tuple[NamespaceRec, tuple[str | int, ...]]]
+    links: dict[tuple[str, str], tuple[LinkRec, tuple[str | int, ...]]]
+    routes: dict[tuple[str, str, int], tuple[RouteRec, tuple[str | int, ...]]]
+    hooks: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
+
+
+def hook_records(
+    spec: StackSpec, spec_file: str, objects: dict[str, str], object_maps: dict[str, tuple[MapDef, ...]] | None = None
+) -> dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]]:
+    """Declared programs per hook. Netkit hooks are addressed through the primary; tcx hooks
+    through the end they are declared on. `objects` maps resolved object paths to digests,
+    `object_maps` to the objects' own maps."""
+    maps = object_maps or {}
+    out: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = {}
+    for i, link in enumerate(spec.links):
+        base: tuple[str | int, ...] = ("links", i)
+        lists: list[tuple[EndFields, str, list[ProgramSpec], tuple[str | int, ...]]] = []
+        if link.programs is not None:
+            for hook in ("primary", "peer"):
+                lists.append((link, hook, getattr(link.programs, hook), (*base, "programs", hook)))
+        ends: tuple[tuple[EndFields, tuple[str | int, ...]], ...] = ((link, base), (link.peer, (*base, "peer")))
+        for side, path in ends:
+            if side.tcx is not None:
+                for hook in ("ingress", "egress"):
+                    lists.append((side, hook, getattr(side.tcx, hook), (*path, "tcx", hook)))
+        for end, hook, progs, path in lists:
+            if not progs:
+                continue
+            ns = end.namespace or HOST
+            recs = []
+            for p in progs:
+                full = resolve(spec_file, p.object)
+                recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full, maps=maps.get(full, ())))
+            out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)  # type: ignore[arg-type]
+    return out
+
+
+def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelInfo) -> EndRec:
+    netkit = link.kind == "netkit"
+    scrub = (end.scrub or "default") if netkit and info.netkit_scrub is not False else None
+    return EndRec(
+        namespace=end.namespace or HOST,
+        name=end.name,
+        mtu=end.mtu or inherit_mtu or DEFAULT_MTU,
+        up=end.up,
+        mac=end.mac,
+        addresses=sort_cidrs(end.addresses),
+        policy=(end.policy or "forward") if netkit else None,
+        scrub=scrub if netkit else None,
+    )
+
+
+def applied_digest(rec: LinkRec) -> str:
+    """Short digest of a declared pair (ownership and bookkeeping left out), written into the
+    primary's ownership mark on apply: equal digests later mean "the spec did not change"."""
+    data = plain(rec)
+    data.pop("owner"), data.pop("applied")
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
+    rec = _link_record(link, stack, info)
+    return dataclasses.replace(rec, applied=applied_digest(rec))
+
+
+def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
+    netkit = link.kind == "netkit"
+    room_default = 0 if netkit and info.netkit_headroom is not False else None
+    return LinkRec(
+        kind=link.kind,
+        primary=_end(link, link, None, info),
+        peer=_end(link.peer, link, link.mtu, info),
+        mode=(link.mode or "l3") if netkit else None,
+        headroom=link.headroom if link.headroom is not None else room_default,
+        tailroom=link.tailroom if link.tailroom is not None else room_default,
+        owner=stack,
+    )
+
+
+def route_record(route: RouteSpec, stack: str) -> RouteRec:
+    v6 = (":" in route.to) if route.to != "default" else (route.via is not None and ":" in route.via)
+    return RouteRec(
+        namespace=route.namespace or HOST,
+        to=route_to_cidr(route.to, v6),
+        via=route.via,
+        dev=route.dev,
+        metric=effective_metric(route.metric, v6),
+        owner=stack,
+    )
+
+
+def desired(
+    spec: StackSpec,
+    info: KernelInfo,
+    spec_file: str = "",
+    objects: dict[str, str] | None = None,
+    object_maps: dict[str, tuple[MapDef, ...]] | None = None,
+) -> Desired:
+    namespaces: dict[str, tuple[NamespaceRec, tuple[str | int, ...]]] = {
+        ns.name: (NamespaceRec(ns.name, spec.stack), ("namespaces", i)) for i, ns in enumerate(spec.namespaces)
+    }
+    links: dict[tuple[str, str], tuple[LinkRec, tuple[str | int, ...]]] = {}
+    for i, link in enumerate(spec.links):
+        rec = link_record(link, spec.stack, info)
+        links[(rec.primary.namespace, rec.primary.name)] = (rec, ("links", i))
+    routes: dict[tuple[str, str, int], tuple[RouteRec, tuple[str | int, ...]]] = {}
+    for i, route in enumerate(spec.routes):
+        rrec = route_record(route, spec.stack)
+        routes[(rrec.namespace, rrec.to, rrec.metric)] = (rrec, ("routes", i))
+    hooks = hook_records(spec, spec_file, objects or {}, object_maps)
+    return Desired(spec.stack, namespaces, links, routes, hooks)

@@ -1,0 +1,1 @@
+"""Documents at nkplan's boundary: saved plans, snapshots, `show`, rendered plans. Pure."""

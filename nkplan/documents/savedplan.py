@@ -1,0 +1,164 @@
+"""Saved plans (`plan --out PLAN.json`, `apply PLAN.json`): the JSON plan document plus the spec
+text and the operations, sealed with a checksum. A saved plan is the approval: apply carries out
+exactly its steps, but only on the host it was made on and only if a fresh plan from the embedded
+spec sees the same live state (same fingerprint); otherwise it is refused as stale."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from nkplan.core.plan import Change, Operation, Plan
+from nkplan.documents.json_plan import ACTIONS, DOCUMENT_VERSION, PlanDocument, document_dict
+from nkplan.errors import PlanFileError, StalePlanError
+from nkplan.spec.loader import Loaded, load_text
+from nkplan.spec.objects import Inspect
+
+ACTION_OF = {tuple(actions): action for action, actions in ACTIONS.items()}  # the document's actions, inverted
+
+
+def _digest(doc: dict[str, Any]) -> str:
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def saved_document(plan: Plan, loaded: Loaded) -> dict[str, Any]:
+    doc = document_dict(plan)
+    doc["spec"]["text"] = loaded.text
+    if os.path.isfile(loaded.source.filename):  # relative BPF object paths resolve against it
+        doc["spec"]["file"] = os.path.abspath(loaded.source.filename)
+    doc["operations"] = [asdict(op) for op in plan.operations]
+    doc["checksum"] = _digest(doc)
+    return doc
+
+
+def write_saved(plan: Plan, loaded: Loaded, path: str) -> None:
+    text = json.dumps(saved_document(plan, loaded), indent=2) + "\n"
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PlanFileError(f"cannot write the plan to {path}: {exc.strerror}") from None
+
+
+def is_saved_plan(path: str) -> bool:
+    """A saved plan is a JSON document that starts with its format_version and nkplan_version (a
+    spec never has those keys); judged from the head, so a truncated plan is still recognised
+    (and then refused as truncated, not parsed as a spec)."""
+    if path == "-":
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(512)
+    except OSError:
+        return False
+    return head.lstrip().startswith("{") and '"format_version"' in head and '"nkplan_version"' in head
+
+
+def _changes(items: list[dict[str, Any]]) -> tuple[Change, ...]:
+    out = []
+    for rc in items:
+        ch = rc["change"]
+        out.append(
+            Change(
+                address=rc["address"],
+                type=rc["type"],
+                action=ACTION_OF[tuple(ch["actions"])],  # type: ignore[arg-type]
+                before=ch["before"],
+                after=ch["after"],
+                changed_paths=tuple(ch["changed_paths"]),
+                replace_paths=tuple(".".join(p) for p in ch["replace_paths"]),
+                reason=rc["reason"],
+            )
+        )
+    return tuple(out)
+
+
+def read_saved(path: str, inspect: Inspect | None = None) -> tuple[Plan, Loaded]:
+    """Load and check a saved plan; returns the plan and its embedded spec (`inspect`: see
+    spec.loader.load_text)."""
+    try:
+        raw = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanFileError(f"cannot read the plan {path}: {exc.strerror}") from None
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(
+            f"{path} is not a complete JSON plan (truncated?): {exc.msg} at line {exc.lineno}"
+        ) from None
+    if not isinstance(doc, dict) or "checksum" not in doc:
+        raise PlanFileError(f"{path} is not a saved nkplan plan (no checksum; write one with `nkplan plan --out`)")
+    if doc.get("format_version") != DOCUMENT_VERSION:
+        raise PlanFileError(
+            f"{path} has plan format {doc.get('format_version')!r}; this nkplan reads {DOCUMENT_VERSION}"
+        )
+    if doc["checksum"] != _digest(doc):
+        raise PlanFileError(f"{path} was modified after it was written (checksum mismatch); make a new plan")
+    try:
+        PlanDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise PlanFileError(f"{path} does not have the shape of a plan: {exc.errors()[0]['msg']}") from None
+    spec = doc["spec"]
+    loaded = load_text(spec["text"], spec["file"], inspect)
+    host = doc["planned_against"]["host"]
+    plan = Plan(
+        stack=doc["stack"],
+        changes=_changes(doc["resource_changes"]),
+        operations=tuple(Operation(**op) for op in doc["operations"]),
+        warnings=tuple(d["summary"] for d in doc["diagnostics"] if d["severity"] == "warning"),
+        meta={
+            "nkplan_version": doc["nkplan_version"],
+            "spec_file": spec["file"],
+            "spec_digest": spec["digest"],
+            "source": doc["planned_against"]["source"],
+            "host": host,
+            "adopt": doc.get("adopt", False),
+            "fingerprint": doc["planned_against"]["state_fingerprint"],
+        },
+        drift=_changes(doc["resource_drift"]),
+    )
+    return plan, loaded
+
+
+def check_fresh(saved: Plan, fresh: Plan, here: dict[str, str]) -> None:
+    """Refuse (StalePlanError) unless `fresh` — planned now from the same spec — saw the same state
+    on the same host; the message names what changed."""
+    host = saved.meta.get("host", {})
+    if saved.meta.get("source") == "snapshot":
+        raise StalePlanError("this plan was computed against a snapshot (--state); plan against the kernel to apply")
+    if host.get("machine_id") != here.get("machine_id"):
+        raise StalePlanError(
+            f"this plan was made on host {host.get('hostname')!r} (machine-id {host.get('machine_id')}); "
+            f"this is {here.get('hostname')!r} (machine-id {here.get('machine_id')})"
+        )
+    if host.get("kernel") != here.get("kernel"):
+        raise StalePlanError(
+            f"the kernel changed since the plan was made ({host.get('kernel')} → {here.get('kernel')})"
+        )
+    if saved.meta.get("fingerprint") == fresh.fingerprint:
+        return
+    was = {c.address: c.before for c in saved.changes}
+    now = {c.address: c.before for c in fresh.changes}
+    what = []
+    for addr in sorted(was.keys() | now.keys()):
+        before, after = was.get(addr), now.get(addr)
+        if before == after:
+            continue
+        if before is None:
+            what.append(f"{addr} now exists")
+        elif after is None:
+            what.append(f"{addr} is gone")
+        else:
+            what.append(f"{addr} changed")
+    raise StalePlanError(
+        "the live state changed since the plan was made: "
+        + ("; ".join(what) or "unknown difference")
+        + ". Make a new plan."
+    )

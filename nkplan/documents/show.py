@@ -1,0 +1,142 @@
+"""LiveState of one stack → a spec document that plans to no changes (`nkplan show`)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from nkplan.core.records import EndRec, HookRec, LinkRec, LiveState
+from nkplan.spec.checks import effective_metric
+
+
+def _end(end: EndRec, kind: str, mode: str | None, inherited_mtu: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": end.name}
+    if end.namespace:
+        out["namespace"] = end.namespace
+    if end.mtu != (inherited_mtu or 1500):
+        out["mtu"] = end.mtu
+    if not end.up:
+        out["up"] = False
+    if end.mac and not (kind == "netkit" and mode == "l3"):
+        out["mac"] = end.mac
+    if end.addresses:
+        out["addresses"] = list(end.addresses)
+    if kind == "netkit":
+        if end.policy and end.policy != "forward":
+            out["policy"] = end.policy
+        if end.scrub and end.scrub != "default":
+            out["scrub"] = end.scrub
+    return out
+
+
+def _link(link: LinkRec) -> dict[str, Any]:
+    head = _end(link.primary, link.kind, link.mode, None)
+    out: dict[str, Any] = {"name": head.pop("name")}
+    if "namespace" in head:
+        out["namespace"] = head.pop("namespace")
+    out["kind"] = link.kind
+    if link.kind == "netkit":
+        out["mode"] = link.mode or "l3"
+        for fld in ("headroom", "tailroom"):
+            if getattr(link, fld):
+                out[fld] = getattr(link, fld)
+    if link.primary.mtu != 1500:
+        out["mtu"] = head.pop("mtu", link.primary.mtu)
+    out.update(head)
+    out["peer"] = _end(link.peer, link.kind, link.mode, link.primary.mtu)
+    return out
+
+
+ObjectNames = dict[tuple[str, str], str]  # (program, digest) → object path as a spec writes it
+
+
+def _programs(hook: HookRec, objects: ObjectNames) -> list[dict[str, Any]]:
+    out = []
+    for p in hook.programs:
+        item: dict[str, Any] = {"object": objects.get((p.program, p.digest), f"<unknown object, digest {p.digest}>")}
+        item["program"] = p.program
+        if p.pin_maps:
+            item["pin_maps"] = True
+        out.append(item)
+    return out
+
+
+def _attach_hooks(doc_link: dict[str, Any], link: LinkRec, live: LiveState, objects: ObjectNames) -> None:
+    """Put the programs the live hooks run into the exported link."""
+    for side, target in ((link.primary, doc_link), (link.peer, doc_link["peer"])):
+        for hook in ("ingress", "egress"):
+            rec = live.hooks.get((side.namespace, side.name, hook))
+            if rec is not None and rec.programs:
+                target.setdefault("tcx", {})[hook] = _programs(rec, objects)
+    if link.kind == "netkit":
+        for hook in ("primary", "peer"):
+            rec = live.hooks.get((link.primary.namespace, link.primary.name, hook))
+            if rec is not None and rec.programs:
+                doc_link.setdefault("programs", {})[hook] = _programs(rec, objects)
+
+
+def programs_listing(live: LiveState, stack: str) -> list[dict[str, Any]]:
+    """What runs at each of the stack's hooks, as the kernel names it (id, tag, link) — shown by
+    `show` under the extension key x-nkplan-programs, which the spec loader ignores."""
+    from nkplan.core.plan import address_of
+
+    out: list[dict[str, Any]] = []
+    for _key, hook in sorted(live.hooks.items()):
+        if hook.owner != stack or not hook.programs:
+            continue
+        progs = [
+            {"name": p.program, "id": p.prog_id, "tag": p.tag, "digest": p.digest, "link_id": p.link_id}
+            for p in hook.programs
+        ]
+        out.append({"hook": address_of(hook), "programs": progs})
+    for f in live.foreign_programs:
+        owner = live.devices.get((f.namespace, f.device))
+        if owner is not None and owner.owner == stack:
+            where = address_of(HookRec(f.namespace, f.device, f.hook))
+            out.append({"hook": where, "foreign": {"name": f.name, "id": f.prog_id, "link_id": f.link_id}})
+    return out
+
+
+def stack_document(
+    live: LiveState, stack: str, *, unowned: bool = False, objects: ObjectNames | None = None
+) -> dict[str, Any]:
+    """The stack's objects as a spec; with `unowned`, also every namespace and device pair no
+    stack owns (for importing a hand-made setup with `plan --adopt`)."""
+    wanted = {stack, None} if unowned else {stack}
+    doc: dict[str, Any] = {"stack": stack}
+    doc["namespaces"] = [{"name": n} for n, r in sorted(live.namespaces.items()) if r.owner in wanted]
+    known = {n["name"] for n in doc["namespaces"]} | {""}
+    doc["links"] = []
+    for _, link in sorted(live.links.items()):
+        if link.owner in wanted and {link.primary.namespace, link.peer.namespace} <= known:
+            exported = _link(link)
+            _attach_hooks(exported, link, live, objects or {})
+            doc["links"].append(exported)
+    owned_ns = {n["name"] for n in doc["namespaces"]}
+    routes = []
+    for r in sorted(live.routes, key=lambda r: (r.namespace, r.to, r.metric)):
+        if r.owner != stack and r.namespace not in owned_ns:
+            continue
+        item: dict[str, Any] = {}
+        if r.namespace:
+            item["namespace"] = r.namespace
+        item["to"] = "default" if r.to == "0.0.0.0/0" else r.to
+        if r.via:
+            item["via"] = r.via
+        if r.dev:
+            item["dev"] = r.dev
+        if r.metric != effective_metric(None, r.family == 6):
+            item["metric"] = r.metric
+        routes.append(item)
+    doc["routes"] = routes
+    return doc
+
+
+def to_yaml(doc: dict[str, Any]) -> str:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    return buf.getvalue()

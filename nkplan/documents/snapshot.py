@@ -1,0 +1,82 @@
+"""A LiveState as JSON, for offline plans: `show --format json` embeds it (under the spec's
+`x-nkplan-snapshot` key) and `plan --state FILE` plans against it without root or kernel access."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from nkplan.core.plan import from_dict
+from nkplan.core.records import (
+    DeviceInfo,
+    ForeignProgram,
+    HookRec,
+    KernelInfo,
+    LinkRec,
+    LiveState,
+    NamespaceRec,
+    RouteRec,
+)
+from nkplan.errors import PlanFileError
+
+SNAPSHOT_KEY = "x-nkplan-snapshot"
+SNAPSHOT_FORMAT = 1
+
+
+def to_json(live: LiveState, host: dict[str, str]) -> dict[str, Any]:
+    return {
+        "format": SNAPSHOT_FORMAT,
+        "host": host,
+        "kernel": asdict(live.kernel),
+        "namespaces": [asdict(n) for _, n in sorted(live.namespaces.items())],
+        "links": [asdict(link) for _, link in sorted(live.links.items())],
+        "devices": [asdict(d) for _, d in sorted(live.devices.items())],
+        "routes": [asdict(r) for r in sorted(live.routes, key=lambda r: (r.namespace, r.to, r.metric))],
+        "hooks": [asdict(h) for _, h in sorted(live.hooks.items())],  # programs nkplan runs, per hook
+        "foreign_programs": [asdict(f) for f in live.foreign_programs],
+    }
+
+
+def from_json(data: dict[str, Any]) -> tuple[LiveState, dict[str, str]]:
+    if data.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError(f"snapshot format {data.get('format')!r} is not {SNAPSHOT_FORMAT}")
+    live = LiveState(kernel=KernelInfo(**data["kernel"]))
+    for n in data["namespaces"]:
+        live.namespaces[n["name"]] = NamespaceRec(**n)
+    for raw in data["links"]:
+        link = from_dict("link", raw)
+        assert isinstance(link, LinkRec)
+        live.links[(link.primary.namespace, link.primary.name)] = link
+    for d in data["devices"]:
+        live.devices[(d["namespace"], d["name"])] = DeviceInfo(**d)
+    for r in data["routes"]:
+        route = from_dict("route", r)
+        assert isinstance(route, RouteRec)
+        live.routes.append(route)
+    for h in data.get("hooks", ()):
+        hook = from_dict("hook", h)
+        assert isinstance(hook, HookRec)
+        live.hooks[(hook.namespace, hook.device, hook.hook)] = hook
+    live.foreign_programs.extend(ForeignProgram(**f) for f in data.get("foreign_programs", ()))
+    return live, dict(data["host"])
+
+
+def load(path: str) -> tuple[LiveState, dict[str, str]]:
+    """Read a snapshot written by `nkplan show --format json` (or a bare snapshot object)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlanFileError(f"cannot read the snapshot {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(f"{path} is not valid JSON (truncated?): {exc.msg} at line {exc.lineno}") from None
+    data = doc.get(SNAPSHOT_KEY, doc) if isinstance(doc, dict) else None
+    try:
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanFileError(
+            f"{path} is not an nkplan snapshot ({exc}); write one with `nkplan show --format json`"
+        ) from None

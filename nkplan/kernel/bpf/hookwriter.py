@@ -1,0 +1,430 @@
+"""set_programs on the running kernel: make one hook run exactly the declared programs, in order,
+leaving programs others attached where they are. Pins and ownership: scan.py.
+
+Three phases, so a refusal leaves the hook as it was:
+  0. load every program that is needed (verifier errors before any change);
+  1. attach the new links in declared order, each anchored to an owned neighbour: after the
+     previous declared program; the first declared one before the first link nkplan owns at the
+     hook, or, if it owns none there, last (after whatever others attached, so their programs
+     keep seeing every packet as before). expected_revision is chained from one fresh
+     PROG_QUERY (each of our attaches bumps it by one), so a concurrent change makes the kernel
+     say ESTALE (StaleHookError: "the hook changed concurrently"). On any failure the links
+     attached so far are detached again: nothing stays half-done;
+  2. commit: pin the new links (at a temporary name, then rename(2) over the final one, so a
+     moved program's pin is never missing and a crash leaves no doubt), detach the old instances
+     of moved programs, swap changed programs in place (BPF_LINK_UPDATE with the old program as
+     the expected one, then rename the pin to the new digest), detach and unpin the ones no
+     longer declared. Maps are pinned next to a link (<pin>-maps/) when pin_maps asks. A new
+     instance of a program already at the hook (swapped in place or moved) is loaded with the old
+     instance's compatible maps (libbpf.BpfObject.reuse_maps), so its counters and state go on.
+Reorders keep the largest set of programs already in declared relative order where they are and
+re-attach only the others (a new instance at its place first, then the old one detached: a moved
+program runs twice for a moment but is never missing).
+
+The hook is read afresh; the caller's `before` only contributes its owner (for adoption). So a
+repeated or interrupted call converges. Programs this process took off a hook are kept (by name
+and digest) so the applier's rollback, set_programs(after, before) with `before` read from the
+kernel (no object file), puts back the very same programs, maps and counters included."""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import resource
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from nkplan.core.records import HookRec, ProgramRec
+from nkplan.errors import InternalError, KernelError
+from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins
+from nkplan.kernel.bpf.errors import BpfObjectError
+from nkplan.kernel.bpf.hooks import HookRef
+from nkplan.kernel.bpf.libbpf import BpfObject
+from nkplan.kernel.bpf.mprog import Anchor, HookState
+from nkplan.kernel.bpf.pins import LinkPin
+from nkplan.kernel.bpf.scan import TEMP_SUFFIX, Pinned, hook_dir, pinned_links
+from nkplan.spec import objfile
+
+
+@dataclass
+class _Owned:
+    pin: LinkPin
+    fd: int
+    link_id: int
+    prog_id: int
+
+
+@dataclass
+class _Prog:
+    """A loaded program ready to attach: freshly loaded from its object file (obj), or one this
+    process took off a hook earlier (fd of its own)."""
+
+    fd: int
+    obj: BpfObject | None = None
+
+
+@dataclass
+class _Attach:
+    rec: ProgramRec
+    prog: _Prog
+    replaces: _Owned | None = None  # the old instance of a moved program
+    fd: int | None = None
+    link_id: int = 0
+
+
+def _longest_in_order(positions: list[int], weights: list[int] | None = None) -> set[int]:
+    """Indexes into positions of a strictly increasing subsequence of greatest total weight
+    (default: longest). n <= 63, so O(n^2) is plenty."""
+    n = len(positions)
+    if n == 0:
+        return set()
+    w = weights or [1] * n
+    best, prev = list(w), [-1] * n
+    for i in range(n):
+        for j in range(i):
+            if positions[j] < positions[i] and best[j] + w[i] > best[i]:
+                best[i], prev[i] = best[j] + w[i], j
+    i = max(range(n), key=lambda k: (best[k], -k))
+    keep = set()
+    while i >= 0:
+        keep.add(i)
+        i = prev[i]
+    return keep
+
+
+def _rename(src: str, dst: str) -> None:
+    try:
+        os.makedirs(posixpath.dirname(dst), mode=0o700, exist_ok=True)
+        os.rename(src, dst)
+    except OSError as exc:
+        raise KernelError(f"renaming the pin {src} to {dst}: {os.strerror(exc.errno or 0)}", exc.errno) from None
+
+
+def _check_digest(rec: ProgramRec) -> None:
+    if not rec.object:
+        raise InternalError(f"program {rec.program}: no object file to load it from")
+    why = objfile.problem(rec.object)
+    if why is not None:
+        raise BpfObjectError(f"{rec.object}: {why}", rec.object, rec.program)
+    now = objfile.digest(rec.object)[: objfile.DIGEST_CHARS]
+    if now != rec.digest[: objfile.DIGEST_CHARS]:
+        raise BpfObjectError(
+            f"{rec.object}: the object file changed since the plan was made (digest {now}, planned "
+            f"{rec.digest[: objfile.DIGEST_CHARS]}); plan again",
+            rec.object,
+            rec.program,
+        )
+
+
+def _open_prog_maps(prog_fd: int, cleanup: ExitStack) -> list[tuple[str, int]]:
+    """(kernel map name, fd) of each map a loaded program uses, found through the kernel's map
+    ids; the fds close with `cleanup`."""
+    out = []
+    for map_id in info.prog_info(prog_fd).map_ids:
+        fd = info.open_map(map_id)
+        cleanup.callback(os.close, fd)
+        out.append((info.map_info(fd).name, fd))
+    return out
+
+
+def _pin_prog_maps(pin: LinkPin, prog_fd: int) -> None:
+    """Pin the maps of a loaded program next to its link pin."""
+    with ExitStack() as stack:
+        bpffs.pin_maps(pin, dict(_open_prog_maps(prog_fd, stack)))
+
+
+def _pin_maps(pin: LinkPin, prog: _Prog) -> None:
+    if prog.obj is not None:
+        bpffs.pin_maps(pin, prog.obj.map_fds())
+    else:
+        _pin_prog_maps(pin, prog.fd)
+
+
+# Programs this process took off a hook (detached, or swapped out by LINK_UPDATE), by hook and
+# (program, digest): the applier's rollback in the same process calls set_programs(after,
+# before), whose `before` came from the kernel and names no object file; these are what it puts
+# back, each to its own hook (with its maps, so counters survive a rollback). Bounded; the fds go
+# with the process, which may hold one per hook of a large destroy.
+_RETIRED_MAX = 8192
+_retired: dict[tuple[str, str, str, str, str], int] = {}
+
+
+def _retired_key(ref: HookRef, program: str, digest: str) -> tuple[str, str, str, str, str]:
+    return (ref.namespace, ref.device, ref.hook, program, digest[: objfile.DIGEST_CHARS])
+
+
+def _retire(ref: HookRef, program: str, digest: str, prog_id: int) -> None:
+    """Keep the program of a link about to be detached (call it while the link still holds it)."""
+    _room_for_fds(len(_retired) + 64)
+    try:
+        fd = info.open_prog(prog_id)
+    except KernelError:
+        return
+    _retire_fd(ref, program, digest, fd)
+
+
+def _retire_fd(ref: HookRef, program: str, digest: str, fd: int) -> None:
+    key = _retired_key(ref, program, digest)
+    old = _retired.pop(key, None)
+    if old is not None:
+        os.close(old)
+    _retired[key] = fd
+    while len(_retired) > _RETIRED_MAX:
+        os.close(_retired.pop(next(iter(_retired))))
+
+
+def _room_for_fds(needed: int) -> None:
+    """Raise the soft open-files limit (often 1024) towards the hard one when the retired
+    programs would need more: running out of fds mid-apply would break its rollback."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        top = want * 2 if hard == resource.RLIM_INFINITY else min(hard, want * 2)
+        if top > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+
+
+class _HookWriter:
+    def __init__(self, ref: HookRef, owner: str, stacks: Sequence[str], cleanup: ExitStack) -> None:
+        self.ref, self.owner, self.stacks, self.cleanup = ref, owner, stacks, cleanup
+
+    def what(self, program: str) -> str:
+        return f"{program} at {self.ref.words()}"
+
+    def final_pin(self, rec: ProgramRec) -> LinkPin:
+        r = self.ref
+        return pins.link_pin(self.owner, r.namespace, r.device, r.hook, rec.program, rec.digest)
+
+    def remove_hook_dirs(self) -> None:
+        for stack in self.stacks:
+            bpffs.remove_tree(hook_dir(stack, self.ref.namespace, self.ref.device, self.ref.hook))
+
+    def owned(self, state: HookState) -> tuple[list[_Owned], list[Pinned]]:
+        """Owned links in kernel order, and the pins to drop: stale ones (their link is not on
+        this hook) and second pins of a link already pinned under another name."""
+        position = {e.link_id: i for i, e in enumerate(state.entries) if e.link_id is not None}
+        found: list[tuple[int, _Owned]] = []
+        drop: list[Pinned] = []
+        r = self.ref
+        for stack in self.stacks:
+            for p in pinned_links(stack, r.namespace, r.device, r.hook, keep_fds=True):
+                assert p.fd is not None
+                self.cleanup.callback(os.close, p.fd)
+                if p.link.id in position:
+                    found.append((position.pop(p.link.id), _Owned(p.pin, p.fd, p.link.id, p.link.prog_id)))
+                else:
+                    drop.append(p)
+        found.sort(key=lambda t: t[0])
+        return [o for _, o in found], drop
+
+    def run(self, wanted: Sequence[ProgramRec]) -> None:
+        r = self.ref
+        for stack in self.stacks:  # temporary pins a crashed run left behind
+            directory = hook_dir(stack, r.namespace, r.device, r.hook)
+            if os.path.isdir(directory):
+                for name in sorted(os.listdir(directory)):
+                    if name.endswith(TEMP_SUFFIX):
+                        hooks.remove_pinned_link(posixpath.join(directory, name), what=self.what(name))
+        try:
+            state = hooks.query(r)
+        except KernelError as exc:
+            if not wanted and exc.errno in (errno.ENODEV, errno.ENOENT):
+                self.remove_hook_dirs()  # the device (or its namespace) is gone: only pins remain
+                return
+            raise
+        owned, drop = self.owned(state)
+        for p in drop:  # defunct links (detached out of band) or duplicates: only the pin goes
+            bpffs.unpin(p.pin.path)
+
+        # classify: keep the longest run already in declared order, re-attach the rest
+        index = {rec.program: i for i, rec in enumerate(wanted)}
+        live: dict[str, _Owned] = {}
+        gone: list[_Owned] = []
+        for o in owned:
+            if o.pin.program in index and o.pin.program not in live:
+                live[o.pin.program] = o
+            else:
+                gone.append(o)
+        kept = list(live.values())
+        # a program with no object file (a rollback's record) and no retired instance can only
+        # stay where it is: weigh those so heavily that the kept run includes them if it can
+        weights = [1 + (1 << 8) * (not self.loadable(wanted[index[o.pin.program]])) for o in kept]
+        in_order = _longest_in_order([index[o.pin.program] for o in kept], weights)
+        stay = {kept[i].pin.program for i in in_order}
+
+        # phase 0: load what must be loaded (nothing changes on the hook yet)
+        attach: list[_Attach] = []
+        updates: list[tuple[_Owned, ProgramRec, _Prog | None]] = []
+        for rec in wanted:
+            if rec.program in stay:
+                o = live[rec.program]
+                new = None
+                if o.pin.digest != rec.digest[: objfile.DIGEST_CHARS]:
+                    new = self.load(rec, o)
+                updates.append((o, rec, new))
+            else:
+                old = live.get(rec.program)
+                attach.append(_Attach(rec, self.load(rec, old), old))
+
+        # phase 1: attach, anchored, revision-checked; undone if anything fails
+        self.attach_all(wanted, attach, live, stay, owned, state.revision)
+
+        # phase 2: commit
+        for a in attach:
+            self.pin_new(a)
+        for o, rec, new in updates:
+            self.settle(o, rec, new)
+        for o in gone:
+            _retire(self.ref, o.pin.program, o.pin.digest, o.prog_id)
+            hooks.detach(o.fd, what=self.what(o.pin.program))
+            bpffs.unpin(o.pin.path)
+        if not wanted:
+            self.remove_hook_dirs()
+        else:
+            for stack in self.stacks:
+                if stack != self.owner:  # adopted from another stack: its directory is empty now
+                    bpffs.remove_tree(hook_dir(stack, r.namespace, r.device, r.hook))
+
+    def loadable(self, rec: ProgramRec) -> bool:
+        return bool(rec.object) or _retired_key(self.ref, rec.program, rec.digest) in _retired
+
+    def maps_of(self, o: _Owned) -> dict[str, int]:
+        """{kernel map name: fd} of the maps the program of an owned link uses (names the kernel
+        cut to the same 15 characters are left out: which is which cannot be told)."""
+        prog_fd = info.open_prog(o.prog_id)
+        self.cleanup.callback(os.close, prog_fd)
+        maps = _open_prog_maps(prog_fd, self.cleanup)
+        names = [name for name, _fd in maps]
+        return {name: fd for name, fd in maps if names.count(name) == 1}
+
+    def load(self, rec: ProgramRec, old: _Owned | None = None) -> _Prog:
+        """The program to attach: loaded from its object file, or (no object file: a rollback's
+        record read from the kernel) the instance this process detached before. A new instance
+        of a program already at the hook (`old`: updated in place or moved) takes over the old
+        instance's maps where their definition is unchanged, so counters and state carry on."""
+        if not rec.object:
+            fd = _retired.pop(_retired_key(self.ref, rec.program, rec.digest), None)
+            if fd is None:
+                raise KernelError(
+                    f"cannot attach {self.what(rec.program)}: no object file is known for it "
+                    f"(digest {rec.digest}) and this process did not detach it earlier"
+                )
+            self.cleanup.callback(os.close, fd)
+            return _Prog(fd)
+        _check_digest(rec)
+        obj = libbpf.load_program(rec.object, rec.program, reuse=self.maps_of(old) if old is not None else None)
+        self.cleanup.callback(obj.close)
+        return _Prog(obj.program_fd(rec.program), obj)
+
+    def attach_all(
+        self,
+        wanted: Sequence[ProgramRec],
+        attach: list[_Attach],
+        live: dict[str, _Owned],
+        stay: set[str],
+        owned: list[_Owned],
+        revision: int,
+    ) -> None:
+        by_name = {a.rec.program: a for a in attach}
+        done: list[_Attach] = []
+        prev: int | None = None  # link id of the previous declared program, in its final place
+        try:
+            for rec in wanted:
+                if rec.program in stay:
+                    prev = live[rec.program].link_id
+                    continue
+                a = by_name[rec.program]
+                if prev is not None:
+                    anchor = Anchor("after", link_id=prev)
+                elif owned:
+                    anchor = Anchor("before", link_id=owned[0].link_id)
+                else:
+                    anchor = Anchor.last()
+                a.fd = hooks.attach(self.ref, a.prog.fd, anchor=anchor, expected_revision=revision, program=rec.program)
+                self.cleanup.callback(os.close, a.fd)
+                done.append(a)
+                revision += 1  # our own attach bumps the hook's revision by one
+                a.link_id = info.link_info(a.fd).id
+                prev = a.link_id
+        except BaseException:
+            for a in reversed(done):
+                assert a.fd is not None
+                try:
+                    hooks.detach(a.fd, what=self.what(a.rec.program))
+                except KernelError:
+                    pass  # the fd closes anyway, which releases the link
+            raise
+
+    def pin_new(self, a: _Attach) -> None:
+        """Pin a new link (and its maps) at its final name; for a moved program, then detach the
+        old instance, whose pin the rename has just replaced."""
+        assert a.fd is not None
+        final = self.final_pin(a.rec)
+        temp = final.path + TEMP_SUFFIX
+        bpffs.pin(a.fd, temp)
+        bpffs.remove_tree(final.maps_dir)
+        if a.rec.pin_maps:
+            _pin_maps(final, a.prog)
+        _rename(temp, final.path)
+        old = a.replaces
+        if old is not None:
+            _retire(self.ref, old.pin.program, old.pin.digest, old.prog_id)
+            hooks.detach(old.fd, what=self.what(old.pin.program))
+            if old.pin.path != final.path:
+                bpffs.unpin(old.pin.path)
+
+    def settle(self, o: _Owned, rec: ProgramRec, new: _Prog | None) -> None:
+        """A program that stays where it is: swap it in place if its object changed (LINK_UPDATE,
+        only if the link still runs the program it ran when read), then bring pin and maps in line."""
+        final = self.final_pin(rec)
+        if new is not None:
+            old_prog = info.open_prog(o.prog_id)
+            try:
+                hooks.update(o.fd, new.fd, old_prog_fd=old_prog, what=self.what(rec.program))
+            except BaseException:
+                os.close(old_prog)
+                raise
+            _retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
+            bpffs.remove_tree(final.maps_dir)
+            if rec.pin_maps:
+                _pin_maps(final, new)
+            _rename(o.pin.path, final.path)
+            if o.pin.maps_dir != final.maps_dir:
+                bpffs.remove_tree(o.pin.maps_dir)
+            return
+        if o.pin.path != final.path:  # same program, another owner's directory (adoption)
+            _rename(o.pin.path, final.path)
+            if os.path.isdir(o.pin.maps_dir):
+                _rename(o.pin.maps_dir, final.maps_dir)
+        has_maps = os.path.isdir(final.maps_dir)
+        if rec.pin_maps and not has_maps:
+            prog_fd = info.open_prog(o.prog_id)
+            try:
+                _pin_prog_maps(final, prog_fd)
+            finally:
+                os.close(prog_fd)
+        elif has_maps and not rec.pin_maps:
+            bpffs.remove_tree(final.maps_dir)
+
+
+def set_programs(before: HookRec | None, after: HookRec | None) -> None:
+    """seam.Kernel.set_programs on the running kernel (see the module docstring). The hook is read
+    afresh; `before` only contributes its owner (whose pins count as nkplan's too, for adoption),
+    so an interrupted or repeated call converges instead of failing."""
+    rec = after if after is not None else before
+    if rec is None:
+        return
+    owner = (after.owner if after is not None else None) or (before.owner if before is not None else None)
+    if not owner:
+        raise InternalError(f"set_programs at {rec.hook} of {rec.device}: no owning stack")
+    wanted = after.programs if after is not None else ()
+    names = [p.program for p in wanted]
+    if len(set(names)) != len(names):
+        raise InternalError(f"set_programs at {rec.hook} of {rec.device}: a program is declared twice: {names}")
+    stacks = [owner]
+    if before is not None and before.owner and before.owner != owner:
+        stacks.append(before.owner)  # adopted from another stack: its pins of this hook are ours now
+    with ExitStack() as cleanup:
+        _HookWriter(HookRef(rec.namespace, rec.device, rec.hook), owner, stacks, cleanup).run(wanted)

@@ -1,0 +1,310 @@
+"""BPF programs at the hooks of owned devices: what runs there (read()), and the pins of
+deleted devices. Making a hook run the declared programs is hookwriter.py.
+
+Identity and ownership. A link nkplan attached is pinned at
+`/sys/fs/bpf/nkplan/<stack>/<ns>/<device>/<hook>/<program>@<digest16>` (pins.py): the pin says which
+declared program (ELF name + object digest) the link runs and which stack owns it; the kernel
+(PROG_QUERY) says where on the hook it sits. A link at a hook of an owned device is *owned* if
+its id is that of a link pinned in the owner stack's directory for that hook; any other link
+there is *foreign* (attached by someone else: reported, never touched). A pin whose link is no
+longer on the hook (detached out of band) counts for nothing: the hook lacks that program (a
+hook with pins but none of its links attached is reported with no programs), the planner
+re-attaches it, and the writer replaces the stale pin.
+
+Cost: one PROG_QUERY per hook of every owned device end (tcx ingress/egress; a netkit primary
+also its primary and peer hooks), made by the reader's worker thread while it is inside each
+namespace anyway, with the ifindexes of the link dump (no lookups, no extra thread); bpffs is
+walked once (one scandir per directory of nkplan's pin tree, nothing if it is absent), and each
+pin of a hook that has programs is opened once. Nothing here imports pyroute2."""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from nkplan.core.records import HOST, ForeignProgram, Hook, HookRec, LiveState, MapDef, ProgramRec, parse_owner_alias
+from nkplan.errors import KernelError
+from nkplan.kernel.bpf import bpffs, info, mprog, pins
+from nkplan.kernel.bpf import consts as BC
+from nkplan.kernel.bpf.mprog import HookState
+from nkplan.kernel.bpf.pins import LinkPin
+from nkplan.kernel.netlink.consts import IFLA_NETKIT_PRIMARY
+from nkplan.kernel.netlink.reader import PAIR_KINDS, NsScan
+from nkplan.spec import objfile
+
+TEMP_SUFFIX = "-new"  # a new link's pin before it is renamed into place (never parsed as a link pin)
+
+
+# reading ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HookScan:
+    namespace: str
+    device: str
+    hook: Hook
+    owner: str
+    state: HookState
+
+
+@dataclass
+class HookScanner:
+    """reader.read_state's per-namespace visitor: PROG_QUERY every hook of every owned device end
+    of the namespace the calling (worker) thread is in. Only hooks with programs are kept."""
+
+    found: list[HookScan] = field(default_factory=list)
+
+    def __call__(self, namespace: str, scan: NsScan) -> None:
+        for dev in scan.links.values():
+            if dev.kind not in PAIR_KINDS:
+                continue
+            parsed = parse_owner_alias(dev.alias)
+            if parsed is None or parsed[1] == "ns":
+                continue
+            names: tuple[Hook, ...] = BC.TCX_HOOKS
+            if dev.kind == "netkit" and dev.netkit.get(IFLA_NETKIT_PRIMARY):
+                names = BC.NETKIT_HOOKS + BC.TCX_HOOKS
+            for hook in names:
+                try:
+                    state = mprog.prog_query(dev.ifindex, BC.ATTACH_TYPES[hook])
+                except OSError as exc:
+                    # ENODEV: deleted since the dump; EINVAL: no tcx/netkit hooks on this kernel
+                    if exc.errno in (errno.ENODEV, errno.EINVAL):
+                        continue
+                    raise
+                if state.entries:
+                    self.found.append(HookScan(namespace, dev.name, hook, parsed[0], state))
+
+
+def hook_dir(stack: str, namespace: str, device: str, hook: str) -> str:
+    return posixpath.join(pins.device_dir(stack, namespace, device), hook)
+
+
+@dataclass
+class Pinned:
+    pin: LinkPin
+    link: info.LinkInfo
+    fd: int | None = None  # kept open only when asked (the writer); the caller closes it
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class PinEntry:
+    """A link pin as its name describes it (read path: nothing opened, no LinkPin validation)."""
+
+    program: str
+    digest: str
+    path: str
+    maps: bool  # a maps directory sits next to it
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _hook_entries(directory: str) -> list[PinEntry]:
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    maps = {n[: -len(pins.MAPS_SUFFIX)] for n in names if n.endswith(pins.MAPS_SUFFIX)}
+    out = []
+    for name in names:
+        if name.endswith(pins.MAPS_SUFFIX) or name.endswith(TEMP_SUFFIX):
+            continue
+        program, sep, digest = name.rpartition(pins.SEP)
+        if sep and program and len(digest) == objfile.DIGEST_CHARS and _HEX.issuperset(digest):
+            out.append(PinEntry(pins.unescape(program), digest, f"{directory}/{name}", name in maps))
+    return out
+
+
+def pin_index() -> dict[tuple[str, str, str, str], list[PinEntry]]:
+    """Every link pin of every stack, by (stack, namespace, device, hook), from the names alone
+    (nothing opened). One scandir per directory; nothing if bpffs or nkplan's directory is
+    absent (reading never mounts anything)."""
+    found: dict[tuple[str, str, str, str], list[PinEntry]] = {}
+    root = pins.ROOT
+    for st in _subdirs(root):
+        stack = pins.unescape(st)
+        for nsc in _subdirs(f"{root}/{st}"):
+            ns = HOST if nsc == pins.HOST_DIR else pins.unescape(nsc)
+            for devc in _subdirs(f"{root}/{st}/{nsc}"):
+                device = pins.unescape(devc)
+                for hook in _subdirs(f"{root}/{st}/{nsc}/{devc}"):
+                    if hook in BC.ATTACH_TYPES:
+                        entries = _hook_entries(f"{root}/{st}/{nsc}/{devc}/{hook}")
+                        if entries:
+                            found[(stack, ns, device, hook)] = entries
+    return found
+
+
+def _link_id(path: str) -> int | None:
+    """The id of the tcx/netkit link pinned at path, or None."""
+    fd = bpffs.open_pin(path)
+    if fd is None:
+        return None
+    try:
+        link = info.link_info(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return link.id if link.type in (BC.BPF_LINK_TYPE_TCX, BC.BPF_LINK_TYPE_NETKIT) else None
+
+
+def open_pins(found: Sequence[LinkPin], *, keep_fds: bool = False) -> list[Pinned]:
+    """What the kernel says about each pinned link (pins that hold no tcx/netkit link are left
+    out). With keep_fds, each Pinned keeps an open fd of its link (the caller closes it)."""
+    out: list[Pinned] = []
+    for pin in found:
+        fd = bpffs.open_pin(pin.path)
+        if fd is None:
+            continue
+        try:
+            link = info.link_info(fd)
+        except OSError:
+            os.close(fd)
+            continue
+        if link.type not in (BC.BPF_LINK_TYPE_TCX, BC.BPF_LINK_TYPE_NETKIT):
+            os.close(fd)  # not a tcx/netkit link (something else pinned under that name)
+            continue
+        if keep_fds:
+            out.append(Pinned(pin, link, fd))
+        else:
+            os.close(fd)
+            out.append(Pinned(pin, link))
+    return out
+
+
+def pinned_links(stack: str, namespace: str, device: str, hook: str, *, keep_fds: bool = False) -> list[Pinned]:
+    """The link pins in the stack's directory for one hook (sorted by name), with what the kernel
+    says about each link. Nothing if bpffs or the directory is absent."""
+    directory = hook_dir(stack, namespace, device, hook)
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    parsed = [p for p in (pins.parse(posixpath.join(directory, n)) for n in names) if p is not None]
+    return open_pins(parsed, keep_fds=keep_fds)
+
+
+def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, tuple[MapDef, ...]]:
+    """(name, tag, maps) of a loaded program; empty if it is gone. Maps (the program's own, not
+    .data/.bss/.rodata, whose kernel names hold a dot) only when asked: three syscalls each."""
+    try:
+        fd = info.open_prog(prog_id)
+    except KernelError:
+        return "", "", ()
+    try:
+        got = info.prog_info(fd)
+        return got.name, got.tag, (_map_defs(got.map_ids) if with_maps else ())
+    except OSError:
+        return "", "", ()
+    finally:
+        os.close(fd)
+
+
+def _map_defs(map_ids: Sequence[int]) -> tuple[MapDef, ...]:
+    out = []
+    for map_id in map_ids:
+        try:
+            fd = info.open_map(map_id)
+        except KernelError:
+            continue  # freed meanwhile
+        try:
+            d = info.map_info(fd).definition()
+        finally:
+            os.close(fd)
+        if "." not in d.name:
+            out.append(d)
+    return tuple(out)
+
+
+def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
+    """live.hooks and live.foreign_programs from the scanned hooks: owned links (matched to the
+    owner stack's pins by link id) in kernel run order; every other link is foreign. A hook of an
+    owned device where the owner has pins but none of them holds a link on the hook (all detached
+    out of band) is reported with no programs, so the plan says what nkplan would re-attach."""
+    index = pin_index()
+    seen: set[tuple[str, str, str, str]] = set()
+    for sc in found:
+        pkey = (sc.owner, sc.namespace, sc.device, sc.hook)
+        seen.add(pkey)
+        owned: dict[int, PinEntry] = {}
+        for pe in index.get(pkey, ()):
+            link_id = _link_id(pe.path)
+            if link_id is not None:
+                owned[link_id] = pe
+        programs: list[ProgramRec] = []
+        for entry in sc.state.entries:
+            pin = owned.get(entry.link_id) if entry.link_id is not None else None
+            if pin is not None:
+                _name, tag, maps = _prog_info(entry.prog_id, with_maps=True)
+                programs.append(
+                    ProgramRec(
+                        pin.program,
+                        pin.digest,
+                        pin_maps=pin.maps,
+                        prog_id=entry.prog_id,
+                        tag=tag,
+                        link_id=entry.link_id,
+                        maps=maps,
+                    )
+                )
+            else:
+                name = _prog_info(entry.prog_id)[0]
+                live.foreign_programs.append(
+                    ForeignProgram(sc.namespace, sc.device, sc.hook, entry.prog_id, name, entry.link_id)
+                )
+        if programs or pkey in index:
+            key = (sc.namespace, sc.device, sc.hook)
+            live.hooks[key] = HookRec(sc.namespace, sc.device, sc.hook, tuple(programs), sc.owner)
+    for stack, ns, device, hook in sorted(index.keys() - seen):  # pins, and nothing at all on the hook
+        dev = live.devices.get((ns, device))
+        if dev is not None and dev.owner == stack and dev.kind in PAIR_KINDS:
+            live.hooks[(ns, device, hook)] = HookRec(ns, device, hook, (), stack)  # type: ignore[arg-type]
+
+
+# pins of deleted devices ----------------------------------------------------------------------------
+def _stacks() -> list[str]:
+    try:
+        entries = sorted(os.listdir(pins.ROOT))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [pins.unescape(e) for e in entries if os.path.isdir(posixpath.join(pins.ROOT, e))]
+
+
+def have_pins() -> bool:
+    """Does any stack have pins at all (cheap: one listdir)?"""
+    return bool(_stacks())
+
+
+def remove_device_pins(ends: Iterable[tuple[str, str]]) -> None:
+    """Remove the pin directories of deleted devices ((namespace, device) pairs), for every stack.
+    Best effort: a pin left behind holds only a defunct link, which read() ignores and
+    set_programs replaces."""
+    stacks = _stacks()
+    for namespace, device in ends:
+        for stack in stacks:
+            try:
+                bpffs.remove_tree(pins.device_dir(stack, namespace, device))
+            except (KernelError, ValueError):
+                pass
+
+
+def remove_namespace_pins(namespace: str) -> None:
+    """Remove the pin directories of every device of a deleted namespace, for every stack (best effort)."""
+    if namespace == HOST:
+        return
+    for stack in _stacks():
+        try:
+            bpffs.remove_tree(posixpath.join(pins.stack_dir(stack), pins.ns_component(namespace)))
+        except (KernelError, ValueError):
+            pass

@@ -1,0 +1,188 @@
+"""LinuxKernel: the real kernel behind seam.Kernel.
+
+Reading is netlink/reader.py (one worker thread, plain netlink sockets, no subprocess) plus, in
+the same walk, the BPF hooks of owned devices (bpf/scan.py); pair changes are netlink/links.py;
+BPF programs are bpf/hookwriter.py; namespaces and routes are small enough to live here.
+Operations in a named namespace use a socket opened inside it (netlink/netns.py's thread trick),
+never a helper process."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+
+from nkplan.core.records import HOST, HookRec, KernelInfo, LinkRec, LiveState, RouteRec, owner_alias
+from nkplan.errors import CapabilityError, KernelError
+from nkplan.kernel.bpf import probe as bpf_probe
+from nkplan.kernel.bpf import scan
+from nkplan.kernel.netlink import batch, links, netns, probe, reader, rtnl
+from nkplan.kernel.netlink import consts as C
+from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, query_nsid
+from nkplan.kernel.netlink.refusals import Op, explain, no_namespace, root_needed
+from nkplan.kernel.netlink.rtnl import call, need_link, ns_socket
+
+
+def _cap_eff() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+class LinuxKernel:
+    """seam.Kernel on the running Linux kernel. Stateless: every call reads or changes the kernel
+    directly, so several instances (or processes) see the same truth."""
+
+    # reading ----------------------------------------------------------------------------------
+    def read(self, *, probe_netkit: bool = False) -> LiveState:
+        scanner = scan.HookScanner()
+        live = reader.read_state(visit=scanner)
+        scan.fill_state(live, scanner.found)
+        live.kernel = probe.probe() if probe_netkit else KernelInfo(os.uname().release)
+        return live
+
+    def check_privileges(self) -> None:
+        caps = _cap_eff()
+        needed = (1 << C.CAP_NET_ADMIN) | (1 << C.CAP_SYS_ADMIN)
+        if os.geteuid() != 0 or caps & needed != needed:
+            raise CapabilityError(root_needed())
+
+    def bpf_problems(self) -> list[str]:
+        """What this machine lacks for BPF programs on tcx/netkit hooks (sentences; empty: none)."""
+        return bpf_probe.problems()
+
+    # namespaces -------------------------------------------------------------------------------
+    def create_namespace(self, name: str, owner: str) -> None:
+        op = Op("create_namespace", name, name)
+        if not netns.valid_name(name):
+            raise KernelError(f"{op.phrase()}: not a valid namespace name", errno.EINVAL)
+
+        def inside() -> None:  # runs in the new namespace
+            with RtnlSocket() as sock:
+                lo = need_link(sock, "lo", name)
+                rtnl.set_alias(sock, lo.ifindex, "lo", name, owner_alias(owner, "ns"))
+                rtnl.set_up(sock, lo.ifindex, "lo", name, True)
+
+        try:
+            netns.create_named(name, inside)
+        except FileExistsError:
+            raise explain(op, OSError(errno.EEXIST, "exists")) from None
+        except OSError as exc:
+            raise explain(op, exc) from None
+
+    def delete_namespace(self, name: str) -> None:
+        op = Op("delete_namespace", name, name)
+        try:
+            fd = netns.open_ns(name)
+        except FileNotFoundError:
+            raise explain(op, OSError(errno.ENOENT, "missing")) from None
+        # the host ends of the pairs inside are looked up only if some stack has pins to remove
+        home = (netns.thread_ns_fd(), RtnlSocket()) if scan.have_pins() else None
+        host_ends: list[str] = []
+        try:
+            # Delete the pairs inside first: the kernel would do it anyway once the namespace
+            # dies, but asynchronously (their other ends linger in the host for a while).
+            # Doing it here makes the result visible as soon as this call returns.
+            host_ends = netns.in_namespace(fd, lambda: _delete_pairs_here(home))
+        except NetlinkRefusal as exc:
+            raise explain(op, exc) from None
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: a stale file, nothing inside to delete
+                raise explain(op, exc) from None
+        finally:
+            os.close(fd)
+            if home is not None:
+                os.close(home[0])
+                home[1].close()
+        try:
+            netns.delete_named(name)
+        except OSError as exc:
+            raise explain(op, exc) from None
+        if home is not None:
+            scan.remove_namespace_pins(name)
+            scan.remove_device_pins((HOST, end) for end in host_ends)
+
+    def set_namespace_owner(self, name: str, owner: str | None) -> None:
+        op = Op("set_namespace_owner", name, name)
+        if not os.path.lexists(netns.ns_path(name)):
+            raise no_namespace(name, op.phrase())
+        with ns_socket(name, op.phrase()) as sock:
+            lo = need_link(sock, "lo", name)
+            rtnl.set_alias(sock, lo.ifindex, "lo", name, owner_alias(owner, "ns") if owner else "")
+
+    # device pairs -----------------------------------------------------------------------------
+    def create_link(self, link: LinkRec) -> None:
+        links.create_link(link)
+
+    def delete_link(self, link: LinkRec) -> None:
+        links.delete_link(link)
+        scan.remove_device_pins(_ends([link]))
+
+    def delete_links(self, links_: Sequence[LinkRec]) -> None:
+        batch.delete_links(links_)
+        scan.remove_device_pins(_ends(links_))
+
+    def update_link(self, before: LinkRec, after: LinkRec) -> None:
+        links.update_link(before, after)
+
+    # routes -----------------------------------------------------------------------------------
+    def _oif(self, sock: RtnlSocket, route: RouteRec) -> int | None:
+        return None if route.dev is None else need_link(sock, route.dev, route.namespace).ifindex
+
+    def add_route(self, route: RouteRec) -> None:
+        op = Op("add_route", route.to, route.namespace)
+        with ns_socket(route.namespace, op.phrase()) as sock:
+            body = rtnl.route_body(route, self._oif(sock, route))
+            call(sock, op, C.RTM_NEWROUTE, C.NLM_F_CREATE | C.NLM_F_EXCL, body)
+
+    def delete_route(self, route: RouteRec) -> None:
+        op = Op("delete_route", route.to, route.namespace)
+        with ns_socket(route.namespace, op.phrase()) as sock:
+            # a route dies with its device: no device, match by destination and metric alone
+            dev = rtnl.get_link(sock, route.dev) if route.dev else None
+            call(sock, op, C.RTM_DELROUTE, 0, rtnl.route_body(route, dev.ifindex if dev else None, delete=True))
+
+    def replace_route(self, before: RouteRec, after: RouteRec) -> None:
+        if (before.namespace, before.to, before.metric) != (after.namespace, after.to, after.metric):
+            self.add_route(after)
+            self.delete_route(before)
+            return
+        op = Op("replace_route", after.to, after.namespace)
+        with ns_socket(after.namespace, op.phrase()) as sock:
+            body = rtnl.route_body(after, self._oif(sock, after))
+            call(sock, op, C.RTM_NEWROUTE, C.NLM_F_CREATE | C.NLM_F_REPLACE, body)
+
+    # BPF programs -----------------------------------------------------------------------------
+    def set_programs(self, before: HookRec | None, after: HookRec | None) -> None:
+        from nkplan.kernel.bpf import hookwriter  # libbpf and the writer: not needed to plan
+
+        hookwriter.set_programs(before, after)
+
+
+def _ends(links_: Sequence[LinkRec]) -> list[tuple[str, str]]:
+    return [(e.namespace, e.name) for link in links_ for e in (link.primary, link.peer)]
+
+
+def _delete_pairs_here(home: tuple[int, RtnlSocket] | None = None) -> list[str]:
+    """Delete every veth/netkit device of the calling thread's namespace (deleting one end
+    deletes both, wherever the other lives). With home (an fd of the host namespace and a socket
+    opened there), return the names of the other ends that lived in the host."""
+    host_ends: list[str] = []
+    with RtnlSocket() as sock:
+        devs = [d for d in reader.scan(sock, "").links.values() if d.kind in reader.PAIR_KINDS]
+        if home is not None and any(d.link_nsid is not None for d in devs):
+            host_id = query_nsid(sock, home[0])
+            for d in devs:
+                if d.link_nsid is not None and d.link_nsid == host_id and d.link:
+                    other = rtnl.get_link_by_index(home[1], d.link)
+                    if other is not None:
+                        host_ends.append(other.name)
+        for dev in devs:
+            try:
+                sock.request(C.RTM_DELLINK, 0, rtnl.setlink(dev.ifindex))
+            except NetlinkRefusal as exc:
+                if exc.errno != errno.ENODEV:  # ENODEV: went with its other end just now
+                    raise
+    return host_ends

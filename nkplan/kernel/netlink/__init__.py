@@ -1,0 +1,1 @@
+"""rtnetlink: sockets, decoding, encoding (pyroute2), namespaces, devices, routes."""

@@ -1,0 +1,150 @@
+"""Decode the few rtnetlink attributes the reader needs, straight from the dump buffers.
+
+Only what nkplan compares is decoded; everything else in a message is skipped. Values stay raw
+ints here (netkit enums, flags); reader.py turns them into the canonical records."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from nkplan.core.records import RTPROT_NKPLAN
+from nkplan.kernel.netlink import consts as C
+from nkplan.kernel.netlink.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, asciiz, parse_attrs, s32, u32
+
+
+@dataclass(slots=True)
+class RawLink:
+    ifindex: int
+    name: str
+    flags: int
+    mtu: int
+    mac: str | None  # lower-case colon form; None for an all-zero address
+    alias: str | None
+    kind: str  # IFLA_INFO_KIND, "" when absent (physical devices, lo)
+    link: int | None  # IFLA_LINK: for veth/netkit, the other end's ifindex
+    link_nsid: int | None  # IFLA_LINK_NETNSID: where the other end lives, None = same namespace
+    netkit: dict[int, int] = field(default_factory=dict)  # IFLA_NETKIT_* → value
+    addresses: list[tuple[int, int, str]] = field(default_factory=list)  # (version, int ip, cidr)
+
+
+@dataclass(slots=True)
+class RawRoute:
+    family: int
+    to: str
+    via: str | None
+    oif: int | None
+    metric: int
+
+
+def _mac(raw: bytes | None) -> str | None:
+    if raw is None or raw.strip(b"\0") == b"":
+        return None
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+_NETKIT_WIDTH = {
+    C.IFLA_NETKIT_PRIMARY: 1,
+    C.IFLA_NETKIT_HEADROOM: 2,
+    C.IFLA_NETKIT_TAILROOM: 2,
+}
+
+
+def _netkit_data(raw: bytes) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for kind, val in parse_attrs(raw, 0, len(raw)).items():
+        if kind == C.IFLA_NETKIT_PEER_INFO:
+            continue
+        width = _NETKIT_WIDTH.get(kind, 4)
+        out[kind] = int.from_bytes(val[:width], "little")
+    return out
+
+
+_LINK_ATTRS = frozenset(
+    {C.IFLA_ADDRESS, C.IFLA_IFNAME, C.IFLA_MTU, C.IFLA_LINK, C.IFLA_LINKINFO, C.IFLA_IFALIAS, C.IFLA_LINK_NETNSID}
+)
+_ADDR_ATTRS = frozenset({C.IFA_ADDRESS, C.IFA_LOCAL})
+
+
+def link(data: bytes, start: int, end: int) -> RawLink:
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(data, start)
+    a = parse_attrs(data, start + IFINFOMSG.size, end, _LINK_ATTRS)
+    kind = ""
+    netkit: dict[int, int] = {}
+    info = a.get(C.IFLA_LINKINFO)
+    if info is not None:
+        ia = parse_attrs(info, 0, len(info))
+        if C.IFLA_INFO_KIND in ia:
+            kind = asciiz(ia[C.IFLA_INFO_KIND])
+        if kind == "netkit" and C.IFLA_INFO_DATA in ia:
+            netkit = _netkit_data(ia[C.IFLA_INFO_DATA])
+    alias = a.get(C.IFLA_IFALIAS)
+    lk = a.get(C.IFLA_LINK)
+    nsid = a.get(C.IFLA_LINK_NETNSID)
+    return RawLink(
+        ifindex=index,
+        name=asciiz(a.get(C.IFLA_IFNAME, b"")),
+        flags=flags,
+        mtu=u32(a[C.IFLA_MTU]) if C.IFLA_MTU in a else 0,
+        mac=_mac(a.get(C.IFLA_ADDRESS)),
+        alias=asciiz(alias) if alias else None,
+        kind=kind,
+        link=u32(lk) if lk is not None else None,
+        link_nsid=s32(nsid) if nsid is not None else None,
+        netkit=netkit,
+    )
+
+
+def address(data: bytes, start: int, end: int) -> tuple[int, tuple[int, int, str]] | None:
+    """(ifindex, (version, int ip, canonical CIDR)) of one address, or None for what nkplan
+    ignores: other families, and IPv6 link-local addresses the kernel generates itself."""
+    family, plen, _flags, _scope, index = IFADDRMSG.unpack_from(data, start)
+    if family not in (C.AF_INET, C.AF_INET6):
+        return None
+    a = parse_attrs(data, start + IFADDRMSG.size, end, _ADDR_ATTRS)
+    raw = a.get(C.IFA_LOCAL) or a.get(C.IFA_ADDRESS)  # IFA_LOCAL is ours; IFA_ADDRESS the peer's on ptp
+    if raw is None:
+        return None
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    if family == C.AF_INET:
+        ip = ipaddress.IPv4Address(raw)
+    else:
+        ip = ipaddress.IPv6Address(raw)
+        if ip.is_link_local:  # fe80::/10
+            return None
+    # canonical form = ipaddress' own (what the spec side uses), IPv6 compressed
+    return index, (ip.version, int(ip), f"{ip}/{plen}")
+
+
+def route(data: bytes, start: int, end: int) -> RawRoute | None:
+    """A main-table unicast route nkplan installed (protocol RTPROT_NKPLAN), else None."""
+    family, dst_len, _src_len, _tos, table, protocol, _scope, rtype, _flags = RTMSG.unpack_from(data, start)
+    if protocol != RTPROT_NKPLAN or family not in (C.AF_INET, C.AF_INET6):
+        return None
+    a = parse_attrs(data, start + RTMSG.size, end)
+    if C.RTA_TABLE in a:
+        table = u32(a[C.RTA_TABLE])
+    if table != C.RT_TABLE_MAIN or rtype != C.RTN_UNICAST:
+        return None
+    v6 = family == C.AF_INET6
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network
+    dst = a.get(C.RTA_DST)
+    if v6:
+        net = ipaddress.IPv6Network((dst or b"\0" * 16, dst_len), strict=False)
+    else:
+        net = ipaddress.IPv4Network((dst or b"\0" * 4, dst_len), strict=False)
+    via: str | None = None
+    if C.RTA_GATEWAY in a:
+        gw = a[C.RTA_GATEWAY]
+        via = str(ipaddress.IPv6Address(gw) if v6 else ipaddress.IPv4Address(gw))
+    elif C.RTA_VIA in a:  # struct rtvia: u16 family + address (an IPv4 route via an IPv6 next hop)
+        raw = a[C.RTA_VIA]
+        vf = int.from_bytes(raw[:2], "little")
+        via = str(ipaddress.IPv6Address(raw[2:18]) if vf == C.AF_INET6 else ipaddress.IPv4Address(raw[2:6]))
+    return RawRoute(
+        family=family,
+        to=net.with_prefixlen,
+        via=via,
+        oif=u32(a[C.RTA_OIF]) if C.RTA_OIF in a else None,
+        metric=u32(a[C.RTA_PRIORITY]) if C.RTA_PRIORITY in a else 0,
+    )

@@ -1,0 +1,274 @@
+"""Create, change and delete veth/netkit pairs.
+
+The pair is made with one RTM_NEWLINK from a socket in the primary's namespace, the peer created
+directly in its own namespace (IFLA_NET_NS_FD inside the peer info). Each end is then configured
+from a socket in its own namespace: the kernel ignores the peer's IFF_UP at creation, and an
+address or up state can only be set where the device lives.
+
+Request bodies are encoded by pyroute2 (encode.py), netkit's IFLA_INFO_DATA by nkplan's link-kind
+plugin (netkit_plugin.py), whose attribute types (u32, u16 head/tailroom, nested peer info) are the
+kernel's."""
+
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import ExitStack
+from typing import Any
+
+from nkplan.core.records import EndRec, LinkRec, Role, owner_alias
+from nkplan.errors import InternalError, KernelError
+from nkplan.kernel.netlink import consts as C
+from nkplan.kernel.netlink import rtnl
+from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket
+from nkplan.kernel.netlink.refusals import Op, explain, name_taken, where
+from nkplan.kernel.netlink.rtnl import call, need_link, ns_socket, setlink
+
+Attr = tuple[str, Any]
+
+
+def _peer_info(name: str, peer_fd: int | None) -> dict[str, list[Attr]]:
+    """VETH_INFO_PEER / IFLA_NETKIT_PEER_INFO: a struct ifinfomsg (all zero) + IFLA_* attributes."""
+    attrs: list[Attr] = [("IFLA_IFNAME", name)]
+    if peer_fd is not None:
+        attrs.append(("IFLA_NET_NS_FD", peer_fd))
+    return {"attrs": attrs}
+
+
+def _linkinfo(kind: str, *data: Attr) -> Attr:
+    return ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind), ("IFLA_INFO_DATA", {"attrs": list(data)})]})
+
+
+def netkit_data(link: LinkRec, peer_fd: int | None) -> list[Attr]:
+    """IFLA_INFO_DATA for a new netkit pair: only what the record declares is sent, so the kernel's
+    defaults apply to the rest (and an old kernel is not handed attributes it would ignore)."""
+    p, q = link.primary, link.peer
+    data: list[Attr] = [("IFLA_NETKIT_PEER_INFO", _peer_info(q.name, peer_fd))]
+    if link.mode is not None:
+        data.append(("IFLA_NETKIT_MODE", C.MODE_TO_KERNEL[link.mode]))
+    data += _policies(p.policy, q.policy)
+    if p.scrub is not None:
+        data.append(("IFLA_NETKIT_SCRUB", C.SCRUB_TO_KERNEL[p.scrub]))
+    if q.scrub is not None:
+        data.append(("IFLA_NETKIT_PEER_SCRUB", C.SCRUB_TO_KERNEL[q.scrub]))
+    if link.headroom is not None:
+        data.append(("IFLA_NETKIT_HEADROOM", link.headroom))
+    if link.tailroom is not None:
+        data.append(("IFLA_NETKIT_TAILROOM", link.tailroom))
+    return data
+
+
+def _policies(primary: str | None, peer: str | None) -> list[Attr]:
+    # both set through the primary: POLICY is its own, PEER_POLICY the peer's
+    data: list[Attr] = []
+    if primary is not None:
+        data.append(("IFLA_NETKIT_POLICY", C.POLICY_TO_KERNEL[primary]))
+    if peer is not None:
+        data.append(("IFLA_NETKIT_PEER_POLICY", C.POLICY_TO_KERNEL[peer]))
+    return data
+
+
+def newlink_body(link: LinkRec, peer_fd: int | None) -> bytes:
+    if link.kind == "netkit":
+        info = _linkinfo("netkit", *netkit_data(link, peer_fd))
+    else:
+        info = _linkinfo("veth", ("VETH_INFO_PEER", _peer_info(link.peer.name, peer_fd)))
+    return setlink(0, ("IFLA_IFNAME", link.primary.name), info)
+
+
+def policy_body(index: int, primary: str | None, peer: str | None) -> bytes:
+    """RTM_NEWLINK changing the netkit policies of an existing pair, sent to its primary."""
+    return setlink(index, _linkinfo("netkit", *_policies(primary, peer)))
+
+
+def fixed_body(index: int, attr_type: int, value: object) -> bytes:
+    """RTM_NEWLINK asking to change an attribute netkit fixes at creation (see _try_fixed)."""
+    return setlink(index, _linkinfo("netkit", (_NETKIT_NAMES[attr_type], _kernel_int(attr_type, value))))
+
+
+def mtu_body(index: int, mtu: int) -> bytes:
+    return setlink(index, ("IFLA_MTU", mtu))
+
+
+def mac_body(index: int, mac: str) -> bytes:
+    return setlink(index, ("IFLA_ADDRESS", rtnl.mac_text(mac)))
+
+
+def _configure(sock: RtnlSocket, end: EndRec, role: Role, owner: str | None, applied: str | None) -> None:
+    """Bring a freshly made end to the record: alias, mac, mtu, addresses, then up."""
+    ns = end.namespace
+    dev = need_link(sock, end.name, ns)
+    if owner is not None:
+        rtnl.set_alias(sock, dev.ifindex, end.name, ns, owner_alias(owner, role, applied))
+    if end.mac is not None and end.mac != dev.mac:
+        _set_mac(sock, dev.ifindex, end, dev.flags & C.IFF_UP != 0)
+    if end.mtu != dev.mtu:
+        call(sock, Op("set_mtu", end.name, ns, end.mtu), C.RTM_SETLINK, 0, mtu_body(dev.ifindex, end.mtu))
+    for cidr in end.addresses:
+        rtnl.add_address(sock, dev.ifindex, end.name, ns, cidr, tolerate_present=False)
+    if end.up:
+        rtnl.set_up(sock, dev.ifindex, end.name, ns, True)
+
+
+def _set_mac(sock: RtnlSocket, index: int, end: EndRec, is_up: bool) -> None:
+    assert end.mac is not None
+    op = Op("set_mac", end.name, end.namespace, end.mac)
+    body = mac_body(index, end.mac)
+    try:
+        sock.request(C.RTM_SETLINK, 0, body)
+    except NetlinkRefusal as exc:
+        if exc.errno != errno.EBUSY or not is_up:
+            raise explain(op, exc) from None
+        # a device without live MAC change: down, change, up again
+        rtnl.set_up(sock, index, end.name, end.namespace, False)
+        call(sock, op, C.RTM_SETLINK, 0, body)
+        rtnl.set_up(sock, index, end.name, end.namespace, True)
+
+
+def _delete_by_name(sock: RtnlSocket, name: str) -> None:
+    try:
+        sock.request(C.RTM_DELLINK, 0, setlink(0, ("IFLA_IFNAME", name)))
+    except NetlinkRefusal:
+        pass
+
+
+def create_link(link: LinkRec) -> None:
+    p, q = link.primary, link.peer
+    op = Op(f"create_{link.kind}", p.name, p.namespace)
+    doing = op.phrase()
+    with ExitStack() as stack:
+        ps = stack.enter_context(ns_socket(p.namespace, doing))
+        qs = ps if q.namespace == p.namespace else stack.enter_context(ns_socket(q.namespace, doing))
+        if q.namespace == p.namespace:
+            body = newlink_body(link, None)
+        else:
+            body = newlink_body(link, stack.enter_context(rtnl.ns_fd(q.namespace, doing)))
+        try:
+            ps.request(C.RTM_NEWLINK, C.NLM_F_CREATE | C.NLM_F_EXCL, body)
+        except NetlinkRefusal as exc:
+            if exc.errno == errno.EEXIST:
+                if rtnl.get_link(ps, p.name) is not None:
+                    raise name_taken(p.name, p.namespace) from None
+                if rtnl.get_link(qs, q.name) is not None:
+                    raise name_taken(q.name, q.namespace) from None
+            raise explain(op, exc) from None
+        try:
+            _configure(ps, p, "primary", link.owner, link.applied)
+            _configure(qs, q, "peer", link.owner, None)
+        except BaseException:
+            _delete_by_name(ps, p.name)  # all or nothing: no half-configured pair stays behind
+            raise
+
+
+def delete_link(link: LinkRec) -> None:
+    p = link.primary
+    op = Op("delete_link", p.name, p.namespace, link.kind)
+    with ns_socket(p.namespace, op.phrase()) as sock:
+        dev = rtnl.get_link(sock, p.name)
+        if dev is None:
+            raise explain(op, NetlinkRefusal(errno.ENODEV, None))
+        if dev.kind != link.kind:  # never delete something that is not the pair we mean
+            raise KernelError(
+                f"{op.phrase()}: refusing, {p.name} in {where(p.namespace)} is a {dev.kind or 'physical'} device"
+            )
+        call(sock, op, C.RTM_DELLINK, 0, setlink(dev.ifindex))
+
+
+# update ------------------------------------------------------------------------------------------
+def _fixed_fields(r: LinkRec) -> list[tuple[str, object, int]]:
+    """netkit attributes fixed at creation: (label, value in the record, attribute)."""
+    return [
+        ("mode", r.mode, C.IFLA_NETKIT_MODE),
+        ("scrub", r.primary.scrub, C.IFLA_NETKIT_SCRUB),
+        ("peer scrub", r.peer.scrub, C.IFLA_NETKIT_PEER_SCRUB),
+        ("headroom", r.headroom, C.IFLA_NETKIT_HEADROOM),
+        ("tailroom", r.tailroom, C.IFLA_NETKIT_TAILROOM),
+    ]
+
+
+_NETKIT_NAMES = {
+    C.IFLA_NETKIT_MODE: "IFLA_NETKIT_MODE",
+    C.IFLA_NETKIT_SCRUB: "IFLA_NETKIT_SCRUB",
+    C.IFLA_NETKIT_PEER_SCRUB: "IFLA_NETKIT_PEER_SCRUB",
+    C.IFLA_NETKIT_HEADROOM: "IFLA_NETKIT_HEADROOM",
+    C.IFLA_NETKIT_TAILROOM: "IFLA_NETKIT_TAILROOM",
+}
+
+
+def _try_fixed(sock: RtnlSocket, before: LinkRec, after: LinkRec, index: int) -> None:
+    """A change the kernel does not allow in place is still put to the kernel, so the refusal is
+    the kernel's own; a kernel that silently ignores the attribute is caught by reading back."""
+    name, ns = after.primary.name, after.primary.namespace
+    for (label, want, attr_type), (_, had, _) in zip(_fixed_fields(after), _fixed_fields(before), strict=True):
+        if want is None or want == had:
+            continue
+        op = Op("change_fixed", name, ns, label)
+        call(sock, op, C.RTM_NEWLINK, 0, fixed_body(index, attr_type, want))
+        if need_link(sock, name, ns).netkit.get(attr_type) != _kernel_int(attr_type, want):
+            raise KernelError(f"{op.phrase()}: this kernel ({os.uname().release}) accepted but ignored it", None)
+
+
+def _kernel_int(attr_type: int, value: object) -> int:
+    if attr_type == C.IFLA_NETKIT_MODE:
+        return C.MODE_TO_KERNEL[str(value)]
+    if attr_type in (C.IFLA_NETKIT_SCRUB, C.IFLA_NETKIT_PEER_SCRUB):
+        return C.SCRUB_TO_KERNEL[str(value)]
+    assert isinstance(value, int)
+    return value
+
+
+def _update_end(
+    sock: RtnlSocket,
+    before: EndRec,
+    after: EndRec,
+    role: Role,
+    owner_changed: bool,
+    owner: str | None,
+    applied: str | None = None,
+) -> None:
+    ns, name = after.namespace, after.name
+    dev = need_link(sock, name, ns)
+    if owner_changed:
+        rtnl.set_alias(sock, dev.ifindex, name, ns, owner_alias(owner, role, applied) if owner else "")
+    if after.mac is not None and after.mac != dev.mac:
+        _set_mac(sock, dev.ifindex, after, dev.flags & C.IFF_UP != 0)
+    was_up = bool(dev.flags & C.IFF_UP)
+    flushed = False  # the kernel drops IPv6 addresses on admin down (keep_addr_on_down=0) and below MTU 1280
+    if after.mtu != dev.mtu:
+        call(sock, Op("set_mtu", name, ns, after.mtu), C.RTM_SETLINK, 0, mtu_body(dev.ifindex, after.mtu))
+        flushed = after.mtu < 1280 <= dev.mtu
+    if was_up and not after.up:  # down before addresses: what is added while down stays
+        rtnl.set_up(sock, dev.ifindex, name, ns, False)
+        flushed = True
+    for cidr in before.addresses:
+        if cidr not in after.addresses:
+            rtnl.del_address(sock, dev.ifindex, name, ns, cidr, tolerate_absent=True)
+    for cidr in after.addresses:
+        if flushed or cidr not in before.addresses:
+            rtnl.add_address(sock, dev.ifindex, name, ns, cidr, tolerate_present=True)
+    if after.up and not was_up:
+        rtnl.set_up(sock, dev.ifindex, name, ns, True)
+
+
+def update_link(before: LinkRec, after: LinkRec) -> None:
+    where_before = [(e.namespace, e.name) for e in (before.primary, before.peer)]
+    where_after = [(e.namespace, e.name) for e in (after.primary, after.peer)]
+    if before.kind != after.kind or where_before != where_after:
+        raise InternalError(
+            f"update of {after.primary.name} asks to change its kind, names or namespaces: that needs a replacement"
+        )
+    p, q = after.primary, after.peer
+    doing = f"updating {after.kind} pair {p.name} in {where(p.namespace)}"
+    with ExitStack() as stack:
+        ps = stack.enter_context(ns_socket(p.namespace, doing))
+        qs = ps if q.namespace == p.namespace else stack.enter_context(ns_socket(q.namespace, doing))
+        if after.kind == "netkit":
+            index = need_link(ps, p.name, p.namespace).ifindex
+            _try_fixed(ps, before, after, index)  # first: a refusal here leaves nothing half-changed
+            policies = (p.policy, q.policy)
+            if policies != (before.primary.policy, before.peer.policy):
+                op = Op("set_policy", p.name, p.namespace, f"{p.policy}/{q.policy} (primary/peer)")
+                call(ps, op, C.RTM_NEWLINK, 0, policy_body(index, p.policy, q.policy))
+        changed = before.owner != after.owner
+        _update_end(ps, before.primary, p, "primary", changed or after.owner is not None, after.owner, after.applied)
+        _update_end(qs, before.peer, q, "peer", changed or after.owner is not None, after.owner)

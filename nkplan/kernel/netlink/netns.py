@@ -1,0 +1,179 @@
+"""Named network namespaces the way iproute2 keeps them (a bind mount of the namespace file at
+/run/netns/NAME), and the thread trick nkplan uses to work inside one.
+
+setns(2) and unshare(2) on CLONE_NEWNET change only the calling thread, and a socket keeps the
+namespace it was created in. So every hop into another namespace happens in a short-lived worker
+thread: it enters the namespace, opens what it needs, and dies. The caller's thread never leaves
+its own namespace, so a failure halfway can never leave nkplan working in the wrong place.
+No subprocess, no pyroute2 NetNS helper."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from nkplan.kernel.netlink import consts as C
+
+NETNS_RUN_DIR = "/run/netns"
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace behind fd."""
+    _check(_libc.setns(fd, C.CLONE_NEWNET), "setns")
+
+
+def unshare_net() -> None:
+    """Move the calling thread into a new, empty network namespace."""
+    _check(_libc.unshare(C.CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+
+
+def mount(source: str, target: str, flags: int) -> None:
+    _check(_libc.mount(source.encode(), target.encode(), b"none", flags, None), f"mount {target}")
+
+
+def umount2(target: str, flags: int) -> None:
+    _check(_libc.umount2(target.encode(), flags), f"umount {target}")
+
+
+def ns_path(name: str) -> str:
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def valid_name(name: str) -> bool:
+    """What `ip netns add` accepts: a single, non-empty path component."""
+    return bool(name) and "/" not in name and name not in (".", "..") and "\0" not in name
+
+
+def named_namespaces() -> list[str]:
+    """Names `ip netns list` would show, sorted; an absent /run/netns means none."""
+    try:
+        entries = os.scandir(NETNS_RUN_DIR)
+    except FileNotFoundError:
+        return []
+    with entries:
+        return sorted(e.name for e in entries if not e.name.startswith(".") and not e.is_dir(follow_symlinks=False))
+
+
+def open_ns(name: str) -> int:
+    return os.open(ns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+
+
+def thread_ns_fd() -> int:
+    """An fd for the calling thread's own network namespace."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def run_in_thread(fn: Callable[[], T]) -> T:
+    """Run fn in a fresh thread (which inherits the caller's namespace and may leave it freely)
+    and hand back its result or exception."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=body, name="nkplan-netns", daemon=True)
+    worker.start()
+    interrupted: BaseException | None = None
+    while worker.is_alive():
+        # A Ctrl-C must not return while the worker is still changing the kernel: the caller's
+        # undo would race it. The worker's jobs are a few netlink calls, so waiting is short.
+        try:
+            worker.join()
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def in_namespace(fd: int | None, fn: Callable[[], T]) -> T:
+    """Run fn inside the namespace behind fd (None: the caller's own, no thread needed)."""
+    if fd is None:
+        return fn()
+
+    def hop() -> T:
+        setns(fd)
+        return fn()
+
+    return run_in_thread(hop)
+
+
+# named namespace life cycle (what `ip netns add/del` does) --------------------------------------
+def _ensure_run_dir() -> None:
+    """Create /run/netns and make it a shared mount point, as iproute2 does, so that unmounting a
+    namespace file in one mount namespace unmounts it everywhere and the namespace can be freed."""
+    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+    try:
+        mount("", NETNS_RUN_DIR, C.MS_SHARED | C.MS_REC)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: not a mount point yet
+            raise
+        mount(NETNS_RUN_DIR, NETNS_RUN_DIR, C.MS_BIND | C.MS_REC)
+        mount("", NETNS_RUN_DIR, C.MS_SHARED | C.MS_REC)
+
+
+def create_named(name: str, setup: Callable[[], None]) -> None:
+    """Create namespace NAME and run setup() inside it before returning. On any failure the
+    half-made namespace is removed again. Raises FileExistsError if the name is taken."""
+    _ensure_run_dir()
+    path = ns_path(name)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
+    mounted = False
+
+    def make() -> None:
+        nonlocal mounted
+        unshare_net()
+        mount("/proc/thread-self/ns/net", path, C.MS_BIND)
+        mounted = True
+        setup()
+
+    try:
+        run_in_thread(make)
+    except BaseException:
+        if mounted:
+            try:
+                umount2(path, C.MNT_DETACH)
+            except OSError:
+                pass
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+
+
+def delete_named(name: str) -> None:
+    """Unmount and remove /run/netns/NAME (like `ip netns del`). The kernel frees the namespace
+    once nothing else holds it. Raises FileNotFoundError if there is no such name."""
+    path = ns_path(name)
+    if not os.path.lexists(path):
+        raise FileNotFoundError(errno.ENOENT, f"no namespace {name}", path)
+    try:
+        umount2(path, C.MNT_DETACH)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: a stale file that is not mounted; just remove it
+            raise
+    os.unlink(path)

@@ -1,0 +1,326 @@
+"""Read the host namespace and every named namespace into one LiveState.
+
+One worker thread walks the namespaces: setns() into each, open a plain netlink socket there, dump
+links, addresses and routes. Device pairs are then matched across namespaces through IFLA_LINK
+(the other end's ifindex) and IFLA_LINK_NETNSID (where it lives, as an id local to the namespace
+that reports it); ids are resolved with RTM_GETNSID, which only looks up and never assigns."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nkplan.core.records import (
+    HOST,
+    RTPROT_NKPLAN,
+    DeviceInfo,
+    EndRec,
+    LinkRec,
+    LiveState,
+    NamespaceRec,
+    Role,
+    RouteRec,
+    parse_applied_digest,
+    parse_owner_alias,
+)
+from nkplan.errors import CapabilityError, KernelError
+from nkplan.kernel.netlink import consts as C
+from nkplan.kernel.netlink import decode, netns
+from nkplan.kernel.netlink.decode import RawLink, RawRoute
+from nkplan.kernel.netlink.nlsock import IFADDRMSG, RTMSG, NetlinkRefusal, RtnlSocket, attr_u32, ifinfomsg, query_nsid
+
+PAIR_KINDS = ("veth", "netkit")
+_LINK_DUMP = ifinfomsg() + attr_u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)
+_ADDR_DUMP = IFADDRMSG.pack(C.AF_UNSPEC, 0, 0, 0, 0)
+# With strict checking the kernel filters a route dump by rtm_protocol (IPv4, IPv6 and the
+# others alike); rtm_table stays 0 because MPLS rejects a table in a strict dump request.
+_ROUTE_DUMP = RTMSG.pack(C.AF_UNSPEC, 0, 0, 0, 0, RTPROT_NKPLAN, 0, 0, 0)
+
+End = tuple[str, RawLink]  # (namespace, device)
+
+
+@dataclass
+class NsScan:
+    name: str
+    links: dict[int, RawLink] = field(default_factory=dict)
+    routes: list[RawRoute] = field(default_factory=list)
+
+
+def scan(sock: RtnlSocket, name: str) -> NsScan:
+    """Links, addresses and nkplan routes of the socket's namespace."""
+    out = NsScan(name)
+    for mtype, data, start, end in sock.dump(C.RTM_GETLINK, _LINK_DUMP):
+        if mtype == C.RTM_NEWLINK:
+            dev = decode.link(data, start, end)
+            out.links[dev.ifindex] = dev
+    for mtype, data, start, end in sock.dump(C.RTM_GETADDR, _ADDR_DUMP):
+        if mtype == C.RTM_NEWADDR:
+            got = decode.address(data, start, end)
+            if got is not None and got[0] in out.links:
+                out.links[got[0]].addresses.append(got[1])
+    for mtype, data, start, end in sock.dump(C.RTM_GETROUTE, _ROUTE_DUMP):
+        if mtype == C.RTM_NEWROUTE:
+            rt = decode.route(data, start, end)
+            if rt is not None:
+                out.routes.append(rt)
+    return out
+
+
+@dataclass
+class Snapshot:
+    scans: dict[str, NsScan]  # host ("") first, then named namespaces in sorted order
+    namespaces: dict[str, NamespaceRec]  # named namespaces only
+    pairs: list[tuple[End, End]]
+
+
+def _ns_owner(sc: NsScan) -> str | None:
+    lo = next((d for d in sc.links.values() if d.name == "lo"), None)
+    parsed = parse_owner_alias(lo.alias if lo else None)
+    return parsed[0] if parsed and parsed[1] == "ns" else None
+
+
+Visit = Callable[[str, NsScan], None]
+
+
+def _walk(visit: Visit | None = None) -> Snapshot:
+    """Runs in a disposable worker thread: it moves between namespaces and never returns home.
+    visit(name, scan), if given, runs right after each namespace was dumped, still inside it (for
+    per-namespace queries that take the scan's ifindexes, e.g. the BPF hooks of owned devices)."""
+    try:
+        home = os.stat("/proc/thread-self/ns/net")
+        host_sock = RtnlSocket(strict=True)
+    except PermissionError as exc:
+        raise CapabilityError("nkplan needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to read network namespaces") from exc
+    seen: dict[tuple[int, int], str] = {(home.st_dev, home.st_ino): HOST}
+    scans: dict[str, NsScan] = {}
+    namespaces: dict[str, NamespaceRec] = {}
+    host_ids: dict[int, str] = {}  # nsid as the host sees it -> namespace name
+    with host_sock:
+        scans[HOST] = scan(host_sock, HOST)
+        if visit is not None:
+            visit(HOST, scans[HOST])
+        for name in netns.named_namespaces():
+            try:
+                fd = netns.open_ns(name)
+            except FileNotFoundError:
+                continue  # removed while we were reading
+            except PermissionError as exc:
+                raise CapabilityError(
+                    f"nkplan needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to read network namespace {name}"
+                ) from exc
+            try:
+                st = os.fstat(fd)
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    # a second name for a namespace already read: listing it is enough; its lo
+                    # alias belongs to the first name, so it must not look owned twice
+                    namespaces[name] = NamespaceRec(name, None)
+                    continue
+                try:
+                    netns.setns(fd)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    namespaces[name] = NamespaceRec(name, None)  # a stale file, not a namespace
+                    continue
+                seen[key] = name
+                with RtnlSocket(strict=True) as sock:
+                    sc = scan(sock, name)
+                scans[name] = sc
+                if visit is not None:
+                    visit(name, sc)
+                namespaces[name] = NamespaceRec(name, _ns_owner(sc))
+                nsid = query_nsid(host_sock, fd)
+                if nsid >= 0:
+                    host_ids[nsid] = name
+            finally:
+                os.close(fd)
+    return Snapshot(scans, namespaces, pair_ends(scans, host_ids, _verify_between))
+
+
+def _verify_between(a: str, b: str) -> int:
+    """The id namespace a uses for namespace b (worker thread only: it enters a)."""
+    fa = netns.open_ns(a)
+    fb = netns.open_ns(b)
+    try:
+        netns.setns(fa)
+        with RtnlSocket() as sock:
+            return query_nsid(sock, fb)
+    finally:
+        os.close(fa)
+        os.close(fb)
+
+
+def _is_pair_end(d: RawLink) -> bool:
+    return d.kind in PAIR_KINDS and d.link is not None
+
+
+def pair_ends(
+    scans: dict[str, NsScan], host_ids: dict[int, str], between: Callable[[str, str], int]
+) -> list[tuple[End, End]]:
+    """Match the two ends of every veth/netkit pair whose both ends were read.
+
+    Same namespace: IFLA_LINK is the other's ifindex, no netnsid. Host end with a netnsid: the host's
+    own id map (built with RTM_GETNSID) names the namespace. Between two named namespaces: the
+    candidates whose (ifindex, IFLA_LINK) mirror ours, confirmed with one RTM_GETNSID from inside ours."""
+    cache: dict[tuple[str, str], int] = {}
+    mirrors: dict[tuple[int, int], list[End]] = defaultdict(list)
+    for ns, sc in scans.items():
+        for d in sc.links.values():
+            if _is_pair_end(d) and d.link_nsid is not None:
+                mirrors[(d.ifindex, d.link or 0)].append((ns, d))
+
+    def mirrors_me(me: RawLink, other: RawLink | None, foreign: bool) -> bool:
+        return (
+            other is not None
+            and other.kind == me.kind
+            and other.link == me.ifindex
+            and (other.link_nsid is not None) == foreign
+        )
+
+    done: set[tuple[str, int]] = set()
+    pairs: list[tuple[End, End]] = []
+    for ns, sc in scans.items():
+        for me in sc.links.values():
+            if not _is_pair_end(me) or (ns, me.ifindex) in done:
+                continue
+            found: End | None = None
+            if me.link_nsid is None:
+                other = sc.links.get(me.link or 0)
+                if other is not None and other is not me and mirrors_me(me, other, False):
+                    found = (ns, other)
+            elif ns == HOST:
+                where = host_ids.get(me.link_nsid)
+                if where is not None:
+                    other = scans[where].links.get(me.link or 0)
+                    if mirrors_me(me, other, True):
+                        assert other is not None
+                        found = (where, other)
+            else:
+                for cns, cand in mirrors.get((me.link or 0, me.ifindex), ()):
+                    if cns == ns or cand.kind != me.kind or (cns, cand.ifindex) in done:
+                        continue
+                    if cns == HOST:
+                        ok = host_ids.get(cand.link_nsid or -1) == ns
+                    else:
+                        if (ns, cns) not in cache:
+                            cache[(ns, cns)] = between(ns, cns)
+                        ok = cache[(ns, cns)] == me.link_nsid
+                    if ok:
+                        found = (cns, cand)
+                        break
+            if found is not None:
+                done.add((ns, me.ifindex))
+                done.add((found[0], found[1].ifindex))
+                pairs.append(((ns, me), found))
+    return pairs
+
+
+# records -------------------------------------------------------------------------------------------
+def _role(d: RawLink) -> tuple[str | None, Role | None]:
+    parsed = parse_owner_alias(d.alias)
+    return (parsed[0], parsed[1]) if parsed else (None, None)
+
+
+def _primary_first(a: End, b: End) -> tuple[End, End]:
+    """Which end is the primary: netkit says so itself; for veth the ownership alias does, and an
+    unowned pair is ordered deterministically (the host end, else the lower (namespace, name))."""
+    if a[1].kind == "netkit":
+        pa, pb = a[1].netkit.get(C.IFLA_NETKIT_PRIMARY), b[1].netkit.get(C.IFLA_NETKIT_PRIMARY)
+        if pa and not pb:
+            return a, b
+        if pb and not pa:
+            return b, a
+    ra, rb = _role(a[1])[1], _role(b[1])[1]
+    if ra == "primary" and rb != "primary":
+        return a, b
+    if rb == "primary" and ra != "primary":
+        return b, a
+    if ra == "peer" and rb != "peer":
+        return b, a
+    if rb == "peer" and ra != "peer":
+        return a, b
+    if (a[0] == HOST) != (b[0] == HOST):
+        return (a, b) if a[0] == HOST else (b, a)
+    return (a, b) if (a[0], a[1].name) <= (b[0], b[1].name) else (b, a)
+
+
+def _end(e: End) -> EndRec:
+    ns, d = e
+    policy = scrub = None
+    if d.kind == "netkit":
+        # each end's own dump reports its own policy/scrub as IFLA_NETKIT_POLICY/SCRUB
+        # (PEER_* there is the other end's), so reading each end from itself needs no reversal
+        policy = C.POLICY_FROM_KERNEL.get(d.netkit.get(C.IFLA_NETKIT_POLICY, -1))
+        scrub = C.SCRUB_FROM_KERNEL.get(d.netkit.get(C.IFLA_NETKIT_SCRUB, -1))
+    return EndRec(
+        namespace=ns,
+        name=d.name,
+        mtu=d.mtu,
+        up=bool(d.flags & C.IFF_UP),
+        mac=d.mac,
+        addresses=tuple(c for *_k, c in sorted(d.addresses)),
+        policy=policy,  # type: ignore[arg-type]
+        scrub=scrub,  # type: ignore[arg-type]
+    )
+
+
+def link_record(a: End, b: End) -> LinkRec:
+    prim, peer = _primary_first(a, b)
+    d = prim[1]
+    netkit = d.kind == "netkit"
+    return LinkRec(
+        kind=d.kind,  # type: ignore[arg-type]
+        primary=_end(prim),
+        peer=_end(peer),
+        mode=C.MODE_FROM_KERNEL.get(d.netkit.get(C.IFLA_NETKIT_MODE, -1)) if netkit else None,  # type: ignore[arg-type]
+        headroom=d.netkit.get(C.IFLA_NETKIT_HEADROOM) if netkit else None,
+        tailroom=d.netkit.get(C.IFLA_NETKIT_TAILROOM) if netkit else None,
+        owner=_role(d)[0],
+        applied=parse_applied_digest(d.alias),
+    )
+
+
+def build(snap: Snapshot) -> LiveState:
+    live = LiveState(namespaces=snap.namespaces)
+    for ns, sc in snap.scans.items():
+        for d in sc.links.values():
+            owner, role = _role(d)
+            live.devices[(ns, d.name)] = DeviceInfo(ns, d.name, d.kind, d.ifindex, owner, role)
+        for rt in sc.routes:
+            dev = sc.links.get(rt.oif) if rt.oif is not None else None
+            live.routes.append(
+                RouteRec(
+                    namespace=ns,
+                    to=rt.to,
+                    via=rt.via,
+                    dev=dev.name if dev else None,
+                    metric=rt.metric,
+                    owner=_role(dev)[0] if dev else None,
+                )
+            )
+    for a, b in snap.pairs:
+        rec = link_record(a, b)
+        live.links[(rec.primary.namespace, rec.primary.name)] = rec
+    return live
+
+
+def read_state(visit: Visit | None = None) -> LiveState:
+    """Everything the host namespace and the named namespaces hold (without KernelInfo); visit:
+    see _walk."""
+    try:
+        snap = netns.run_in_thread(lambda: _walk(visit))
+    except NetlinkRefusal as exc:
+        raise KernelError(
+            f"reading network state: the kernel refused a dump ({os.strerror(exc.errno)})", exc.errno
+        ) from exc
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            raise CapabilityError(
+                "nkplan needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to read network namespaces"
+            ) from exc
+        raise KernelError(f"reading network state: {exc.strerror or exc}", exc.errno) from exc
+    return build(snap)

@@ -1,0 +1,183 @@
+"""Building blocks for changing the kernel: a socket bound to a namespace, device lookup, and the
+request bodies for links, addresses and routes (encoded by pyroute2, see encode.py). Every refusal
+is turned into a KernelError that names the operation (refusals.explain)."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from nkplan.core.records import HOST, RTPROT_NKPLAN, RouteRec
+from nkplan.errors import KernelError
+from nkplan.kernel.netlink import consts as C
+from nkplan.kernel.netlink import decode, encode, netns
+from nkplan.kernel.netlink.decode import RawLink
+from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, attr_str, attr_u32, ifinfomsg
+from nkplan.kernel.netlink.refusals import Op, explain, no_namespace
+
+RT_SCOPE_NOWHERE = 255  # on delete: match a route of any scope, as iproute2 does
+
+
+@contextmanager
+def ns_socket(ns: str, doing: str) -> Iterator[RtnlSocket]:
+    """A netlink socket bound to namespace ns ("" = the host, i.e. the caller's own)."""
+    if ns == HOST:
+        sock = RtnlSocket()
+    else:
+        with ns_fd(ns, doing) as fd:
+            try:
+                sock = netns.in_namespace(fd, RtnlSocket)
+            except OSError as exc:
+                if exc.errno == errno.EINVAL:
+                    raise KernelError(f"{doing}: {netns.ns_path(ns)} is not a network namespace", exc.errno) from None
+                raise explain(Op("lookup", ns, ns), exc) from None
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@contextmanager
+def ns_fd(ns: str, doing: str) -> Iterator[int]:
+    """An fd for namespace ns, to hand to the kernel (IFLA_NET_NS_FD)."""
+    if ns == HOST:
+        fd = netns.thread_ns_fd()  # the caller's thread lives in the host namespace
+    else:
+        try:
+            fd = netns.open_ns(ns)
+        except FileNotFoundError:
+            raise no_namespace(ns, doing) from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def call(sock: RtnlSocket, op: Op, mtype: int, flags: int, body: bytes) -> None:
+    try:
+        sock.request(mtype, flags, body)
+    except NetlinkRefusal as exc:
+        raise explain(op, exc) from None
+
+
+def get_link(sock: RtnlSocket, name: str) -> RawLink | None:
+    """The device called name in the socket's namespace, or None. A lookup, not a change: packed
+    by hand like the reader's dumps, because the netkit probe (part of read()) uses it too."""
+    body = ifinfomsg() + attr_str(C.IFLA_IFNAME, name) + attr_u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)
+    try:
+        replies = sock.request(C.RTM_GETLINK, 0, body)
+    except NetlinkRefusal as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise explain(Op("lookup", name), exc) from None
+    for mtype, data, start, end in replies:
+        if mtype == C.RTM_NEWLINK:
+            return decode.link(data, start, end)
+    return None
+
+
+def get_link_by_index(sock: RtnlSocket, index: int) -> RawLink | None:
+    """The device with this ifindex in the socket's namespace, or None."""
+    body = ifinfomsg(index) + attr_u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)
+    try:
+        replies = sock.request(C.RTM_GETLINK, 0, body)
+    except NetlinkRefusal as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise explain(Op("lookup", f"ifindex {index}"), exc) from None
+    for mtype, data, start, end in replies:
+        if mtype == C.RTM_NEWLINK:
+            return decode.link(data, start, end)
+    return None
+
+
+def need_link(sock: RtnlSocket, name: str, ns: str) -> RawLink:
+    dev = get_link(sock, name)
+    if dev is None:
+        raise explain(Op("lookup", name, ns), NetlinkRefusal(errno.ENODEV, None))
+    return dev
+
+
+# links ------------------------------------------------------------------------------------------
+def setlink(index: int, *attrs: tuple[str, Any], flags: int = 0, change: int = 0) -> bytes:
+    """RTM_SETLINK / RTM_NEWLINK (change) / RTM_DELLINK body for the device with ifindex index."""
+    return encode.link(*attrs, index=index, flags=flags, change=change)
+
+
+def mac_text(mac: str) -> str:
+    """aa:bb:cc:dd:ee:ff, as pyroute2's IFLA_ADDRESS wants it, from any form the spec allows."""
+    raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def set_up(sock: RtnlSocket, index: int, name: str, ns: str, up: bool) -> None:
+    op = Op("set_up", name, ns, "up" if up else "down")
+    call(sock, op, C.RTM_SETLINK, 0, setlink(index, flags=C.IFF_UP if up else 0, change=C.IFF_UP))
+
+
+def set_alias(sock: RtnlSocket, index: int, name: str, ns: str, alias: str) -> None:
+    # an empty alias clears it (the kernel reports an empty alias as none)
+    call(sock, Op("set_alias", name, ns, alias), C.RTM_SETLINK, 0, setlink(index, ("IFLA_IFALIAS", alias)))
+
+
+# addresses --------------------------------------------------------------------------------------
+def addr_body(cidr: str, index: int) -> bytes:
+    iface = ipaddress.ip_interface(cidr)
+    family = C.AF_INET if iface.version == 4 else C.AF_INET6
+    ip = str(iface.ip)
+    return encode.address(
+        ("IFA_LOCAL", ip), ("IFA_ADDRESS", ip), family=family, prefixlen=iface.network.prefixlen, index=index
+    )
+
+
+def add_address(sock: RtnlSocket, index: int, name: str, ns: str, cidr: str, *, tolerate_present: bool) -> None:
+    try:
+        sock.request(C.RTM_NEWADDR, C.NLM_F_CREATE | C.NLM_F_EXCL, addr_body(cidr, index))
+    except NetlinkRefusal as exc:
+        if not (tolerate_present and exc.errno == errno.EEXIST):
+            raise explain(Op("add_address", name, ns, cidr), exc) from None
+
+
+def del_address(sock: RtnlSocket, index: int, name: str, ns: str, cidr: str, *, tolerate_absent: bool) -> None:
+    try:
+        sock.request(C.RTM_DELADDR, 0, addr_body(cidr, index))
+    except NetlinkRefusal as exc:
+        if not (tolerate_absent and exc.errno == errno.EADDRNOTAVAIL):
+            raise explain(Op("del_address", name, ns, cidr), exc) from None
+
+
+# routes -----------------------------------------------------------------------------------------
+def route_body(route: RouteRec, oif: int | None, *, delete: bool = False) -> bytes:
+    net = ipaddress.ip_network(route.to, strict=False)
+    family = C.AF_INET if net.version == 4 else C.AF_INET6
+    via = ipaddress.ip_address(route.via) if route.via else None
+    if delete:
+        scope, rtype = RT_SCOPE_NOWHERE, 0
+    else:
+        scope = C.RT_SCOPE_UNIVERSE if via is not None or family == C.AF_INET6 else C.RT_SCOPE_LINK
+        rtype = C.RTN_UNICAST
+    attrs: list[tuple[str, Any]] = [("RTA_TABLE", C.RT_TABLE_MAIN)]
+    if net.prefixlen:
+        attrs.append(("RTA_DST", str(net.network_address)))
+    # always explicit: without it IPv6 stores 1024 and the read-back would differ from the record
+    attrs.append(("RTA_PRIORITY", route.metric))
+    if via is not None:
+        if via.version == net.version:
+            attrs.append(("RTA_GATEWAY", str(via)))
+        else:  # an IPv4 route via an IPv6 next hop: struct rtvia
+            attrs.append(("RTA_VIA", {"family": C.AF_INET6 if via.version == 6 else C.AF_INET, "addr": str(via)}))
+    if oif is not None:
+        attrs.append(("RTA_OIF", oif))
+    return encode.route(
+        *attrs,
+        family=family,
+        dst_len=net.prefixlen,
+        table=C.RT_TABLE_MAIN,
+        proto=RTPROT_NKPLAN,
+        scope=scope,
+        rtype=rtype,
+    )

@@ -1,1 +1,0 @@
-"""Renderers turn a Plan into text for people; they decide nothing."""

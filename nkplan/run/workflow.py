@@ -1,0 +1,92 @@
+"""The main job, glued from the layers: load → read → check capabilities → plan → apply → verify.
+The CLI (and later the Ansible module) call these; they do no argument parsing or printing."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nkplan import __version__
+from nkplan.core.capabilities import capability_problems, needs_netkit
+from nkplan.core.desired import desired
+from nkplan.core.plan import Plan
+from nkplan.core.planner import make_plan
+from nkplan.core.records import LiveState
+from nkplan.errors import PlanError, VerifyError
+from nkplan.kernel.seam import Kernel
+from nkplan.run.applier import Progress, apply_plan
+from nkplan.run.identity import host_identity
+from nkplan.spec.loader import Loaded
+from nkplan.spec.models import StackSpec
+
+VERIFY_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # namespace teardown is asynchronous
+
+
+@dataclass(frozen=True)
+class Planned:
+    plan: Plan
+    live: LiveState
+
+
+def plan_for(
+    kernel: Kernel | None,
+    loaded: Loaded,
+    *,
+    adopt: bool = False,
+    live: LiveState | None = None,
+    source: str = "kernel",
+    host: dict[str, str] | None = None,
+) -> Planned:
+    """Plan a spec against the kernel (read now) or a given snapshot (`live`, `source="snapshot"`,
+    with the snapshot's `host` identity)."""
+    spec = loaded.spec
+    if live is None:
+        assert kernel is not None
+        live = kernel.read(probe_netkit=needs_netkit(spec))
+    locate = loaded.source.where
+    problems = capability_problems(spec, live.kernel, locate)
+    if kernel is not None and loaded.objects:
+        problems += [f"{loaded.source.filename}: cannot manage BPF programs here: {p}" for p in kernel.bpf_problems()]
+    if problems:
+        raise PlanError(problems)
+    want = desired(spec, live.kernel, loaded.source.filename, loaded.objects, loaded.object_maps)
+    plan = make_plan(want, live, adopt=adopt, locate=locate)
+    ident = host if host is not None else host_identity()
+    meta = {
+        "nkplan_version": __version__,
+        "spec_file": loaded.source.filename,
+        "spec_digest": loaded.digest,
+        "source": source,
+        "host": {**ident, "kernel": live.kernel.release or ident.get("kernel", "")},
+        "adopt": adopt,
+    }
+    return Planned(dataclasses.replace(plan, meta=meta), live)
+
+
+def empty_spec(stack: str, filename: str = "<destroy>") -> Loaded:
+    from nkplan.spec.loader import SourceMap
+
+    return Loaded(StackSpec(stack=stack), SourceMap(filename))
+
+
+def apply_and_verify(
+    kernel: Kernel,
+    loaded: Loaded,
+    plan: Plan,
+    *,
+    adopt: bool = False,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    apply_plan(kernel, plan, progress)
+    left: Plan | None = None
+    for delay in VERIFY_DELAYS:
+        sleep(delay)
+        left = plan_for(kernel, loaded, adopt=False).plan
+        if not left.has_changes:
+            return
+    assert left is not None
+    pending = ", ".join(f"{c.address} ({c.action})" for c in left.changes if c.action != "no-op")
+    raise VerifyError(f"after apply the kernel still differs from the spec: {pending}")

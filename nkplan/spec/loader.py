@@ -1,0 +1,277 @@
+"""YAML → StackSpec. ruamel.yaml keeps the position of every node, so each problem — YAML syntax,
+schema, or cross-field rule — is reported as file:line:col with the offending value, all at once."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from nkplan.core.records import MapDef
+from nkplan.errors import InternalError, SpecError
+from nkplan.spec.checks import declared_hooks, semantic_problems
+from nkplan.spec.models import LinkSpec, NamespaceSpec, RouteSpec, StackSpec
+from nkplan.spec.objects import Inspect, ObjectFacts, object_problems
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """1-based (line, col) of every value and mapping key, by path from the document root."""
+
+    filename: str
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, path: Path_, key: bool = False) -> str:
+        """Best position for a path: the key itself for key problems, else the value; falls back
+        to the nearest existing ancestor (e.g. for a missing field, the mapping that lacks it)."""
+        probe = tuple(path)
+        while True:
+            table = self.keys if key else self.values
+            if probe in table:
+                line, col = table[probe]
+                return f"{self.filename}:{line}:{col}"
+            if not probe:
+                return f"{self.filename}:1:1"
+            probe = probe[:-1]
+            key = False
+
+
+def dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    spec: StackSpec
+    source: SourceMap
+    text: str = ""  # the document as read: saved plans embed it, its digest identifies the spec
+    objects: dict[str, str] = field(default_factory=dict)  # BPF object path → content digest16
+    object_maps: dict[str, tuple[MapDef, ...]] = field(default_factory=dict)  # BPF object path → its own maps
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def _plain(node: Any, path: Path_, smap: SourceMap) -> Any:
+    """Copy ruamel's round-trip nodes into plain Python values, recording positions."""
+    if isinstance(node, CommentedMap):
+        out: dict[Any, Any] = {}
+        for k, v in node.items():
+            child = (*path, str(k))
+            try:
+                kl, kc = node.lc.key(k)
+                smap.keys[child] = (kl + 1, kc + 1)
+                vl, vc = node.lc.value(k)
+                smap.values[child] = (vl + 1, vc + 1)
+            except (KeyError, TypeError):
+                pass
+            out[str(k)] = _plain(v, child, smap)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for i, v in enumerate(node):
+            child = (*path, i)
+            try:
+                il, ic = node.lc.item(i)
+                smap.values[child] = (il + 1, ic + 1)
+            except (KeyError, TypeError):
+                pass
+            items.append(_plain(v, child, smap))
+        return items
+    if isinstance(node, bool) or node is None:
+        return node
+    for base in (int, float, str):
+        if isinstance(node, base):
+            return base(node)
+    return node
+
+
+def _value_at(data: Any, path: Path_) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _pydantic_problems(exc: ValidationError, data: Any, smap: SourceMap) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc: Path_ = tuple(err["loc"])
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            problems.append(f"{smap.where(loc, key=True)}: {dotted(loc)}: unknown field {str(loc[-1])!r}")
+            continue
+        if kind == "missing":
+            problems.append(f"{smap.where(loc)}: {dotted(loc)}: required field {str(loc[-1])!r} is missing")
+            continue
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        else:
+            msg = f"{msg} (got {_value_at(data, loc)!r})"
+        problems.append(f"{smap.where(loc)}: {dotted(loc)}: {msg}")
+    return problems
+
+
+class _Fallback(Exception):
+    """The fast parser cannot take this document the way the YAML 1.2 parser would: use that one."""
+
+
+def _fast_plain(text: str, smap: SourceMap) -> Any:
+    """libyaml (ruamel.yaml.clib) composes the node tree ~10x faster than the pure-Python
+    round-trip parser, with positions and ruamel's YAML 1.2 tag resolution. Anything unusual
+    (anchors, duplicate keys, a scanner disagreement) falls back to the round-trip parser, which
+    then gives the authoritative answer or error."""
+    try:
+        importlib.import_module("ruamel.yaml.clib._ruamel_yaml")  # libyaml binding present?
+    except ImportError:
+        raise _Fallback from None
+    yaml = YAML(typ="safe", pure=False)
+    try:
+        root = yaml.compose(text)
+    except Exception:
+        raise _Fallback from None
+    construct = yaml.constructor.construct_object
+    seen: set[int] = set()
+
+    def walk(node: Any, path: Path_) -> Any:
+        if id(node) in seen:  # an alias: keep the slow path's semantics
+            raise _Fallback
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            out: dict[str, Any] = {}
+            for knode, vnode in node.value:
+                if not isinstance(knode, ScalarNode):
+                    raise _Fallback
+                key = str(construct(knode))
+                if key in out:
+                    raise _Fallback
+                child = (*path, key)
+                smap.keys[child] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+                smap.values[child] = (vnode.start_mark.line + 1, vnode.start_mark.column + 1)
+                out[key] = walk(vnode, child)
+            return out
+        if isinstance(node, SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                child = (*path, i)
+                smap.values[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                items.append(walk(item, child))
+            return items
+        return construct(node)
+
+    return walk(root, ()) if root is not None else None
+
+
+def _slow_plain(text: str, smap: SourceMap) -> Any:
+    yaml = YAML(typ="rt")
+    filename = smap.filename
+    try:
+        doc = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else f"{filename}:1:1"
+        raise SpecError([f"{pos}: malformed YAML: {exc.problem or exc.context}"]) from None
+    except Exception as exc:  # ruamel raises a few unmarked errors
+        raise SpecError([f"{filename}:1:1: malformed YAML: {exc}"]) from None
+    if doc is not None and not isinstance(doc, CommentedMap):
+        raise SpecError([f"{filename}:1:1: expected a mapping at the top level, got {type(doc).__name__}"])
+    return _plain(doc, (), smap) if doc is not None else None
+
+
+def load_text(text: str, filename: str, inspect: Inspect | None = None) -> Loaded:
+    """Parse and check a spec. `inspect` lists the programs and maps of a BPF object file; it is
+    needed only when the spec declares programs (nkplan.api passes libbpf's)."""
+    smap = SourceMap(filename)
+    try:
+        data = _fast_plain(text, smap)
+    except _Fallback:
+        smap = SourceMap(filename)
+        data = _slow_plain(text, smap)
+    if data is None:
+        raise SpecError([f"{filename}:1:1: the file is empty; expected a mapping with 'stack:'"])
+    if not isinstance(data, dict):
+        raise SpecError([f"{filename}:1:1: expected a mapping at the top level, got {type(data).__name__}"])
+    # Top-level keys starting with "x-" are extensions nkplan ignores (show --format json puts
+    # the live snapshot under x-nkplan-snapshot, and the document stays a valid spec).
+    data = {k: v for k, v in data.items() if not k.startswith("x-")}
+    try:
+        spec = StackSpec.model_validate(data)
+    except ValidationError as exc:
+        # Report the cross-field problems of the valid items too: all problems of a file at once.
+        problems = _pydantic_problems(exc, data, smap)
+        problems += [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in _partial_semantics(data)]
+        raise SpecError(problems) from None
+    found = semantic_problems(spec)
+    facts = ObjectFacts()
+    if any(True for _ in declared_hooks(spec)):
+        if inspect is None:
+            raise InternalError("the spec declares BPF programs but the loader was given no object inspector")
+        more, facts = object_problems(spec, filename, inspect)
+        found += more
+    problems = [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in found]
+    if problems:
+        raise SpecError(problems)
+    return Loaded(spec, smap, text, facts.digests, facts.maps)
+
+
+_SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec]] = {
+    "namespaces": NamespaceSpec,
+    "links": LinkSpec,
+    "routes": RouteSpec,
+}
+
+
+def _partial_semantics(data: dict[str, Any]) -> list[tuple[Path_, str]]:
+    """Cross-field checks over the items that are valid on their own, with their original indexes."""
+    kept: dict[str, list[Any]] = {}
+    index: dict[str, list[int]] = {}
+    for section, model in _SECTIONS.items():
+        kept[section], index[section] = [], []
+        items = data.get(section)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            try:
+                kept[section].append(model.model_validate(item))
+                index[section].append(i)
+            except ValidationError:
+                continue
+    partial = StackSpec.model_construct(
+        stack="x", namespaces=kept["namespaces"], links=kept["links"], routes=kept["routes"]
+    )
+    out = []
+    for loc, msg in semantic_problems(partial):
+        if len(loc) >= 2 and isinstance(loc[1], int):
+            loc = (loc[0], index[str(loc[0])][loc[1]], *loc[2:])
+        out.append((loc, msg))
+    return out
+
+
+def load_file(path: str, inspect: Inspect | None = None) -> Loaded:
+    """Load a spec from a path, or from stdin when path is '-'."""
+    if path == "-":
+        return load_text(sys.stdin.read(), "<stdin>", inspect)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"{path}: cannot read: {exc}"]) from None
+    return load_text(text, path, inspect)
