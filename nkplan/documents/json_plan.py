@@ -10,17 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nkplan.core.actions import ACTIONS, ActionReason, DocAction
 from nkplan.core.plan import Change, Plan
+from nkplan.core.resources import BY_NAME, TYPE_NAMES
 
 DOCUMENT_VERSION = "1.0"
-ACTIONS: dict[str, list[Literal["create", "update", "delete", "no-op"]]] = {
-    "create": ["create"],
-    "update": ["update"],
-    "delete": ["delete"],
-    "replace": ["delete", "create"],  # devices are deleted first: their names must stay unique
-    "no-op": ["no-op"],
-}
-ACTION_REASON = {"replace": "replace_because_cannot_update", "delete": "delete_because_no_resource_config"}
+TypeName = Literal[TYPE_NAMES]  # type: ignore[valid-type]  # every registered resource type
 
 
 class _Doc(BaseModel):
@@ -28,7 +23,7 @@ class _Doc(BaseModel):
 
 
 class ChangeBody(_Doc):
-    actions: list[Literal["create", "update", "delete", "no-op"]] = Field(
+    actions: list[DocAction] = Field(
         description='["create"], ["update"], ["delete"], ["delete","create"] (replace) or ["no-op"]'
     )
     before: dict[str, Any] | None = Field(description="the resource as the kernel holds it; null if absent")
@@ -39,12 +34,14 @@ class ChangeBody(_Doc):
 
 class ResourceChange(_Doc):
     address: str = Field(description='e.g. "link[nk-a]", "namespace[pod-a]", "route[pod-a default]", "hook[nk-a peer]"')
-    type: Literal["namespace", "link", "route", "hook"]
+    type: TypeName
     name: str = Field(description="the namespace name, the primary end's name, or the route destination")
     namespace: str | None = Field(description="namespace of the link's primary or the route; null = host")
     change: ChangeBody
-    action_reason: str | None = Field(
-        description="replace_because_cannot_update | delete_because_no_resource_config | changed_outside_nkplan"
+    action_reason: ActionReason | None = Field(
+        description="why, as a code: replace_because_cannot_update (a field that cannot change in place changed), "
+        "replace_because_dependency_replaced (it lives on a device that is replaced), "
+        "delete_because_no_resource_config (no longer declared), changed_outside_nkplan (drift)"
     )
     reason: str | None = Field(description='in words, e.g. "mode cannot change in place"')
 
@@ -98,33 +95,22 @@ class PlanDocument(_Doc):
     checksum: str | None = Field(default=None, description="saved plans only: sha256 of the rest of the file")
 
 
-def _name(change: Change) -> tuple[str, str | None]:
-    rec = change.after or change.before or {}
-    if change.type == "namespace":
-        return str(rec.get("name", "")), None
-    if change.type == "link":
-        end = rec.get("primary", {})
-        return str(end.get("name", "")), end.get("namespace") or None
-    if change.type == "hook":
-        return f"{rec.get('device', '')} {rec.get('hook', '')}", rec.get("namespace") or None
-    return str(rec.get("to", "")), rec.get("namespace") or None
-
-
-def _resource(change: Change, drift: bool = False) -> ResourceChange:
-    name, ns = _name(change)
+def _resource(change: Change) -> ResourceChange:
+    rec = change.after if change.after is not None else change.before
+    name, ns = BY_NAME[change.type].label(rec)
     return ResourceChange(
         address=change.address,
         type=change.type,
         name=name,
         namespace=ns,
         change=ChangeBody(
-            actions=ACTIONS[change.action],
-            before=change.before,
-            after=change.after,
+            actions=list(ACTIONS[change.action].document),
+            before=change.before_attrs,
+            after=change.after_attrs,
             changed_paths=list(change.changed_paths),
             replace_paths=[p.split(".") for p in change.replace_paths],
         ),
-        action_reason="changed_outside_nkplan" if drift else ACTION_REASON.get(change.action),
+        action_reason=change.decision.action_reason,
         reason=change.reason,
     )
 
@@ -149,7 +135,7 @@ def document(plan: Plan) -> PlanDocument:
         has_changes=plan.has_changes,
         summary=Summary(**plan.summary()),
         resource_changes=[_resource(c) for c in plan.changes],
-        resource_drift=[_resource(c, drift=True) for c in plan.drift],
+        resource_drift=[_resource(c) for c in plan.drift],
         diagnostics=[Diagnostic(severity="warning", summary=w) for w in plan.warnings],
         adopt=bool(meta.get("adopt", False)),
     )

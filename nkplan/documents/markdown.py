@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from nkplan.core.actions import ACTIONS
 from nkplan.core.plan import Change, Plan
 from nkplan.documents.text import summary_line as text_summary
 from nkplan.documents.values import flatten, fmt, get
 
 MARKER = "<!-- nkplan-plan stack={stack} -->"
-SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
+SYMBOL: dict[str, str] = {name: info.symbol for name, info in ACTIONS.items() if name != "no-op"}
 # First character of each diff line: GitHub colours `+` green, `-` red and `!` orange.
 HEAD = {"create": "+", "update": "!", "replace": "-/+", "delete": "-"}
 BODY = {"create": "+", "update": "!", "replace": "!", "delete": "-"}
@@ -104,7 +105,8 @@ def _drift_note(stack: str, drift: Sequence[Change]) -> list[str]:
     items = []
     for c in drift:
         attrs = "; ".join(
-            f"{_code(p)} {_code(fmt(get(c.before, p), p))} → {_code(fmt(get(c.after, p), p))}" for p in c.changed_paths
+            f"{_code(p)} {_code(fmt(get(c.before_attrs, p), p))} → {_code(fmt(get(c.after_attrs, p), p))}"
+            for p in c.changed_paths
         )
         items.append(f"{_code(c.address)}: {attrs}" if attrs else f"{_code(c.address)} ({c.action})")
     return lines + _capped(items, "see the full plan below")
@@ -148,12 +150,12 @@ def _diff_change(c: Change, head: str, body: str) -> list[str]:
         line += f"  ({c.reason})"
     lines = [line]
     if c.action in ("create", "delete"):
-        flat = flatten(c.after if c.action == "create" else c.before)
+        flat = flatten(c.after_attrs if c.action == "create" else c.before_attrs)
         width = max((len(k) for k in flat), default=0)
         lines += [f"{body}     {k.ljust(width)} = {fmt(v, k)}" for k, v in flat.items()]
     else:
         for path in c.changed_paths:
-            text = f"{body}     {path}: {fmt(get(c.before, path), path)} → {fmt(get(c.after, path), path)}"
+            text = f"{body}     {path}: {fmt(get(c.before_attrs, path), path)} → {fmt(get(c.after_attrs, path), path)}"
             if path in c.replace_paths:
                 text += "  # forces replacement"
             lines.append(text)

@@ -8,19 +8,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from nkplan.core.plan import Change, Operation, Plan
-from nkplan.documents.json_plan import ACTIONS, DOCUMENT_VERSION, PlanDocument, document_dict
+from nkplan.core.actions import from_document
+from nkplan.core.plan import Change, Decision, Operation, Plan
+from nkplan.core.records import plain
+from nkplan.core.resources import from_plain
+from nkplan.documents.json_plan import DOCUMENT_VERSION, PlanDocument, document_dict
 from nkplan.errors import PlanFileError, StalePlanError
 from nkplan.spec.loader import Loaded, load_text
 from nkplan.spec.objects import Inspect
-
-ACTION_OF = {tuple(actions): action for action, actions in ACTIONS.items()}  # the document's actions, inverted
 
 
 def _digest(doc: dict[str, Any]) -> str:
@@ -34,7 +34,7 @@ def saved_document(plan: Plan, loaded: Loaded) -> dict[str, Any]:
     doc["spec"]["text"] = loaded.text
     if os.path.isfile(loaded.source.filename):  # relative BPF object paths resolve against it
         doc["spec"]["file"] = os.path.abspath(loaded.source.filename)
-    doc["operations"] = [asdict(op) for op in plan.operations]
+    doc["operations"] = [_operation(op) for op in plan.operations]
     doc["checksum"] = _digest(doc)
     return doc
 
@@ -61,23 +61,38 @@ def is_saved_plan(path: str) -> bool:
     return head.lstrip().startswith("{") and '"format_version"' in head and '"nkplan_version"' in head
 
 
+def _operation(op: Operation) -> dict[str, Any]:
+    """A step with its full records (kernel ids and the applied digest included: the applier needs them)."""
+    before = plain(op.before) if op.before is not None else None
+    after = plain(op.after) if op.after is not None else None
+    return {"kind": op.kind, "address": op.address, "type": op.type, "before": before, "after": after}
+
+
+def _record(rtype: str, data: dict[str, Any] | None) -> Any:
+    return from_plain(rtype, data) if data is not None else None
+
+
 def _changes(items: list[dict[str, Any]]) -> tuple[Change, ...]:
     out = []
     for rc in items:
         ch = rc["change"]
-        out.append(
-            Change(
-                address=rc["address"],
-                type=rc["type"],
-                action=ACTION_OF[tuple(ch["actions"])],  # type: ignore[arg-type]
-                before=ch["before"],
-                after=ch["after"],
-                changed_paths=tuple(ch["changed_paths"]),
-                replace_paths=tuple(".".join(p) for p in ch["replace_paths"]),
-                reason=rc["reason"],
-            )
+        decision = Decision(
+            action=from_document(ch["actions"]),
+            changed_paths=tuple(ch["changed_paths"]),
+            replace_paths=tuple(".".join(p) for p in ch["replace_paths"]),
+            reason=rc["reason"],
+            action_reason=rc["action_reason"],
         )
+        rtype = rc["type"]
+        out.append(Change(rc["address"], rtype, decision, _record(rtype, ch["before"]), _record(rtype, ch["after"])))
     return tuple(out)
+
+
+def _operations(items: list[dict[str, Any]]) -> tuple[Operation, ...]:
+    return tuple(
+        Operation(o["kind"], o["address"], o["type"], _record(o["type"], o["before"]), _record(o["type"], o["after"]))
+        for o in items
+    )
 
 
 def read_saved(path: str, inspect: Inspect | None = None) -> tuple[Plan, Loaded]:
@@ -111,7 +126,7 @@ def read_saved(path: str, inspect: Inspect | None = None) -> tuple[Plan, Loaded]
     plan = Plan(
         stack=doc["stack"],
         changes=_changes(doc["resource_changes"]),
-        operations=tuple(Operation(**op) for op in doc["operations"]),
+        operations=_operations(doc["operations"]),
         warnings=tuple(d["summary"] for d in doc["diagnostics"] if d["severity"] == "warning"),
         meta={
             "nkplan_version": doc["nkplan_version"],
@@ -144,8 +159,8 @@ def check_fresh(saved: Plan, fresh: Plan, here: dict[str, str]) -> None:
         )
     if saved.meta.get("fingerprint") == fresh.fingerprint:
         return
-    was = {c.address: c.before for c in saved.changes}
-    now = {c.address: c.before for c in fresh.changes}
+    was = {c.address: c.before_attrs for c in saved.changes}
+    now = {c.address: c.before_attrs for c in fresh.changes}
     what = []
     for addr in sorted(was.keys() | now.keys()):
         before, after = was.get(addr), now.get(addr)

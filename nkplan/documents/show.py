@@ -8,6 +8,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from nkplan.core.records import EndRec, HookRec, LinkRec, LiveState
+from nkplan.core.resources import address_of
 from nkplan.spec.checks import effective_metric
 
 
@@ -80,8 +81,6 @@ def _attach_hooks(doc_link: dict[str, Any], link: LinkRec, live: LiveState, obje
 def programs_listing(live: LiveState, stack: str) -> list[dict[str, Any]]:
     """What runs at each of the stack's hooks, as the kernel names it (id, tag, link) — shown by
     `show` under the extension key x-nkplan-programs, which the spec loader ignores."""
-    from nkplan.core.plan import address_of
-
     out: list[dict[str, Any]] = []
     for _key, hook in sorted(live.hooks.items()):
         if hook.owner != stack or not hook.programs:

@@ -8,7 +8,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from nkplan.core.plan import from_dict
 from nkplan.core.records import (
     DeviceInfo,
     ForeignProgram,
@@ -19,6 +18,7 @@ from nkplan.core.records import (
     NamespaceRec,
     RouteRec,
 )
+from nkplan.core.resources import from_plain
 from nkplan.errors import PlanFileError
 
 SNAPSHOT_KEY = "x-nkplan-snapshot"
@@ -46,17 +46,17 @@ def from_json(data: dict[str, Any]) -> tuple[LiveState, dict[str, str]]:
     for n in data["namespaces"]:
         live.namespaces[n["name"]] = NamespaceRec(**n)
     for raw in data["links"]:
-        link = from_dict("link", raw)
+        link = from_plain("link", raw)
         assert isinstance(link, LinkRec)
         live.links[(link.primary.namespace, link.primary.name)] = link
     for d in data["devices"]:
         live.devices[(d["namespace"], d["name"])] = DeviceInfo(**d)
     for r in data["routes"]:
-        route = from_dict("route", r)
+        route = from_plain("route", r)
         assert isinstance(route, RouteRec)
         live.routes.append(route)
     for h in data.get("hooks", ()):
-        hook = from_dict("hook", h)
+        hook = from_plain("hook", h)
         assert isinstance(hook, HookRec)
         live.hooks[(hook.namespace, hook.device, hook.hook)] = hook
     live.foreign_programs.extend(ForeignProgram(**f) for f in data.get("foreign_programs", ()))

@@ -5,10 +5,11 @@ no NO_COLOR, no --no-color)."""
 
 from __future__ import annotations
 
+from nkplan.core.actions import ACTIONS
 from nkplan.core.plan import Change, Plan
 from nkplan.documents.values import flatten, fmt, get
 
-SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
+SYMBOL = {name: info.symbol for name, info in ACTIONS.items()}
 _COLOUR = {"create": "32", "update": "33", "replace": "35", "delete": "31", "no-op": "0", "bold": "1", "dim": "2"}
 
 
@@ -27,12 +28,12 @@ def render_change(change: Change, paint: _Paint | None = None) -> list[str]:
         head += f"  ({change.reason})"
     lines = [head]
     if change.action == "create":
-        flat = flatten(change.after)
+        flat = flatten(change.after_attrs)
         width = max((len(k) for k in flat), default=0)
         lines += [f"        {k.ljust(width)} = {fmt(v, k)}" for k, v in flat.items()]
     elif change.action in ("update", "replace"):
         for path in change.changed_paths:
-            before, after = fmt(get(change.before, path), path), fmt(get(change.after, path), path)
+            before, after = fmt(get(change.before_attrs, path), path), fmt(get(change.after_attrs, path), path)
             line = f"        {path}: {before} → {after}"
             if path in change.replace_paths:
                 line += paint("  # forces replacement", "replace")
@@ -56,7 +57,7 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
         for change in plan.drift:
             out.append(f"  {paint('~', 'update')} {paint(change.address, 'bold')}")
             for path in change.changed_paths:
-                before, after = fmt(get(change.before, path), path), fmt(get(change.after, path), path)
+                before, after = fmt(get(change.before_attrs, path), path), fmt(get(change.after_attrs, path), path)
                 out.append(f"        {path}: {before} (applied) → {after} (now)")
         out += ["", "The plan below puts them back as declared.", ""]
     if not plan.has_changes:

@@ -21,16 +21,20 @@ from nkplan.core.records import (
     ns_label,
 )
 from nkplan.errors import KernelError
+from nkplan.kernel.seam import Writer, Writers, typed_writers
 
 FailHook = Callable[[str, object], "KernelError | None"]
 
 
-class FakeKernel:
+class FakeKernel(Writers):
     def __init__(self, state: LiveState | None = None, *, netkit: bool = True, fail: FailHook | None = None) -> None:
         self.state = state or LiveState(kernel=KernelInfo("fake", netkit, netkit, netkit))
         self.fail = fail
         self.calls: list[str] = []
         self._next_ifindex = 100
+
+    def writers(self) -> dict[str, Writer]:
+        return typed_writers(self)
 
     # helpers ----------------------------------------------------------------------------------
     def _enter(self, op: str, obj: object) -> None:

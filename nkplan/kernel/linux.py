@@ -21,6 +21,7 @@ from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, query_nsid
 from nkplan.kernel.netlink.refusals import Op, explain, no_namespace, root_needed
 from nkplan.kernel.netlink.rtnl import call, need_link, ns_socket
+from nkplan.kernel.seam import Writer, Writers, typed_writers
 
 
 def _cap_eff() -> int:
@@ -31,9 +32,13 @@ def _cap_eff() -> int:
     return 0
 
 
-class LinuxKernel:
-    """seam.Kernel on the running Linux kernel. Stateless: every call reads or changes the kernel
-    directly, so several instances (or processes) see the same truth."""
+class LinuxKernel(Writers):
+    """seam.Kernel on the running Linux kernel. Every call reads or changes the kernel directly,
+    so several instances (or processes) see the same truth; what a rollback needs of BPF
+    programs taken off a hook is kept per apply session (see ApplySession)."""
+
+    def writers(self) -> dict[str, Writer]:
+        return typed_writers(self)
 
     # reading ----------------------------------------------------------------------------------
     def read(self, *, probe_netkit: bool = False) -> LiveState:

@@ -1,16 +1,90 @@
 """The I/O seam: one small protocol, implemented by the real kernel (linux.py) and by the
 in-memory fake (fake.py). Every method either does all of its job or raises an NkplanError
-(KernelError with a readable message for refusals); it never leaves raw NetlinkError/OSError."""
+(KernelError with a readable message for refusals); it never leaves raw NetlinkError/OSError.
+
+The applier only calls the generic half: read(), and create / update / delete / delete_many of
+a record, which `Writers` hands to the kernel half of the record's resource type (each kernel
+registers one `Writer` per type of core/resources.REGISTRY; a missing one is a bug found at
+construction). The typed methods below are those kernel halves, as each kernel implements them;
+the contract suite (tests/contract) holds both kernels to the same behaviour through the generic
+half. Pure: this module imports no kernel code."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec
+from nkplan.core.resources import TYPE_NAMES, type_of
+from nkplan.errors import InternalError
+
+
+@dataclass(frozen=True)
+class Writer:
+    """How a kernel carries out the operations of one resource type."""
+
+    create: Callable[[Any], None]
+    update: Callable[[Any, Any], None]
+    delete: Callable[[Any], None]
+    # several deletes as one kernel operation (all or nothing); None: one by one
+    delete_many: Callable[[Sequence[Any]], None] | None = None
+
+
+class Writers:
+    """The generic half of a kernel: every record goes to its type's Writer."""
+
+    def writers(self) -> Mapping[str, Writer]:
+        raise NotImplementedError
+
+    def _writer(self, rec: object) -> Writer:
+        table = self.__dict__.get("_writer_table")
+        if table is None:
+            table = dict(self.writers())
+            missing = [n for n in TYPE_NAMES if n not in table]
+            if missing:
+                raise InternalError(f"{type(self).__name__} has no kernel half for resource type(s) {missing}")
+            self.__dict__["_writer_table"] = table
+        return table[type_of(rec).name]  # type: ignore[no-any-return]
+
+    def create(self, rec: object) -> None:
+        self._writer(rec).create(rec)
+
+    def update(self, before: object, after: object) -> None:
+        self._writer(after).update(before, after)
+
+    def delete(self, rec: object) -> None:
+        self._writer(rec).delete(rec)
+
+    def delete_many(self, recs: Sequence[object]) -> None:
+        if not recs:
+            return
+        writer = self._writer(recs[0])
+        if writer.delete_many is None or len(recs) == 1:
+            for rec in recs:
+                writer.delete(rec)
+        else:
+            writer.delete_many(recs)
 
 
 class Kernel(Protocol):
+    # the generic half (what the applier uses) ------------------------------------------------
+    def create(self, rec: object) -> None:
+        """Make the record exist exactly as it is."""
+        ...
+
+    def update(self, before: object, after: object) -> None:
+        """Change in place what may change in place (the planner guarantees the rest is equal)."""
+        ...
+
+    def delete(self, rec: object) -> None: ...
+
+    def delete_many(self, recs: Sequence[object]) -> None:
+        """Delete records of one type with one batch key (ResourceType.batch_key) together,
+        in one kernel operation where the type has one. Nothing is deleted if it fails."""
+        ...
+
+    # reading --------------------------------------------------------------------------------
     def read(self, *, probe_netkit: bool = False) -> LiveState:
         """Snapshot of the host namespace and every named namespace (as `ip netns` sees them).
         With probe_netkit, also fill KernelInfo.netkit* by probing in a throwaway namespace."""
@@ -80,3 +154,22 @@ class Kernel(Protocol):
         """Why BPF programs cannot be managed here (no bpffs, no CAP_BPF, no libbpf, no tcx), or []."""
         ...
 
+
+
+def typed_writers(kernel: Kernel) -> dict[str, Writer]:
+    """The kernel half of each resource type, from a kernel's typed methods: one line per type
+    of core/resources.REGISTRY."""
+    return {
+        "namespace": Writer(
+            create=lambda r: kernel.create_namespace(r.name, r.owner or ""),
+            update=lambda b, a: kernel.set_namespace_owner(a.name, a.owner),
+            delete=lambda r: kernel.delete_namespace(r.name),
+        ),
+        "link": Writer(kernel.create_link, kernel.update_link, kernel.delete_link, kernel.delete_links),
+        "route": Writer(kernel.add_route, kernel.replace_route, kernel.delete_route),
+        "hook": Writer(
+            create=lambda r: kernel.set_programs(None, r),
+            update=kernel.set_programs,
+            delete=lambda r: kernel.set_programs(r, None),
+        ),
+    }

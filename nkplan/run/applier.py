@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 
+from nkplan.core.actions import INVERSE
 from nkplan.core.plan import Operation, Plan
-from nkplan.core.records import HookRec, LinkRec, NamespaceRec, RouteRec
+from nkplan.core.resources import BY_NAME
 from nkplan.errors import InternalError, NkplanError
 from nkplan.kernel.seam import Kernel
 
@@ -19,42 +20,19 @@ Progress = Callable[[str, Operation], None]
 
 
 def execute(kernel: Kernel, op: Operation) -> None:
-    before, after = op.records()
-    if op.type == "hook":  # one kernel call makes a hook's programs what they should be
-        assert isinstance(before, HookRec | None) and isinstance(after, HookRec | None)
-        kernel.set_programs(before, after)
-        return
-    if op.kind == "create":
-        if isinstance(after, NamespaceRec):
-            kernel.create_namespace(after.name, after.owner or "")
-        elif isinstance(after, LinkRec):
-            kernel.create_link(after)
-        elif isinstance(after, RouteRec):
-            kernel.add_route(after)
-        else:
-            raise InternalError(f"create without a target record: {op.address}")
-    elif op.kind == "delete":
-        if isinstance(before, NamespaceRec):
-            kernel.delete_namespace(before.name)
-        elif isinstance(before, LinkRec):
-            kernel.delete_link(before)
-        elif isinstance(before, RouteRec):
-            kernel.delete_route(before)
-        else:
-            raise InternalError(f"delete without a current record: {op.address}")
-    elif isinstance(before, NamespaceRec) and isinstance(after, NamespaceRec):
-        kernel.set_namespace_owner(after.name, after.owner)
-    elif isinstance(before, LinkRec) and isinstance(after, LinkRec):
-        kernel.update_link(before, after)
-    elif isinstance(before, RouteRec) and isinstance(after, RouteRec):
-        kernel.replace_route(before, after)
+    """One operation through the seam, which hands it to the kernel half of its resource type."""
+    if op.kind == "create" and op.after is not None:
+        kernel.create(op.after)
+    elif op.kind == "delete" and op.before is not None:
+        kernel.delete(op.before)
+    elif op.kind == "update" and op.before is not None and op.after is not None:
+        kernel.update(op.before, op.after)
     else:
-        raise InternalError(f"update with mismatched records: {op.address}")
+        raise InternalError(f"{op.kind} of {op.address} without the records it needs")
 
 
 def inverse(op: Operation) -> Operation:
-    kind = {"create": "delete", "delete": "create", "update": "update"}[op.kind]
-    return Operation(kind, op.address, op.type, op.after, op.before)  # type: ignore[arg-type]
+    return Operation(INVERSE[op.kind], op.address, op.type, op.after, op.before)
 
 
 @dataclass
@@ -102,35 +80,29 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _batches(ops: tuple[Operation, ...]) -> list[list[Operation]]:
-    """Consecutive pair deletes in one namespace run as one kernel call (see kernel/netlink/batch.py:
-    a pair delete costs the kernel an RCU grace period each); everything else runs alone."""
+    """Consecutive deletes that the resource type batches (same batch key, e.g. pairs in one
+    namespace: see kernel/netlink/batch.py, a pair delete costs the kernel an RCU grace period
+    each) run as one kernel call; everything else runs alone."""
     out: list[list[Operation]] = []
+    prev_key: object = None
     for op in ops:
-        prev = out[-1][-1] if out else None
-        if (
-            prev is not None
-            and _is_link_delete(op)
-            and _is_link_delete(prev)
-            and op.before is not None
-            and prev.before is not None
-            and op.before["primary"]["namespace"] == prev.before["primary"]["namespace"]
-        ):
+        key = None
+        if op.kind == "delete" and op.before is not None:
+            batch = BY_NAME[op.type].batch_key(op.before)
+            key = (op.type, batch) if batch is not None else None
+        if key is not None and key == prev_key:
             out[-1].append(op)
         else:
             out.append([op])
+        prev_key = key
     return out
-
-
-def _is_link_delete(op: Operation) -> bool:
-    return op.kind == "delete" and op.type == "link"
 
 
 def _run(kernel: Kernel, batch: list[Operation]) -> None:
     if len(batch) == 1:
         execute(kernel, batch[0])
         return
-    links = [op.records()[0] for op in batch]
-    kernel.delete_links([rec for rec in links if isinstance(rec, LinkRec)])
+    kernel.delete_many([op.before for op in batch if op.before is not None])
 
 
 def apply_plan(kernel: Kernel, plan: Plan, progress: Progress | None = None) -> None:

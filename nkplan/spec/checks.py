@@ -6,11 +6,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
+from nkplan.core.linkkinds import KIND_ONLY_END, KIND_ONLY_PAIR, KINDS, kind_of, mac_settable
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, StackSpec
 
 Problem = tuple[tuple[str | int, ...], str]
-NETKIT_ONLY_LINK = ("mode", "headroom", "tailroom", "policy", "scrub")
-NETKIT_ONLY_END = ("policy", "scrub")
 MAX_ROUTE_METRIC = 2**32 - 1
 
 
@@ -70,11 +69,10 @@ def _namespaces(spec: StackSpec) -> Iterator[Problem]:
 def _end_problems(end: EndFields, base: tuple[str | int, ...], link: LinkSpec, declared: set[str]) -> Iterator[Problem]:
     if end.namespace and end.namespace not in declared:
         yield (*base, "namespace"), f"namespace {end.namespace!r} is not declared under 'namespaces:'"
-    if link.kind == "veth":
-        for fld in NETKIT_ONLY_END:
-            if getattr(end, fld) is not None:
-                yield (*base, fld), f"{fld!r} is a netkit setting; {link.name!r} is a veth pair"
-    if link.kind == "netkit" and (link.mode or "l3") == "l3" and end.mac is not None:
+    for fld in KIND_ONLY_END:
+        if fld not in kind_of(link.kind).end_fields and getattr(end, fld) is not None:
+            yield (*base, fld), _not_of_kind(fld, link)
+    if not mac_settable(link.kind, link.mode) and end.mac is not None:
         yield (*base, "mac"), f"mac {end.mac!r} cannot be set on an L3 netkit device (use mode: l2)"
     seen: set[str] = set()
     for j, addr in enumerate(end.addresses):
@@ -84,15 +82,19 @@ def _end_problems(end: EndFields, base: tuple[str | int, ...], link: LinkSpec, d
         seen.add(ip)
 
 
+def _not_of_kind(fld: str, link: LinkSpec) -> str:
+    owners = " or ".join(k.name for k in KINDS.values() if fld in k.pair_fields + k.end_fields)
+    return f"{fld!r} is a {owners} setting; {link.name!r} is a {link.kind} pair"
+
+
 def _links(spec: StackSpec) -> Iterator[Problem]:
     declared = {ns.name for ns in spec.namespaces}
     devices: dict[tuple[str, str], str] = {}
     for i, link in enumerate(spec.links):
         base: tuple[str | int, ...] = ("links", i)
-        if link.kind == "veth":
-            for fld in ("mode", "headroom", "tailroom"):
-                if getattr(link, fld) is not None:
-                    yield (*base, fld), f"{fld!r} is a netkit setting; {link.name!r} is a veth pair"
+        for fld in KIND_ONLY_PAIR:
+            if fld not in kind_of(link.kind).pair_fields and getattr(link, fld) is not None:
+                yield (*base, fld), _not_of_kind(fld, link)
         yield from _end_problems(link, base, link, declared)
         yield from _end_problems(link.peer, (*base, "peer"), link, declared)
         for end, path in ((link, base), (link.peer, (*base, "peer"))):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from nkplan.core.plan import Operation, Plan, to_dict
-from nkplan.core.planner import describe_programs
+from nkplan.core.plan import Operation, Plan
 from nkplan.core.records import HOST, ForeignProgram, HookRec, MapDef, ProgramRec, RouteRec, owner_alias
+from nkplan.core.resources.hook import describe_programs
 from nkplan.errors import KernelError
 from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins
 from nkplan.kernel.bpf.errors import StaleHookError
@@ -575,10 +575,10 @@ def test_deleting_a_device_with_programs_rolls_back_to_the_same_programs(pod: Po
     link = live.links[(HOST, pod.host)]
     hooks_live = [live.hooks[(h.namespace, h.device, h.hook)] for h in (host_hook, pod_hook)]
     link_ids = [p.link_id for h in hooks_live for p in h.programs]
-    ops = [Operation("delete", f"hook[{h.device} {h.hook}]", "hook", to_dict(h), None) for h in hooks_live]
-    ops.append(Operation("delete", f"link[{pod.host}]", "link", to_dict(link), None))
+    ops = [Operation("delete", f"hook[{h.device} {h.hook}]", "hook", h, None) for h in hooks_live]
+    ops.append(Operation("delete", f"link[{pod.host}]", "link", link, None))
     gone = RouteRec(HOST, "198.51.100.0/24", dev=None, metric=4242)  # not there: deleting it fails
-    failing = Operation("delete", "route[198.51.100.0/24 metric 4242]", "route", to_dict(gone), None)
+    failing = Operation("delete", "route[198.51.100.0/24 metric 4242]", "route", gone, None)
 
     with pytest.raises(ApplyFailed) as failed:
         apply_plan(pod.kernel, Plan(pod.stack, (), (*ops, failing)))
@@ -590,8 +590,8 @@ def test_deleting_a_device_with_programs_rolls_back_to_the_same_programs(pod: Po
     fresh = pod.kernel.read()
     hooks_now = [fresh.hooks[(h.namespace, h.device, h.hook)] for h in (host_hook, pod_hook)]
     link_ids = [p.link_id for h in hooks_now for p in h.programs]
-    ops = [Operation("delete", f"hook[{h.device} {h.hook}]", "hook", to_dict(h), None) for h in hooks_now]
-    ops.append(Operation("delete", f"link[{pod.host}]", "link", to_dict(fresh.links[(HOST, pod.host)]), None))
+    ops = [Operation("delete", f"hook[{h.device} {h.hook}]", "hook", h, None) for h in hooks_now]
+    ops.append(Operation("delete", f"link[{pod.host}]", "link", fresh.links[(HOST, pod.host)], None))
     apply_plan(pod.kernel, Plan(pod.stack, (), tuple(ops)))
     listed = {link["id"] for link in obs.bpftool("link", "show")}
     assert not listed & set(link_ids), (listed, link_ids)  # freed with their device

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from nkplan.api import Loaded
-from nkplan.core.plan import Change, Operation, Plan
+from nkplan.core.plan import Change, Decision, Operation, Plan
+from nkplan.core.records import EndRec, LinkRec, NamespaceRec
 from nkplan.documents.markdown import render_markdown
 from nkplan.kernel.fake import FakeKernel
 from nkplan.run.workflow import apply_and_verify, plan_for
@@ -176,15 +177,13 @@ def test_every_limit_is_respected(spec: Spec) -> None:
 
 
 def test_table_cells_are_escaped() -> None:
+    end, peer = EndRec("", "a|b`c"), EndRec("", "p")
     change = Change(
         address="link[a|b`c]",
         type="link",
-        action="replace",
-        before={"mode": "l3"},
-        after={"mode": "l2"},
-        changed_paths=("mode",),
-        replace_paths=("mode",),
-        reason="odd | reason with `ticks` and <b>html</b>",
+        decision=Decision("replace", ("mode",), ("mode",), "odd | reason with `ticks` and <b>html</b>"),
+        before=LinkRec("netkit", end, peer, mode="l3"),
+        after=LinkRec("netkit", end, peer, mode="l2"),
     )
     plan = Plan("s", (change,), (Operation("create", change.address, "link", None, change.after),))
     row = next(line for line in render_markdown(plan).splitlines() if line.startswith("| `-/+` replace"))
@@ -194,7 +193,7 @@ def test_table_cells_are_escaped() -> None:
 
 
 def test_diff_fence_outgrows_backticks_in_values() -> None:
-    change = Change("namespace[x```y]", "namespace", "create", None, {"name": "x```y"})
+    change = Change("namespace[x```y]", "namespace", Decision("create"), None, NamespaceRec("x```y"))
     text = render_markdown(
         Plan("s", (change,), (Operation("create", change.address, "namespace", None, change.after),))
     )

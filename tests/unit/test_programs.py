@@ -12,8 +12,8 @@ import pytest
 
 from nkplan.api import Loaded, load_text
 from nkplan.core.plan import Plan
-from nkplan.core.planner import describe_programs
 from nkplan.core.records import ForeignProgram, HookRec, MapDef, ProgramRec
+from nkplan.core.resources.hook import describe_programs
 from nkplan.documents.text import render_plan
 from nkplan.errors import SpecError
 from nkplan.kernel.fake import FakeKernel

@@ -1,0 +1,96 @@
+"""BPF programs at one hook of a device (netkit primary/peer through the primary, tcx
+ingress/egress on any end), nkplan's own, in run order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from nkplan.core.records import HOST, HookRec, MapDef, ProgramRec
+from nkplan.core.resources.base import Claims, Need, ResourceType
+from nkplan.core.resources.link import on_device
+from nkplan.core.resources.namespace import in_namespace
+
+
+def hook_address(ns: str, device: str, hook: str) -> str:
+    dev = f"{ns}/{device}" if ns != HOST else device
+    return f"hook[{dev} {hook}]"
+
+
+class HookType(ResourceType[HookRec]):
+    name = "hook"
+    record = HookRec
+    hidden = ("programs.prog_id", "programs.tag", "programs.link_id", "programs.maps")  # kernel ids: for `show`
+
+    def address(self, rec: HookRec) -> str:
+        return hook_address(rec.namespace, rec.device, rec.hook)
+
+    def label(self, rec: HookRec) -> tuple[str, str | None]:
+        return f"{rec.device} {rec.hook}", rec.namespace or None
+
+    def claim(self, claims: Claims) -> None:
+        live = claims.live
+        for i, (key, (rec, _path)) in enumerate(claims.want.hooks.items()):
+            have = live.hooks.get(key)
+            claims.declared(rec, have if have is not None and claims.ours(have.owner) else None, i)
+        for key, have in live.hooks.items():
+            if claims.ours(have.owner) and key not in claims.want.hooks and have.programs:
+                claims.undeclared(have, self.address(have))
+        owned = {(d.namespace, d.name) for d in live.devices.values() if claims.ours(d.owner)}
+        for f in live.foreign_programs:
+            if (f.namespace, f.device) in owned:
+                claims.warnings.append(
+                    f"{hook_address(f.namespace, f.device, f.hook)}: program {f.name!r} (id {f.prog_id}) "
+                    "was attached by someone else; nkplan leaves it alone"
+                )
+
+    def describe_update(self, have: HookRec, want: HookRec) -> str:
+        return describe_programs(have, want)
+
+    def needs(self, rec: HookRec) -> Iterable[Need]:
+        for token in in_namespace(rec.namespace):
+            yield Need(token)
+        yield on_device(rec.namespace, rec.device)
+
+    def from_plain(self, data: dict[str, Any]) -> HookRec:
+        progs = tuple(
+            ProgramRec(**{**p, "maps": tuple(MapDef(**m) for m in p.get("maps", ()))}) for p in data["programs"]
+        )
+        return HookRec(**{**data, "programs": progs})
+
+
+def _what_maps_do(old: ProgramRec, new: ProgramRec) -> str:
+    """Which of the new object's maps the new instance takes over from the running one (same
+    name and definition: the applier's rule, libbpf's for pinned maps) and which start empty.
+    Said only when both sides' maps are known (read from a kernel, not from a snapshot)."""
+    if not old.maps or not new.maps:
+        return "object changed"
+    names = [m.name for m in old.maps]
+    running = {m.name: m for m in old.maps if names.count(m.name) == 1}
+    kept = [m.name for m in new.maps if running.get(m.name) == m]
+    fresh = [m.name for m in new.maps if running.get(m.name) != m]
+    words = ["object changed"]
+    if kept:
+        words.append("maps kept: " + ", ".join(kept))
+    if fresh:
+        words.append("maps starting empty: " + ", ".join(fresh))
+    return "; ".join(words)
+
+
+def describe_programs(have: HookRec, want: HookRec) -> str:
+    """What an update of a hook does, in words: attach, detach, update in place, reorder."""
+    old = {p.program: p for p in have.programs}
+    new = {p.program: p for p in want.programs}
+    words = [f"attach {n}" for n in new if n not in old]
+    words += [f"detach {n}" for n in old if n not in new]
+    words += [
+        f"update {n} in place ({_what_maps_do(old[n], new[n])})"
+        for n in new
+        if n in old and new[n].digest != old[n].digest
+    ]
+    words += [f"pin maps of {n}" for n in new if n in old and new[n].pin_maps != old[n].pin_maps]
+    kept_old = [n for n in old if n in new]
+    kept_new = [n for n in new if n in old]
+    if kept_old != kept_new:
+        words.append("reorder: " + ", ".join(kept_new))
+    return "; ".join(words) or "re-attach"

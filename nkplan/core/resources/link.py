@@ -1,0 +1,106 @@
+"""Device pairs (netkit, veth), addressed by their primary end. What each kind allows and fixes
+at creation is the kind table (core/linkkinds.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
+from nkplan.core.linkkinds import kind_of
+from nkplan.core.records import HOST, EndRec, LinkRec, ns_label
+from nkplan.core.resources.base import Claims, Need, ResourceType, Token
+from nkplan.core.resources.namespace import in_namespace
+
+
+def link_address(ns: str, name: str) -> str:
+    return f"link[{ns}/{name}]" if ns != HOST else f"link[{name}]"
+
+
+class LinkType(ResourceType[LinkRec]):
+    name = "link"
+    record = LinkRec
+    hidden = ("applied",)
+
+    def address(self, rec: LinkRec) -> str:
+        return link_address(rec.primary.namespace, rec.primary.name)
+
+    def label(self, rec: LinkRec) -> tuple[str, str | None]:
+        return rec.primary.name, rec.primary.namespace or None
+
+    def claim(self, claims: Claims) -> None:
+        live = claims.live
+        for i, (key, (rec, path)) in enumerate(claims.want.links.items()):
+            have = live.links.get(key)
+            blocked = False
+            for end, epath in ((rec.primary, path), (rec.peer, (*path, "peer"))):
+                dev = live.devices.get((end.namespace, end.name))
+                if dev is None or claims.ours(dev.owner):
+                    continue
+                what = f"device {end.name!r} in {ns_label(end.namespace)}"
+                if claims.foreign(what, dev.owner, (*epath, "name")):
+                    blocked = True
+                elif have is None or (have.peer.namespace, have.peer.name) != (rec.peer.namespace, rec.peer.name):
+                    claims.problems.append(
+                        f"{claims.locate((*epath, 'name'))}: {what} exists but is not the "
+                        f"{rec.kind} pair declared here ({dev.kind or 'device'}); cannot adopt it"
+                    )
+                    blocked = True
+            if blocked:
+                continue
+            if have is not None and not claims.ours(have.owner) and not claims.adopt:
+                have = None  # half-owned pair: handled by the device checks above
+            claims.declared(rec, have, i)
+        for key, have in live.links.items():
+            if claims.ours(have.owner) and key not in claims.want.links:
+                claims.undeclared(have, self.address(have))
+
+    def fill_unspecified(self, want: LinkRec, have: LinkRec) -> LinkRec:
+        """mac and head/tailroom left out of the spec mean "whatever the kernel chose"."""
+        ends = {}
+        for side in ("primary", "peer"):
+            w, h = getattr(want, side), getattr(have, side)
+            ends[side] = dataclasses.replace(w, mac=h.mac) if w.mac is None else w
+        return dataclasses.replace(
+            want,
+            headroom=have.headroom if want.headroom is None else want.headroom,
+            tailroom=have.tailroom if want.tailroom is None else want.tailroom,
+            **ends,
+        )
+
+    def replace_reasons(self, have: LinkRec, want: LinkRec) -> Mapping[str, str]:
+        # a kind change is judged by the kind declared now (and the old one's fixed fields)
+        fixed = {**kind_of(have.kind).fixed, **kind_of(want.kind).fixed}
+        from nkplan.core.resources.base import changed_paths
+
+        return {p: fixed[p] for p in changed_paths(have, want) if p in fixed}
+
+    def drift(self, want: LinkRec, have: LinkRec, ours: bool) -> LinkRec | None:
+        """Owned pairs carry the digest of their declaration as last applied (the primary's
+        ownership mark): same digest as now declared but other live attributes = drift."""
+        if not ours or have.applied is None or have.applied != want.applied:
+            return None
+        applied = self.fill_unspecified(want, have)
+        return applied if applied != have else None
+
+    def provides(self, rec: LinkRec) -> Iterable[Token]:
+        for end in (rec.primary, rec.peer):
+            yield ("device", end.namespace, end.name)
+            yield ("devices-in", end.namespace)
+
+    def needs(self, rec: LinkRec) -> Iterable[Need]:
+        for end in (rec.primary, rec.peer):
+            for token in in_namespace(end.namespace):
+                yield Need(token)
+
+    def batch_key(self, rec: LinkRec) -> Hashable | None:
+        return rec.primary.namespace  # one group delete per namespace (kernel/netlink/batch.py)
+
+    def from_plain(self, data: dict[str, Any]) -> LinkRec:
+        ends = {k: EndRec(**{**data[k], "addresses": tuple(data[k]["addresses"])}) for k in ("primary", "peer")}
+        return LinkRec(**{**data, **ends})
+
+
+def on_device(ns: str, device: str | None) -> Need:
+    """The dependency of what lives on a device (any device of the namespace if None)."""
+    return Need(("device", ns, device) if device is not None else ("devices-in", ns), lives_on=True)
