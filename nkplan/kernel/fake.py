@@ -20,8 +20,8 @@ from nkplan.core.records import (
     RouteRec,
     ns_label,
 )
-from nkplan.errors import KernelError
-from nkplan.kernel.seam import Writer, Writers, typed_writers
+from nkplan.errors import InternalError, KernelError
+from nkplan.kernel.seam import ApplySession, Writer, Writers, typed_writers
 
 FailHook = Callable[[str, object], "KernelError | None"]
 
@@ -134,6 +134,21 @@ class FakeKernel(Writers):
         key = (after.primary.namespace, after.primary.name)
         if key not in self.state.links:
             raise KernelError(f"updating {after.primary.name!r}: no such device")
+        live = self.state.links[key]
+        if live.kind != after.kind or self._devices_of(live) != self._devices_of(after):
+            # as kernel/netlink/links.update_link: that needs a replacement, never an update
+            raise InternalError(
+                f"update of {after.primary.name} asks to change its kind, names or namespaces: that needs a replacement"
+            )
+        fixed = [("mode", live.mode, after.mode), ("headroom", live.headroom, after.headroom),
+                 ("tailroom", live.tailroom, after.tailroom), ("scrub", live.primary.scrub, after.primary.scrub),
+                 ("peer scrub", live.peer.scrub, after.peer.scrub)]  # fmt: skip
+        for what, had, want in fixed:
+            if want is not None and want != had:  # the kernel's own refusal (EACCES)
+                raise KernelError(
+                    f"changing {what} of netkit pair {after.primary.name}: netkit {what} cannot be changed "
+                    "after device creation (permission denied)"
+                )
         self.state.links[key] = after
         for role, dkey in zip(("primary", "peer"), self._devices_of(after), strict=True):
             dev = self.state.devices[dkey]
@@ -166,7 +181,9 @@ class FakeKernel(Writers):
         key = (before.namespace, before.to, before.metric)
         self.state.routes = [r for r in self.state.routes if (r.namespace, r.to, r.metric) != key] + [after]
 
-    def set_programs(self, before: HookRec | None, after: HookRec | None) -> None:
+    def set_programs(
+        self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
+    ) -> None:
         self._enter("set_programs", after or before)
         rec = after or before
         assert rec is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 from nkplan.core.records import HOST, HookRec, KernelInfo, LinkRec, LiveState, RouteRec, owner_alias
 from nkplan.errors import CapabilityError, KernelError
@@ -21,7 +22,7 @@ from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, query_nsid
 from nkplan.kernel.netlink.refusals import Op, explain, no_namespace, root_needed
 from nkplan.kernel.netlink.rtnl import call, need_link, ns_socket
-from nkplan.kernel.seam import Writer, Writers, typed_writers
+from nkplan.kernel.seam import ApplySession, Writer, Writers, typed_writers
 
 
 def _cap_eff() -> int:
@@ -160,10 +161,15 @@ class LinuxKernel(Writers):
             call(sock, op, C.RTM_NEWROUTE, C.NLM_F_CREATE | C.NLM_F_REPLACE, body)
 
     # BPF programs -----------------------------------------------------------------------------
-    def set_programs(self, before: HookRec | None, after: HookRec | None) -> None:
+    def set_programs(
+        self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
+    ) -> None:
         from nkplan.kernel.bpf import hookwriter  # libbpf and the writer: not needed to plan
 
-        hookwriter.set_programs(before, after)
+        with ExitStack() as own:
+            if session is None:  # a change of its own: nothing to roll back to afterwards
+                session = own.enter_context(ApplySession())
+            hookwriter.set_programs(before, after, session.part("bpf.retired", hookwriter.Retired))
 
 
 def _ends(links_: Sequence[LinkRec]) -> list[tuple[str, str]]:

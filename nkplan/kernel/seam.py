@@ -13,20 +13,50 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec
 from nkplan.core.resources import TYPE_NAMES, type_of
 from nkplan.errors import InternalError
+
+T = TypeVar("T")
+
+
+class ApplySession:
+    """What one apply keeps between its steps and its rollback, owned by the applier: opened
+    before the first step, closed after the last step or the rollback. A kernel half keeps its
+    part under a name of its own (the BPF writer: the programs it took off hooks, so a rollback
+    can put the very same ones back). Without a session a change runs in one of its own."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, Any] = {}
+
+    def part(self, name: str, make: Callable[[], T]) -> T:
+        if name not in self._parts:
+            self._parts[name] = make()
+        return self._parts[name]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        parts, self._parts = self._parts, {}
+        for part in parts.values():
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> ApplySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
 class Writer:
     """How a kernel carries out the operations of one resource type."""
 
-    create: Callable[[Any], None]
-    update: Callable[[Any, Any], None]
-    delete: Callable[[Any], None]
+    create: Callable[[Any, ApplySession | None], None]
+    update: Callable[[Any, Any, ApplySession | None], None]
+    delete: Callable[[Any, ApplySession | None], None]
     # several deletes as one kernel operation (all or nothing); None: one by one
     delete_many: Callable[[Sequence[Any]], None] | None = None
 
@@ -47,39 +77,39 @@ class Writers:
             self.__dict__["_writer_table"] = table
         return table[type_of(rec).name]  # type: ignore[no-any-return]
 
-    def create(self, rec: object) -> None:
-        self._writer(rec).create(rec)
+    def create(self, rec: object, session: ApplySession | None = None) -> None:
+        self._writer(rec).create(rec, session)
 
-    def update(self, before: object, after: object) -> None:
-        self._writer(after).update(before, after)
+    def update(self, before: object, after: object, session: ApplySession | None = None) -> None:
+        self._writer(after).update(before, after, session)
 
-    def delete(self, rec: object) -> None:
-        self._writer(rec).delete(rec)
+    def delete(self, rec: object, session: ApplySession | None = None) -> None:
+        self._writer(rec).delete(rec, session)
 
-    def delete_many(self, recs: Sequence[object]) -> None:
+    def delete_many(self, recs: Sequence[object], session: ApplySession | None = None) -> None:
         if not recs:
             return
         writer = self._writer(recs[0])
         if writer.delete_many is None or len(recs) == 1:
             for rec in recs:
-                writer.delete(rec)
+                writer.delete(rec, session)
         else:
             writer.delete_many(recs)
 
 
 class Kernel(Protocol):
     # the generic half (what the applier uses) ------------------------------------------------
-    def create(self, rec: object) -> None:
+    def create(self, rec: object, session: ApplySession | None = None) -> None:
         """Make the record exist exactly as it is."""
         ...
 
-    def update(self, before: object, after: object) -> None:
+    def update(self, before: object, after: object, session: ApplySession | None = None) -> None:
         """Change in place what may change in place (the planner guarantees the rest is equal)."""
         ...
 
-    def delete(self, rec: object) -> None: ...
+    def delete(self, rec: object, session: ApplySession | None = None) -> None: ...
 
-    def delete_many(self, recs: Sequence[object]) -> None:
+    def delete_many(self, recs: Sequence[object], session: ApplySession | None = None) -> None:
         """Delete records of one type with one batch key (ResourceType.batch_key) together,
         in one kernel operation where the type has one. Nothing is deleted if it fails."""
         ...
@@ -140,7 +170,9 @@ class Kernel(Protocol):
         ...
 
     # BPF programs -----------------------------------------------------------------------------
-    def set_programs(self, before: HookRec | None, after: HookRec | None) -> None:
+    def set_programs(
+        self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
+    ) -> None:
         """Make the hook run exactly after.programs (nkplan's own, in that order; programs others
         attached stay where they are): attach new ones at their position (anchored to a
         neighbour, with expected_revision from a fresh query, so a concurrent change is detected),
@@ -161,15 +193,24 @@ def typed_writers(kernel: Kernel) -> dict[str, Writer]:
     of core/resources.REGISTRY."""
     return {
         "namespace": Writer(
-            create=lambda r: kernel.create_namespace(r.name, r.owner or ""),
-            update=lambda b, a: kernel.set_namespace_owner(a.name, a.owner),
-            delete=lambda r: kernel.delete_namespace(r.name),
+            create=lambda r, s: kernel.create_namespace(r.name, r.owner or ""),
+            update=lambda b, a, s: kernel.set_namespace_owner(a.name, a.owner),
+            delete=lambda r, s: kernel.delete_namespace(r.name),
         ),
-        "link": Writer(kernel.create_link, kernel.update_link, kernel.delete_link, kernel.delete_links),
-        "route": Writer(kernel.add_route, kernel.replace_route, kernel.delete_route),
+        "link": Writer(
+            create=lambda r, s: kernel.create_link(r),
+            update=lambda b, a, s: kernel.update_link(b, a),
+            delete=lambda r, s: kernel.delete_link(r),
+            delete_many=kernel.delete_links,
+        ),
+        "route": Writer(
+            create=lambda r, s: kernel.add_route(r),
+            update=lambda b, a, s: kernel.replace_route(b, a),
+            delete=lambda r, s: kernel.delete_route(r),
+        ),
         "hook": Writer(
-            create=lambda r: kernel.set_programs(None, r),
+            create=lambda r, s: kernel.set_programs(None, r, s),
             update=kernel.set_programs,
-            delete=lambda r: kernel.set_programs(r, None),
+            delete=lambda r, s: kernel.set_programs(r, None, s),
         ),
     }

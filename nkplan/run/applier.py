@@ -14,19 +14,19 @@ from nkplan.core.actions import INVERSE
 from nkplan.core.plan import Operation, Plan
 from nkplan.core.resources import BY_NAME
 from nkplan.errors import InternalError, NkplanError
-from nkplan.kernel.seam import Kernel
+from nkplan.kernel.seam import ApplySession, Kernel
 
 Progress = Callable[[str, Operation], None]
 
 
-def execute(kernel: Kernel, op: Operation) -> None:
+def execute(kernel: Kernel, op: Operation, session: ApplySession | None = None) -> None:
     """One operation through the seam, which hands it to the kernel half of its resource type."""
     if op.kind == "create" and op.after is not None:
-        kernel.create(op.after)
+        kernel.create(op.after, session)
     elif op.kind == "delete" and op.before is not None:
-        kernel.delete(op.before)
+        kernel.delete(op.before, session)
     elif op.kind == "update" and op.before is not None and op.after is not None:
-        kernel.update(op.before, op.after)
+        kernel.update(op.before, op.after, session)
     else:
         raise InternalError(f"{op.kind} of {op.address} without the records it needs")
 
@@ -98,21 +98,24 @@ def _batches(ops: tuple[Operation, ...]) -> list[list[Operation]]:
     return out
 
 
-def _run(kernel: Kernel, batch: list[Operation]) -> None:
+def _run(kernel: Kernel, batch: list[Operation], session: ApplySession) -> None:
     if len(batch) == 1:
-        execute(kernel, batch[0])
+        execute(kernel, batch[0], session)
         return
-    kernel.delete_many([op.before for op in batch if op.before is not None])
+    kernel.delete_many([op.before for op in batch if op.before is not None], session)
 
 
 def apply_plan(kernel: Kernel, plan: Plan, progress: Progress | None = None) -> None:
+    """Carry out the plan's operations; on a failure undo the completed ones in reverse. The
+    session holds what the kernel halves need for that undo (programs taken off hooks) and is
+    closed once the apply, or its rollback, is over."""
     journal: list[Operation] = []
-    with _sigterm_as_interrupt():
+    with _sigterm_as_interrupt(), ApplySession() as session:
         for batch in _batches(plan.operations):
             try:
-                _run(kernel, batch)
+                _run(kernel, batch, session)
             except (NkplanError, KeyboardInterrupt) as exc:
-                rolled, errors = _rollback(kernel, journal, progress)
+                rolled, errors = _rollback(kernel, journal, progress, session)
                 raise ApplyFailed(exc, batch[0], len(journal), rolled, errors) from None
             journal.extend(batch)
             if progress:
@@ -120,12 +123,14 @@ def apply_plan(kernel: Kernel, plan: Plan, progress: Progress | None = None) -> 
                     progress("done", op)
 
 
-def _rollback(kernel: Kernel, journal: list[Operation], progress: Progress | None) -> tuple[int, list[str]]:
+def _rollback(
+    kernel: Kernel, journal: list[Operation], progress: Progress | None, session: ApplySession
+) -> tuple[int, list[str]]:
     rolled, errors = 0, []
     for op in reversed(journal):
         undo = inverse(op)
         try:
-            execute(kernel, undo)
+            execute(kernel, undo, session)
             rolled += 1
             if progress:
                 progress("undone", op)

@@ -28,6 +28,7 @@ from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor, HookState
 from nkplan.kernel.linux import LinuxKernel
+from nkplan.kernel.seam import ApplySession
 from nkplan.run.applier import ApplyFailed, apply_plan
 from nkplan.spec import objfile
 from tests import bpfobserve as obs
@@ -550,9 +551,10 @@ def test_rollback_puts_back_the_very_programs_it_took_off(pod: Pod, tmp_path: Pa
         pod.hook("egress", policy),  # detach one
         None,  # detach all
     ):
-        pod.kernel.set_programs(live, after)
-        assert pod.live("egress") == (after if after is not None and after.programs else None)
-        pod.kernel.set_programs(after, live)  # the rollback
+        with ApplySession() as session:  # as the applier holds one for an apply and its rollback
+            pod.kernel.set_programs(live, after, session)
+            assert pod.live("egress") == (after if after is not None and after.programs else None)
+            pod.kernel.set_programs(after, live, session)  # the rollback
         assert pod.live("egress") == live
         state = hooks.query(pod.ref("egress"))
         assert state.prog_ids == tuple(e.prog_id for e in original)
@@ -561,6 +563,12 @@ def test_rollback_puts_back_the_very_programs_it_took_off(pod: Pod, tmp_path: Pa
     with pytest.raises(KernelError, match="no object file is known for it"):
         pod.kernel.set_programs(None, pod.hook("ingress", ProgramRec("count_pass", "0" * 16)))
     assert hooks.query(pod.ref("ingress")).entries == ()
+    # what one session took off is not there for another (no process-wide memory)
+    with ApplySession() as session:
+        pod.kernel.set_programs(live, None, session)
+    with pytest.raises(KernelError, match="no object file is known for it"):
+        pod.kernel.set_programs(None, live)
+    assert hooks.query(pod.ref("egress")).entries == ()
 
 
 def test_deleting_a_device_with_programs_rolls_back_to_the_same_programs(pod: Pod) -> None:

@@ -22,9 +22,10 @@ re-attach only the others (a new instance at its place first, then the old one d
 program runs twice for a moment but is never missing).
 
 The hook is read afresh; the caller's `before` only contributes its owner (for adoption). So a
-repeated or interrupted call converges. Programs this process took off a hook are kept (by name
-and digest) so the applier's rollback, set_programs(after, before) with `before` read from the
-kernel (no object file), puts back the very same programs, maps and counters included."""
+repeated or interrupted call converges. Programs an apply took off a hook are kept (by name and
+digest, in the apply's session: Retired) so the applier's rollback, set_programs(after, before)
+with `before` read from the kernel (no object file), puts back the very same programs, maps and
+counters included."""
 
 from __future__ import annotations
 
@@ -142,37 +143,51 @@ def _pin_maps(pin: LinkPin, prog: _Prog) -> None:
         _pin_prog_maps(pin, prog.fd)
 
 
-# Programs this process took off a hook (detached, or swapped out by LINK_UPDATE), by hook and
-# (program, digest): the applier's rollback in the same process calls set_programs(after,
-# before), whose `before` came from the kernel and names no object file; these are what it puts
-# back, each to its own hook (with its maps, so counters survive a rollback). Bounded; the fds go
-# with the process, which may hold one per hook of a large destroy.
-_RETIRED_MAX = 8192
-_retired: dict[tuple[str, str, str, str, str], int] = {}
+class Retired:
+    """Programs one apply took off hooks (detached, or swapped out by LINK_UPDATE), by hook and
+    (program, digest): the applier's rollback calls set_programs(after, before), whose `before`
+    came from the kernel and names no object file; these are what it puts back, each to its own
+    hook (with its maps, so counters survive a rollback). Kept in the apply's ApplySession
+    (kernel/seam.py), which closes the fds when the apply is over. Bounded."""
 
+    MAX = 8192
 
-def _retired_key(ref: HookRef, program: str, digest: str) -> tuple[str, str, str, str, str]:
-    return (ref.namespace, ref.device, ref.hook, program, digest[: objfile.DIGEST_CHARS])
+    def __init__(self) -> None:
+        self.fds: dict[tuple[str, str, str, str, str], int] = {}
 
+    @staticmethod
+    def key(ref: HookRef, program: str, digest: str) -> tuple[str, str, str, str, str]:
+        return (ref.namespace, ref.device, ref.hook, program, digest[: objfile.DIGEST_CHARS])
 
-def _retire(ref: HookRef, program: str, digest: str, prog_id: int) -> None:
-    """Keep the program of a link about to be detached (call it while the link still holds it)."""
-    _room_for_fds(len(_retired) + 64)
-    try:
-        fd = info.open_prog(prog_id)
-    except KernelError:
-        return
-    _retire_fd(ref, program, digest, fd)
+    def retire(self, ref: HookRef, program: str, digest: str, prog_id: int) -> None:
+        """Keep the program of a link about to be detached (call it while the link still holds it)."""
+        _room_for_fds(len(self.fds) + 64)
+        try:
+            fd = info.open_prog(prog_id)
+        except KernelError:
+            return
+        self.retire_fd(ref, program, digest, fd)
 
+    def retire_fd(self, ref: HookRef, program: str, digest: str, fd: int) -> None:
+        key = self.key(ref, program, digest)
+        old = self.fds.pop(key, None)
+        if old is not None:
+            os.close(old)
+        self.fds[key] = fd
+        while len(self.fds) > self.MAX:
+            os.close(self.fds.pop(next(iter(self.fds))))
 
-def _retire_fd(ref: HookRef, program: str, digest: str, fd: int) -> None:
-    key = _retired_key(ref, program, digest)
-    old = _retired.pop(key, None)
-    if old is not None:
-        os.close(old)
-    _retired[key] = fd
-    while len(_retired) > _RETIRED_MAX:
-        os.close(_retired.pop(next(iter(_retired))))
+    def has(self, ref: HookRef, program: str, digest: str) -> bool:
+        return self.key(ref, program, digest) in self.fds
+
+    def take(self, ref: HookRef, program: str, digest: str) -> int | None:
+        """The retired program's fd, now the caller's to close."""
+        return self.fds.pop(self.key(ref, program, digest), None)
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 def _room_for_fds(needed: int) -> None:
@@ -187,8 +202,9 @@ def _room_for_fds(needed: int) -> None:
 
 
 class _HookWriter:
-    def __init__(self, ref: HookRef, owner: str, stacks: Sequence[str], cleanup: ExitStack) -> None:
+    def __init__(self, ref: HookRef, owner: str, stacks: Sequence[str], cleanup: ExitStack, retired: Retired) -> None:
         self.ref, self.owner, self.stacks, self.cleanup = ref, owner, stacks, cleanup
+        self.retired = retired
 
     def what(self, program: str) -> str:
         return f"{program} at {self.ref.words()}"
@@ -277,7 +293,7 @@ class _HookWriter:
         for o, rec, new in updates:
             self.settle(o, rec, new)
         for o in gone:
-            _retire(self.ref, o.pin.program, o.pin.digest, o.prog_id)
+            self.retired.retire(self.ref, o.pin.program, o.pin.digest, o.prog_id)
             hooks.detach(o.fd, what=self.what(o.pin.program))
             bpffs.unpin(o.pin.path)
         if not wanted:
@@ -288,7 +304,7 @@ class _HookWriter:
                     bpffs.remove_tree(hook_dir(stack, r.namespace, r.device, r.hook))
 
     def loadable(self, rec: ProgramRec) -> bool:
-        return bool(rec.object) or _retired_key(self.ref, rec.program, rec.digest) in _retired
+        return bool(rec.object) or self.retired.has(self.ref, rec.program, rec.digest)
 
     def maps_of(self, o: _Owned) -> dict[str, int]:
         """{kernel map name: fd} of the maps the program of an owned link uses (names the kernel
@@ -305,7 +321,7 @@ class _HookWriter:
         of a program already at the hook (`old`: updated in place or moved) takes over the old
         instance's maps where their definition is unchanged, so counters and state carry on."""
         if not rec.object:
-            fd = _retired.pop(_retired_key(self.ref, rec.program, rec.digest), None)
+            fd = self.retired.take(self.ref, rec.program, rec.digest)
             if fd is None:
                 raise KernelError(
                     f"cannot attach {self.what(rec.program)}: no object file is known for it "
@@ -370,7 +386,7 @@ class _HookWriter:
         _rename(temp, final.path)
         old = a.replaces
         if old is not None:
-            _retire(self.ref, old.pin.program, old.pin.digest, old.prog_id)
+            self.retired.retire(self.ref, old.pin.program, old.pin.digest, old.prog_id)
             hooks.detach(old.fd, what=self.what(old.pin.program))
             if old.pin.path != final.path:
                 bpffs.unpin(old.pin.path)
@@ -386,7 +402,7 @@ class _HookWriter:
             except BaseException:
                 os.close(old_prog)
                 raise
-            _retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
+            self.retired.retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
             bpffs.remove_tree(final.maps_dir)
             if rec.pin_maps:
                 _pin_maps(final, new)
@@ -409,7 +425,7 @@ class _HookWriter:
             bpffs.remove_tree(final.maps_dir)
 
 
-def set_programs(before: HookRec | None, after: HookRec | None) -> None:
+def set_programs(before: HookRec | None, after: HookRec | None, retired: Retired) -> None:
     """seam.Kernel.set_programs on the running kernel (see the module docstring). The hook is read
     afresh; `before` only contributes its owner (whose pins count as nkplan's too, for adoption),
     so an interrupted or repeated call converges instead of failing."""
@@ -427,4 +443,4 @@ def set_programs(before: HookRec | None, after: HookRec | None) -> None:
     if before is not None and before.owner and before.owner != owner:
         stacks.append(before.owner)  # adopted from another stack: its pins of this hook are ours now
     with ExitStack() as cleanup:
-        _HookWriter(HookRef(rec.namespace, rec.device, rec.hook), owner, stacks, cleanup).run(wanted)
+        _HookWriter(HookRef(rec.namespace, rec.device, rec.hook), owner, stacks, cleanup, retired).run(wanted)

@@ -1,0 +1,184 @@
+"""The kernel contract: what the applier and the planner rely on the seam for, as one set of test
+functions run against every implementation of kernel/seam.Kernel: the in-memory FakeKernel
+(unit stage, tests/unit/test_contract_fake.py), the host kernel with veth pairs (host stage,
+tests/host/test_contract_host.py) and the netkit kernels in the VM rig (tests/netkit/
+test_contract_netkit.py). Where the fake and a real kernel disagree, the fake is wrong.
+
+Only the generic half of the seam is used (create / update / delete / delete_many of records,
+read), as the applier uses it. What a kernel holds is checked through its own read(): this suite
+is about the seam's behaviour; the real-kernel suites check the same objects independently
+with iproute2 and bpftool. A stage module imports these functions and supplies `world`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from nkplan.core.desired import link_record, route_record
+from nkplan.core.records import HOST, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec
+from nkplan.core.resources.link import LinkType
+from nkplan.errors import NkplanError
+from nkplan.kernel.seam import Kernel
+from nkplan.spec.models import LinkSpec, RouteSpec
+
+LINKS = LinkType()
+
+
+@dataclass
+class World:
+    """A kernel to hold to the contract, and unique names for what a test makes there."""
+
+    kernel: Kernel
+    name: Callable[[str], str]  # suffix → a unique device or namespace name (at most 15 bytes)
+    stack: str
+    kind: str  # the pair kind this kernel is tested with: "veth" (host) or "netkit" (VM)
+    info: KernelInfo  # what the kernel honours (netkit scrub, head/tailroom)
+    net: int  # a second octet for this test's IPv4 addresses (10.NET.x.y), unique per test
+
+
+def pair(
+    w: World, host: str, peer_name: str, ns: str, peer: dict[str, object] | None = None, **more: object
+) -> LinkRec:
+    """A declared pair, as the planner would ask for it (defaults of the kind filled in)."""
+    peer_fields = {**(peer or {}), "name": peer_name, "namespace": ns or None}
+    spec = LinkSpec.model_validate({"name": host, "kind": w.kind, "peer": peer_fields, **more})
+    return link_record(spec, w.stack, w.info)
+
+
+def live_pair(w: World, rec: LinkRec) -> LinkRec | None:
+    return read(w).links.get((rec.primary.namespace, rec.primary.name))
+
+
+def read(w: World) -> LiveState:
+    return w.kernel.read(probe_netkit=w.kind == "netkit")
+
+
+def assert_holds(w: World, want: LinkRec) -> LinkRec:
+    """The kernel holds the pair exactly as declared (what it chose itself, a MAC, filled in)."""
+    have = live_pair(w, want)
+    assert have is not None, f"{want.primary.name} is missing"
+    assert LINKS.fill_unspecified(want, have) == have
+    return have
+
+
+@contextmanager
+def namespace(w: World, suffix: str) -> Iterator[str]:
+    name = w.name(suffix)
+    w.kernel.create(NamespaceRec(name, w.stack))
+    try:
+        yield name
+    finally:
+        if name in read(w).namespaces:
+            w.kernel.delete(NamespaceRec(name, w.stack))
+
+
+def test_namespace_create_mark_unmark_delete(world: World) -> None:
+    w = world
+    with namespace(w, "n") as ns:
+        assert read(w).namespaces[ns] == NamespaceRec(ns, w.stack)
+        w.kernel.update(NamespaceRec(ns, w.stack), NamespaceRec(ns, None))
+        assert read(w).namespaces[ns] == NamespaceRec(ns, None)
+        w.kernel.update(NamespaceRec(ns, None), NamespaceRec(ns, w.stack))
+        w.kernel.delete(NamespaceRec(ns, w.stack))
+        assert ns not in read(w).namespaces
+        with pytest.raises(NkplanError):
+            w.kernel.delete(NamespaceRec(ns, w.stack))  # gone: a refusal in words, not an OSError
+
+
+def test_pair_is_created_updated_in_place_and_deleted(world: World) -> None:
+    w = world
+    with namespace(w, "n") as ns:
+        want = pair(w, w.name("h"), "eth0", ns, mtu=1400, addresses=[f"10.{w.net}.0.1/30"],
+                    peer={"addresses": [f"10.{w.net}.0.2/30", "fd00:77::2/64"]})  # fmt: skip
+        w.kernel.create(want)
+        have = assert_holds(w, want)
+        assert have.primary.mtu == have.peer.mtu == 1400
+        after = dataclasses.replace(
+            have,
+            primary=dataclasses.replace(have.primary, mtu=1500, addresses=(f"10.{w.net}.0.5/30",)),
+            peer=dataclasses.replace(have.peer, up=False, addresses=(f"10.{w.net}.0.6/30", "fd00:77::2/64")),
+        )
+        w.kernel.update(have, after)
+        assert_holds(w, after)
+        w.kernel.delete(after)
+        now = read(w)
+        assert (HOST, want.primary.name) not in now.links and (HOST, want.primary.name) not in now.devices
+        assert (ns, "eth0") not in now.devices  # deleting one end deletes both
+
+
+def test_a_change_that_cannot_happen_in_place_is_refused_and_changes_nothing(world: World) -> None:
+    """update() is only ever asked for what may change in place; asked for more (a fixed field of
+    the kind, a renamed end), it refuses with an nkplan error and leaves the pair as it was."""
+    w = world
+    with namespace(w, "n") as ns:
+        want = pair(w, w.name("h"), "eth0", ns)
+        w.kernel.create(want)
+        have = assert_holds(w, want)
+        changes = [dataclasses.replace(have, peer=dataclasses.replace(have.peer, name="eth9"))]
+        if w.kind == "netkit":
+            changes.append(dataclasses.replace(have, mode="l2"))
+        for bad in changes:
+            with pytest.raises(NkplanError):
+                w.kernel.update(have, bad)
+            assert live_pair(w, want) == have
+
+
+def test_a_taken_name_is_refused(world: World) -> None:
+    w = world
+    with namespace(w, "n") as ns:
+        first = pair(w, w.name("h"), "eth0", ns)
+        w.kernel.create(first)
+        with pytest.raises(NkplanError):
+            w.kernel.create(pair(w, w.name("h"), "eth1", ns))  # the primary's name is taken
+        with pytest.raises(NkplanError):
+            w.kernel.create(pair(w, w.name("k"), "eth0", ns))  # the peer's name is taken
+        assert (HOST, w.name("k")) not in read(w).devices  # nothing half-made stays behind
+        assert_holds(w, first)
+
+
+def test_routes_are_added_replaced_and_die_with_their_device(world: World) -> None:
+    w = world
+    with namespace(w, "n") as ns:
+        link = pair(w, w.name("h"), "eth0", ns, addresses=[f"10.{w.net}.0.1/24"],
+                    peer={"addresses": [f"10.{w.net}.0.2/24"]})  # fmt: skip
+        w.kernel.create(link)
+        spec = RouteSpec(namespace=ns, to=f"10.{w.net}.9.0/24", via=f"10.{w.net}.0.1", dev="eth0")
+        route = route_record(spec, w.stack)
+        w.kernel.create(route)
+        assert _routes(w, ns) == [route]
+        moved = dataclasses.replace(route, via=f"10.{w.net}.0.3")
+        w.kernel.update(route, moved)
+        assert _routes(w, ns) == [moved]
+        w.kernel.delete(link)
+        assert _routes(w, ns) == []
+
+
+def _routes(w: World, ns: str) -> list[RouteRec]:
+    return [r for r in read(w).routes if r.namespace == ns]
+
+
+def test_delete_many_takes_pairs_of_one_namespace_together(world: World) -> None:
+    w = world
+    with namespace(w, "n") as ns:
+        links = [pair(w, w.name(f"h{i}"), f"eth{i}", ns) for i in range(3)]
+        for link in links:
+            w.kernel.create(link)
+        w.kernel.delete_many(links[:2])
+        now = read(w)
+        assert [(HOST, link.primary.name) in now.links for link in links] == [False, False, True]
+        assert (ns, "eth0") not in now.devices and (ns, "eth2") in now.devices
+
+
+def test_deleting_a_namespace_deletes_the_pairs_it_held(world: World) -> None:
+    w = world
+    with namespace(w, "n") as ns:
+        link = pair(w, w.name("h"), "eth0", ns)
+        w.kernel.create(link)
+        w.kernel.delete(NamespaceRec(ns, w.stack))
+        now = read(w)
+        assert ns not in now.namespaces
+        assert (HOST, link.primary.name) not in now.links and (HOST, link.primary.name) not in now.devices
