@@ -1,19 +1,46 @@
-"""nkplan's public Python API. Everything else in the package is internal and may change.
+"""nkplan's public Python API (in the spirit of nmstate's libnmstate): load a spec, plan it
+against the kernel or a snapshot, apply it (or a saved plan), show or destroy a stack. Typed
+results, and the errors the CLI reports (nkplan.errors: every one an NkplanError that says whose
+fault it is). The CLI is its first user. Everything else in the package is internal.
 
-The composition root: it wires the pure layers (spec, core, documents) to the real kernel
-(kernel.linux, kernel.bpf), which the pure layers never import themselves."""
+    from nkplan import api
+    spec = api.load_file("pods.yaml")
+    planned = api.plan(spec)                 # Planned: .plan (typed Plan), .live (LiveState)
+    if planned.plan.has_changes:
+        api.apply(spec)                      # plans again under the stack's lock, applies, verifies
+
+This module is the composition root: it wires the pure layers (spec, core, documents) to the
+real kernel (kernel.linux, kernel.bpf), which the pure layers never import themselves."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from nkplan.core.records import MapDef
+from nkplan.core.records import LiveState, MapDef
+from nkplan.errors import PlanError, StalePlanError
 from nkplan.spec.loader import Loaded
 from nkplan.spec.loader import load_file as _load_file
 from nkplan.spec.loader import load_text as _load_text
 
-__all__ = ["Loaded", "inspect_object", "load_dict", "load_file", "load_text"]
+__all__ = [
+    "Loaded",
+    "Plan",
+    "Planned",
+    "Shown",
+    "apply",
+    "destroy",
+    "inspect_object",
+    "kernel",
+    "load_dict",
+    "load_file",
+    "load_text",
+    "plan",
+    "read_plan",
+    "show",
+]
 
 
 def inspect_object(path: str) -> tuple[list[str], tuple[MapDef, ...]]:
@@ -39,3 +66,116 @@ def load_dict(data: dict[str, Any], filename: str = "<dict>") -> Loaded:
     """A spec from data already parsed (for example an Ansible module's inline config). The
     positions in messages are those of its JSON rendering (JSON is YAML), one key per line."""
     return _load_text(json.dumps(data, indent=1, default=str) + "\n", filename, inspect_object)
+
+
+# planning and applying ------------------------------------------------------------------------------
+# (imported when used: `validate` needs none of it, and every command starts a new interpreter)
+if TYPE_CHECKING:
+    from nkplan.core.plan import Plan
+    from nkplan.kernel.seam import Kernel
+    from nkplan.run.applier import Progress
+    from nkplan.run.workflow import Planned
+
+Review = Callable[["Plan"], None]  # sees the plan before anything changes; raises to cancel
+
+
+def kernel() -> Kernel:
+    """The running kernel, after checking this process may change network state (CapabilityError)."""
+    from nkplan.kernel.linux import LinuxKernel
+
+    found = LinuxKernel()
+    found.check_privileges()
+    return found
+
+
+def plan(
+    spec: Loaded, *, adopt: bool = False, snapshot: str | None = None, on: Kernel | None = None
+) -> Planned:
+    """The plan of a spec against the kernel (read now), or against a `show --format json`
+    snapshot file (no root needed; such a plan cannot be applied)."""
+    from nkplan.run.workflow import plan_for
+    if snapshot is not None:
+        from nkplan.documents import snapshot as snapshots
+
+        live, host = snapshots.load(snapshot)
+        return plan_for(None, spec, adopt=adopt, live=live, source="snapshot", host=host)
+    return plan_for(on or kernel(), spec, adopt=adopt)
+
+
+def apply(
+    spec: Loaded,
+    *,
+    adopt: bool = False,
+    saved: Plan | None = None,
+    review: Review | None = None,
+    progress: Progress | None = None,
+    on: Kernel | None = None,
+) -> Plan:
+    """Make the kernel hold what the spec declares, under the stack's lock: plan (or, with
+    `saved`, check that the live state is still the one the saved plan was made against:
+    StalePlanError otherwise), let `review` see the plan, apply, verify. Returns the plan that
+    was carried out; on a failure the completed steps are rolled back and ApplyFailed raised."""
+    from nkplan.documents.savedplan import check_fresh
+    from nkplan.run.identity import host_identity
+    from nkplan.run.lock import stack_lock
+    from nkplan.run.workflow import apply_and_verify, plan_for
+
+    target = on or kernel()
+    with stack_lock(spec.spec.stack):
+        if saved is not None:
+            try:
+                fresh = plan_for(target, spec, adopt=bool(saved.meta.get("adopt"))).plan
+            except PlanError as exc:  # e.g. an object made by hand since: the plan no longer holds
+                raise StalePlanError(f"the live state changed since the plan was made: {exc}") from None
+            check_fresh(saved, fresh, host_identity())
+            chosen = saved
+        else:
+            chosen = plan_for(target, spec, adopt=adopt).plan
+        if review is not None:
+            review(chosen)
+        if chosen.has_changes:
+            apply_and_verify(target, spec, chosen, progress=progress)
+    return chosen
+
+
+def read_plan(path: str) -> tuple[Plan, Loaded]:
+    """A saved plan (`plan --out`) and the spec embedded in it; PlanFileError if it is damaged."""
+    from nkplan.documents.savedplan import read_saved
+
+    return read_saved(path, inspect_object)
+
+
+def destroy(
+    stack: str, *, review: Review | None = None, progress: Progress | None = None, on: Kernel | None = None
+) -> Plan:
+    """Remove everything the stack owns (the plan of an empty spec)."""
+    from nkplan.run.workflow import empty_spec
+
+    return apply(empty_spec(stack), review=review, progress=progress, on=on)
+
+
+@dataclass(frozen=True)
+class Shown:
+    document: dict[str, Any]  # a spec (plus x-nkplan-programs: what runs at each hook)
+    live: LiveState  # everything read, for a snapshot (documents.snapshot.to_json)
+
+
+def show(stack: str, *, spec: Loaded | None = None, unowned: bool = False, on: Kernel | None = None) -> Shown:
+    """The stack's live state as a spec document that plans to no changes (with `spec`, BPF
+    programs are named by the object files it declares); `unowned` adds what no stack owns."""
+    from nkplan.documents.show import programs_listing, stack_document
+    from nkplan.spec.checks import declared_hooks
+    from nkplan.spec.objects import resolve
+
+    objects: dict[tuple[str, str], str] = {}
+    if spec is not None:
+        for _path, _hook, progs in declared_hooks(spec.spec):
+            for p in progs:
+                full = resolve(spec.source.filename, p.object)
+                objects[(p.program, spec.objects.get(full, ""))] = full
+    live = (on or kernel()).read(probe_netkit=True)
+    doc = stack_document(live, stack, unowned=unowned, objects=objects)
+    listing = programs_listing(live, stack)
+    if listing:
+        doc["x-nkplan-programs"] = listing
+    return Shown(doc, live)

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nkplan import __version__
-from nkplan.errors import NkplanError, PlanError, SpecError, StalePlanError
+from nkplan.errors import NkplanError, SpecError
 
 if TYPE_CHECKING:
     from nkplan.core.plan import Operation, Plan
-    from nkplan.kernel.seam import Kernel
     from nkplan.spec.loader import Loaded
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_STALE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -28,14 +27,6 @@ EPILOG = """exit codes:
   4    another nkplan process holds the stack's lock
   130  interrupted (completed steps were rolled back)
 """
-
-
-def _kernel() -> Kernel:
-    from nkplan.kernel.linux import LinuxKernel
-
-    kernel = LinuxKernel()
-    kernel.check_privileges()
-    return kernel
 
 
 def _colour(args: argparse.Namespace) -> bool:
@@ -54,7 +45,9 @@ def _confirm(args: argparse.Namespace, verb: str) -> None:
 
 
 def _progress(stage: str, op: Operation) -> None:
-    verb = {"create": "created", "delete": "deleted", "update": "updated"}[op.kind]
+    from nkplan.core.actions import DONE
+
+    verb = DONE[op.kind]
     if stage == "undone":
         verb = f"rolled back ({op.kind})"
     print(f"  {op.address}: {verb}", flush=True)
@@ -87,17 +80,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from nkplan.api import load_file
-    from nkplan.run.workflow import plan_for
+    from nkplan import api
 
-    loaded = load_file(args.file)
-    if args.state:
-        from nkplan.documents import snapshot
-
-        live, host = snapshot.load(args.state)
-        planned = plan_for(None, loaded, adopt=args.adopt, live=live, source="snapshot", host=host)
-    else:
-        planned = plan_for(_kernel(), loaded, adopt=args.adopt)
+    loaded = api.load_file(args.file)
+    planned = api.plan(loaded, adopt=args.adopt, snapshot=args.state)
     if args.out:
         from nkplan.documents.savedplan import write_saved
 
@@ -109,47 +95,36 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | None = None) -> int:
+    from nkplan import api
     from nkplan.documents.text import render_plan, summary_line
-    from nkplan.run.lock import stack_lock
-    from nkplan.run.workflow import apply_and_verify, plan_for
 
-    kernel = _kernel()
-    with stack_lock(loaded.spec.stack):
-        if saved is not None:
-            from nkplan.documents.savedplan import check_fresh
-            from nkplan.run.identity import host_identity
-
-            try:
-                fresh = plan_for(kernel, loaded, adopt=bool(saved.meta.get("adopt"))).plan
-            except PlanError as exc:  # e.g. an object made by hand since: the plan no longer holds
-                raise StalePlanError(f"the live state changed since the plan was made: {exc}") from None
-            check_fresh(saved, fresh, host_identity())
-            plan = saved
-        else:
-            plan = plan_for(kernel, loaded, adopt=getattr(args, "adopt", False)).plan
+    def review(plan: Plan) -> None:
         sys.stdout.write(render_plan(plan, colour=_colour(args)))
-        if not plan.has_changes:
-            return EXIT_OK
-        if saved is None:
+        if plan.has_changes and saved is None:
             _confirm(args, verb)  # a saved plan is the approval
-        apply_and_verify(kernel, loaded, plan, progress=None if args.quiet else _progress)
-    print(f"{verb.capitalize()} complete! {summary_line(plan)[len('Plan: ') :]}")
+
+    done = api.apply(
+        loaded,
+        adopt=getattr(args, "adopt", False),
+        saved=saved,
+        review=review,
+        progress=None if args.quiet else _progress,
+    )
+    if done.has_changes:
+        print(f"{verb.capitalize()} complete! {summary_line(done)[len('Plan: ') :]}")
     return EXIT_OK
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from nkplan.documents.savedplan import is_saved_plan, read_saved
+    from nkplan import api
+    from nkplan.documents.savedplan import is_saved_plan
 
     if is_saved_plan(args.file):
         if args.adopt:
             raise NkplanError("--adopt is decided when the plan is made: pass it to `nkplan plan --out`")
-        from nkplan.api import inspect_object
-
-        saved, loaded = read_saved(args.file, inspect_object)
+        saved, loaded = api.read_plan(args.file)
         return _execute(args, loaded, "apply", saved)
-    from nkplan.api import load_file
-
-    return _execute(args, load_file(args.file), "apply")
+    return _execute(args, api.load_file(args.file), "apply")
 
 
 def _stack_of(args: argparse.Namespace, verb: str) -> str:
@@ -169,32 +144,18 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from nkplan.documents.show import programs_listing, stack_document, to_yaml
+    from nkplan import api
+    from nkplan.documents.show import to_yaml
 
-    objects: dict[tuple[str, str], str] = {}
-    if args.file:  # the spec tells which object files the attached programs came from
-        from nkplan.api import load_file
-        from nkplan.spec.checks import declared_hooks
-        from nkplan.spec.objects import resolve
-
-        loaded = load_file(args.file)
-        stack = loaded.spec.stack
-        for _path, _hook, progs in declared_hooks(loaded.spec):
-            for p in progs:
-                full = resolve(args.file, p.object)
-                objects[(p.program, loaded.objects.get(full, ""))] = full
-    else:
-        stack = _stack_of(args, "show")
-    live = _kernel().read(probe_netkit=True)
-    doc = stack_document(live, stack, unowned=args.all, objects=objects)
-    listing = programs_listing(live, stack)
-    if listing:
-        doc["x-nkplan-programs"] = listing
+    loaded = api.load_file(args.file) if args.file else None
+    stack = loaded.spec.stack if loaded is not None else _stack_of(args, "show")
+    shown = api.show(stack, spec=loaded, unowned=args.all)
+    doc = shown.document
     if args.format == "json":
         from nkplan.documents import snapshot
         from nkplan.run.identity import host_identity
 
-        doc[snapshot.SNAPSHOT_KEY] = snapshot.to_json(live, host_identity())
+        doc[snapshot.SNAPSHOT_KEY] = snapshot.to_json(shown.live, host_identity())
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         sys.stdout.write(to_yaml(doc))
