@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 class NkplanError(Exception):
-    """Base of every error nkplan raises on purpose. `fault` names who must act."""
+    """Base of every error nkplan raises on purpose. `fault` names who must act ("spec", "user",
+    "environment", "kernel", "nkplan"): for callers of nkplan.api that sort errors; the CLI words
+    each error itself and picks `exit_code`."""
 
     fault = "nkplan"
     exit_code = 1

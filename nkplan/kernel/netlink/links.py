@@ -156,7 +156,9 @@ def create_link(link: LinkRec) -> None:
             _configure(ps, p, "primary", link.owner, link.applied)
             _configure(qs, q, "peer", link.owner, None)
         except BaseException:
-            _delete_by_name(ps, p.name)  # all or nothing: no half-configured pair stays behind
+            # best effort, so the original error is the one reported: a pair whose removal is
+            # refused too stays behind half-configured, and the next plan shows it
+            _delete_by_name(ps, p.name)
             raise
 
 

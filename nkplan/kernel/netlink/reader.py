@@ -31,6 +31,7 @@ from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import decode, netns
 from nkplan.kernel.netlink.decode import RawLink, RawRoute
 from nkplan.kernel.netlink.nlsock import IFADDRMSG, RTMSG, NetlinkRefusal, RtnlSocket, attr_u32, ifinfomsg, query_nsid
+from nkplan.kernel.netlink.refusals import root_needed
 
 PAIR_KINDS = ("veth", "netkit")
 _LINK_DUMP = ifinfomsg() + attr_u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)
@@ -93,7 +94,7 @@ def _walk(visit: Visit | None = None) -> Snapshot:
         home = os.stat("/proc/thread-self/ns/net")
         host_sock = RtnlSocket(strict=True)
     except PermissionError as exc:
-        raise CapabilityError("nkplan needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to read network namespaces") from exc
+        raise CapabilityError(root_needed()) from exc
     seen: dict[tuple[int, int], str] = {(home.st_dev, home.st_ino): HOST}
     scans: dict[str, NsScan] = {}
     namespaces: dict[str, NamespaceRec] = {}
@@ -108,9 +109,7 @@ def _walk(visit: Visit | None = None) -> Snapshot:
             except FileNotFoundError:
                 continue  # removed while we were reading
             except PermissionError as exc:
-                raise CapabilityError(
-                    f"nkplan needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to read network namespace {name}"
-                ) from exc
+                raise CapabilityError(f"{root_needed()} (reading namespace {name})") from exc
             try:
                 st = os.fstat(fd)
                 key = (st.st_dev, st.st_ino)
@@ -319,8 +318,6 @@ def read_state(visit: Visit | None = None) -> LiveState:
         ) from exc
     except OSError as exc:
         if exc.errno in (errno.EPERM, errno.EACCES):
-            raise CapabilityError(
-                "nkplan needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to read network namespaces"
-            ) from exc
+            raise CapabilityError(root_needed()) from exc
         raise KernelError(f"reading network state: {exc.strerror or exc}", exc.errno) from exc
     return build(snap)
