@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nkplan.core.linkkinds import kind_of
 from nkplan.core.records import (
     HOST,
     EndRec,
@@ -81,8 +82,9 @@ def hook_records(
 
 
 def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelInfo) -> EndRec:
-    netkit = link.kind == "netkit"
-    scrub = (end.scrub or "default") if netkit and info.netkit_scrub is not False else None
+    kind = kind_of(link.kind)
+    policy = (end.policy or kind.defaults["policy"]) if "policy" in kind.end_fields else None
+    has_scrub = "scrub" in kind.end_fields and info.netkit_scrub is not False  # an old kernel reports none
     return EndRec(
         namespace=end.namespace or HOST,
         name=end.name,
@@ -90,8 +92,8 @@ def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelIn
         up=end.up,
         mac=end.mac,
         addresses=sort_cidrs(end.addresses),
-        policy=(end.policy or "forward") if netkit else None,
-        scrub=scrub if netkit else None,
+        policy=policy,
+        scrub=(end.scrub or kind.defaults["scrub"]) if has_scrub else None,
     )
 
 
@@ -110,15 +112,21 @@ def link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
 
 
 def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
-    netkit = link.kind == "netkit"
-    room_default = 0 if netkit and info.netkit_headroom is not False else None
+    kind = kind_of(link.kind)
+    rooms = info.netkit_headroom is not False  # a kernel that knows no head/tailroom reports none
+
+    def room(fld: str, declared: int | None) -> int | None:
+        if declared is not None:
+            return declared
+        return kind.defaults[fld] if fld in kind.pair_fields and rooms else None
+
     return LinkRec(
         kind=link.kind,
         primary=_end(link, link, None, info),
         peer=_end(link.peer, link, link.mtu, info),
-        mode=(link.mode or "l3") if netkit else None,
-        headroom=link.headroom if link.headroom is not None else room_default,
-        tailroom=link.tailroom if link.tailroom is not None else room_default,
+        mode=(link.mode or kind.defaults["mode"]) if "mode" in kind.pair_fields else None,
+        headroom=room("headroom", link.headroom),
+        tailroom=room("tailroom", link.tailroom),
         owner=stack,
     )
 

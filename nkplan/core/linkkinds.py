@@ -7,6 +7,7 @@ nkplan/kernel/netlink."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from nkplan.core.records import Kind
 
@@ -18,8 +19,7 @@ class LinkKind:
     end_fields: tuple[str, ...] = ()  # settings of each end only this kind has
     # record paths fixed at creation → the reason shown when a change forces a replace
     fixed: dict[str, str] = field(default_factory=dict)
-    defaults: dict[str, object] = field(default_factory=dict)  # what the kernel uses when omitted
-    has_mac: bool = True  # False for netkit in L3 mode (see `mac_settable`)
+    defaults: dict[str, Any] = field(default_factory=dict)  # what the kernel uses when omitted
 
 
 # fixed by every kind: an end cannot be renamed into another pair or moved out of it in place

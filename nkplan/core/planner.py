@@ -33,7 +33,7 @@ def choose_action(want: Any | None, have: Any | None) -> Decision:
     if want == have:
         return Decision("no-op")
     paths = changed_paths(have, want)
-    forced = rtype.replace_reasons(have, want)
+    forced = rtype.replace_reasons(have, want, paths)
     if forced:
         fixed = tuple(p for p in paths if p in forced)
         return Decision(
@@ -48,10 +48,6 @@ class _Item:
     want: Any | None
     have: Any | None
     order: tuple[Any, ...]
-
-    @property
-    def any(self) -> Any:
-        return self.want if self.want is not None else self.have
 
 
 class _Graph:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from nkplan.core.actions import ACTIONS
 from nkplan.core.plan import Change, Plan
+from nkplan.core.resources import BY_NAME
 from nkplan.documents.text import summary_line as text_summary
 from nkplan.documents.values import flatten, fmt, get
 
@@ -80,8 +81,8 @@ def _banner(changes: Sequence[Change]) -> list[str]:
         f"> **Traffic is disrupted.** This plan {what}. Replacing or deleting a link, namespace or route"
         " interrupts traffic through it (a replace deletes the object, then creates it again).",
     ]
-    if any(c.action == "delete" and c.type == "namespace" for c in gone):
-        lines.append("> Deleting a namespace also removes every device and route inside it.")
+    notes = (BY_NAME[c.type].delete_note for c in gone if c.action == "delete")
+    lines += [f"> {note}" for note in dict.fromkeys(n for n in notes if n)]
     items = []
     for c in gone:
         item = f"{c.action} {_code(c.address)}"

@@ -7,6 +7,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from nkplan.core.linkkinds import kind_of
 from nkplan.core.records import EndRec, HookRec, LinkRec, LiveState
 from nkplan.core.resources import address_of
 from nkplan.spec.checks import effective_metric
@@ -24,11 +25,11 @@ def _end(end: EndRec, kind: str, mode: str | None, inherited_mtu: int | None) ->
         out["mac"] = end.mac
     if end.addresses:
         out["addresses"] = list(end.addresses)
-    if kind == "netkit":
-        if end.policy and end.policy != "forward":
-            out["policy"] = end.policy
-        if end.scrub and end.scrub != "default":
-            out["scrub"] = end.scrub
+    table = kind_of(kind)
+    for fld in table.end_fields:  # netkit: policy, scrub; written when not the default
+        value = getattr(end, fld)
+        if value and value != table.defaults[fld]:
+            out[fld] = value
     return out
 
 
@@ -38,11 +39,12 @@ def _link(link: LinkRec) -> dict[str, Any]:
     if "namespace" in head:
         out["namespace"] = head.pop("namespace")
     out["kind"] = link.kind
-    if link.kind == "netkit":
-        out["mode"] = link.mode or "l3"
-        for fld in ("headroom", "tailroom"):
-            if getattr(link, fld):
-                out[fld] = getattr(link, fld)
+    table = kind_of(link.kind)
+    if "mode" in table.pair_fields:
+        out["mode"] = link.mode or table.defaults["mode"]
+    for fld in ("headroom", "tailroom"):
+        if fld in table.pair_fields and getattr(link, fld):
+            out[fld] = getattr(link, fld)
     if link.primary.mtu != 1500:
         out["mtu"] = head.pop("mtu", link.primary.mtu)
     out.update(head)

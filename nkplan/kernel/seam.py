@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec
@@ -67,15 +68,16 @@ class Writers:
     def writers(self) -> Mapping[str, Writer]:
         raise NotImplementedError
 
+    @cached_property
+    def _writer_table(self) -> dict[str, Writer]:
+        table = dict(self.writers())
+        missing = [n for n in TYPE_NAMES if n not in table]
+        if missing:
+            raise InternalError(f"{type(self).__name__} has no kernel half for resource type(s) {missing}")
+        return table
+
     def _writer(self, rec: object) -> Writer:
-        table = self.__dict__.get("_writer_table")
-        if table is None:
-            table = dict(self.writers())
-            missing = [n for n in TYPE_NAMES if n not in table]
-            if missing:
-                raise InternalError(f"{type(self).__name__} has no kernel half for resource type(s) {missing}")
-            self.__dict__["_writer_table"] = table
-        return table[type_of(rec).name]  # type: ignore[no-any-return]
+        return self._writer_table[type_of(rec).name]
 
     def create(self, rec: object, session: ApplySession | None = None) -> None:
         self._writer(rec).create(rec, session)

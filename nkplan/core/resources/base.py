@@ -83,6 +83,8 @@ class ResourceType(Generic[R]):
     record: ClassVar[type]
     # record fields a reviewer does not see (bookkeeping, kernel ids); nested: "programs.prog_id"
     hidden: ClassVar[tuple[str, ...]] = ()
+    # what deleting one also does, for reviewers (the Markdown plan's disruption banner)
+    delete_note: ClassVar[str | None] = None
 
     # identity and names -------------------------------------------------------------------------
     def address(self, rec: R) -> str:
@@ -106,8 +108,8 @@ class ResourceType(Generic[R]):
         """Desired values that mean "whatever the kernel chose", taken from the live record."""
         return want
 
-    def replace_reasons(self, have: R, want: R) -> Mapping[str, str]:
-        """Changed paths that cannot change in place → the reason in words."""
+    def replace_reasons(self, have: R, want: R, paths: tuple[str, ...]) -> Mapping[str, str]:
+        """Of the changed paths, those that cannot change in place → the reason in words."""
         return {}
 
     def describe_update(self, have: R, want: R) -> str | None:

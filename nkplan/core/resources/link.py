@@ -68,12 +68,10 @@ class LinkType(ResourceType[LinkRec]):
             **ends,
         )
 
-    def replace_reasons(self, have: LinkRec, want: LinkRec) -> Mapping[str, str]:
-        # a kind change is judged by the kind declared now (and the old one's fixed fields)
+    def replace_reasons(self, have: LinkRec, want: LinkRec, paths: tuple[str, ...]) -> Mapping[str, str]:
+        # a kind change is judged by both kinds' tables (the old one's fixed fields and the new one's)
         fixed = {**kind_of(have.kind).fixed, **kind_of(want.kind).fixed}
-        from nkplan.core.resources.base import changed_paths
-
-        return {p: fixed[p] for p in changed_paths(have, want) if p in fixed}
+        return {p: fixed[p] for p in paths if p in fixed}
 
     def drift(self, want: LinkRec, have: LinkRec, ours: bool) -> LinkRec | None:
         """Owned pairs carry the digest of their declaration as last applied (the primary's

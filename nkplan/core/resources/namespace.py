@@ -11,6 +11,7 @@ from nkplan.core.resources.base import Claims, ResourceType, Token
 class NamespaceType(ResourceType[NamespaceRec]):
     name = "namespace"
     record = NamespaceRec
+    delete_note = "Deleting a namespace also removes every device and route inside it."
 
     def address(self, rec: NamespaceRec) -> str:
         return f"namespace[{rec.name}]"
