@@ -157,8 +157,27 @@ def test_full_lifecycle(names: Names, tmp_path: Path) -> None:
     assert addrs(n.va) == ["10.231.0.1/32", "10.231.0.9/32"]
     assert link(n.va)["ifindex"] == va_index, "an in-place update must not recreate the device"
 
+    # a veth's MAC changes in place too (both ends), the device kept
+    path = write(
+        tmp_path,
+        spec_text(n)
+        .replace("mtu: 1400", "mtu: 1300")
+        .replace("[10.231.0.1/32]", "[10.231.0.1/32, 10.231.0.9/32]")
+        .replace("02:00:00:00:0b:01", "02:00:00:00:0c:01")
+        .replace("02:00:00:00:0b:02", "02:00:00:00:0c:02"),
+    )
+    plan = run("plan", path).stdout
+    assert f"~ link[{n.vb}]" in plan and "-/+" not in plan and "forces replacement" not in plan, plan
+    assert 'primary.mac: "02:00:00:00:0b:01" → "02:00:00:00:0c:01"' in plan
+    vb_index = link(n.vb)["ifindex"]
+    run("apply", path, "--yes")
+    assert link(n.vb)["address"] == "02:00:00:00:0c:01" and link("eth0", n.pb)["address"] == "02:00:00:00:0c:02"
+    assert link(n.vb)["ifindex"] == vb_index, "a MAC change must not recreate the device"
+    assert "No changes" in run("plan", path).stdout
+
     # moving a peer to another namespace is a replace, with its reason
     moved = spec_text(n, vc=f"  - {{name: {n.vc}, kind: veth, peer: {{name: eth1, namespace: {n.pa}}}}}\n")
+    moved = moved.replace("0b:01", "0c:01").replace("0b:02", "0c:02")
     path = write(
         tmp_path, moved.replace("mtu: 1400", "mtu: 1300").replace("[10.231.0.1/32]", "[10.231.0.1/32, 10.231.0.9/32]")
     )
