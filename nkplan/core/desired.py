@@ -102,6 +102,8 @@ def applied_digest(rec: LinkRec) -> str:
     primary's ownership mark on apply: equal digests later mean "the spec did not change"."""
     data = plain(rec)
     data.pop("owner"), data.pop("applied")
+    for fld in kind_of(rec.kind).read_only:  # not declared, and stacks applied before it was read keep their digest
+        data.pop(fld)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -128,6 +130,7 @@ def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
         headroom=room("headroom", link.headroom),
         tailroom=room("tailroom", link.tailroom),
         owner=stack,
+        **{fld: kind.defaults[fld] for fld in kind.read_only},
     )
 
 

@@ -15,6 +15,7 @@ Kind = Literal["netkit", "veth"]
 Mode = Literal["l2", "l3"]
 Policy = Literal["forward", "blackhole"]
 Scrub = Literal["default", "none"]
+Pairing = Literal["pair", "single"]
 Role = Literal["primary", "peer", "ns"]
 
 
@@ -83,6 +84,7 @@ class LinkRec:
     mode: Mode | None = None  # netkit only
     headroom: int | None = None  # netkit only; None = not declared / kernel default 0
     tailroom: int | None = None
+    pairing: Pairing | None = None  # netkit only; read-only for now (always "pair" here)
     owner: str | None = None
     # Digest of the declared record as last applied (desired side: of this record). Not an
     # attribute: never compared, never shown as a change; it only tells drift from spec changes.

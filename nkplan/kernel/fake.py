@@ -9,6 +9,7 @@ import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 
+from nkplan.core.linkkinds import kind_of, path_label, value_at
 from nkplan.core.records import (
     HOST,
     DeviceInfo,
@@ -140,11 +141,10 @@ class FakeKernel(Writers):
             raise InternalError(
                 f"update of {after.primary.name} asks to change its kind, names or namespaces: that needs a replacement"
             )
-        fixed = [("mode", live.mode, after.mode), ("headroom", live.headroom, after.headroom),
-                 ("tailroom", live.tailroom, after.tailroom), ("scrub", live.primary.scrub, after.primary.scrub),
-                 ("peer scrub", live.peer.scrub, after.peer.scrub)]  # fmt: skip
-        for what, had, want in fixed:
+        for path in kind_of(after.kind).created_only:
+            want, had = value_at(after, path), value_at(live, path)
             if want is not None and want != had:  # the kernel's own refusal (EACCES)
+                what = path_label(path)
                 raise KernelError(
                     f"changing {what} of netkit pair {after.primary.name}: netkit {what} cannot be changed "
                     "after device creation (permission denied)"
@@ -181,9 +181,7 @@ class FakeKernel(Writers):
         key = (before.namespace, before.to, before.metric)
         self.state.routes = [r for r in self.state.routes if (r.namespace, r.to, r.metric) != key] + [after]
 
-    def set_programs(
-        self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
-    ) -> None:
+    def set_programs(self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None) -> None:
         self._enter("set_programs", after or before)
         rec = after or before
         assert rec is not None
@@ -197,4 +195,3 @@ class FakeKernel(Writers):
 
     def bpf_problems(self) -> list[str]:
         return []
-

@@ -120,6 +120,7 @@ def l3_link(n: Names, pod: str, info: KernelInfo) -> LinkRec:
         mode="l3",
         headroom=64 if info.netkit_headroom else None,
         tailroom=32 if info.netkit_headroom else None,
+        pairing="pair",  # what the reader says on every kernel (IFLA_NETKIT_PAIRING from 7.1)
         owner=n.stack,
     )
 
@@ -170,6 +171,12 @@ def test_pyroute2_with_the_plugin_decodes_the_real_device(info: KernelInfo, n: N
         assert (infodata.get_attr("IFLA_NETKIT_HEADROOM"), infodata.get_attr("IFLA_NETKIT_TAILROOM")) == (64, 32)
     if info.netkit_scrub:
         assert (infodata.get_attr("IFLA_NETKIT_SCRUB"), infodata.get_attr("IFLA_NETKIT_PEER_SCRUB")) == (0, 1)
+    # pairing (read-only in nkplan): reported from 7.1 on, NETKIT_DEVICE_PAIR for a pair; older
+    # kernels report nothing, and the reader's "pair" (test above) then is the kind's default
+    if release_at_least(os.uname().release, 7, 1):
+        assert infodata.get_attr("IFLA_NETKIT_PAIRING") == 0
+    else:
+        assert "IFLA_NETKIT_PAIRING" not in names
 
 
 def test_policies_change_in_place(kernel: LinuxKernel, info: KernelInfo, n: Names, pod: str) -> None:

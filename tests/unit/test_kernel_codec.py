@@ -19,7 +19,7 @@ import pytest
 from nkplan.core.records import HOST, RTPROT_NKPLAN, EndRec, LinkRec, RouteRec
 from nkplan.errors import InternalError
 from nkplan.kernel.netlink import consts as C
-from nkplan.kernel.netlink import decode, encode, links, netkit_plugin, probe, reader, rtnl
+from nkplan.kernel.netlink import decode, encode, kinds, links, netkit_plugin, probe, reader, rtnl
 from nkplan.kernel.netlink.decode import RawLink
 from nkplan.kernel.netlink.links import newlink_body
 from nkplan.kernel.netlink.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, NetlinkRefusal, RtnlSocket, parse_attrs
@@ -97,7 +97,7 @@ def test_netkit_creation_request_bytes() -> None:
     assert pa == {C.IFLA_IFNAME: asciiz("nk-b"), C.IFLA_NET_NS_FD: u32(7)}
     # and nkplan's fast decoder, which the reader uses on the kernel's dumps, agrees
     got = decode.link(as_message(C.RTM_NEWLINK, body), 16, 16 + len(body))
-    assert (got.name, got.kind, got.netkit[C.IFLA_NETKIT_HEADROOM], got.netkit[C.IFLA_NETKIT_PEER_POLICY]) == (
+    assert (got.name, got.kind, got.info[C.IFLA_NETKIT_HEADROOM], got.info[C.IFLA_NETKIT_PEER_POLICY]) == (
         "nk-a",
         "netkit",
         32,
@@ -177,14 +177,39 @@ def test_link_change_request_bytes(label: str, build: object, hdr: tuple[int, ..
 
 
 NETKIT_CHANGES = [
-    (links.policy_body(5, "blackhole", "forward"), {C.IFLA_NETKIT_POLICY: u32(2), C.IFLA_NETKIT_PEER_POLICY: u32(0)}),
-    (links.policy_body(5, None, "blackhole"), {C.IFLA_NETKIT_PEER_POLICY: u32(2)}),
-    (links.fixed_body(5, C.IFLA_NETKIT_MODE, "l2"), {C.IFLA_NETKIT_MODE: u32(C.NETKIT_L2)}),
-    (links.fixed_body(5, C.IFLA_NETKIT_SCRUB, "none"), {C.IFLA_NETKIT_SCRUB: u32(0)}),
-    (links.fixed_body(5, C.IFLA_NETKIT_PEER_SCRUB, "default"), {C.IFLA_NETKIT_PEER_SCRUB: u32(1)}),
-    (links.fixed_body(5, C.IFLA_NETKIT_HEADROOM, 64), {C.IFLA_NETKIT_HEADROOM: struct.pack("=H", 64)}),
-    (links.fixed_body(5, C.IFLA_NETKIT_TAILROOM, 128), {C.IFLA_NETKIT_TAILROOM: struct.pack("=H", 128)}),
+    (
+        links.info_body(5, "netkit", ("IFLA_NETKIT_POLICY", 2), ("IFLA_NETKIT_PEER_POLICY", 0)),
+        {C.IFLA_NETKIT_POLICY: u32(2), C.IFLA_NETKIT_PEER_POLICY: u32(0)},
+    ),
+    (links.info_body(5, "netkit", ("IFLA_NETKIT_MODE", C.NETKIT_L2)), {C.IFLA_NETKIT_MODE: u32(C.NETKIT_L2)}),
+    (links.info_body(5, "netkit", ("IFLA_NETKIT_PEER_SCRUB", 1)), {C.IFLA_NETKIT_PEER_SCRUB: u32(1)}),
+    (links.info_body(5, "netkit", ("IFLA_NETKIT_HEADROOM", 64)), {C.IFLA_NETKIT_HEADROOM: struct.pack("=H", 64)}),
+    (links.info_body(5, "netkit", ("IFLA_NETKIT_TAILROOM", 128)), {C.IFLA_NETKIT_TAILROOM: struct.pack("=H", 128)}),
 ]
+
+
+def test_the_kind_table_speaks_the_kernels_numbers() -> None:
+    """Each netkit setting of the table maps the record's words to the kernel's enum values
+    (NETKIT-FACTS.md) and its record paths to the attribute that carries them."""
+    nk = kinds.NETKIT
+    assert [(s.field, s.number(), s.number(True) if s.per_end else None) for s in nk.settings] == [
+        ("mode", 5, None),
+        ("policy", 3, 4),
+        ("scrub", 6, 7),
+        ("headroom", 8, None),
+        ("tailroom", 9, None),
+        ("pairing", 10, None),
+    ]
+    assert nk.at("peer.scrub") == (nk.settings[2], True) and nk.at("mode") == (nk.settings[0], False)
+    assert [s.field for s in nk.changeable()] == ["policy"]  # the only settings netkit changes in place
+    assert nk.pair_values({C.IFLA_NETKIT_MODE: 0, C.IFLA_NETKIT_HEADROOM: 32}) == {
+        "mode": "l2", "headroom": 32, "tailroom": None, "pairing": "pair"  # no PAIRING (before 7.1): a pair
+    }  # fmt: skip
+    assert nk.pair_values({C.IFLA_NETKIT_PAIRING: 1})["pairing"] == "single"
+    own = {C.IFLA_NETKIT_POLICY: 2, C.IFLA_NETKIT_PEER_POLICY: 0}  # an end's own dump: POLICY is its own
+    assert nk.end_values(own) == {"policy": "blackhole", "scrub": None}
+    # the core table's created-only paths are all settings the kernel half knows
+    assert all(nk.at(p) for p in nk.table.created_only)
 
 
 @pytest.mark.parametrize(("body", "data"), NETKIT_CHANGES)
@@ -310,7 +335,7 @@ def test_nkplan_decodes_what_pyroute2_encodes() -> None:
         3,
         "nkplan:s:primary",
     )
-    assert got.netkit == {
+    assert got.info == {
         C.IFLA_NETKIT_PRIMARY: 1,
         C.IFLA_NETKIT_POLICY: 2,
         C.IFLA_NETKIT_MODE: 1,

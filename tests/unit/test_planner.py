@@ -251,3 +251,28 @@ def test_drift_is_told_apart_from_spec_changes(spec: Spec) -> None:
     assert plan_for(kernel, changed).plan.drift == ()
     converge(kernel, spec(BASE))
     assert plan_for(kernel, spec(BASE)).plan.drift == ()
+
+
+def test_read_only_pairing_fills_in_documents_written_before_it_was_read(spec: Spec) -> None:
+    """A snapshot or saved plan of an earlier release has no `pairing`: loading it gives the only
+    value it had then, so an offline plan against it shows no change; a kernel reporting another
+    pairing than declared is a replace with the kind table's reason."""
+    import dataclasses
+
+    from nkplan.core.desired import applied_digest
+    from nkplan.core.records import plain
+    from nkplan.core.resources import BY_NAME
+
+    kernel = FakeKernel()
+    converge(kernel, spec(BASE))
+    key = ("", "nk1")
+    live = kernel.state.links[key]
+    assert live.pairing == "pair" and kernel.state.links[("", "ve2")].pairing is None  # netkit only
+    old = plain(live)
+    del old["pairing"]
+    assert BY_NAME["link"].from_plain(old) == live
+    # the digest marking the declaration as applied leaves the read-only field out
+    assert applied_digest(live) == applied_digest(dataclasses.replace(live, pairing=None))
+    kernel.state.links[key] = dataclasses.replace(live, pairing="single")
+    (change,) = [c for c in plan_for(kernel, spec(BASE)).plan.changes if c.address == "link[nk1]"]
+    assert change.action == "replace" and "pairing cannot change in place" in (change.reason or "")

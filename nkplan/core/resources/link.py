@@ -96,7 +96,10 @@ class LinkType(ResourceType[LinkRec]):
 
     def from_plain(self, data: dict[str, Any]) -> LinkRec:
         ends = {k: EndRec(**{**data[k], "addresses": tuple(data[k]["addresses"])}) for k in ("primary", "peer")}
-        return LinkRec(**{**data, **ends})
+        kind = kind_of(data["kind"])
+        # documents written before a read-only field was read hold the only value it had then
+        missing = {f: kind.defaults[f] for f in kind.read_only if f not in data}
+        return LinkRec(**{**data, **ends, **missing})
 
 
 def on_device(ns: str, device: str | None) -> Need:

@@ -63,7 +63,7 @@ class HookScanner:
             if parsed is None or parsed[1] == "ns":
                 continue
             names: tuple[Hook, ...] = BC.TCX_HOOKS
-            if dev.kind == "netkit" and dev.netkit.get(IFLA_NETKIT_PRIMARY):
+            if dev.kind == "netkit" and dev.info.get(IFLA_NETKIT_PRIMARY):
                 names = BC.NETKIT_HOOKS + BC.TCX_HOOKS
             for hook in names:
                 try:

@@ -89,6 +89,8 @@ NETKIT_L2 = 0
 NETKIT_L3 = 1
 NETKIT_SCRUB_NONE = 0
 NETKIT_SCRUB_DEFAULT = 1
+NETKIT_DEVICE_PAIR = 0
+NETKIT_DEVICE_SINGLE = 1
 
 POLICY_TO_KERNEL = {"forward": NETKIT_PASS, "blackhole": NETKIT_DROP}
 POLICY_FROM_KERNEL = {v: k for k, v in POLICY_TO_KERNEL.items()}
@@ -96,6 +98,7 @@ MODE_TO_KERNEL = {"l2": NETKIT_L2, "l3": NETKIT_L3}
 MODE_FROM_KERNEL = {v: k for k, v in MODE_TO_KERNEL.items()}
 SCRUB_TO_KERNEL = {"none": NETKIT_SCRUB_NONE, "default": NETKIT_SCRUB_DEFAULT}
 SCRUB_FROM_KERNEL = {v: k for k, v in SCRUB_TO_KERNEL.items()}
+PAIRING_TO_KERNEL = {"pair": NETKIT_DEVICE_PAIR, "single": NETKIT_DEVICE_SINGLE}
 
 # addresses ------------------------------------------------------------------------------------
 IFA_ADDRESS = 1

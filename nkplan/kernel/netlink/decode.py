@@ -1,7 +1,7 @@
 """Decode the few rtnetlink attributes the reader needs, straight from the dump buffers.
 
 Only what nkplan compares is decoded; everything else in a message is skipped. Values stay raw
-ints here (netkit enums, flags); reader.py turns them into the canonical records."""
+ints here (kind settings, flags); reader.py turns them into the canonical records."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from nkplan.core.records import RTPROT_NKPLAN
 from nkplan.kernel.netlink import consts as C
+from nkplan.kernel.netlink.kinds import DECODED
 from nkplan.kernel.netlink.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, asciiz, parse_attrs, s32, u32
 
 
@@ -24,7 +25,7 @@ class RawLink:
     kind: str  # IFLA_INFO_KIND, "" when absent (physical devices, lo)
     link: int | None  # IFLA_LINK: for veth/netkit, the other end's ifindex
     link_nsid: int | None  # IFLA_LINK_NETNSID: where the other end lives, None = same namespace
-    netkit: dict[int, int] = field(default_factory=dict)  # IFLA_NETKIT_* → value
+    info: dict[int, int] = field(default_factory=dict)  # IFLA_INFO_DATA of kinds.DECODED: attribute → value
     addresses: list[tuple[int, int, str]] = field(default_factory=list)  # (version, int ip, cidr)
 
 
@@ -43,20 +44,12 @@ def _mac(raw: bytes | None) -> str | None:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-_NETKIT_WIDTH = {
-    C.IFLA_NETKIT_PRIMARY: 1,
-    C.IFLA_NETKIT_HEADROOM: 2,
-    C.IFLA_NETKIT_TAILROOM: 2,
-}
-
-
-def _netkit_data(raw: bytes) -> dict[int, int]:
+def _info_data(raw: bytes, widths: dict[int, int]) -> dict[int, int]:
     out: dict[int, int] = {}
     for kind, val in parse_attrs(raw, 0, len(raw)).items():
-        if kind == C.IFLA_NETKIT_PEER_INFO:
-            continue
-        width = _NETKIT_WIDTH.get(kind, 4)
-        out[kind] = int.from_bytes(val[:width], "little")
+        width = widths.get(kind)
+        if width is not None:  # others (the nested peer info) are not settings
+            out[kind] = int.from_bytes(val[:width], "little")
     return out
 
 
@@ -70,14 +63,15 @@ def link(data: bytes, start: int, end: int) -> RawLink:
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(data, start)
     a = parse_attrs(data, start + IFINFOMSG.size, end, _LINK_ATTRS)
     kind = ""
-    netkit: dict[int, int] = {}
+    settings: dict[int, int] = {}
     info = a.get(C.IFLA_LINKINFO)
     if info is not None:
         ia = parse_attrs(info, 0, len(info))
         if C.IFLA_INFO_KIND in ia:
             kind = asciiz(ia[C.IFLA_INFO_KIND])
-        if kind == "netkit" and C.IFLA_INFO_DATA in ia:
-            netkit = _netkit_data(ia[C.IFLA_INFO_DATA])
+        widths = DECODED.get(kind)
+        if widths is not None and C.IFLA_INFO_DATA in ia:
+            settings = _info_data(ia[C.IFLA_INFO_DATA], widths)
     alias = a.get(C.IFLA_IFALIAS)
     lk = a.get(C.IFLA_LINK)
     nsid = a.get(C.IFLA_LINK_NETNSID)
@@ -91,7 +85,7 @@ def link(data: bytes, start: int, end: int) -> RawLink:
         kind=kind,
         link=u32(lk) if lk is not None else None,
         link_nsid=s32(nsid) if nsid is not None else None,
-        netkit=netkit,
+        info=settings,
     )
 
 

@@ -7,24 +7,24 @@ address or up state can only be set where the device lives.
 
 Request bodies are encoded by pyroute2 (encode.py), netkit's IFLA_INFO_DATA by nkplan's link-kind
 plugin (netkit_plugin.py), whose attribute types (u32, u16 head/tailroom, nested peer info) are the
-kernel's."""
+kernel's. Which settings go into IFLA_INFO_DATA, and which can change later, is the kind table
+(kinds.py, core/linkkinds.py)."""
 
 from __future__ import annotations
 
 import errno
 import os
 from contextlib import ExitStack
-from typing import Any
 
+from nkplan.core.linkkinds import path_label, value_at
 from nkplan.core.records import EndRec, LinkRec, Role, owner_alias
 from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import rtnl
+from nkplan.kernel.netlink.kinds import KERNEL_KINDS, Attr, KernelKind
 from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket
 from nkplan.kernel.netlink.refusals import Op, explain, name_taken, where
 from nkplan.kernel.netlink.rtnl import call, need_link, ns_socket, setlink
-
-Attr = tuple[str, Any]
 
 
 def _peer_info(name: str, peer_fd: int | None) -> dict[str, list[Attr]]:
@@ -39,51 +39,15 @@ def _linkinfo(kind: str, *data: Attr) -> Attr:
     return ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind), ("IFLA_INFO_DATA", {"attrs": list(data)})]})
 
 
-def netkit_data(link: LinkRec, peer_fd: int | None) -> list[Attr]:
-    """IFLA_INFO_DATA for a new netkit pair: only what the record declares is sent, so the kernel's
-    defaults apply to the rest (and an old kernel is not handed attributes it would ignore)."""
-    p, q = link.primary, link.peer
-    data: list[Attr] = [("IFLA_NETKIT_PEER_INFO", _peer_info(q.name, peer_fd))]
-    if link.mode is not None:
-        data.append(("IFLA_NETKIT_MODE", C.MODE_TO_KERNEL[link.mode]))
-    data += _policies(p.policy, q.policy)
-    if p.scrub is not None:
-        data.append(("IFLA_NETKIT_SCRUB", C.SCRUB_TO_KERNEL[p.scrub]))
-    if q.scrub is not None:
-        data.append(("IFLA_NETKIT_PEER_SCRUB", C.SCRUB_TO_KERNEL[q.scrub]))
-    if link.headroom is not None:
-        data.append(("IFLA_NETKIT_HEADROOM", link.headroom))
-    if link.tailroom is not None:
-        data.append(("IFLA_NETKIT_TAILROOM", link.tailroom))
-    return data
-
-
-def _policies(primary: str | None, peer: str | None) -> list[Attr]:
-    # both set through the primary: POLICY is its own, PEER_POLICY the peer's
-    data: list[Attr] = []
-    if primary is not None:
-        data.append(("IFLA_NETKIT_POLICY", C.POLICY_TO_KERNEL[primary]))
-    if peer is not None:
-        data.append(("IFLA_NETKIT_PEER_POLICY", C.POLICY_TO_KERNEL[peer]))
-    return data
-
-
 def newlink_body(link: LinkRec, peer_fd: int | None) -> bytes:
-    if link.kind == "netkit":
-        info = _linkinfo("netkit", *netkit_data(link, peer_fd))
-    else:
-        info = _linkinfo("veth", ("VETH_INFO_PEER", _peer_info(link.peer.name, peer_fd)))
-    return setlink(0, ("IFLA_IFNAME", link.primary.name), info)
+    kind = KERNEL_KINDS[link.kind]
+    data = [(kind.peer_info, _peer_info(link.peer.name, peer_fd)), *kind.create_data(link)]
+    return setlink(0, ("IFLA_IFNAME", link.primary.name), _linkinfo(link.kind, *data))
 
 
-def policy_body(index: int, primary: str | None, peer: str | None) -> bytes:
-    """RTM_NEWLINK changing the netkit policies of an existing pair, sent to its primary."""
-    return setlink(index, _linkinfo("netkit", *_policies(primary, peer)))
-
-
-def fixed_body(index: int, attr_type: int, value: object) -> bytes:
-    """RTM_NEWLINK asking to change an attribute netkit fixes at creation (see _try_fixed)."""
-    return setlink(index, _linkinfo("netkit", (_NETKIT_NAMES[attr_type], _kernel_int(attr_type, value))))
+def info_body(index: int, kind: str, *data: Attr) -> bytes:
+    """RTM_NEWLINK changing kind settings (IFLA_INFO_DATA) of an existing pair, sent to its primary."""
+    return setlink(index, _linkinfo(kind, *data))
 
 
 def mtu_body(index: int, mtu: int) -> bytes:
@@ -177,46 +141,40 @@ def delete_link(link: LinkRec) -> None:
 
 
 # update ------------------------------------------------------------------------------------------
-def _fixed_fields(r: LinkRec) -> list[tuple[str, object, int]]:
-    """netkit attributes fixed at creation: (label, value in the record, attribute)."""
-    return [
-        ("mode", r.mode, C.IFLA_NETKIT_MODE),
-        ("scrub", r.primary.scrub, C.IFLA_NETKIT_SCRUB),
-        ("peer scrub", r.peer.scrub, C.IFLA_NETKIT_PEER_SCRUB),
-        ("headroom", r.headroom, C.IFLA_NETKIT_HEADROOM),
-        ("tailroom", r.tailroom, C.IFLA_NETKIT_TAILROOM),
-    ]
-
-
-_NETKIT_NAMES = {
-    C.IFLA_NETKIT_MODE: "IFLA_NETKIT_MODE",
-    C.IFLA_NETKIT_SCRUB: "IFLA_NETKIT_SCRUB",
-    C.IFLA_NETKIT_PEER_SCRUB: "IFLA_NETKIT_PEER_SCRUB",
-    C.IFLA_NETKIT_HEADROOM: "IFLA_NETKIT_HEADROOM",
-    C.IFLA_NETKIT_TAILROOM: "IFLA_NETKIT_TAILROOM",
-}
-
-
-def _try_fixed(sock: RtnlSocket, before: LinkRec, after: LinkRec, index: int) -> None:
+def _try_created_only(sock: RtnlSocket, kind: KernelKind, before: LinkRec, after: LinkRec, index: int) -> None:
     """A change the kernel does not allow in place is still put to the kernel, so the refusal is
     the kernel's own; a kernel that silently ignores the attribute is caught by reading back."""
     name, ns = after.primary.name, after.primary.namespace
-    for (label, want, attr_type), (_, had, _) in zip(_fixed_fields(after), _fixed_fields(before), strict=True):
-        if want is None or want == had:
+    for path in kind.table.created_only:
+        setting, peer = kind.at(path)
+        want = value_at(after, path)
+        if not setting.writable or want is None or want == value_at(before, path):
             continue
-        op = Op("change_fixed", name, ns, label)
-        call(sock, op, C.RTM_NEWLINK, 0, fixed_body(index, attr_type, want))
-        if need_link(sock, name, ns).netkit.get(attr_type) != _kernel_int(attr_type, want):
+        op = Op("change_fixed", name, ns, path_label(path))
+        attr = (setting.peer_attr if peer else setting.attr) or ""
+        call(sock, op, C.RTM_NEWLINK, 0, info_body(index, kind.name, (attr, setting.to_kernel(want))))
+        if need_link(sock, name, ns).info.get(setting.number(peer)) != setting.to_kernel(want):
             raise KernelError(f"{op.phrase()}: this kernel ({os.uname().release}) accepted but ignored it", None)
 
 
-def _kernel_int(attr_type: int, value: object) -> int:
-    if attr_type == C.IFLA_NETKIT_MODE:
-        return C.MODE_TO_KERNEL[str(value)]
-    if attr_type in (C.IFLA_NETKIT_SCRUB, C.IFLA_NETKIT_PEER_SCRUB):
-        return C.SCRUB_TO_KERNEL[str(value)]
-    assert isinstance(value, int)
-    return value
+def _change_settings(sock: RtnlSocket, kind: KernelKind, before: LinkRec, after: LinkRec, index: int) -> None:
+    """The settings that change in place (netkit: the two policies), one request per setting,
+    both ends' values through the primary."""
+    p, q = after.primary, after.peer
+    for s in kind.changeable():
+        if s.per_end:
+            values = [(s.attr, getattr(p, s.field)), (s.peer_attr, getattr(q, s.field))]
+            if [v for _, v in values] == [getattr(before.primary, s.field), getattr(before.peer, s.field)]:
+                continue
+            detail = f"{getattr(p, s.field)}/{getattr(q, s.field)} (primary/peer)"
+        else:
+            values = [(s.attr, getattr(after, s.field))]
+            if values[0][1] == getattr(before, s.field):
+                continue
+            detail = str(values[0][1])
+        data = [(a or "", s.to_kernel(v)) for a, v in values if v is not None]
+        op = Op(f"set_{s.field}", p.name, p.namespace, detail)
+        call(sock, op, C.RTM_NEWLINK, 0, info_body(index, kind.name, *data))
 
 
 def _update_end(
@@ -264,13 +222,11 @@ def update_link(before: LinkRec, after: LinkRec) -> None:
     with ExitStack() as stack:
         ps = stack.enter_context(ns_socket(p.namespace, doing))
         qs = ps if q.namespace == p.namespace else stack.enter_context(ns_socket(q.namespace, doing))
-        if after.kind == "netkit":
+        kind = KERNEL_KINDS[after.kind]
+        if kind.settings:
             index = need_link(ps, p.name, p.namespace).ifindex
-            _try_fixed(ps, before, after, index)  # first: a refusal here leaves nothing half-changed
-            policies = (p.policy, q.policy)
-            if policies != (before.primary.policy, before.peer.policy):
-                op = Op("set_policy", p.name, p.namespace, f"{p.policy}/{q.policy} (primary/peer)")
-                call(ps, op, C.RTM_NEWLINK, 0, policy_body(index, p.policy, q.policy))
+            _try_created_only(ps, kind, before, after, index)  # first: a refusal here leaves nothing half-changed
+            _change_settings(ps, kind, before, after, index)
         changed = before.owner != after.owner
         _update_end(ps, before.primary, p, "primary", changed or after.owner is not None, after.owner, after.applied)
         _update_end(qs, before.peer, q, "peer", changed or after.owner is not None, after.owner)

@@ -38,7 +38,7 @@ def probe_link(extras: bool) -> LinkRec:
 
 
 def probe_body(extras: bool) -> bytes:
-    """RTM_NEWLINK for probe_link(extras), attributes in links.netkit_data's order."""
+    """RTM_NEWLINK for probe_link(extras), attributes in the kind table's order (kinds.NETKIT)."""
     data = [
         nest(C.IFLA_NETKIT_PEER_INFO, ifinfomsg() + attr_str(C.IFLA_IFNAME, "nkprobe1")),
         attr_u32(C.IFLA_NETKIT_MODE, C.NETKIT_L3),
@@ -72,8 +72,8 @@ def _in_throwaway_ns() -> tuple[bool, bool, bool]:
         dev = get_link(sock, "nkprobe0")
         if dev is None:
             return False, False, False
-        scrub = dev.netkit.get(C.IFLA_NETKIT_SCRUB) == C.NETKIT_SCRUB_NONE
-        headroom = dev.netkit.get(C.IFLA_NETKIT_HEADROOM) == PROBE_HEADROOM
+        scrub = dev.info.get(C.IFLA_NETKIT_SCRUB) == C.NETKIT_SCRUB_NONE
+        headroom = dev.info.get(C.IFLA_NETKIT_HEADROOM) == PROBE_HEADROOM
         return True, scrub, headroom
 
 

@@ -30,10 +30,11 @@ from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import decode, netns
 from nkplan.kernel.netlink.decode import RawLink, RawRoute
+from nkplan.kernel.netlink.kinds import KERNEL_KINDS
 from nkplan.kernel.netlink.nlsock import IFADDRMSG, RTMSG, NetlinkRefusal, RtnlSocket, attr_u32, ifinfomsg, query_nsid
 from nkplan.kernel.netlink.refusals import root_needed
 
-PAIR_KINDS = ("veth", "netkit")
+PAIR_KINDS = tuple(KERNEL_KINDS)
 _LINK_DUMP = ifinfomsg() + attr_u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)
 _ADDR_DUMP = IFADDRMSG.pack(C.AF_UNSPEC, 0, 0, 0, 0)
 # With strict checking the kernel filters a route dump by rtm_protocol (IPv4, IPv6 and the
@@ -228,7 +229,7 @@ def _primary_first(a: End, b: End) -> tuple[End, End]:
     """Which end is the primary: netkit says so itself; for veth the ownership alias does, and an
     unowned pair is ordered deterministically (the host end, else the lower (namespace, name))."""
     if a[1].kind == "netkit":
-        pa, pb = a[1].netkit.get(C.IFLA_NETKIT_PRIMARY), b[1].netkit.get(C.IFLA_NETKIT_PRIMARY)
+        pa, pb = a[1].info.get(C.IFLA_NETKIT_PRIMARY), b[1].info.get(C.IFLA_NETKIT_PRIMARY)
         if pa and not pb:
             return a, b
         if pb and not pa:
@@ -249,12 +250,7 @@ def _primary_first(a: End, b: End) -> tuple[End, End]:
 
 def _end(e: End) -> EndRec:
     ns, d = e
-    policy = scrub = None
-    if d.kind == "netkit":
-        # each end's own dump reports its own policy/scrub as IFLA_NETKIT_POLICY/SCRUB
-        # (PEER_* there is the other end's), so reading each end from itself needs no reversal
-        policy = C.POLICY_FROM_KERNEL.get(d.netkit.get(C.IFLA_NETKIT_POLICY, -1))
-        scrub = C.SCRUB_FROM_KERNEL.get(d.netkit.get(C.IFLA_NETKIT_SCRUB, -1))
+    kind = KERNEL_KINDS.get(d.kind)
     return EndRec(
         namespace=ns,
         name=d.name,
@@ -262,24 +258,22 @@ def _end(e: End) -> EndRec:
         up=bool(d.flags & C.IFF_UP),
         mac=d.mac,
         addresses=tuple(c for *_k, c in sorted(d.addresses)),
-        policy=policy,  # type: ignore[arg-type]
-        scrub=scrub,  # type: ignore[arg-type]
+        # each end's own dump reports its own per-end settings (kinds.py), so no reversal here
+        **(kind.end_values(d.info) if kind else {}),
     )
 
 
 def link_record(a: End, b: End) -> LinkRec:
     prim, peer = _primary_first(a, b)
     d = prim[1]
-    netkit = d.kind == "netkit"
+    kind = KERNEL_KINDS.get(d.kind)
     return LinkRec(
         kind=d.kind,  # type: ignore[arg-type]
         primary=_end(prim),
         peer=_end(peer),
-        mode=C.MODE_FROM_KERNEL.get(d.netkit.get(C.IFLA_NETKIT_MODE, -1)) if netkit else None,  # type: ignore[arg-type]
-        headroom=d.netkit.get(C.IFLA_NETKIT_HEADROOM) if netkit else None,
-        tailroom=d.netkit.get(C.IFLA_NETKIT_TAILROOM) if netkit else None,
         owner=_role(d)[0],
         applied=parse_applied_digest(d.alias),
+        **(kind.pair_values(d.info) if kind else {}),
     )
 
 
