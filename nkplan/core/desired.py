@@ -25,7 +25,7 @@ from nkplan.core.records import (
     RouteRec,
     plain,
 )
-from nkplan.spec.checks import effective_metric, route_to_cidr
+from nkplan.spec.checks import effective_metric, route_is_v6, route_to_cidr
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 
@@ -132,7 +132,7 @@ def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
 
 
 def route_record(route: RouteSpec, stack: str) -> RouteRec:
-    v6 = (":" in route.to) if route.to != "default" else (route.via is not None and ":" in route.via)
+    v6 = route_is_v6(route.to, route.via)
     return RouteRec(
         namespace=route.namespace or HOST,
         to=route_to_cidr(route.to, v6),

@@ -127,18 +127,21 @@ def _routes(spec: StackSpec) -> Iterator[Problem]:
             yield (*base, "dev"), f"device {route.dev!r} is not declared in {_label(ns)}"
         if route.dev is None and ns == "":
             yield base, f"route to {route.to!r} in the host namespace needs 'dev' (one of this stack's devices)"
-        v6 = route.to != "default" and ":" in route.to
-        if route.via is not None:
-            via6 = ":" in route.via
-            if route.to != "default" and via6 != v6:
-                yield (*base, "via"), f"gateway {route.via!r} is not of the same IP family as {route.to!r}"
-            v6 = via6 if route.to == "default" else v6
-        elif route.to == "default":
-            v6 = False
+        v6 = route_is_v6(route.to, route.via)
+        if route.via is not None and route.to != "default" and (":" in route.via) != v6:
+            yield (*base, "via"), f"gateway {route.via!r} is not of the same IP family as {route.to!r}"
         key = (ns, route_to_cidr(route.to, v6), effective_metric(route.metric, v6))
         if key in keys:
             yield base, f"route to {route.to!r} in {_label(ns)} is declared twice"
         keys.add(key)
+
+
+def route_is_v6(to: str, via: str | None) -> bool:
+    """Is a declared route IPv6? Its destination says so; "default" has no family of its own, so
+    the gateway decides, and a default route without one is IPv4."""
+    if to != "default":
+        return ":" in to
+    return via is not None and ":" in via
 
 
 def route_to_cidr(to: str, v6: bool) -> str:
