@@ -25,8 +25,8 @@ from nkplan.core.records import (
     RouteRec,
     plain,
 )
-from nkplan.spec.checks import effective_metric, route_is_v6, route_to_cidr
-from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
+from nkplan.spec.checks import declared_hooks, effective_metric, route_is_v6, route_to_cidr
+from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 
 DEFAULT_MTU = 1500
@@ -58,26 +58,15 @@ def hook_records(
     `object_maps` to the objects' own maps."""
     maps = object_maps or {}
     out: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = {}
-    for i, link in enumerate(spec.links):
-        base: tuple[str | int, ...] = ("links", i)
-        lists: list[tuple[EndFields, str, list[ProgramSpec], tuple[str | int, ...]]] = []
-        if link.programs is not None:
-            for hook in ("primary", "peer"):
-                lists.append((link, hook, getattr(link.programs, hook), (*base, "programs", hook)))
-        ends: tuple[tuple[EndFields, tuple[str | int, ...]], ...] = ((link, base), (link.peer, (*base, "peer")))
-        for side, path in ends:
-            if side.tcx is not None:
-                for hook in ("ingress", "egress"):
-                    lists.append((side, hook, getattr(side.tcx, hook), (*path, "tcx", hook)))
-        for end, hook, progs, path in lists:
-            if not progs:
-                continue
-            ns = end.namespace or HOST
-            recs = []
-            for p in progs:
-                full = resolve(spec_file, p.object)
-                recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full, maps=maps.get(full, ())))
-            out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)  # type: ignore[arg-type]
+    for path, end, hook, progs in declared_hooks(spec):
+        if not progs:
+            continue
+        ns = end.namespace or HOST
+        recs = []
+        for p in progs:
+            full = resolve(spec_file, p.object)
+            recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full, maps=maps.get(full, ())))
+        out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)
     return out
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from nkplan.core.linkkinds import KIND_ONLY_END, KIND_ONLY_PAIR, KINDS, kind_of, mac_settable
+from nkplan.core.records import Hook
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, StackSpec
 
 Problem = tuple[tuple[str | int, ...], str]
 MAX_ROUTE_METRIC = 2**32 - 1
+NETKIT_HOOKS: tuple[Hook, ...] = ("primary", "peer")  # a netkit pair's own hooks (spec key `programs`)
+TCX_HOOKS: tuple[Hook, ...] = ("ingress", "egress")  # the hooks of every end (spec key `tcx`)
 
 
 def _ns(name: str | None) -> str:
@@ -28,17 +32,30 @@ def semantic_problems(spec: StackSpec) -> list[Problem]:
 MAX_PROGRAMS_PER_HOOK = 63  # bpf_mprog's limit
 
 
-def declared_hooks(spec: StackSpec) -> Iterator[tuple[tuple[str | int, ...], str, list[ProgramSpec]]]:
-    """Every non-empty program list of the spec: (path, hook, programs)."""
+class DeclaredHook(NamedTuple):
+    """One program list of a spec: where it is (path), the end whose device it is attached
+    through (netkit hooks: the pair's primary; tcx hooks: the end it is declared on), the hook
+    and the programs in run order."""
+
+    path: tuple[str | int, ...]
+    end: EndFields
+    hook: Hook
+    programs: list[ProgramSpec]
+
+
+def declared_hooks(spec: StackSpec) -> Iterator[DeclaredHook]:
+    """Every program list the spec declares (an empty one too), in spec order: the one
+    enumeration of hooks for the checks, the object checks and the desired records."""
     for i, link in enumerate(spec.links):
         base: tuple[str | int, ...] = ("links", i)
         if link.programs is not None:
-            for hook in ("primary", "peer"):
-                yield (*base, "programs", hook), hook, getattr(link.programs, hook)
-        for end, path in ((link, base), (link.peer, (*base, "peer"))):
+            for hook in NETKIT_HOOKS:
+                yield DeclaredHook((*base, "programs", hook), link, hook, getattr(link.programs, hook))
+        ends: tuple[tuple[EndFields, tuple[str | int, ...]], ...] = ((link, base), (link.peer, (*base, "peer")))
+        for end, path in ends:
             if end.tcx is not None:
-                for hook in ("ingress", "egress"):
-                    yield (*path, "tcx", hook), hook, getattr(end.tcx, hook)
+                for hook in TCX_HOOKS:
+                    yield DeclaredHook((*path, "tcx", hook), end, hook, getattr(end.tcx, hook))
 
 
 def _hooks(spec: StackSpec) -> Iterator[Problem]:
@@ -48,7 +65,7 @@ def _hooks(spec: StackSpec) -> Iterator[Problem]:
                 f"'programs' attaches to netkit hooks; {link.name!r} is a veth pair "
                 "(use 'tcx: {ingress: [...], egress: [...]}' on an end)"
             )
-    for path, hook, progs in declared_hooks(spec):
+    for path, _end, hook, progs in declared_hooks(spec):
         if len(progs) > MAX_PROGRAMS_PER_HOOK:
             yield path, f"{len(progs)} programs on hook {hook!r}; the kernel runs at most {MAX_PROGRAMS_PER_HOOK}"
         seen: set[str] = set()
