@@ -4,19 +4,16 @@ keep nkplan's programs attached after the process exits."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import posixpath
 
 from nkplan.errors import CapabilityError, KernelError
+from nkplan.kernel import libc
 from nkplan.kernel.bpf import pins
 from nkplan.kernel.bpf import syscall as S
 from nkplan.kernel.bpf.pins import LinkPin
 from nkplan.kernel.bpf.refusals import explain
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 
 
 def mounted(path: str = pins.BPFFS) -> bool:
@@ -36,13 +33,15 @@ def ensure_mounted(path: str = pins.BPFFS) -> bool:
         return False
     if not os.path.isdir(path):
         raise CapabilityError(f"cannot pin BPF links: {path} does not exist (a kernel without bpffs?)")
-    if _libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, b"mode=0700") != 0:
-        err = ctypes.get_errno()
+    try:
+        libc.mount("bpf", path, "bpf", 0, "mode=0700")
+    except OSError as exc:
+        err = exc.errno or 0
         if err in (errno.EPERM, errno.EACCES):
-            raise CapabilityError(f"mounting bpffs at {path} needs root (CAP_SYS_ADMIN)")
+            raise CapabilityError(f"mounting bpffs at {path} needs root (CAP_SYS_ADMIN)") from None
         if err == errno.ENODEV:
-            raise CapabilityError(f"cannot pin BPF links: this kernel has no bpffs (mounting {path}: ENODEV)")
-        raise KernelError(f"mounting bpffs at {path}: {os.strerror(err)}", err)
+            raise CapabilityError(f"cannot pin BPF links: this kernel has no bpffs (mounting {path}: ENODEV)") from None
+        raise KernelError(f"mounting bpffs at {path}: {os.strerror(err)}", err) from None
     return True
 
 
