@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import kind_of
 from nkplan.core.records import (
     HOST,
@@ -61,7 +62,7 @@ def hook_records(
     for path, end, hook, progs in declared_hooks(spec):
         if not progs:
             continue
-        ns = end.namespace or HOST
+        ns = record_ns(end.namespace)
         recs = []
         for p in progs:
             full = resolve(spec_file, p.object)
@@ -123,7 +124,7 @@ def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
 def route_record(route: RouteSpec, stack: str) -> RouteRec:
     v6 = route_is_v6(route.to, route.via)
     return RouteRec(
-        namespace=route.namespace or HOST,
+        namespace=record_ns(route.namespace),
         to=route_to_cidr(route.to, v6),
         via=route.via,
         dev=route.dev,

@@ -8,7 +8,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from nkplan.core.linkkinds import kind_of
-from nkplan.core.records import EndRec, HookRec, LinkRec, LiveState
+from nkplan.core.records import HOST, EndRec, HookRec, LinkRec, LiveState
 from nkplan.core.resources import address_of
 from nkplan.spec.checks import NETKIT_HOOKS, TCX_HOOKS, effective_metric
 
@@ -108,7 +108,7 @@ def stack_document(
     wanted = {stack, None} if unowned else {stack}
     doc: dict[str, Any] = {"stack": stack}
     doc["namespaces"] = [{"name": n} for n, r in sorted(live.namespaces.items()) if r.owner in wanted]
-    known = {n["name"] for n in doc["namespaces"]} | {""}
+    known = {n["name"] for n in doc["namespaces"]} | {HOST}
     doc["links"] = []
     for _, link in sorted(live.links.items()):
         if link.owner in wanted and {link.primary.namespace, link.peer.namespace} <= known:

@@ -7,18 +7,15 @@ import ipaddress
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import KIND_ONLY_END, KIND_ONLY_PAIR, KINDS, kind_of, mac_settable
-from nkplan.core.records import Hook
+from nkplan.core.records import HOST, Hook
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, StackSpec
 
 Problem = tuple[tuple[str | int, ...], str]
 MAX_ROUTE_METRIC = 2**32 - 1
 NETKIT_HOOKS: tuple[Hook, ...] = ("primary", "peer")  # a netkit pair's own hooks (spec key `programs`)
 TCX_HOOKS: tuple[Hook, ...] = ("ingress", "egress")  # the hooks of every end (spec key `tcx`)
-
-
-def _ns(name: str | None) -> str:
-    return name or ""
 
 
 def _label(ns: str) -> str:
@@ -115,7 +112,7 @@ def _links(spec: StackSpec) -> Iterator[Problem]:
         yield from _end_problems(link, base, link, declared)
         yield from _end_problems(link.peer, (*base, "peer"), link, declared)
         for end, path in ((link, base), (link.peer, (*base, "peer"))):
-            key = (_ns(end.namespace), end.name)
+            key = (record_ns(end.namespace), end.name)
             where = f"links[{i}]" + (".peer" if end is link.peer else "")
             if key in devices:
                 yield (
@@ -130,19 +127,19 @@ def _routes(spec: StackSpec) -> Iterator[Problem]:
     declared = {ns.name for ns in spec.namespaces}
     devs: set[tuple[str, str]] = set()
     for link in spec.links:
-        devs.add((_ns(link.namespace), link.name))
-        devs.add((_ns(link.peer.namespace), link.peer.name))
+        devs.add((record_ns(link.namespace), link.name))
+        devs.add((record_ns(link.peer.namespace), link.peer.name))
     keys: set[tuple[str, str, int]] = set()
     for i, route in enumerate(spec.routes):
         base: tuple[str | int, ...] = ("routes", i)
-        ns = _ns(route.namespace)
+        ns = record_ns(route.namespace)
         if ns and ns not in declared:
             yield (*base, "namespace"), f"namespace {ns!r} is not declared under 'namespaces:'"
         if route.dev is None and route.via is None:
             yield base, f"route to {route.to!r} needs 'dev', 'via' or both"
         if route.dev is not None and (ns, route.dev) not in devs:
             yield (*base, "dev"), f"device {route.dev!r} is not declared in {_label(ns)}"
-        if route.dev is None and ns == "":
+        if route.dev is None and ns == HOST:
             yield base, f"route to {route.to!r} in the host namespace needs 'dev' (one of this stack's devices)"
         v6 = route_is_v6(route.to, route.via)
         if route.via is not None and route.to != "default" and (":" in route.via) != v6:
