@@ -169,7 +169,7 @@ def show(stack: str, *, spec: Loaded | None = None, unowned: bool = False, on: K
 
     objects: dict[tuple[str, str], str] = {}
     if spec is not None:
-        for _path, _hook, progs in declared_hooks(spec.spec):
+        for _path, _end, _hook, progs in declared_hooks(spec.spec):
             for p in progs:
                 full = resolve(spec.source.filename, p.object)
                 objects[(p.program, spec.objects.get(full, ""))] = full

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import kind_of
 from nkplan.core.records import (
     HOST,
@@ -25,8 +26,8 @@ from nkplan.core.records import (
     RouteRec,
     plain,
 )
-from nkplan.spec.checks import effective_metric, route_to_cidr
-from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
+from nkplan.spec.checks import declared_hooks, effective_metric, route_is_v6, route_to_cidr
+from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 
 DEFAULT_MTU = 1500
@@ -58,26 +59,15 @@ def hook_records(
     `object_maps` to the objects' own maps."""
     maps = object_maps or {}
     out: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = {}
-    for i, link in enumerate(spec.links):
-        base: tuple[str | int, ...] = ("links", i)
-        lists: list[tuple[EndFields, str, list[ProgramSpec], tuple[str | int, ...]]] = []
-        if link.programs is not None:
-            for hook in ("primary", "peer"):
-                lists.append((link, hook, getattr(link.programs, hook), (*base, "programs", hook)))
-        ends: tuple[tuple[EndFields, tuple[str | int, ...]], ...] = ((link, base), (link.peer, (*base, "peer")))
-        for side, path in ends:
-            if side.tcx is not None:
-                for hook in ("ingress", "egress"):
-                    lists.append((side, hook, getattr(side.tcx, hook), (*path, "tcx", hook)))
-        for end, hook, progs, path in lists:
-            if not progs:
-                continue
-            ns = end.namespace or HOST
-            recs = []
-            for p in progs:
-                full = resolve(spec_file, p.object)
-                recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full, maps=maps.get(full, ())))
-            out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)  # type: ignore[arg-type]
+    for path, end, hook, progs in declared_hooks(spec):
+        if not progs:
+            continue
+        ns = record_ns(end.namespace)
+        recs = []
+        for p in progs:
+            full = resolve(spec_file, p.object)
+            recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full, maps=maps.get(full, ())))
+        out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)
     return out
 
 
@@ -135,9 +125,9 @@ def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
 
 
 def route_record(route: RouteSpec, stack: str) -> RouteRec:
-    v6 = (":" in route.to) if route.to != "default" else (route.via is not None and ":" in route.via)
+    v6 = route_is_v6(route.to, route.via)
     return RouteRec(
-        namespace=route.namespace or HOST,
+        namespace=record_ns(route.namespace),
         to=route_to_cidr(route.to, v6),
         via=route.via,
         dev=route.dev,

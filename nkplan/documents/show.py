@@ -8,9 +8,9 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from nkplan.core.linkkinds import kind_of
-from nkplan.core.records import EndRec, HookRec, LinkRec, LiveState
+from nkplan.core.records import HOST, EndRec, HookRec, LinkRec, LiveState
 from nkplan.core.resources import address_of
-from nkplan.spec.checks import effective_metric
+from nkplan.spec.checks import NETKIT_HOOKS, TCX_HOOKS, effective_metric
 
 
 def _end(end: EndRec, kind: str, mode: str | None, inherited_mtu: int | None) -> dict[str, Any]:
@@ -69,12 +69,12 @@ def _programs(hook: HookRec, objects: ObjectNames) -> list[dict[str, Any]]:
 def _attach_hooks(doc_link: dict[str, Any], link: LinkRec, live: LiveState, objects: ObjectNames) -> None:
     """Put the programs the live hooks run into the exported link."""
     for side, target in ((link.primary, doc_link), (link.peer, doc_link["peer"])):
-        for hook in ("ingress", "egress"):
+        for hook in TCX_HOOKS:
             rec = live.hooks.get((side.namespace, side.name, hook))
             if rec is not None and rec.programs:
                 target.setdefault("tcx", {})[hook] = _programs(rec, objects)
     if link.kind == "netkit":
-        for hook in ("primary", "peer"):
+        for hook in NETKIT_HOOKS:
             rec = live.hooks.get((link.primary.namespace, link.primary.name, hook))
             if rec is not None and rec.programs:
                 doc_link.setdefault("programs", {})[hook] = _programs(rec, objects)
@@ -108,7 +108,7 @@ def stack_document(
     wanted = {stack, None} if unowned else {stack}
     doc: dict[str, Any] = {"stack": stack}
     doc["namespaces"] = [{"name": n} for n, r in sorted(live.namespaces.items()) if r.owner in wanted]
-    known = {n["name"] for n in doc["namespaces"]} | {""}
+    known = {n["name"] for n in doc["namespaces"]} | {HOST}
     doc["links"] = []
     for _, link in sorted(live.links.items()):
         if link.owner in wanted and {link.primary.namespace, link.peer.namespace} <= known:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from nkplan.core.records import HOST
+
 SKIPPED_KEYS = frozenset({"owner"})  # bookkeeping, not an attribute a reviewer changes
 
 
@@ -13,7 +15,7 @@ def fmt(value: Any, path: str = "") -> str:
     """A value as shown after `=` or around `→`: JSON, with the host namespace spelled (host)."""
     if value is None:
         return "(none)"
-    if value == "" and path.endswith("namespace"):
+    if value == HOST and path.endswith("namespace"):
         return "(host)"
     if path.endswith("programs") and isinstance(value, list):  # a hook's programs, in run order
         return "[" + ", ".join(_program(p) for p in value) + "]"
@@ -44,6 +46,11 @@ def flatten(data: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
         path = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flatten(value, f"{path}."))
-        elif value is not None and value != [] and key not in SKIPPED_KEYS and not (key == "namespace" and value == ""):
+        elif not _left_out(key, value):
             out[path] = value
     return out
+
+
+def _left_out(key: str, value: Any) -> bool:
+    """Empty values, bookkeeping and the host namespace (a spec's default) say nothing to a reviewer."""
+    return value is None or value == [] or key in SKIPPED_KEYS or (key == "namespace" and value == HOST)

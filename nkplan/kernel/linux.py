@@ -15,6 +15,7 @@ from contextlib import ExitStack
 
 from nkplan.core.records import HOST, HookRec, KernelInfo, LinkRec, LiveState, RouteRec, owner_alias
 from nkplan.errors import CapabilityError, KernelError
+from nkplan.kernel import caps
 from nkplan.kernel.bpf import probe as bpf_probe
 from nkplan.kernel.bpf import scan
 from nkplan.kernel.netlink import batch, links, netns, probe, reader, rtnl
@@ -23,14 +24,6 @@ from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, query_nsid
 from nkplan.kernel.netlink.refusals import Op, explain, no_namespace, root_needed
 from nkplan.kernel.netlink.rtnl import call, need_link, ns_socket
 from nkplan.kernel.seam import ApplySession, Writer, Writers, typed_writers
-
-
-def _cap_eff() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
 
 
 class LinuxKernel(Writers):
@@ -50,9 +43,7 @@ class LinuxKernel(Writers):
         return live
 
     def check_privileges(self) -> None:
-        caps = _cap_eff()
-        needed = (1 << C.CAP_NET_ADMIN) | (1 << C.CAP_SYS_ADMIN)
-        if os.geteuid() != 0 or caps & needed != needed:
+        if os.geteuid() != 0 or not caps.has(caps.effective(), caps.CAP_NET_ADMIN, caps.CAP_SYS_ADMIN):
             raise CapabilityError(root_needed())
 
     def bpf_problems(self) -> list[str]:

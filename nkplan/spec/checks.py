@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from typing import NamedTuple
 
+from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import KIND_ONLY_END, KIND_ONLY_PAIR, KINDS, kind_of, mac_settable
+from nkplan.core.records import HOST, Hook
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, StackSpec
 
 Problem = tuple[tuple[str | int, ...], str]
 MAX_ROUTE_METRIC = 2**32 - 1
-
-
-def _ns(name: str | None) -> str:
-    return name or ""
+NETKIT_HOOKS: tuple[Hook, ...] = ("primary", "peer")  # a netkit pair's own hooks (spec key `programs`)
+TCX_HOOKS: tuple[Hook, ...] = ("ingress", "egress")  # the hooks of every end (spec key `tcx`)
 
 
 def _label(ns: str) -> str:
@@ -28,17 +29,30 @@ def semantic_problems(spec: StackSpec) -> list[Problem]:
 MAX_PROGRAMS_PER_HOOK = 63  # bpf_mprog's limit
 
 
-def declared_hooks(spec: StackSpec) -> Iterator[tuple[tuple[str | int, ...], str, list[ProgramSpec]]]:
-    """Every non-empty program list of the spec: (path, hook, programs)."""
+class DeclaredHook(NamedTuple):
+    """One program list of a spec: where it is (path), the end whose device it is attached
+    through (netkit hooks: the pair's primary; tcx hooks: the end it is declared on), the hook
+    and the programs in run order."""
+
+    path: tuple[str | int, ...]
+    end: EndFields
+    hook: Hook
+    programs: list[ProgramSpec]
+
+
+def declared_hooks(spec: StackSpec) -> Iterator[DeclaredHook]:
+    """Every program list the spec declares (an empty one too), in spec order: the one
+    enumeration of hooks for the checks, the object checks and the desired records."""
     for i, link in enumerate(spec.links):
         base: tuple[str | int, ...] = ("links", i)
         if link.programs is not None:
-            for hook in ("primary", "peer"):
-                yield (*base, "programs", hook), hook, getattr(link.programs, hook)
-        for end, path in ((link, base), (link.peer, (*base, "peer"))):
+            for hook in NETKIT_HOOKS:
+                yield DeclaredHook((*base, "programs", hook), link, hook, getattr(link.programs, hook))
+        ends: tuple[tuple[EndFields, tuple[str | int, ...]], ...] = ((link, base), (link.peer, (*base, "peer")))
+        for end, path in ends:
             if end.tcx is not None:
-                for hook in ("ingress", "egress"):
-                    yield (*path, "tcx", hook), hook, getattr(end.tcx, hook)
+                for hook in TCX_HOOKS:
+                    yield DeclaredHook((*path, "tcx", hook), end, hook, getattr(end.tcx, hook))
 
 
 def _hooks(spec: StackSpec) -> Iterator[Problem]:
@@ -48,7 +62,7 @@ def _hooks(spec: StackSpec) -> Iterator[Problem]:
                 f"'programs' attaches to netkit hooks; {link.name!r} is a veth pair "
                 "(use 'tcx: {ingress: [...], egress: [...]}' on an end)"
             )
-    for path, hook, progs in declared_hooks(spec):
+    for path, _end, hook, progs in declared_hooks(spec):
         if len(progs) > MAX_PROGRAMS_PER_HOOK:
             yield path, f"{len(progs)} programs on hook {hook!r}; the kernel runs at most {MAX_PROGRAMS_PER_HOOK}"
         seen: set[str] = set()
@@ -98,7 +112,7 @@ def _links(spec: StackSpec) -> Iterator[Problem]:
         yield from _end_problems(link, base, link, declared)
         yield from _end_problems(link.peer, (*base, "peer"), link, declared)
         for end, path in ((link, base), (link.peer, (*base, "peer"))):
-            key = (_ns(end.namespace), end.name)
+            key = (record_ns(end.namespace), end.name)
             where = f"links[{i}]" + (".peer" if end is link.peer else "")
             if key in devices:
                 yield (
@@ -113,32 +127,35 @@ def _routes(spec: StackSpec) -> Iterator[Problem]:
     declared = {ns.name for ns in spec.namespaces}
     devs: set[tuple[str, str]] = set()
     for link in spec.links:
-        devs.add((_ns(link.namespace), link.name))
-        devs.add((_ns(link.peer.namespace), link.peer.name))
+        devs.add((record_ns(link.namespace), link.name))
+        devs.add((record_ns(link.peer.namespace), link.peer.name))
     keys: set[tuple[str, str, int]] = set()
     for i, route in enumerate(spec.routes):
         base: tuple[str | int, ...] = ("routes", i)
-        ns = _ns(route.namespace)
+        ns = record_ns(route.namespace)
         if ns and ns not in declared:
             yield (*base, "namespace"), f"namespace {ns!r} is not declared under 'namespaces:'"
         if route.dev is None and route.via is None:
             yield base, f"route to {route.to!r} needs 'dev', 'via' or both"
         if route.dev is not None and (ns, route.dev) not in devs:
             yield (*base, "dev"), f"device {route.dev!r} is not declared in {_label(ns)}"
-        if route.dev is None and ns == "":
+        if route.dev is None and ns == HOST:
             yield base, f"route to {route.to!r} in the host namespace needs 'dev' (one of this stack's devices)"
-        v6 = route.to != "default" and ":" in route.to
-        if route.via is not None:
-            via6 = ":" in route.via
-            if route.to != "default" and via6 != v6:
-                yield (*base, "via"), f"gateway {route.via!r} is not of the same IP family as {route.to!r}"
-            v6 = via6 if route.to == "default" else v6
-        elif route.to == "default":
-            v6 = False
+        v6 = route_is_v6(route.to, route.via)
+        if route.via is not None and route.to != "default" and (":" in route.via) != v6:
+            yield (*base, "via"), f"gateway {route.via!r} is not of the same IP family as {route.to!r}"
         key = (ns, route_to_cidr(route.to, v6), effective_metric(route.metric, v6))
         if key in keys:
             yield base, f"route to {route.to!r} in {_label(ns)} is declared twice"
         keys.add(key)
+
+
+def route_is_v6(to: str, via: str | None) -> bool:
+    """Is a declared route IPv6? Its destination says so; "default" has no family of its own, so
+    the gateway decides, and a default route without one is IPv4."""
+    if to != "default":
+        return ":" in to
+    return via is not None and ":" in via
 
 
 def route_to_cidr(to: str, v6: bool) -> str:

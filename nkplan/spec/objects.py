@@ -45,7 +45,7 @@ def object_problems(
     problems: list[Problem] = []
     facts = ObjectFacts()
     contents: dict[str, list[str] | str] = {}
-    for path, _hook, progs in declared_hooks(spec):
+    for path, _end, _hook, progs in declared_hooks(spec):
         for j, prog in enumerate(progs):
             where = (*path, j, "object")
             full = resolve(spec_file, prog.object)

@@ -15,7 +15,7 @@ import pytest
 from nkplan.core.desired import sort_cidrs
 from nkplan.core.records import HOST, KernelInfo, NamespaceRec
 from nkplan.errors import CapabilityError
-from nkplan.kernel import linux
+from nkplan.kernel import caps
 from nkplan.kernel.linux import LinuxKernel
 from tests.host import observe
 from tests.host.conftest import Names
@@ -167,7 +167,7 @@ def test_check_privileges(kernel: LinuxKernel, monkeypatch: pytest.MonkeyPatch) 
     if os.geteuid() != 0:
         pytest.skip("needs root")
     kernel.check_privileges()
-    monkeypatch.setattr(linux, "_cap_eff", lambda: 1 << 12)  # CAP_NET_ADMIN only
+    monkeypatch.setattr(caps, "effective", lambda: 1 << caps.CAP_NET_ADMIN)  # CAP_NET_ADMIN only
     with pytest.raises(CapabilityError, match=r"nkplan needs root \(CAP_NET_ADMIN and CAP_SYS_ADMIN\)"):
         kernel.check_privileges()
     monkeypatch.undo()

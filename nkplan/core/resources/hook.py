@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from nkplan.core.records import HOST, HookRec, MapDef, ProgramRec
+from nkplan.core.hostns import document_ns, qualified
+from nkplan.core.records import HookRec, MapDef, ProgramRec
 from nkplan.core.resources.base import Claims, Need, ResourceType
 from nkplan.core.resources.link import on_device
 from nkplan.core.resources.namespace import in_namespace
 
 
 def hook_address(ns: str, device: str, hook: str) -> str:
-    dev = f"{ns}/{device}" if ns != HOST else device
-    return f"hook[{dev} {hook}]"
+    return f"hook[{qualified(ns, device)} {hook}]"
 
 
 class HookType(ResourceType[HookRec]):
@@ -26,7 +26,7 @@ class HookType(ResourceType[HookRec]):
         return hook_address(rec.namespace, rec.device, rec.hook)
 
     def label(self, rec: HookRec) -> tuple[str, str | None]:
-        return f"{rec.device} {rec.hook}", rec.namespace or None
+        return f"{rec.device} {rec.hook}", document_ns(rec.namespace)
 
     def claim(self, claims: Claims) -> None:
         live = claims.live

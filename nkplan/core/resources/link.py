@@ -7,14 +7,15 @@ import dataclasses
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
+from nkplan.core.hostns import document_ns, qualified
 from nkplan.core.linkkinds import kind_of
-from nkplan.core.records import HOST, EndRec, LinkRec, ns_label
+from nkplan.core.records import EndRec, LinkRec, ns_label
 from nkplan.core.resources.base import Claims, Need, ResourceType, Token
 from nkplan.core.resources.namespace import in_namespace
 
 
 def link_address(ns: str, name: str) -> str:
-    return f"link[{ns}/{name}]" if ns != HOST else f"link[{name}]"
+    return f"link[{qualified(ns, name)}]"
 
 
 class LinkType(ResourceType[LinkRec]):
@@ -26,7 +27,7 @@ class LinkType(ResourceType[LinkRec]):
         return link_address(rec.primary.namespace, rec.primary.name)
 
     def label(self, rec: LinkRec) -> tuple[str, str | None]:
-        return rec.primary.name, rec.primary.namespace or None
+        return rec.primary.name, document_ns(rec.primary.namespace)
 
     def claim(self, claims: Claims) -> None:
         live = claims.live

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from nkplan.core.hostns import document_ns
 from nkplan.core.records import HOST, RouteRec
 from nkplan.core.resources.base import Claims, Need, ResourceType
 from nkplan.core.resources.link import on_device
@@ -24,7 +25,7 @@ class RouteType(ResourceType[RouteRec]):
         return f"route[{ns}{to}{metric}]"
 
     def label(self, rec: RouteRec) -> tuple[str, str | None]:
-        return rec.to, rec.namespace or None
+        return rec.to, document_ns(rec.namespace)
 
     def claim(self, claims: Claims) -> None:
         owned_ns = {n for n, r in claims.live.namespaces.items() if claims.ours(r.owner)}

@@ -11,7 +11,8 @@ file checks they need are nkplan/spec/objfile.py):
 - info      program/link/map info records; MAP_LOOKUP_ELEM; open by id
 - mprog     LINK_CREATE (anchors, expected_revision), LINK_UPDATE, LINK_DETACH, PROG_QUERY
 - libbpf    libbpf.so.1: open an object, load a program (as SCHED_CLS), program and map fds
-- bpffs     mount bpffs, pin / open / unpin, list a stack's link pins
+- bpffs     mount bpffs, pin / open / unpin; the one walk of the pin tree (hook directories,
+            the link pins in each)
 - hooks     the operations on a device's hook in a named namespace, with errors in words
 - probe     what this machine lacks for BPF on tcx/netkit hooks (plan-time capability errors)
 - scan      reading: the programs at the hooks of owned devices (matched to their pins); pins of

@@ -1,22 +1,22 @@
-"""bpffs: make sure it is mounted at /sys/fs/bpf, and create, open and remove nkplan's pins
+"""bpffs: make sure it is mounted at /sys/fs/bpf, and create, open, list and remove nkplan's pins
 (layout: pins.py). A bpf_link or map lives as long as an fd or a pin holds it, so pins are what
 keep nkplan's programs attached after the process exits."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from nkplan.errors import CapabilityError, KernelError
+from nkplan.kernel import libc
+from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf import pins
 from nkplan.kernel.bpf import syscall as S
 from nkplan.kernel.bpf.pins import LinkPin
 from nkplan.kernel.bpf.refusals import explain
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 
 
 def mounted(path: str = pins.BPFFS) -> bool:
@@ -36,13 +36,15 @@ def ensure_mounted(path: str = pins.BPFFS) -> bool:
         return False
     if not os.path.isdir(path):
         raise CapabilityError(f"cannot pin BPF links: {path} does not exist (a kernel without bpffs?)")
-    if _libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, b"mode=0700") != 0:
-        err = ctypes.get_errno()
+    try:
+        libc.mount("bpf", path, "bpf", 0, "mode=0700")
+    except OSError as exc:
+        err = exc.errno or 0
         if err in (errno.EPERM, errno.EACCES):
-            raise CapabilityError(f"mounting bpffs at {path} needs root (CAP_SYS_ADMIN)")
+            raise CapabilityError(f"mounting bpffs at {path} needs root (CAP_SYS_ADMIN)") from None
         if err == errno.ENODEV:
-            raise CapabilityError(f"cannot pin BPF links: this kernel has no bpffs (mounting {path}: ENODEV)")
-        raise KernelError(f"mounting bpffs at {path}: {os.strerror(err)}", err)
+            raise CapabilityError(f"cannot pin BPF links: this kernel has no bpffs (mounting {path}: ENODEV)") from None
+        raise KernelError(f"mounting bpffs at {path}: {os.strerror(err)}", err) from None
     return True
 
 
@@ -115,17 +117,67 @@ def remove_tree(directory: str, root: str = pins.ROOT) -> None:
     _prune(posixpath.dirname(directory), root)
 
 
+# listing: the one walk of the pin tree (reading never mounts anything: an absent bpffs or
+# directory lists as nothing) ------------------------------------------------------------------
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def stacks(root: str = pins.ROOT) -> list[str]:
+    """The stacks that have a pin directory (sorted by directory name)."""
+    return [pins.unescape(d) for d in _subdirs(root)]
+
+
+HookKey = tuple[str, str, str, C.Hook]  # (stack, namespace, device, hook)
+
+
+def hook_dirs(root: str = pins.ROOT, stack: str | None = None) -> Iterator[tuple[HookKey, str]]:
+    """Every hook directory of the pin tree (of one stack, if given), sorted, with what its path
+    says: ((stack, namespace, device, hook), directory). One scandir per directory."""
+    tops = _subdirs(root) if stack is None else [posixpath.basename(pins.stack_dir(stack, root))]
+    for st in tops:
+        for nsc in _subdirs(f"{root}/{st}"):
+            for devc in _subdirs(f"{root}/{st}/{nsc}"):
+                for hook in _subdirs(f"{root}/{st}/{nsc}/{devc}"):
+                    if hook in C.ATTACH_TYPES:
+                        key = (pins.unescape(st), pins.ns_of_component(nsc), pins.unescape(devc), hook)
+                        yield key, f"{root}/{st}/{nsc}/{devc}/{hook}"
+
+
+@dataclass(frozen=True, slots=True)
+class PinEntry:
+    """A link pin as its name describes it (nothing opened)."""
+
+    program: str
+    digest: str
+    path: str
+    maps: bool  # a maps directory sits next to it
+
+
+def hook_pins(directory: str) -> list[PinEntry]:
+    """The link pins of one hook directory, sorted by name."""
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    maps = {n[: -len(pins.MAPS_SUFFIX)] for n in names if n.endswith(pins.MAPS_SUFFIX)}
+    out = []
+    for name in names:
+        named = pins.split_name(name)
+        if named is not None:
+            out.append(PinEntry(*named, f"{directory}/{name}", name in maps))
+    return out
+
+
 def link_pins(stack: str, root: str = pins.ROOT) -> list[LinkPin]:
-    """Every link pin under the stack's directory, sorted by path; nothing if bpffs or the
-    directory is absent (reading never mounts anything)."""
-    top = pins.stack_dir(stack, root)
-    found: list[LinkPin] = []
-    for base, dirs, files in os.walk(top):
-        dirs[:] = sorted(d for d in dirs if not d.endswith(pins.MAPS_SUFFIX))
-        for name in files:
-            parsed = pins.parse(posixpath.join(base, name), root)
-            if parsed is not None:
-                found.append(parsed)
+    """Every link pin under the stack's directory, sorted by path."""
+    found = [
+        LinkPin(*key, entry.program, entry.digest, root) for key, d in hook_dirs(root, stack) for entry in hook_pins(d)
+    ]
     return sorted(found, key=lambda p: p.path)
 
 

@@ -44,8 +44,8 @@ from nkplan.kernel.bpf.errors import BpfObjectError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor, HookState
-from nkplan.kernel.bpf.pins import LinkPin
-from nkplan.kernel.bpf.scan import TEMP_SUFFIX, Pinned, hook_dir, pinned_links
+from nkplan.kernel.bpf.pins import TEMP_SUFFIX, LinkPin, hook_dir
+from nkplan.kernel.bpf.scan import Pinned, pinned_links
 from nkplan.spec import objfile
 
 

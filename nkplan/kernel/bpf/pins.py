@@ -29,6 +29,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from nkplan.core.records import HOST
 from nkplan.kernel.bpf import consts as C
 from nkplan.spec.objfile import DIGEST_CHARS
 
@@ -36,6 +37,7 @@ BPFFS = "/sys/fs/bpf"
 ROOT = f"{BPFFS}/nkplan"
 HOST_DIR = ":host"
 MAPS_SUFFIX = "-maps"  # not ".maps": bpffs refuses dots in names
+TEMP_SUFFIX = "-new"  # a new link's pin before it is renamed into place (never parsed as a link pin)
 SEP = "@"  # cannot occur in a C identifier, so the program name splits off unambiguously
 
 
@@ -57,7 +59,12 @@ def stack_dir(stack: str, root: str = ROOT) -> str:
 
 
 def ns_component(namespace: str) -> str:
-    return HOST_DIR if namespace == "" else _component("namespace", namespace)
+    return HOST_DIR if namespace == HOST else _component("namespace", namespace)
+
+
+def ns_of_component(component: str) -> str:
+    """The namespace a (raw) namespace component names: ns_component undone."""
+    return HOST if component == HOST_DIR else unescape(component)
 
 
 def device_dir(stack: str, namespace: str, device: str, root: str = ROOT) -> str:
@@ -65,8 +72,25 @@ def device_dir(stack: str, namespace: str, device: str, root: str = ROOT) -> str
     return posixpath.join(stack_dir(stack, root), ns_component(namespace), _component("device", device))
 
 
+def hook_dir(stack: str, namespace: str, device: str, hook: str, root: str = ROOT) -> str:
+    """Every link pin of one hook."""
+    return posixpath.join(device_dir(stack, namespace, device, root), hook)
+
+
 def pin_name(program: str, digest: str) -> str:
     return f"{_component('program', program)}{SEP}{digest[:DIGEST_CHARS]}"
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def split_name(name: str) -> tuple[str, str] | None:
+    """(program, digest) of a link pin's (raw) name: pin_name undone; None for any other name in
+    a hook directory (a maps directory, a temporary pin, a stray file)."""
+    program, sep, digest = name.rpartition(SEP)
+    if not sep or not program or len(digest) != DIGEST_CHARS or not _HEX.issuperset(digest):
+        return None
+    return unescape(program), digest
 
 
 @dataclass(frozen=True)
@@ -86,7 +110,7 @@ class LinkPin:
 
     @property
     def hook_dir(self) -> str:
-        return posixpath.join(device_dir(self.stack, self.namespace, self.device, self.root), self.hook)
+        return hook_dir(self.stack, self.namespace, self.device, self.hook, self.root)
 
     @property
     def path(self) -> str:
@@ -116,11 +140,8 @@ def parse(path: str, root: str = ROOT) -> LinkPin | None:
     parts = rel.split("/")
     if rel.startswith("..") or len(parts) != 5:
         return None
-    stack, ns, device, hook, name = (unescape(p) for p in parts)
-    program, sep, digest = name.rpartition(SEP)
-    if hook not in C.ATTACH_TYPES or not sep or not program or len(digest) != DIGEST_CHARS:
+    stack, ns, device, hook, name = parts
+    named = split_name(name)
+    if hook not in C.ATTACH_TYPES or named is None:
         return None
-    if any(c not in "0123456789abcdef" for c in digest):
-        return None
-    namespace = "" if ns == HOST_DIR else ns
-    return LinkPin(stack, namespace, device, hook, program, digest, root)
+    return LinkPin(unescape(stack), ns_of_component(ns), unescape(device), hook, *named, root)

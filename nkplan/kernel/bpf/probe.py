@@ -12,23 +12,11 @@ import ctypes
 import errno
 import os
 
+from nkplan.kernel import caps
 from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf import mprog
 
-CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF = 12, 21, 39
 LOOPBACK_IFINDEX = 1  # lo is ifindex 1 in every network namespace
-
-
-def _cap_eff() -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
-
-
-def _has(caps: int, *bits: int) -> bool:
-    return all(caps & (1 << b) for b in bits)
 
 
 def problems() -> list[str]:
@@ -38,8 +26,8 @@ def problems() -> list[str]:
     with open("/proc/filesystems", encoding="ascii") as fh:
         if not any(line.split()[-1:] == ["bpf"] for line in fh):
             found.append(f"this kernel ({release}) has no bpffs, so nkplan cannot pin programs (CONFIG_BPF_SYSCALL)")
-    caps = _cap_eff()
-    if not (_has(caps, CAP_BPF, CAP_NET_ADMIN) or _has(caps, CAP_SYS_ADMIN, CAP_NET_ADMIN)):
+    eff = caps.effective()
+    if not (caps.has(eff, caps.CAP_BPF, caps.CAP_NET_ADMIN) or caps.has(eff, caps.CAP_SYS_ADMIN, caps.CAP_NET_ADMIN)):
         found.append("loading and attaching BPF programs needs root (CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN)")
     try:
         ctypes.CDLL("libbpf.so.1")

@@ -14,7 +14,7 @@ re-attaches it, and the writer replaces the stale pin.
 Cost: one PROG_QUERY per hook of every owned device end (tcx ingress/egress; a netkit primary
 also its primary and peer hooks), made by the reader's worker thread while it is inside each
 namespace anyway, with the ifindexes of the link dump (no lookups, no extra thread); bpffs is
-walked once (one scandir per directory of nkplan's pin tree, nothing if it is absent), and each
+walked once (bpffs.hook_dirs: one scandir per directory of nkplan's pin tree), and each
 pin of a hook that has programs is opened once. Nothing here imports pyroute2."""
 
 from __future__ import annotations
@@ -29,13 +29,11 @@ from nkplan.core.records import HOST, ForeignProgram, Hook, HookRec, LiveState, 
 from nkplan.errors import KernelError
 from nkplan.kernel.bpf import bpffs, info, mprog, pins
 from nkplan.kernel.bpf import consts as BC
+from nkplan.kernel.bpf.bpffs import PinEntry
 from nkplan.kernel.bpf.mprog import HookState
 from nkplan.kernel.bpf.pins import LinkPin
 from nkplan.kernel.netlink.consts import IFLA_NETKIT_PRIMARY
 from nkplan.kernel.netlink.reader import PAIR_KINDS, NsScan
-from nkplan.spec import objfile
-
-TEMP_SUFFIX = "-new"  # a new link's pin before it is renamed into place (never parsed as a link pin)
 
 
 # reading ------------------------------------------------------------------------------------------
@@ -77,10 +75,6 @@ class HookScanner:
                     self.found.append(HookScan(namespace, dev.name, hook, parsed[0], state))
 
 
-def hook_dir(stack: str, namespace: str, device: str, hook: str) -> str:
-    return posixpath.join(pins.device_dir(stack, namespace, device), hook)
-
-
 @dataclass
 class Pinned:
     pin: LinkPin
@@ -88,60 +82,14 @@ class Pinned:
     fd: int | None = None  # kept open only when asked (the writer); the caller closes it
 
 
-def _subdirs(path: str) -> list[str]:
-    try:
-        with os.scandir(path) as it:
-            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-@dataclass(frozen=True, slots=True)
-class PinEntry:
-    """A link pin as its name describes it (read path: nothing opened, no LinkPin validation)."""
-
-    program: str
-    digest: str
-    path: str
-    maps: bool  # a maps directory sits next to it
-
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def _hook_entries(directory: str) -> list[PinEntry]:
-    try:
-        names = sorted(os.listdir(directory))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    maps = {n[: -len(pins.MAPS_SUFFIX)] for n in names if n.endswith(pins.MAPS_SUFFIX)}
-    out = []
-    for name in names:
-        if name.endswith(pins.MAPS_SUFFIX) or name.endswith(TEMP_SUFFIX):
-            continue
-        program, sep, digest = name.rpartition(pins.SEP)
-        if sep and program and len(digest) == objfile.DIGEST_CHARS and _HEX.issuperset(digest):
-            out.append(PinEntry(pins.unescape(program), digest, f"{directory}/{name}", name in maps))
-    return out
-
-
-def pin_index() -> dict[tuple[str, str, str, str], list[PinEntry]]:
+def pin_index() -> dict[bpffs.HookKey, list[PinEntry]]:
     """Every link pin of every stack, by (stack, namespace, device, hook), from the names alone
-    (nothing opened). One scandir per directory; nothing if bpffs or nkplan's directory is
-    absent (reading never mounts anything)."""
-    found: dict[tuple[str, str, str, str], list[PinEntry]] = {}
-    root = pins.ROOT
-    for st in _subdirs(root):
-        stack = pins.unescape(st)
-        for nsc in _subdirs(f"{root}/{st}"):
-            ns = HOST if nsc == pins.HOST_DIR else pins.unescape(nsc)
-            for devc in _subdirs(f"{root}/{st}/{nsc}"):
-                device = pins.unescape(devc)
-                for hook in _subdirs(f"{root}/{st}/{nsc}/{devc}"):
-                    if hook in BC.ATTACH_TYPES:
-                        entries = _hook_entries(f"{root}/{st}/{nsc}/{devc}/{hook}")
-                        if entries:
-                            found[(stack, ns, device, hook)] = entries
+    (nothing opened)."""
+    found: dict[bpffs.HookKey, list[PinEntry]] = {}
+    for key, directory in bpffs.hook_dirs():
+        entries = bpffs.hook_pins(directory)
+        if entries:
+            found[key] = entries
     return found
 
 
@@ -183,16 +131,12 @@ def open_pins(found: Sequence[LinkPin], *, keep_fds: bool = False) -> list[Pinne
     return out
 
 
-def pinned_links(stack: str, namespace: str, device: str, hook: str, *, keep_fds: bool = False) -> list[Pinned]:
+def pinned_links(stack: str, namespace: str, device: str, hook: Hook, *, keep_fds: bool = False) -> list[Pinned]:
     """The link pins in the stack's directory for one hook (sorted by name), with what the kernel
     says about each link. Nothing if bpffs or the directory is absent."""
-    directory = hook_dir(stack, namespace, device, hook)
-    try:
-        names = sorted(os.listdir(directory))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    parsed = [p for p in (pins.parse(posixpath.join(directory, n)) for n in names) if p is not None]
-    return open_pins(parsed, keep_fds=keep_fds)
+    entries = bpffs.hook_pins(pins.hook_dir(stack, namespace, device, hook))
+    found = [LinkPin(stack, namespace, device, hook, e.program, e.digest) for e in entries]
+    return open_pins(found, keep_fds=keep_fds)
 
 
 def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, tuple[MapDef, ...]]:
@@ -233,7 +177,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
     owned device where the owner has pins but none of them holds a link on the hook (all detached
     out of band) is reported with no programs, so the plan says what nkplan would re-attach."""
     index = pin_index()
-    seen: set[tuple[str, str, str, str]] = set()
+    seen: set[bpffs.HookKey] = set()
     for sc in found:
         pkey = (sc.owner, sc.namespace, sc.device, sc.hook)
         seen.add(pkey)
@@ -269,28 +213,20 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
     for stack, ns, device, hook in sorted(index.keys() - seen):  # pins, and nothing at all on the hook
         dev = live.devices.get((ns, device))
         if dev is not None and dev.owner == stack and dev.kind in PAIR_KINDS:
-            live.hooks[(ns, device, hook)] = HookRec(ns, device, hook, (), stack)  # type: ignore[arg-type]
+            live.hooks[(ns, device, hook)] = HookRec(ns, device, hook, (), stack)
 
 
 # pins of deleted devices ----------------------------------------------------------------------------
-def _stacks() -> list[str]:
-    try:
-        entries = sorted(os.listdir(pins.ROOT))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [pins.unescape(e) for e in entries if os.path.isdir(posixpath.join(pins.ROOT, e))]
-
-
 def have_pins() -> bool:
-    """Does any stack have pins at all (cheap: one listdir)?"""
-    return bool(_stacks())
+    """Does any stack have pins at all (cheap: one scandir)?"""
+    return bool(bpffs.stacks())
 
 
 def remove_device_pins(ends: Iterable[tuple[str, str]]) -> None:
     """Remove the pin directories of deleted devices ((namespace, device) pairs), for every stack.
     Best effort: a pin left behind holds only a defunct link, which read() ignores and
     set_programs replaces."""
-    stacks = _stacks()
+    stacks = bpffs.stacks()
     for namespace, device in ends:
         for stack in stacks:
             try:
@@ -303,7 +239,7 @@ def remove_namespace_pins(namespace: str) -> None:
     """Remove the pin directories of every device of a deleted namespace, for every stack (best effort)."""
     if namespace == HOST:
         return
-    for stack in _stacks():
+    for stack in bpffs.stacks():
         try:
             bpffs.remove_tree(posixpath.join(pins.stack_dir(stack), pins.ns_component(namespace)))
         except (KernelError, ValueError):

@@ -127,7 +127,3 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_SHARED = 1 << 20
 MNT_DETACH = 0x2
-
-# capabilities ---------------------------------------------------------------------------------
-CAP_NET_ADMIN = 12
-CAP_SYS_ADMIN = 21

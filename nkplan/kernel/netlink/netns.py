@@ -9,47 +9,33 @@ No subprocess, no pyroute2 NetNS helper."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from nkplan.kernel import libc
 from nkplan.kernel.netlink import consts as C
 
 NETNS_RUN_DIR = "/run/netns"
 T = TypeVar("T")
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def setns(fd: int) -> None:
     """Move the calling thread into the network namespace behind fd."""
-    _check(_libc.setns(fd, C.CLONE_NEWNET), "setns")
+    libc.setns(fd, C.CLONE_NEWNET)
 
 
 def unshare_net() -> None:
     """Move the calling thread into a new, empty network namespace."""
-    _check(_libc.unshare(C.CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+    libc.unshare(C.CLONE_NEWNET, "unshare(CLONE_NEWNET)")
 
 
-def mount(source: str, target: str, flags: int) -> None:
-    _check(_libc.mount(source.encode(), target.encode(), b"none", flags, None), f"mount {target}")
-
-
-def umount2(target: str, flags: int) -> None:
-    _check(_libc.umount2(target.encode(), flags), f"umount {target}")
+def _mount(source: str, target: str, flags: int) -> None:
+    """A bind or propagation change: no filesystem type, no data."""
+    libc.mount(source, target, "none", flags)
 
 
 def ns_path(name: str) -> str:
@@ -127,12 +113,12 @@ def _ensure_run_dir() -> None:
     namespace file in one mount namespace unmounts it everywhere and the namespace can be freed."""
     os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
     try:
-        mount("", NETNS_RUN_DIR, C.MS_SHARED | C.MS_REC)
+        _mount("", NETNS_RUN_DIR, C.MS_SHARED | C.MS_REC)
     except OSError as exc:
         if exc.errno != errno.EINVAL:  # EINVAL: not a mount point yet
             raise
-        mount(NETNS_RUN_DIR, NETNS_RUN_DIR, C.MS_BIND | C.MS_REC)
-        mount("", NETNS_RUN_DIR, C.MS_SHARED | C.MS_REC)
+        _mount(NETNS_RUN_DIR, NETNS_RUN_DIR, C.MS_BIND | C.MS_REC)
+        _mount("", NETNS_RUN_DIR, C.MS_SHARED | C.MS_REC)
 
 
 def create_named(name: str, setup: Callable[[], None]) -> None:
@@ -146,7 +132,7 @@ def create_named(name: str, setup: Callable[[], None]) -> None:
     def make() -> None:
         nonlocal mounted
         unshare_net()
-        mount("/proc/thread-self/ns/net", path, C.MS_BIND)
+        _mount("/proc/thread-self/ns/net", path, C.MS_BIND)
         mounted = True
         setup()
 
@@ -155,7 +141,7 @@ def create_named(name: str, setup: Callable[[], None]) -> None:
     except BaseException:
         if mounted:
             try:
-                umount2(path, C.MNT_DETACH)
+                libc.umount2(path, C.MNT_DETACH)
             except OSError:
                 pass
         try:
@@ -172,7 +158,7 @@ def delete_named(name: str) -> None:
     if not os.path.lexists(path):
         raise FileNotFoundError(errno.ENOENT, f"no namespace {name}", path)
     try:
-        umount2(path, C.MNT_DETACH)
+        libc.umount2(path, C.MNT_DETACH)
     except OSError as exc:
         if exc.errno != errno.EINVAL:  # EINVAL: a stale file that is not mounted; just remove it
             raise
