@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import kind_of
 from nkplan.core.records import (
-    HOST,
     EndRec,
     HookRec,
     KernelInfo,
@@ -76,7 +75,7 @@ def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelIn
     policy = (end.policy or kind.defaults["policy"]) if "policy" in kind.end_fields else None
     has_scrub = "scrub" in kind.end_fields and info.netkit_scrub is not False  # an old kernel reports none
     return EndRec(
-        namespace=end.namespace or HOST,
+        namespace=record_ns(end.namespace),
         name=end.name,
         mtu=end.mtu or inherit_mtu or DEFAULT_MTU,
         up=end.up,
