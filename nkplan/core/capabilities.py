@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nkplan.core.records import KernelInfo
-from nkplan.spec.models import StackSpec
+from nkplan.spec.models import EndFields, StackSpec
 
 Locate = Callable[[tuple[str | int, ...]], str]
 
@@ -16,8 +16,27 @@ def needs_netkit(spec: StackSpec) -> bool:
     return any(link.kind == "netkit" for link in spec.links)
 
 
+def declared_sysctls(spec: StackSpec) -> frozenset[str]:
+    """Every per-device sysctl key the spec declares on some end: what the read must report."""
+    return frozenset(k for link in spec.links for end in (link, link.peer) for k in end.sysctls or {})
+
+
 def capability_problems(spec: StackSpec, info: KernelInfo, locate: Locate) -> list[str]:
     problems: list[str] = []
+    if info.sysctl_keys is not None:
+        known = set(info.sysctl_keys)
+        for i, link in enumerate(spec.links):
+            ends: tuple[tuple[tuple[str | int, ...], EndFields], ...] = (
+                (("links", i), link),
+                (("links", i, "peer"), link.peer),
+            )
+            for path, end in ends:
+                for key in end.sysctls or {}:
+                    if key not in known:
+                        problems.append(
+                            f"{locate((*path, 'sysctls', key))}: this kernel ({info.release}) has no "
+                            f"net.{key.replace('.', '.conf.DEV.', 1)}"
+                        )
     for i, link in enumerate(spec.links):
         if link.kind != "netkit":
             continue

@@ -25,6 +25,7 @@ from nkplan.core.records import (
     RouteRec,
     plain,
 )
+from nkplan.core.sysctls import canonical
 from nkplan.spec.checks import declared_hooks, effective_metric, route_is_v6, route_to_cidr
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
@@ -83,6 +84,7 @@ def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelIn
         addresses=sort_cidrs(end.addresses),
         policy=policy,
         scrub=(end.scrub or kind.defaults["scrub"]) if has_scrub else None,
+        sysctls=canonical(end.sysctls),
     )
 
 
@@ -93,6 +95,9 @@ def applied_digest(rec: LinkRec) -> str:
     data.pop("owner"), data.pop("applied")
     for fld in kind_of(rec.kind).read_only:  # not declared, and stacks applied before it was read keep their digest
         data.pop(fld)
+    for side in ("primary", "peer"):  # none declared: the digest of stacks applied before sysctls existed
+        if not data[side]["sysctls"]:
+            del data[side]["sysctls"]
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -95,6 +95,8 @@ class _Planner:
             self.claims.pairs = []
             rtype.claim(self.claims)
             for want, have, order in self.claims.pairs:
+                if want is not None and have is not None:
+                    have = rtype.view(want, have)
                 rec = want if want is not None else have
                 self.items[rtype.address(rec)] = _Item(rtype, want, have, order)
         if self.claims.problems:

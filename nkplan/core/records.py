@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from nkplan.core.sysctls import NO_SYSCTLS, Sysctls
+
 HOST = ""  # the root (host) network namespace
 OWNER_PREFIX = "nkplan:"  # ifalias prefix marking a device end or a namespace's lo as owned
 RTPROT_NKPLAN = 237  # route protocol number marking routes nkplan installed
@@ -72,6 +74,8 @@ class EndRec:
     addresses: tuple[str, ...] = ()  # canonical CIDR strings, sorted (see normalize.sort_cidrs)
     policy: Policy | None = None
     scrub: Scrub | None = None
+    # declared per-device sysctls (desired); live: the values of the keys the read was asked for
+    sysctls: Sysctls = NO_SYSCTLS
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,8 @@ class KernelInfo:
     netkit: bool | None = None  # None = not probed (spec had no netkit link)
     netkit_scrub: bool | None = None
     netkit_headroom: bool | None = None
+    # the per-device sysctl keys this kernel has (None: not read, e.g. a spec declaring none)
+    sysctl_keys: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -215,6 +221,8 @@ def plain(value: Any) -> Any:
     json.loads(json.dumps(dataclasses.asdict(rec))) gives it, several times faster: plans
     convert every record they compare, and a stack of 1000 pods has over 10,000."""
     cls = type(value)
+    if cls is Sysctls:  # a record value with a document form of its own
+        return value.__plain__()
     names = _FIELD_NAMES.get(cls)
     if names is None and hasattr(cls, "__dataclass_fields__"):
         names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(value))

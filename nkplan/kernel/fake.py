@@ -21,6 +21,7 @@ from nkplan.core.records import (
     RouteRec,
     ns_label,
 )
+from nkplan.core.sysctls import DEVICE_KEYS, Sysctls, proc_path
 from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.seam import ApplySession, Writer, Writers, typed_writers
 
@@ -31,6 +32,7 @@ class FakeKernel(Writers):
     def __init__(self, state: LiveState | None = None, *, netkit: bool = True, fail: FailHook | None = None) -> None:
         self.state = state or LiveState(kernel=KernelInfo("fake", netkit, netkit, netkit))
         self.fail = fail
+        self.missing_sysctls: set[str] = set()  # per-device keys this fake kernel lacks
         self.calls: list[str] = []
         self._next_ifindex = 100
 
@@ -60,11 +62,21 @@ class FakeKernel(Writers):
             self.state.routes = [r for r in self.state.routes if (r.namespace, r.dev) != dkey]
 
     # protocol ---------------------------------------------------------------------------------
-    def read(self, *, probe_netkit: bool = False) -> LiveState:
+    def read(self, *, probe_netkit: bool = False, sysctls: frozenset[str] = frozenset()) -> LiveState:
         self.calls.append("read")
         snap = copy.deepcopy(self.state)
         if not probe_netkit:
             snap.kernel = dataclasses.replace(snap.kernel, netkit=None, netkit_scrub=None, netkit_headroom=None)
+        # as the reader: only the keys asked for, and only those this (fake) kernel has
+        for key, link in snap.links.items():
+            p, q = link.primary, link.peer
+            snap.links[key] = dataclasses.replace(
+                link,
+                primary=dataclasses.replace(p, sysctls=Sysctls(kv for kv in p.sysctls if kv[0] in sysctls)),
+                peer=dataclasses.replace(q, sysctls=Sysctls(kv for kv in q.sysctls if kv[0] in sysctls)),
+            )
+        known = tuple(sorted(set(DEVICE_KEYS) - self.missing_sysctls))
+        snap.kernel = dataclasses.replace(snap.kernel, sysctl_keys=known if sysctls else None)
         return snap
 
     def check_privileges(self) -> None:
@@ -103,6 +115,7 @@ class FakeKernel(Writers):
                 raise KernelError(f"creating {link.primary.name!r}: namespace {ns!r} does not exist")
             if (ns, name) in self.state.devices:
                 raise KernelError(f"creating {link.primary.name!r}: device {name!r} already exists in {ns_label(ns)}")
+        self._check_sysctls(link)
         live = link
         for side in ("primary", "peer"):
             end = getattr(live, side)
@@ -149,10 +162,22 @@ class FakeKernel(Writers):
                     f"changing {what} of netkit pair {after.primary.name}: netkit {what} cannot be changed "
                     "after device creation (permission denied)"
                 )
-        self.state.links[key] = after
+        self._check_sysctls(after)
+        # undeclared keys keep their values, as in the kernel
+        merged = {}
+        for side in ("primary", "peer"):
+            values = {**dict(getattr(live, side).sysctls), **dict(getattr(after, side).sysctls)}
+            merged[side] = dataclasses.replace(getattr(after, side), sysctls=Sysctls(sorted(values.items())))
+        self.state.links[key] = dataclasses.replace(after, **merged)
         for role, dkey in zip(("primary", "peer"), self._devices_of(after), strict=True):
             dev = self.state.devices[dkey]
             self.state.devices[dkey] = dataclasses.replace(dev, owner=after.owner, role=role)  # type: ignore[arg-type]
+
+    def _check_sysctls(self, link: LinkRec) -> None:
+        for end in (link.primary, link.peer):
+            for key, _ in end.sysctls:
+                if key in self.missing_sysctls:  # as the kernel: no such file in /proc/sys
+                    raise KernelError(f"setting {proc_path(key, end.name)}: this kernel has no such sysctl")
 
     def _route_dev_exists(self, route: RouteRec) -> None:
         if route.dev is not None and (route.namespace, route.dev) not in self.state.devices:

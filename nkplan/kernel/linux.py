@@ -8,6 +8,7 @@ never a helper process."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 from collections.abc import Sequence
@@ -35,11 +36,12 @@ class LinuxKernel(Writers):
         return typed_writers(self)
 
     # reading ----------------------------------------------------------------------------------
-    def read(self, *, probe_netkit: bool = False) -> LiveState:
+    def read(self, *, probe_netkit: bool = False, sysctls: frozenset[str] = frozenset()) -> LiveState:
         scanner = scan.HookScanner()
-        live = reader.read_state(visit=scanner)
+        live, known = reader.read_state(visit=scanner, sysctls=sysctls)
         scan.fill_state(live, scanner.found)
-        live.kernel = probe.probe() if probe_netkit else KernelInfo(os.uname().release)
+        info = probe.probe() if probe_netkit else KernelInfo(os.uname().release)
+        live.kernel = dataclasses.replace(info, sysctl_keys=tuple(sorted(known))) if sysctls else info
         return live
 
     def check_privileges(self) -> None:

@@ -117,9 +117,10 @@ class Kernel(Protocol):
         ...
 
     # reading --------------------------------------------------------------------------------
-    def read(self, *, probe_netkit: bool = False) -> LiveState:
+    def read(self, *, probe_netkit: bool = False, sysctls: frozenset[str] = frozenset()) -> LiveState:
         """Snapshot of the host namespace and every named namespace (as `ip netns` sees them).
-        With probe_netkit, also fill KernelInfo.netkit* by probing in a throwaway namespace."""
+        With probe_netkit, also fill KernelInfo.netkit* by probing in a throwaway namespace.
+        sysctls: the per-device keys to read on every pair end (and KernelInfo.sysctl_keys)."""
         ...
 
     def check_privileges(self) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nkplan import __version__
-from nkplan.core.capabilities import capability_problems, needs_netkit
+from nkplan.core.capabilities import capability_problems, declared_sysctls, needs_netkit
 from nkplan.core.desired import desired
 from nkplan.core.plan import Plan
 from nkplan.core.planner import make_plan
@@ -44,7 +44,7 @@ def plan_for(
     spec = loaded.spec
     if live is None:
         assert kernel is not None
-        live = kernel.read(probe_netkit=needs_netkit(spec))
+        live = kernel.read(probe_netkit=needs_netkit(spec), sysctls=declared_sysctls(spec))
     locate = loaded.source.where
     problems = capability_problems(spec, live.kernel, locate)
     if kernel is not None and loaded.objects:

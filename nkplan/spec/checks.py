@@ -10,6 +10,7 @@ from typing import NamedTuple
 from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import KIND_ONLY_END, KIND_ONLY_PAIR, KINDS, kind_of, mac_settable
 from nkplan.core.records import HOST, Hook
+from nkplan.core.sysctls import key_problem
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, StackSpec
 
 Problem = tuple[tuple[str | int, ...], str]
@@ -88,6 +89,10 @@ def _end_problems(end: EndFields, base: tuple[str | int, ...], link: LinkSpec, d
             yield (*base, fld), _not_of_kind(fld, link)
     if not mac_settable(link.kind, link.mode) and end.mac is not None:
         yield (*base, "mac"), f"mac {end.mac!r} cannot be set on an L3 netkit device (use mode: l2)"
+    for key in end.sysctls or {}:
+        problem = key_problem(key)
+        if problem is not None:
+            yield (*base, "sysctls", key), problem
     seen: set[str] = set()
     for j, addr in enumerate(end.addresses):
         ip = str(ipaddress.ip_interface(addr).ip)

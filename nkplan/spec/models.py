@@ -8,7 +8,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nkplan.spec.types import IfName, InterfaceCidr, IpAddr, Mac, Metric, Mtu, NsName, Room, RouteTo, StackName
+from nkplan.spec.types import (
+    IfName,
+    InterfaceCidr,
+    IpAddr,
+    Mac,
+    Metric,
+    Mtu,
+    NsName,
+    Room,
+    RouteTo,
+    StackName,
+    SysctlValue,
+)
 
 
 class _Model(BaseModel):
@@ -43,6 +55,8 @@ class EndFields(_Model):
     policy: Literal["forward", "blackhole"] | None = None  # netkit only
     scrub: Literal["default", "none"] | None = None  # netkit only
     tcx: TcxPrograms | None = None  # BPF programs at this end's tcx hooks
+    # net.ipv4.conf.DEV.* / net.ipv6.conf.DEV.* without the device part (core/sysctls.py)
+    sysctls: dict[str, SysctlValue] | None = None
 
 
 class PeerSpec(EndFields):

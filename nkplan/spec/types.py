@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, Strict
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _STACK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -102,4 +102,5 @@ IpAddr = Annotated[str, AfterValidator(check_ip)]
 RouteTo = Annotated[str, AfterValidator(check_route_to)]
 Mtu = Annotated[int, Field(ge=68, le=65535)]
 Room = Annotated[int, Field(ge=0, le=65535)]
+SysctlValue = Annotated[int, Strict(), Field(ge=-(2**31), le=2**32 - 1)]  # an int sysctl (s32/u32); not a bool
 Metric = Annotated[int, Field(ge=0, le=2**32 - 1)]

@@ -28,18 +28,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def spec(prefix: str, pods: int, kind: str, programs: bool = False) -> str:
+def spec(prefix: str, pods: int, kind: str, programs: bool = False, sysctls: bool = False) -> str:
     lines = [f"stack: bench-{prefix}", "namespaces:"]
     lines += [f"  - name: {prefix}p{i}" for i in range(pods)]
     lines.append("links:")
     counter = ROOT / "bpf" / "build" / "count.o"
     tcx = f", tcx: {{ingress: [{{object: {counter}, program: count_pass}}]}}" if programs else ""
+    host_sysctl = ", sysctls: {ipv4.rp_filter: 0}" if sysctls else ""  # Cilium's host-end setting
+    pod_sysctl = ", sysctls: {ipv4.arp_ignore: 1}" if sysctls else ""
     for i in range(pods):
         a, b = divmod(i, 250)
         lines.append(
-            f"  - {{name: {prefix}h{i}, kind: {kind}, addresses: [10.{50 + a}.{b}.1/32], "
+            f"  - {{name: {prefix}h{i}, kind: {kind}, addresses: [10.{50 + a}.{b}.1/32]{host_sysctl}, "
             f"peer: {{name: eth0, namespace: {prefix}p{i}, "
-            f"addresses: [10.{100 + a}.{b}.2/32, 'fd00:{a}:{b}::2/128']{tcx}}}}}"
+            f"addresses: [10.{100 + a}.{b}.2/32, 'fd00:{a}:{b}::2/128']{tcx}{pod_sysctl}}}}}"
         )
     lines.append("routes:")
     for i in range(pods):
@@ -125,6 +127,7 @@ def main() -> int:
     ap.add_argument("--pods", type=int, default=1000)
     ap.add_argument("--kind", choices=("veth", "netkit"), default="veth")
     ap.add_argument("--programs", action="store_true", help="also run count_pass at every pod end's tcx ingress")
+    ap.add_argument("--sysctls", action="store_true", help="also declare one sysctl on every device end")
     args = ap.parse_args()
     prefix = "b" + secrets.token_hex(2)
     nkplan = [sys.executable, "-m", "nkplan.cli"]
@@ -133,7 +136,7 @@ def main() -> int:
         path = Path(tmp) / "bench.yaml"
         if args.programs:
             subprocess.run(["make", "-s", "-C", str(ROOT / "bpf")], check=True)
-        path.write_text(spec(prefix, args.pods, args.kind, args.programs))
+        path.write_text(spec(prefix, args.pods, args.kind, args.programs, args.sysctls))
         try:
             for label, cmd in [
                 ("validate", [*nkplan, "validate", str(path)]),
@@ -155,6 +158,7 @@ def main() -> int:
             subprocess.run([*nkplan, "destroy", "--stack", f"bench-{prefix}", "--yes", "-q"], capture_output=True)
             ip_cleanup(prefix, args.pods)
     extra = ", count_pass on every pod end's tcx ingress (the ip baseline has no programs)" if args.programs else ""
+    extra += ", one sysctl per device end (the ip baseline sets none)" if args.sysctls else ""
     print(f"\nnkplan benchmark: {args.pods} pods, {args.kind}{extra}, kernel {os.uname().release}")
     print(f"{'step':32} {'wall s':>8} {'peak RSS MiB':>13}")
     for label, wall, rss in rows:

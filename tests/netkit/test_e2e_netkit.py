@@ -126,6 +126,33 @@ def test_demo_applies_as_declared(kernel: LinuxKernel, demo: str, token: str) ->
     assert not round_trip.has_changes, shown + render_plan(round_trip)
 
 
+def proc_sys(path: str, ns: str | None = None) -> int:
+    cmd = ["cat", f"/proc/sys/net/{path}"]
+    out = subprocess.run(["ip", "netns", "exec", ns, *cmd] if ns else cmd, capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_sysctls_on_a_netkit_pair_update_in_place(kernel: LinuxKernel, demo: str, token: str) -> None:
+    """Cilium's host-end setting (rp_filter 0) and forwarding on the primary, an ARP setting on
+    the peer: applied in place (same device), read back from /proc/sys in each namespace, and
+    no longer declared means left alone."""
+    pa, nka = f"pa{token}", f"nka{token}"
+    index = dev(nka)["ifindex"]
+    kind = "    kind: netkit                 # netkit | veth\n"  # nk-a's, the first link
+    marked = demo.replace(kind, kind + "    sysctls: {ipv4.rp_filter: 0, ipv4.forwarding: 1}\n", 1).replace(
+        f"      namespace: {pa}\n", f"      namespace: {pa}\n      sysctls: {{ipv4.arp_ignore: 2}}\n", 1
+    )
+    assert marked.count("sysctls") == 2, marked
+    plan, loaded = converge(kernel, marked)
+    assert [(c.address, c.action) for c in plan.changes if c.action != "no-op"] == [(f"link[{nka}]", "update")]
+    assert dev(nka)["ifindex"] == index
+    assert (proc_sys(f"ipv4/conf/{nka}/rp_filter"), proc_sys(f"ipv4/conf/{nka}/forwarding")) == (0, 1)
+    assert proc_sys("ipv4/conf/eth0/arp_ignore", pa) == 2
+    assert not plan_for(kernel, loaded).plan.has_changes
+    plan, _ = converge(kernel, demo)  # undeclared again: nothing to do, values stay
+    assert not plan.has_changes and proc_sys("ipv4/conf/eth0/arp_ignore", pa) == 2
+
+
 def test_policy_change_is_in_place(kernel: LinuxKernel, demo: str, token: str) -> None:
     index = dev(f"nka{token}")["ifindex"]
     text = demo.replace("    policy: forward              # netkit", "    policy: blackhole            # netkit")

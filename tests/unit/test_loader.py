@@ -131,6 +131,26 @@ CASES = [
         "routes[0].via: gateway 'fd00::1' is not of the same IP family as '10.0.0.0/8'",
     ),
     ("empty", "", "t.yaml:1:1: the file is empty"),
+    (
+        "unknown sysctl",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, sysctls: {ipv4.rp_filtr: 0}, peer: {name: b}}\n",
+        "t.yaml:3:52: links[0].sysctls.ipv4.rp_filtr: unknown per-device sysctl 'ipv4.rp_filtr'",
+    ),
+    (
+        "sysctl without family",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, peer: {name: b, sysctls: {rp_filter: 0}}}\n",
+        "links[0].peer.sysctls.rp_filter: unknown per-device sysctl 'rp_filter': write ipv4.KEY or ipv6.KEY",
+    ),
+    (
+        "read-only sysctl",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, sysctls: {ipv6.mc_forwarding: 1}, peer: {name: b}}\n",
+        "links[0].sysctls.ipv6.mc_forwarding: ipv6.mc_forwarding is read-only in the kernel",
+    ),
+    (
+        "sysctl value not an int",
+        "stack: s\nlinks:\n  - {name: a, kind: veth, sysctls: {ipv4.forwarding: yes}, peer: {name: b}}\n",
+        "links[0].sysctls.ipv4.forwarding: Input should be a valid integer (got 'yes')",
+    ),
 ]
 
 

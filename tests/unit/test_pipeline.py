@@ -209,16 +209,28 @@ def test_truncated_saved_plan_is_recognised_as_a_plan(tmp_path: Path, spec: Spec
 
 
 def test_plain_is_asdict_through_json() -> None:
-    """state.plain (the fast path every plan uses) gives exactly what asdict + a JSON round trip gives."""
+    """state.plain (the fast path every plan uses) gives exactly what asdict + a JSON round trip gives,
+    except that an end's sysctls (sorted pairs in the record) are a mapping in documents."""
     import dataclasses
 
     from nkplan.core.records import EndRec, HookRec, LinkRec, MapDef, ProgramRec, RouteRec, plain
+    from nkplan.core.sysctls import canonical
 
     maps = (MapDef("counters", 2, 4, 16, 1, 0),)
     records = [
-        LinkRec("netkit", EndRec("", "nk1", addresses=("10.0.0.1/32",)), EndRec("p1", "eth0"), owner="s"),
+        LinkRec(
+            "netkit",
+            EndRec("", "nk1", addresses=("10.0.0.1/32",), sysctls=canonical({"ipv4.rp_filter": 0, "ipv4.tag": 1})),
+            EndRec("p1", "eth0"),
+            owner="s",
+        ),
         HookRec("p1", "eth0", "ingress", (ProgramRec("count_pass", "ab" * 8, True, "/x.o", 3, "t", 4, maps),), "s"),
         RouteRec("p1", "0.0.0.0/0", None, "eth0", 0, "s"),
     ]
     for rec in records:
-        assert plain(rec) == json.loads(json.dumps(dataclasses.asdict(rec))), rec
+        expected = json.loads(json.dumps(dataclasses.asdict(rec)))
+        for side in ("primary", "peer"):
+            if side in expected:
+                expected[side]["sysctls"] = dict(expected[side]["sysctls"])
+        assert plain(rec) == expected, rec
+    assert plain(records[0])["primary"]["sysctls"] == {"ipv4.rp_filter": 0, "ipv4.tag": 1}

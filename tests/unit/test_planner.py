@@ -276,3 +276,58 @@ def test_read_only_pairing_fills_in_documents_written_before_it_was_read(spec: S
     kernel.state.links[key] = dataclasses.replace(live, pairing="single")
     (change,) = [c for c in plan_for(kernel, spec(BASE)).plan.changes if c.address == "link[nk1]"]
     assert change.action == "replace" and "pairing cannot change in place" in (change.reason or "")
+
+
+SYSCTLS = BASE.replace(
+    "    addresses: [10.0.0.1/32]\n",
+    "    addresses: [10.0.0.1/32]\n    sysctls: {ipv4.rp_filter: 0, ipv4.forwarding: 1}\n",
+)
+
+
+def test_sysctls_update_in_place_and_only_declared_keys_count(spec: Spec) -> None:
+    import dataclasses
+
+    from nkplan.core.sysctls import Sysctls
+
+    kernel = FakeKernel()
+    converge(kernel, spec(SYSCTLS))
+    key = ("", "nk1")
+    assert dict(kernel.state.links[key].primary.sysctls) == {"ipv4.forwarding": 1, "ipv4.rp_filter": 0}
+    # a key the spec does not declare (set by someone else) is not compared
+    live = kernel.state.links[key]
+    extra = Sysctls(sorted({**dict(live.primary.sysctls), "ipv4.proxy_arp": 1}.items()))
+    kernel.state.links[key] = dataclasses.replace(live, primary=dataclasses.replace(live.primary, sysctls=extra))
+    assert not plan_for(kernel, spec(SYSCTLS)).plan.has_changes
+    changed = spec(SYSCTLS.replace("ipv4.rp_filter: 0", "ipv4.rp_filter: 2"))
+    plan = plan_for(kernel, changed).plan
+    assert actions(plan) == [("link[nk1]", "update")]
+    (change,) = [c for c in plan.changes if c.address == "link[nk1]"]
+    assert change.changed_paths == ("primary.sysctls",)
+    converge(kernel, changed)
+    got = dict(kernel.state.links[key].primary.sysctls)
+    assert got == {"ipv4.forwarding": 1, "ipv4.proxy_arp": 1, "ipv4.rp_filter": 2}  # proxy_arp left alone
+
+
+def test_sysctl_changed_by_hand_is_drift(spec: Spec) -> None:
+    import dataclasses
+
+    from nkplan.core.sysctls import canonical
+
+    kernel = FakeKernel()
+    converge(kernel, spec(SYSCTLS))
+    key = ("", "nk1")
+    live = kernel.state.links[key]
+    hand = canonical({"ipv4.forwarding": 1, "ipv4.rp_filter": 2})
+    kernel.state.links[key] = dataclasses.replace(live, primary=dataclasses.replace(live.primary, sysctls=hand))
+    (drift,) = plan_for(kernel, spec(SYSCTLS)).plan.drift
+    assert drift.address == "link[nk1]" and drift.changed_paths == ("primary.sysctls",)
+
+
+def test_a_sysctl_this_kernel_lacks_is_a_plan_error_with_its_position(spec: Spec) -> None:
+    kernel = FakeKernel()
+    kernel.missing_sysctls = {"ipv4.forwarding"}
+    with pytest.raises(PlanError) as err:
+        plan_for(kernel, spec(SYSCTLS))
+    (problem,) = err.value.problems
+    assert problem.endswith(":7:51: this kernel (fake) has no net.ipv4.conf.DEV.forwarding"), problem
+    assert kernel.calls == ["read"]  # nothing was written

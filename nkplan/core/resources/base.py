@@ -104,6 +104,11 @@ class ResourceType(Generic[R]):
         collisions with objects the stack does not own."""
         raise NotImplementedError
 
+    def view(self, want: R, have: R) -> R:
+        """The live record as far as the declaration manages it (fields it leaves to others
+        taken out), before anything compares the two."""
+        return have
+
     def fill_unspecified(self, want: R, have: R) -> R:
         """Desired values that mean "whatever the kernel chose", taken from the live record."""
         return want

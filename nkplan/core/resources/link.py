@@ -12,6 +12,7 @@ from nkplan.core.linkkinds import kind_of
 from nkplan.core.records import EndRec, LinkRec, ns_label
 from nkplan.core.resources.base import Claims, Need, ResourceType, Token
 from nkplan.core.resources.namespace import in_namespace
+from nkplan.core.sysctls import canonical, restrict
 
 
 def link_address(ns: str, name: str) -> str:
@@ -56,6 +57,17 @@ class LinkType(ResourceType[LinkRec]):
             if claims.ours(have.owner) and key not in claims.want.links:
                 claims.undeclared(have, self.address(have))
 
+    def view(self, want: LinkRec, have: LinkRec) -> LinkRec:
+        """Of an end's sysctls, only the declared keys are managed: the others are not compared."""
+        if not (have.primary.sysctls or have.peer.sysctls):
+            return have  # the read was asked for none (or this pair's devices have none of them)
+        p, q = have.primary, have.peer
+        return dataclasses.replace(
+            have,
+            primary=dataclasses.replace(p, sysctls=restrict(p.sysctls, want.primary.sysctls)),
+            peer=dataclasses.replace(q, sysctls=restrict(q.sysctls, want.peer.sysctls)),
+        )
+
     def fill_unspecified(self, want: LinkRec, have: LinkRec) -> LinkRec:
         """mac and head/tailroom left out of the spec mean "whatever the kernel chose"."""
         ends = {}
@@ -96,7 +108,10 @@ class LinkType(ResourceType[LinkRec]):
         return rec.primary.namespace  # one group delete per namespace (kernel/netlink/batch.py)
 
     def from_plain(self, data: dict[str, Any]) -> LinkRec:
-        ends = {k: EndRec(**{**data[k], "addresses": tuple(data[k]["addresses"])}) for k in ("primary", "peer")}
+        ends = {}
+        for k in ("primary", "peer"):
+            end = data[k]
+            ends[k] = EndRec(**{**end, "addresses": tuple(end["addresses"]), "sysctls": canonical(end.get("sysctls"))})
         kind = kind_of(data["kind"])
         # documents written before a read-only field was read hold the only value it had then
         missing = {f: kind.defaults[f] for f in kind.read_only if f not in data}

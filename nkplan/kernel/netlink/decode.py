@@ -6,6 +6,7 @@ ints here (kind settings, flags); reader.py turns them into the canonical record
 from __future__ import annotations
 
 import ipaddress
+import struct
 from dataclasses import dataclass, field
 
 from nkplan.core.records import RTPROT_NKPLAN
@@ -27,6 +28,7 @@ class RawLink:
     link_nsid: int | None  # IFLA_LINK_NETNSID: where the other end lives, None = same namespace
     info: dict[int, int] = field(default_factory=dict)  # IFLA_INFO_DATA of kinds.DECODED: attribute → value
     addresses: list[tuple[int, int, str]] = field(default_factory=list)  # (version, int ip, cidr)
+    af_spec: bytes | None = None  # IFLA_AF_SPEC, kept raw (and only) when the read wants sysctls
 
 
 @dataclass(slots=True)
@@ -56,12 +58,27 @@ def _info_data(raw: bytes, widths: dict[int, int]) -> dict[int, int]:
 _LINK_ATTRS = frozenset(
     {C.IFLA_ADDRESS, C.IFLA_IFNAME, C.IFLA_MTU, C.IFLA_LINK, C.IFLA_LINKINFO, C.IFLA_IFALIAS, C.IFLA_LINK_NETNSID}
 )
+_LINK_ATTRS_AF = _LINK_ATTRS | {C.IFLA_AF_SPEC}
 _ADDR_ATTRS = frozenset({C.IFA_ADDRESS, C.IFA_LOCAL})
+_CONF_OF = {"ipv4": (C.AF_INET, C.IFLA_INET_CONF), "ipv6": (C.AF_INET6, C.IFLA_INET6_CONF)}
 
 
-def link(data: bytes, start: int, end: int) -> RawLink:
+def device_conf(af_spec: bytes) -> dict[str, tuple[int, ...]]:
+    """A device's IPv4/IPv6 conf arrays from its IFLA_AF_SPEC ("ipv4" → values by DEVCONF
+    position), as signed ints like /proc/sys prints them; a family the device lacks is absent."""
+    fams = parse_attrs(af_spec, 0, len(af_spec))
+    out: dict[str, tuple[int, ...]] = {}
+    for family, (af, attr) in _CONF_OF.items():
+        raw = fams.get(af)
+        conf = parse_attrs(raw, 0, len(raw)).get(attr) if raw is not None else None
+        if conf is not None:
+            out[family] = struct.unpack(f"={len(conf) // 4}i", conf[: len(conf) // 4 * 4])
+    return out
+
+
+def link(data: bytes, start: int, end: int, with_af: bool = False) -> RawLink:
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(data, start)
-    a = parse_attrs(data, start + IFINFOMSG.size, end, _LINK_ATTRS)
+    a = parse_attrs(data, start + IFINFOMSG.size, end, _LINK_ATTRS_AF if with_af else _LINK_ATTRS)
     kind = ""
     settings: dict[int, int] = {}
     info = a.get(C.IFLA_LINKINFO)
@@ -86,6 +103,7 @@ def link(data: bytes, start: int, end: int) -> RawLink:
         link=u32(lk) if lk is not None else None,
         link_nsid=s32(nsid) if nsid is not None else None,
         info=settings,
+        af_spec=a.get(C.IFLA_AF_SPEC),
     )
 
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 from contextlib import ExitStack
 
 from nkplan.core.linkkinds import path_label, value_at
-from nkplan.core.records import EndRec, LinkRec, Role, owner_alias
+from nkplan.core.records import HOST, EndRec, LinkRec, Role, owner_alias
+from nkplan.core.sysctls import proc_path
 from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.netlink import consts as C
-from nkplan.kernel.netlink import rtnl
+from nkplan.kernel.netlink import netns, rtnl
 from nkplan.kernel.netlink.kinds import KERNEL_KINDS, Attr, KernelKind
 from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket
 from nkplan.kernel.netlink.refusals import Op, explain, name_taken, where
@@ -58,6 +60,32 @@ def mac_body(index: int, mac: str) -> bytes:
     return setlink(index, ("IFLA_ADDRESS", rtnl.mac_text(mac)))
 
 
+def write_sysctls(ns: str, device: str, values: Iterable[tuple[str, int]]) -> None:
+    """Per-device sysctls through /proc/sys, as sysctl(8) writes them (so the kernel's handlers
+    run: route cache flushes, netconf notifications), from a thread inside the device's
+    namespace: /proc/sys/net shows the namespace of the thread that opens it."""
+    todo = list(values)
+    if not todo:
+        return
+
+    def write() -> None:
+        for key, value in todo:
+            what = f"setting net.{key.replace('.', '.conf.' + device + '.', 1)} = {value} in {where(ns)}"
+            try:
+                with open(proc_path(key, device), "w", encoding="ascii") as f:
+                    f.write(f"{value}\n")
+            except FileNotFoundError:
+                raise KernelError(f"{what}: this kernel has no such sysctl (or no such device)") from None
+            except OSError as exc:
+                raise KernelError(f"{what}: the kernel refused it ({os.strerror(exc.errno or 0)})", exc.errno) from None
+
+    if ns == HOST:
+        write()
+    else:
+        with rtnl.ns_fd(ns, f"setting sysctls of {device} in {where(ns)}") as fd:
+            netns.in_namespace(fd, write)
+
+
 def _configure(sock: RtnlSocket, end: EndRec, role: Role, owner: str | None, applied: str | None) -> None:
     """Bring a freshly made end to the record: alias, mac, mtu, addresses, then up."""
     ns = end.namespace
@@ -68,6 +96,7 @@ def _configure(sock: RtnlSocket, end: EndRec, role: Role, owner: str | None, app
         _set_mac(sock, dev.ifindex, end, dev.flags & C.IFF_UP != 0)
     if end.mtu != dev.mtu:
         call(sock, Op("set_mtu", end.name, ns, end.mtu), C.RTM_SETLINK, 0, mtu_body(dev.ifindex, end.mtu))
+    write_sysctls(ns, end.name, end.sysctls)  # before addresses: e.g. ipv6.disable_ipv6 decides what is kept
     for cidr in end.addresses:
         rtnl.add_address(sock, dev.ifindex, end.name, ns, cidr, tolerate_present=False)
     if end.up:
@@ -197,6 +226,7 @@ def _update_end(
     if after.mtu != dev.mtu:
         call(sock, Op("set_mtu", name, ns, after.mtu), C.RTM_SETLINK, 0, mtu_body(dev.ifindex, after.mtu))
         flushed = after.mtu < 1280 <= dev.mtu
+    write_sysctls(ns, name, (kv for kv in after.sysctls if kv not in before.sysctls))
     if was_up and not after.up:  # down before addresses: what is added while down stays
         rtnl.set_up(sock, dev.ifindex, name, ns, False)
         flushed = True

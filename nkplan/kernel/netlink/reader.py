@@ -26,6 +26,7 @@ from nkplan.core.records import (
     parse_applied_digest,
     parse_owner_alias,
 )
+from nkplan.core.sysctls import DEVICE_KEYS, NO_SYSCTLS, Sysctls, dump_value
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import decode, netns
@@ -51,12 +52,13 @@ class NsScan:
     routes: list[RawRoute] = field(default_factory=list)
 
 
-def scan(sock: RtnlSocket, name: str) -> NsScan:
-    """Links, addresses and nkplan routes of the socket's namespace."""
+def scan(sock: RtnlSocket, name: str, with_af: bool = False) -> NsScan:
+    """Links, addresses and nkplan routes of the socket's namespace (with_af: and each link's
+    IFLA_AF_SPEC, for sysctls)."""
     out = NsScan(name)
     for mtype, data, start, end in sock.dump(C.RTM_GETLINK, _LINK_DUMP):
         if mtype == C.RTM_NEWLINK:
-            dev = decode.link(data, start, end)
+            dev = decode.link(data, start, end, with_af)
             out.links[dev.ifindex] = dev
     for mtype, data, start, end in sock.dump(C.RTM_GETADDR, _ADDR_DUMP):
         if mtype == C.RTM_NEWADDR:
@@ -87,7 +89,7 @@ def _ns_owner(sc: NsScan) -> str | None:
 Visit = Callable[[str, NsScan], None]
 
 
-def _walk(visit: Visit | None = None) -> Snapshot:
+def _walk(visit: Visit | None = None, with_af: bool = False) -> Snapshot:
     """Runs in a disposable worker thread: it moves between namespaces and never returns home.
     visit(name, scan), if given, runs right after each namespace was dumped, still inside it (for
     per-namespace queries that take the scan's ifindexes, e.g. the BPF hooks of owned devices)."""
@@ -101,7 +103,7 @@ def _walk(visit: Visit | None = None) -> Snapshot:
     namespaces: dict[str, NamespaceRec] = {}
     host_ids: dict[int, str] = {}  # nsid as the host sees it -> namespace name
     with host_sock:
-        scans[HOST] = scan(host_sock, HOST)
+        scans[HOST] = scan(host_sock, HOST, with_af)
         if visit is not None:
             visit(HOST, scans[HOST])
         for name in netns.named_namespaces():
@@ -128,7 +130,7 @@ def _walk(visit: Visit | None = None) -> Snapshot:
                     continue
                 seen[key] = name
                 with RtnlSocket(strict=True) as sock:
-                    sc = scan(sock, name)
+                    sc = scan(sock, name, with_af)
                 scans[name] = sc
                 if visit is not None:
                     visit(name, sc)
@@ -248,7 +250,29 @@ def _primary_first(a: End, b: End) -> tuple[End, End]:
     return (a, b) if (a[0], a[1].name) <= (b[0], b[1].name) else (b, a)
 
 
-def _end(e: End) -> EndRec:
+def _sysctls(d: RawLink, keys: frozenset[str]) -> Sysctls:
+    if not keys or d.af_spec is None:
+        return NO_SYSCTLS
+    conf = decode.device_conf(d.af_spec)
+    got = []
+    for key in keys:
+        family, pos = DEVICE_KEYS[key]
+        values = conf.get(family, ())
+        if pos < len(values):  # a key this kernel does not have is left out
+            got.append((key, dump_value(key, values[pos])))
+    return Sysctls(sorted(got))
+
+
+def known_sysctls(snap: Snapshot) -> frozenset[str]:
+    """The per-device keys this kernel has, from the length of the host lo's conf arrays."""
+    lo = next((d for d in snap.scans[HOST].links.values() if d.name == "lo" and d.af_spec), None)
+    if lo is None or lo.af_spec is None:
+        return frozenset()
+    conf = decode.device_conf(lo.af_spec)
+    return frozenset(k for k, (family, pos) in DEVICE_KEYS.items() if pos < len(conf.get(family, ())))
+
+
+def _end(e: End, keys: frozenset[str]) -> EndRec:
     ns, d = e
     kind = KERNEL_KINDS.get(d.kind)
     return EndRec(
@@ -258,26 +282,27 @@ def _end(e: End) -> EndRec:
         up=bool(d.flags & C.IFF_UP),
         mac=d.mac,
         addresses=tuple(c for *_k, c in sorted(d.addresses)),
+        sysctls=_sysctls(d, keys),
         # each end's own dump reports its own per-end settings (kinds.py), so no reversal here
         **(kind.end_values(d.info) if kind else {}),
     )
 
 
-def link_record(a: End, b: End) -> LinkRec:
+def link_record(a: End, b: End, keys: frozenset[str] = frozenset()) -> LinkRec:
     prim, peer = _primary_first(a, b)
     d = prim[1]
     kind = KERNEL_KINDS.get(d.kind)
     return LinkRec(
         kind=d.kind,  # type: ignore[arg-type]
-        primary=_end(prim),
-        peer=_end(peer),
+        primary=_end(prim, keys),
+        peer=_end(peer, keys),
         owner=_role(d)[0],
         applied=parse_applied_digest(d.alias),
         **(kind.pair_values(d.info) if kind else {}),
     )
 
 
-def build(snap: Snapshot) -> LiveState:
+def build(snap: Snapshot, keys: frozenset[str] = frozenset()) -> LiveState:
     live = LiveState(namespaces=snap.namespaces)
     for ns, sc in snap.scans.items():
         for d in sc.links.values():
@@ -296,16 +321,17 @@ def build(snap: Snapshot) -> LiveState:
                 )
             )
     for a, b in snap.pairs:
-        rec = link_record(a, b)
+        rec = link_record(a, b, keys)
         live.links[(rec.primary.namespace, rec.primary.name)] = rec
     return live
 
 
-def read_state(visit: Visit | None = None) -> LiveState:
-    """Everything the host namespace and the named namespaces hold (without KernelInfo); visit:
-    see _walk."""
+def read_state(visit: Visit | None = None, sysctls: frozenset[str] = frozenset()) -> tuple[LiveState, frozenset[str]]:
+    """Everything the host namespace and the named namespaces hold (without KernelInfo), and the
+    per-device sysctl keys this kernel has (empty unless asked for some); visit: see _walk.
+    sysctls: the per-device keys to read on every pair end."""
     try:
-        snap = netns.run_in_thread(lambda: _walk(visit))
+        snap = netns.run_in_thread(lambda: _walk(visit, bool(sysctls)))
     except NetlinkRefusal as exc:
         raise KernelError(
             f"reading network state: the kernel refused a dump ({os.strerror(exc.errno)})", exc.errno
@@ -314,4 +340,4 @@ def read_state(visit: Visit | None = None) -> LiveState:
         if exc.errno in (errno.EPERM, errno.EACCES):
             raise CapabilityError(root_needed()) from exc
         raise KernelError(f"reading network state: {exc.strerror or exc}", exc.errno) from exc
-    return build(snap)
+    return build(snap, sysctls), (known_sysctls(snap) if sysctls else frozenset())
