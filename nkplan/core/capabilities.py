@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nkplan.core.records import KernelInfo
+from nkplan.core.records import HOST, KernelInfo, LiveState
+from nkplan.core.sysctls import reference_key
+from nkplan.spec.checks import namespace_sysctls
 from nkplan.spec.models import EndFields, StackSpec
 
 Locate = Callable[[tuple[str | int, ...]], str]
@@ -19,6 +21,35 @@ def needs_netkit(spec: StackSpec) -> bool:
 def declared_sysctls(spec: StackSpec) -> frozenset[str]:
     """Every per-device sysctl key the spec declares on some end: what the read must report."""
     return frozenset(k for link in spec.links for end in (link, link.peer) for k in end.sysctls or {})
+
+
+def declared_net_keys(spec: StackSpec) -> dict[str, frozenset[str]]:
+    """The net.* keys each namespace (HOST: the host) declares: what the read must report."""
+    out: dict[str, frozenset[str]] = {}
+    for path, declared in namespace_sysctls(spec):
+        ns = HOST if path[0] == "host" else spec.namespaces[int(path[1])].name
+        out[ns] = frozenset(declared)
+    return out
+
+
+def net_key_problems(spec: StackSpec, live: LiveState, locate: Locate) -> list[str]:
+    """A declared net.* key that the namespace (or, for a namespace still to be made, the host)
+    does not have, or that cannot be read back (write-only): a plan error at its position."""
+    problems: list[str] = []
+    host_has = set(live.kernel.host_net_keys or ())
+    for path, declared in namespace_sysctls(spec):
+        ns = HOST if path[0] == "host" else spec.namespaces[int(path[1])].name
+        have = live.sysctls.get(ns)
+        known = {k for k, _ in have.values} if have is not None else set()
+        for key in declared:
+            # what the namespace has; else what a new one (or a device still to come) will have
+            if key not in known and reference_key(key) not in host_has:
+                where = "the host namespace" if ns == HOST else f"namespace {ns!r}"
+                problems.append(
+                    f"{locate((*path, key))}: {where} on this kernel ({live.kernel.release}) has no readable "
+                    f"sysctl {key} (no such key, or a write-only one)"
+                )
+    return problems
 
 
 def capability_problems(spec: StackSpec, info: KernelInfo, locate: Locate) -> list[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import kind_of
 from nkplan.core.records import (
+    HOST,
     EndRec,
     HookRec,
     KernelInfo,
@@ -23,10 +24,11 @@ from nkplan.core.records import (
     NamespaceRec,
     ProgramRec,
     RouteRec,
+    SysctlsRec,
     plain,
 )
 from nkplan.core.sysctls import canonical
-from nkplan.spec.checks import declared_hooks, effective_metric, route_is_v6, route_to_cidr
+from nkplan.spec.checks import declared_hooks, effective_metric, namespace_sysctls, route_is_v6, route_to_cidr
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 
@@ -49,6 +51,7 @@ class Desired:
     links: dict[tuple[str, str], tuple[LinkRec, tuple[str | int, ...]]]
     routes: dict[tuple[str, str, int], tuple[RouteRec, tuple[str | int, ...]]]
     hooks: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
+    sysctls: dict[str, tuple[SysctlsRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
 
 
 def hook_records(
@@ -88,6 +91,23 @@ def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelIn
     )
 
 
+def digest(data: object) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def sysctls_records(spec: StackSpec) -> dict[str, tuple[SysctlsRec, tuple[str | int, ...]]]:
+    """Declared namespace-level sysctls, per namespace (HOST for `host:`). A named namespace's
+    record carries the digest of its values, written into the namespace's ownership mark."""
+    out: dict[str, tuple[SysctlsRec, tuple[str | int, ...]]] = {}
+    for path, declared in namespace_sysctls(spec):
+        ns = HOST if path[0] == "host" else spec.namespaces[int(path[1])].name
+        values = canonical(declared)
+        applied = digest(plain(values)) if ns != HOST else None
+        out[ns] = (SysctlsRec(ns, values, spec.stack, applied), path)
+    return out
+
+
 def applied_digest(rec: LinkRec) -> str:
     """Short digest of a declared pair (ownership and bookkeeping left out), written into the
     primary's ownership mark on apply: equal digests later mean "the spec did not change"."""
@@ -98,8 +118,7 @@ def applied_digest(rec: LinkRec) -> str:
     for side in ("primary", "peer"):  # none declared: the digest of stacks applied before sysctls existed
         if not data[side]["sysctls"]:
             del data[side]["sysctls"]
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return digest(data)
 
 
 def link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
@@ -159,4 +178,4 @@ def desired(
         rrec = route_record(route, spec.stack)
         routes[(rrec.namespace, rrec.to, rrec.metric)] = (rrec, ("routes", i))
     hooks = hook_records(spec, spec_file, objects or {}, object_maps)
-    return Desired(spec.stack, namespaces, links, routes, hooks)
+    return Desired(spec.stack, namespaces, links, routes, hooks, sysctls_records(spec))

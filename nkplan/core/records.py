@@ -25,9 +25,10 @@ def owner_alias(stack: str, role: Role, applied: str | None = None) -> str:
     """The ifalias written on every owned device end (role primary/peer) and on a namespace's lo:
     `nkplan:STACK:ROLE`, and on a primary `nkplan:STACK:primary:DIGEST`, the digest of the
     declared pair as last applied, so a later plan can tell drift (a change made outside nkplan)
-    from a change of the spec."""
+    from a change of the spec; a namespace with declared sysctls carries theirs the same way
+    (`nkplan:STACK:ns:DIGEST`)."""
     mark = f"{OWNER_PREFIX}{stack}:{role}"
-    return f"{mark}:{applied}" if applied and role == "primary" else mark
+    return f"{mark}:{applied}" if applied and role in ("primary", "ns") else mark
 
 
 def _owner_parts(alias: str | None) -> list[str] | None:
@@ -175,6 +176,18 @@ class RouteRec:
 
 
 @dataclass(frozen=True)
+class SysctlsRec:
+    """The declared net.* sysctls of one namespace (HOST: the host's). Live: the values of the
+    keys the read was asked for. `applied`: for a named namespace, the digest of the values as
+    last applied (in its lo's ownership mark), to tell drift; the host has no such mark."""
+
+    namespace: str
+    values: Sysctls = NO_SYSCTLS
+    owner: str | None = None
+    applied: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class DeviceInfo:
     """Every device the reader saw, owned or not: enough to refuse a collision."""
 
@@ -194,6 +207,8 @@ class KernelInfo:
     netkit_headroom: bool | None = None
     # the per-device sysctl keys this kernel has (None: not read, e.g. a spec declaring none)
     sysctl_keys: tuple[str, ...] | None = None
+    # of the namespace keys asked about, those the host's /proc/sys has (None: not read)
+    host_net_keys: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -211,6 +226,8 @@ class LiveState:
     # hook)), and the programs others attached at those hooks.
     hooks: dict[tuple[str, str, str], HookRec] = field(default_factory=dict)
     foreign_programs: list[ForeignProgram] = field(default_factory=list)
+    # net.* sysctls of the namespaces (and the host) the read was asked about, by namespace
+    sysctls: dict[str, SysctlsRec] = field(default_factory=dict)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

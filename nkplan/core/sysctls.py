@@ -1,5 +1,6 @@
-"""Per-device sysctls (`net.ipv4.conf.DEV.KEY`, `net.ipv6.conf.DEV.KEY`), as a spec writes them
-without the device part: `ipv4.rp_filter`, `ipv6.disable_ipv6`.
+"""Sysctls. Per device (`net.ipv4.conf.DEV.KEY`, `net.ipv6.conf.DEV.KEY`), as a spec writes them
+without the device part: `ipv4.rp_filter`, `ipv6.disable_ipv6`. Per namespace (and for the host):
+any `net.*` key by its full name, `net.ipv4.ip_forward`, read and written as a /proc/sys file.
 
 The kernel reports every one of a device's values in the link dump nkplan already reads
 (IFLA_AF_SPEC: AF_INET → IFLA_INET_CONF, an array of u32 indexed by IPV4_DEVCONF_* - 1; AF_INET6 →
@@ -12,6 +13,7 @@ solicitation/probe intervals: milliseconds there, seconds here) and non-integer 
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 Family = Literal["ipv4", "ipv6"]
@@ -47,13 +49,16 @@ UNSIGNED = frozenset({"ipv6.ioam6_id_wide", "ipv6.ra_defrtr_metric"})
 # the kernel lets nobody write these (0444 in /proc/sys)
 READ_ONLY = frozenset({"ipv4.mc_forwarding", "ipv6.mc_forwarding"})
 
-class Sysctls(tuple[tuple[str, int], ...]):
+Value = int | str  # an integer sysctl, or the text of another (whitespace-normalised)
+
+
+class Sysctls(tuple[tuple[str, Value], ...]):
     """Sorted (key, value) pairs, as records hold them (hashable, compared with ==); documents
     show them as a mapping {key: value}."""
 
     __slots__ = ()
 
-    def __plain__(self) -> dict[str, int]:
+    def __plain__(self) -> dict[str, Value]:
         return dict(self)
 
 
@@ -86,8 +91,52 @@ def key_problem(key: str) -> str | None:
     return f"unknown per-device sysctl {key!r} (net.{family}.conf.DEV.{name} is not a key nkplan knows)"
 
 
-def canonical(declared: dict[str, int] | None) -> Sysctls:
-    return Sysctls(sorted(declared.items())) if declared else NO_SYSCTLS
+def value(text: Value) -> Value:
+    """The canonical form of a value, as declared or as /proc/sys prints it: an int when it is
+    one, else the words joined by single spaces ("32768\t60999" → "32768 60999")."""
+    if isinstance(text, int):
+        return text
+    words = " ".join(text.split())
+    try:
+        return int(words)
+    except ValueError:
+        return words
+
+
+def canonical(declared: dict[str, Value] | dict[str, int] | None) -> Sysctls:
+    return Sysctls(sorted((k, value(v)) for k, v in declared.items())) if declared else NO_SYSCTLS
+
+
+NET_KEY = re.compile(r"net(\.[A-Za-z0-9_-]+)+")
+
+
+def net_key_problem(key: str) -> str | None:
+    """Why a namespace sysctl key cannot be declared, or None (existence is the kernel's word)."""
+    if not NET_KEY.fullmatch(key):
+        return f"sysctl {key!r} is not a net.* key (a namespace holds only net.*; e.g. net.ipv4.ip_forward)"
+    return None
+
+
+def net_proc_path(key: str) -> str:
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def net_key_device(key: str) -> str | None:
+    """The device a namespace key is about (net.ipv4.conf.eth0.rp_filter → eth0), if any."""
+    parts = key.split(".")
+    if len(parts) == 5 and parts[2] in ("conf", "neigh") and parts[3] not in ("all", "default"):
+        return parts[3]
+    return None
+
+
+def reference_key(key: str) -> str:
+    """The key whose existence tells whether `key` can exist: a device's key exists for a device
+    the spec is still to create exactly when the namespace's `default` one does."""
+    dev = net_key_device(key)
+    if dev is None:
+        return key
+    parts = key.split(".")
+    return ".".join((*parts[:3], "default", parts[4]))
 
 
 def restrict(have: Sysctls, keys: Sysctls) -> Sysctls:

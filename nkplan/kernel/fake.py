@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from nkplan.core.linkkinds import kind_of, path_label, value_at
 from nkplan.core.records import (
@@ -19,9 +19,10 @@ from nkplan.core.records import (
     LiveState,
     NamespaceRec,
     RouteRec,
+    SysctlsRec,
     ns_label,
 )
-from nkplan.core.sysctls import DEVICE_KEYS, Sysctls, proc_path
+from nkplan.core.sysctls import DEVICE_KEYS, Sysctls, Value, proc_path, reference_key
 from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.seam import ApplySession, Writer, Writers, typed_writers
 
@@ -62,7 +63,13 @@ class FakeKernel(Writers):
             self.state.routes = [r for r in self.state.routes if (r.namespace, r.dev) != dkey]
 
     # protocol ---------------------------------------------------------------------------------
-    def read(self, *, probe_netkit: bool = False, sysctls: frozenset[str] = frozenset()) -> LiveState:
+    def read(
+        self,
+        *,
+        probe_netkit: bool = False,
+        sysctls: frozenset[str] = frozenset(),
+        net_keys: Mapping[str, frozenset[str]] | None = None,
+    ) -> LiveState:
         self.calls.append("read")
         snap = copy.deepcopy(self.state)
         if not probe_netkit:
@@ -77,7 +84,33 @@ class FakeKernel(Writers):
             )
         known = tuple(sorted(set(DEVICE_KEYS) - self.missing_sysctls))
         snap.kernel = dataclasses.replace(snap.kernel, sysctl_keys=known if sysctls else None)
+        # net.* keys: the asked ones of the namespaces that exist, as the kernel holds them
+        # (a key never written reads as the fake's default 0)
+        snap.sysctls = {}
+        for ns, keys in (net_keys or {}).items():
+            if ns != HOST and ns not in self.state.namespaces:
+                continue
+            held = self.state.sysctls.get(ns, SysctlsRec(ns))
+            values: dict[str, Value] = {k: 0 for k in keys if k not in self.missing_sysctls}
+            values.update((k, v) for k, v in held.values if k in keys)
+            owner = self.state.namespaces[ns].owner if ns != HOST else None
+            snap.sysctls[ns] = SysctlsRec(ns, Sysctls(sorted(values.items())), owner, held.applied)
+        if net_keys:
+            every = {reference_key(k) for keys in net_keys.values() for k in keys}
+            snap.kernel = dataclasses.replace(snap.kernel, host_net_keys=tuple(sorted(every - self.missing_sysctls)))
         return snap
+
+    def set_sysctls(self, before: SysctlsRec | None, after: SysctlsRec) -> None:
+        self._enter("set_sysctls", after)
+        ns = after.namespace
+        if ns != HOST and ns not in self.state.namespaces:
+            raise KernelError(f"setting sysctls in namespace {ns!r}: it does not exist")
+        for key, _ in after.values:
+            if key in self.missing_sysctls:
+                raise KernelError(f"setting {key} in {ns_label(ns)}: this kernel has no such sysctl")
+        held = self.state.sysctls.get(ns, SysctlsRec(ns))
+        values = Sysctls(sorted({**dict(held.values), **dict(after.values)}.items()))
+        self.state.sysctls[ns] = SysctlsRec(ns, values, after.owner, after.applied)
 
     def check_privileges(self) -> None:
         return None
@@ -99,6 +132,7 @@ class FakeKernel(Writers):
                 self._drop_link(key)
         self.state.devices = {k: v for k, v in self.state.devices.items() if k[0] != name}
         self.state.routes = [r for r in self.state.routes if r.namespace != name]
+        self.state.sysctls.pop(name, None)  # a namespace's sysctls go with it
 
     def set_namespace_owner(self, name: str, owner: str | None) -> None:
         self._enter("set_namespace_owner", name)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 
-from nkplan.core.records import HOST, HookRec, KernelInfo, LinkRec, LiveState, RouteRec, owner_alias
+from nkplan.core.records import HOST, HookRec, KernelInfo, LinkRec, LiveState, RouteRec, SysctlsRec, owner_alias
+from nkplan.core.sysctls import net_proc_path
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel import caps
 from nkplan.kernel.bpf import probe as bpf_probe
@@ -22,7 +23,7 @@ from nkplan.kernel.bpf import scan
 from nkplan.kernel.netlink import batch, links, netns, probe, reader, rtnl
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, query_nsid
-from nkplan.kernel.netlink.refusals import Op, explain, no_namespace, root_needed
+from nkplan.kernel.netlink.refusals import Op, explain, no_namespace, root_needed, where
 from nkplan.kernel.netlink.rtnl import call, need_link, ns_socket
 from nkplan.kernel.seam import ApplySession, Writer, Writers, typed_writers
 
@@ -36,13 +37,36 @@ class LinuxKernel(Writers):
         return typed_writers(self)
 
     # reading ----------------------------------------------------------------------------------
-    def read(self, *, probe_netkit: bool = False, sysctls: frozenset[str] = frozenset()) -> LiveState:
+    def read(
+        self,
+        *,
+        probe_netkit: bool = False,
+        sysctls: frozenset[str] = frozenset(),
+        net_keys: Mapping[str, frozenset[str]] | None = None,
+    ) -> LiveState:
         scanner = scan.HookScanner()
-        live, known = reader.read_state(visit=scanner, sysctls=sysctls)
+        got = reader.read_state(visit=scanner, sysctls=sysctls, net_keys=net_keys)
+        live = got.live
         scan.fill_state(live, scanner.found)
         info = probe.probe() if probe_netkit else KernelInfo(os.uname().release)
-        live.kernel = dataclasses.replace(info, sysctl_keys=tuple(sorted(known))) if sysctls else info
+        if sysctls:
+            info = dataclasses.replace(info, sysctl_keys=tuple(sorted(got.device_keys)))
+        if net_keys:
+            info = dataclasses.replace(info, host_net_keys=tuple(sorted(got.host_net_keys)))
+        live.kernel = info
         return live
+
+    def set_sysctls(self, before: SysctlsRec | None, after: SysctlsRec) -> None:
+        """Write the declared net.* values that differ from before, then (a named namespace) mark
+        its lo with their digest, so a later plan can tell a change by hand."""
+        had = set(before.values) if before is not None else set()
+        entries = [(net_proc_path(k), k, v) for k, v in after.values if (k, v) not in had]
+        ns = after.namespace
+        links.write_in(ns, entries, f"setting sysctls in {where(ns)}")
+        if ns != HOST and after.owner and after.applied:
+            with ns_socket(ns, f"marking namespace {ns}") as sock:
+                lo = need_link(sock, "lo", ns)
+                rtnl.set_alias(sock, lo.ifindex, "lo", ns, owner_alias(after.owner, "ns", after.applied))
 
     def check_privileges(self) -> None:
         if os.geteuid() != 0 or not caps.has(caps.effective(), caps.CAP_NET_ADMIN, caps.CAP_SYS_ADMIN):

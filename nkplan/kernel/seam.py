@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
-from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec
+from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec, SysctlsRec
 from nkplan.core.resources import TYPE_NAMES, type_of
 from nkplan.errors import InternalError
 
@@ -117,10 +117,18 @@ class Kernel(Protocol):
         ...
 
     # reading --------------------------------------------------------------------------------
-    def read(self, *, probe_netkit: bool = False, sysctls: frozenset[str] = frozenset()) -> LiveState:
+    def read(
+        self,
+        *,
+        probe_netkit: bool = False,
+        sysctls: frozenset[str] = frozenset(),
+        net_keys: Mapping[str, frozenset[str]] | None = None,
+    ) -> LiveState:
         """Snapshot of the host namespace and every named namespace (as `ip netns` sees them).
         With probe_netkit, also fill KernelInfo.netkit* by probing in a throwaway namespace.
-        sysctls: the per-device keys to read on every pair end (and KernelInfo.sysctl_keys)."""
+        sysctls: the per-device keys to read on every pair end (and KernelInfo.sysctl_keys);
+        net_keys: the net.* keys to read per namespace, HOST for the host (LiveState.sysctls, and
+        KernelInfo.host_net_keys)."""
         ...
 
     def check_privileges(self) -> None:
@@ -172,6 +180,12 @@ class Kernel(Protocol):
         """Same key (namespace, to, metric), new via/dev."""
         ...
 
+    # sysctls ----------------------------------------------------------------------------------
+    def set_sysctls(self, before: SysctlsRec | None, after: SysctlsRec) -> None:
+        """Write after's net.* values (those not already as in before) in its namespace, and
+        record their digest where the namespace can hold it."""
+        ...
+
     # BPF programs -----------------------------------------------------------------------------
     def set_programs(
         self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
@@ -210,6 +224,12 @@ def typed_writers(kernel: Kernel) -> dict[str, Writer]:
             create=lambda r, s: kernel.add_route(r),
             update=lambda b, a, s: kernel.replace_route(b, a),
             delete=lambda r, s: kernel.delete_route(r),
+        ),
+        # nothing to delete: the kernel keeps no value from before (core/resources/sysctl.py)
+        "sysctls": Writer(
+            create=lambda r, s: kernel.set_sysctls(None, r),
+            update=lambda b, a, s: kernel.set_sysctls(b, a),
+            delete=lambda r, s: None,
         ),
         "hook": Writer(
             create=lambda r, s: kernel.set_programs(None, r, s),

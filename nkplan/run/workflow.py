@@ -9,7 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nkplan import __version__
-from nkplan.core.capabilities import capability_problems, declared_sysctls, needs_netkit
+from nkplan.core.capabilities import (
+    capability_problems,
+    declared_net_keys,
+    declared_sysctls,
+    needs_netkit,
+    net_key_problems,
+)
 from nkplan.core.desired import desired
 from nkplan.core.plan import Plan
 from nkplan.core.planner import make_plan
@@ -44,9 +50,13 @@ def plan_for(
     spec = loaded.spec
     if live is None:
         assert kernel is not None
-        live = kernel.read(probe_netkit=needs_netkit(spec), sysctls=declared_sysctls(spec))
+        live = kernel.read(
+            probe_netkit=needs_netkit(spec), sysctls=declared_sysctls(spec), net_keys=declared_net_keys(spec)
+        )
     locate = loaded.source.where
     problems = capability_problems(spec, live.kernel, locate)
+    if live.kernel.host_net_keys is not None:  # a snapshot holds no sysctls to check against
+        problems += net_key_problems(spec, live, locate)
     if kernel is not None and loaded.objects:
         problems += [f"{loaded.source.filename}: cannot manage BPF programs here: {p}" for p in kernel.bpf_problems()]
     if problems:

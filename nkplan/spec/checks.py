@@ -10,7 +10,7 @@ from typing import NamedTuple
 from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import KIND_ONLY_END, KIND_ONLY_PAIR, KINDS, kind_of, mac_settable
 from nkplan.core.records import HOST, Hook
-from nkplan.core.sysctls import key_problem
+from nkplan.core.sysctls import key_problem, net_key_problem
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, StackSpec
 
 Problem = tuple[tuple[str | int, ...], str]
@@ -79,6 +79,20 @@ def _namespaces(spec: StackSpec) -> Iterator[Problem]:
         if ns.name in seen:
             yield ("namespaces", i, "name"), f"namespace {ns.name!r} is declared twice"
         seen.add(ns.name)
+    for path, declared in namespace_sysctls(spec):
+        for key in declared:
+            problem = net_key_problem(key)
+            if problem is not None:
+                yield (*path, key), problem
+
+
+def namespace_sysctls(spec: StackSpec) -> Iterator[tuple[tuple[str | int, ...], dict[str, int | str]]]:
+    """Every namespace-level sysctls mapping of a spec with its path (the host's last)."""
+    for i, ns in enumerate(spec.namespaces):
+        if ns.sysctls:
+            yield ("namespaces", i, "sysctls"), ns.sysctls
+    if spec.host is not None and spec.host.sysctls:
+        yield ("host", "sysctls"), spec.host.sysctls
 
 
 def _end_problems(end: EndFields, base: tuple[str | int, ...], link: LinkSpec, declared: set[str]) -> Iterator[Problem]:

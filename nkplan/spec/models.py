@@ -15,6 +15,7 @@ from nkplan.spec.types import (
     Mac,
     Metric,
     Mtu,
+    NetSysctlValue,
     NsName,
     Room,
     RouteTo,
@@ -74,6 +75,13 @@ class LinkSpec(EndFields):
 
 class NamespaceSpec(_Model):
     name: NsName
+    sysctls: dict[str, NetSysctlValue] | None = None  # net.* keys of this namespace
+
+
+class HostSpec(_Model):
+    """What a stack sets in the host namespace without owning it."""
+
+    sysctls: dict[str, NetSysctlValue] | None = None  # net.* keys of the host namespace
 
 
 class RouteSpec(_Model):
@@ -89,3 +97,4 @@ class StackSpec(_Model):
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
     links: list[LinkSpec] = Field(default_factory=list)
     routes: list[RouteSpec] = Field(default_factory=list)
+    host: HostSpec | None = None

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, Strict
+from pydantic import AfterValidator, Field, PlainValidator, Strict, WithJsonSchema
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _STACK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -48,6 +48,16 @@ def check_stack(value: str) -> str:
             f"stack name {value!r} must be 1-32 characters of letters, digits, '_', '.', '-', "
             "starting with a letter or digit"
         )
+    return value
+
+
+def check_net_sysctl(value: object) -> int | str:
+    """A namespace sysctl's value: an integer, or the text of a non-integer key (a string such
+    as a congestion control name, or "32768 60999"); a YAML boolean is neither."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"a sysctl value is an integer or a string, not {value!r}")
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        raise ValueError(f"sysctl value {value} is out of range")
     return value
 
 
@@ -102,5 +112,8 @@ IpAddr = Annotated[str, AfterValidator(check_ip)]
 RouteTo = Annotated[str, AfterValidator(check_route_to)]
 Mtu = Annotated[int, Field(ge=68, le=65535)]
 Room = Annotated[int, Field(ge=0, le=65535)]
+NetSysctlValue = Annotated[
+    int | str, PlainValidator(check_net_sysctl), WithJsonSchema({"type": ["integer", "string"]})
+]
 SysctlValue = Annotated[int, Strict(), Field(ge=-(2**31), le=2**32 - 1)]  # an int sysctl (s32/u32); not a bool
 Metric = Annotated[int, Field(ge=0, le=2**32 - 1)]

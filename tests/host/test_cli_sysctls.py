@@ -19,7 +19,7 @@ from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import decode
 from nkplan.kernel.netlink.nlsock import RtnlSocket
 from nkplan.kernel.netlink.reader import _LINK_DUMP
-from tests.host.test_cli_veth import Names, exists, link, names, run, write
+from tests.host.test_cli_veth import Names, exists, link, names, netns, run, write
 from tests.realkernel import host_snapshot
 
 __all__ = ["names"]
@@ -144,3 +144,60 @@ def test_the_key_table_matches_proc_sys() -> None:
             if key in DEVICE_KEYS or key in left_out:
                 continue
             pytest.fail(f"/proc/sys/net/{family}/conf/lo/{file.name} is not in the key table")
+
+
+def ns_spec(n: Names, ns_values: str, host_values: str) -> str:
+    return textwrap.dedent(f"""\
+        stack: {n.stack}
+        namespaces: [{{name: {n.pa}, sysctls: {{{ns_values}}}}}]
+        host: {{sysctls: {{{host_values}}}}}
+        links:
+          - name: {n.va}
+            kind: veth
+            peer: {{name: eth0, namespace: {n.pa}, addresses: [10.233.1.2/32]}}
+        """)
+
+
+def net(key: str, ns: str | None = None) -> str:
+    path = "/proc/sys/" + key.replace(".", "/")
+    cmd = ["ip", "netns", "exec", ns, "cat", path] if ns else ["cat", path]
+    return " ".join(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split())
+
+
+def test_namespace_and_host_sysctls_lifecycle(names: Names, tmp_path: Path) -> None:
+    """A namespace's net.* keys (forwarding on, strict rp_filter for all, a device key of the pod
+    end, a two-number key) and a host key of this test's own host end (the host's global keys are
+    the machine's: a test must not change them)."""
+    n = names
+    ns_values = (
+        "net.ipv4.ip_forward: 1, net.ipv4.conf.all.rp_filter: 1, net.ipv4.conf.eth0.arp_ignore: 2, "
+        "net.ipv4.ip_local_port_range: '20000 30000'"
+    )
+    host_key = f"net.ipv4.conf.{n.va}.rp_filter"
+    path = write(tmp_path, ns_spec(n, ns_values, f"{host_key}: 2"))
+    run("apply", path, "--yes")
+    assert [net(k, n.pa) for k in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter")] == ["1", "1"]
+    assert net("net.ipv4.conf.eth0.arp_ignore", n.pa) == "2"
+    assert net("net.ipv4.ip_local_port_range", n.pa) == "20000 30000"
+    assert net(host_key) == "2"
+    assert "No changes" in run("plan", path, "--detailed-exitcode").stdout
+
+    # by hand: in the namespace it is drift; in the host (no place for a mark) a plain update
+    subprocess.run(["ip", "netns", "exec", n.pa, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"], check=True)
+    subprocess.run(["sysctl", "-q", "-w", f"{host_key.replace('/', '.')}=0"], check=True)
+    doc = json.loads(run("plan", path, "--format", "json").stdout)
+    assert [d["address"] for d in doc["resource_drift"]] == [f"sysctls[{n.pa}]"]
+    changed = {c["address"]: c["change"]["actions"] for c in doc["resource_changes"]}
+    changed = {a: acts for a, acts in changed.items() if acts != ["no-op"]}
+    assert changed == {f"sysctls[{n.pa}]": ["update"], "sysctls[host]": ["update"]}, changed
+    run("apply", path, "--yes")
+    assert (net("net.ipv4.ip_forward", n.pa), net(host_key)) == ("1", "2")
+
+    # a key that does not exist: a plan error at its position, nothing changed
+    bad = write(tmp_path, ns_spec(n, ns_values + ", net.ipv4.no_such_key: 1", f"{host_key}: 2"))
+    proc_ = run("plan", bad, check=1)
+    assert "has no readable sysctl net.ipv4.no_such_key" in proc_.stderr, proc_.stderr
+    assert "spec.yaml:2:" in proc_.stderr, proc_.stderr
+
+    run("destroy", "--stack", n.stack, "--yes")
+    assert not exists(n.va) and n.pa not in netns()

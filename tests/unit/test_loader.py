@@ -147,6 +147,16 @@ CASES = [
         "links[0].sysctls.ipv6.mc_forwarding: ipv6.mc_forwarding is read-only in the kernel",
     ),
     (
+        "namespace sysctl outside net",
+        "stack: s\nnamespaces: [{name: a, sysctls: {kernel.pid_max: 4096}}]\n",
+        "namespaces[0].sysctls.kernel.pid_max: sysctl 'kernel.pid_max' is not a net.* key",
+    ),
+    (
+        "host sysctl value a bool",
+        "stack: s\nhost: {sysctls: {net.ipv4.ip_forward: true}}\n",
+        "t.yaml:2:39: host.sysctls.net.ipv4.ip_forward: a sysctl value is an integer or a string, not True",
+    ),
+    (
         "sysctl value not an int",
         "stack: s\nlinks:\n  - {name: a, kind: veth, sysctls: {ipv4.forwarding: yes}, peer: {name: b}}\n",
         "links[0].sysctls.ipv4.forwarding: Input should be a valid integer (got 'yes')",

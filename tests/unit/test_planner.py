@@ -331,3 +331,50 @@ def test_a_sysctl_this_kernel_lacks_is_a_plan_error_with_its_position(spec: Spec
     (problem,) = err.value.problems
     assert problem.endswith(":7:51: this kernel (fake) has no net.ipv4.conf.DEV.forwarding"), problem
     assert kernel.calls == ["read"]  # nothing was written
+
+
+NS_SYSCTLS = BASE.replace(
+    "namespaces: [{name: p1}, {name: p2}]\n",
+    "namespaces:\n  - {name: p1, sysctls: {net.ipv4.ip_forward: 1, net.ipv4.conf.eth0.rp_filter: 0}}\n  - {name: p2}\n"
+    "host: {sysctls: {net.ipv4.conf.all.rp_filter: 0, net.ipv4.ip_local_port_range: '32768   60999'}}\n",
+)
+
+
+def test_namespace_and_host_sysctls(spec: Spec) -> None:
+    import dataclasses
+
+    from nkplan.core.sysctls import Sysctls
+
+    kernel = FakeKernel()
+    plan = plan_for(kernel, spec(NS_SYSCTLS)).plan
+    order = [op.address for op in plan.operations]
+    # a key about a device comes after the device; the host's values are an update of what it holds
+    assert order.index("sysctls[p1]") > order.index("link[nk1]")
+    (host,) = [c for c in plan.changes if c.address == "sysctls[host]"]
+    assert host.action == "update" and dict(host.before.values) == {  # type: ignore[union-attr]
+        "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.ip_local_port_range": 0
+    }  # fmt: skip
+    converge(kernel, spec(NS_SYSCTLS))
+    assert dict(kernel.state.sysctls["p1"].values) == {"net.ipv4.conf.eth0.rp_filter": 0, "net.ipv4.ip_forward": 1}
+    assert dict(kernel.state.sysctls[""].values)["net.ipv4.ip_local_port_range"] == "32768 60999"  # normalised
+    assert not plan_for(kernel, spec(NS_SYSCTLS)).plan.has_changes
+    # by hand in the namespace: drift (its lo carries the digest); in the host: a plain update
+    held = kernel.state.sysctls["p1"]
+    by_hand = Sysctls(sorted({**dict(held.values), "net.ipv4.ip_forward": 0}.items()))
+    kernel.state.sysctls["p1"] = dataclasses.replace(held, values=by_hand)
+    plan = plan_for(kernel, spec(NS_SYSCTLS)).plan
+    assert [d.address for d in plan.drift] == ["sysctls[p1]"]
+    converge(kernel, spec(NS_SYSCTLS))
+    # destroy: the namespace's values go with it, the host's stay as set (nothing to restore)
+    converge(kernel, spec("stack: t\n"))
+    assert "p1" not in kernel.state.sysctls
+    assert dict(kernel.state.sysctls[""].values)["net.ipv4.conf.all.rp_filter"] == 0
+
+
+def test_a_namespace_sysctl_this_kernel_lacks_is_a_plan_error(spec: Spec) -> None:
+    kernel = FakeKernel()
+    kernel.missing_sysctls = {"net.ipv4.ip_forward"}
+    with pytest.raises(PlanError) as err:
+        plan_for(kernel, spec(NS_SYSCTLS))
+    (problem,) = err.value.problems
+    assert "namespace 'p1' on this kernel (fake) has no readable sysctl net.ipv4.ip_forward" in problem, problem

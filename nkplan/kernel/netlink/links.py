@@ -19,8 +19,9 @@ from contextlib import ExitStack
 
 from nkplan.core.linkkinds import path_label, value_at
 from nkplan.core.records import HOST, EndRec, LinkRec, Role, owner_alias
-from nkplan.core.sysctls import proc_path
+from nkplan.core.sysctls import Value, proc_path
 from nkplan.errors import InternalError, KernelError
+from nkplan.kernel import procsys
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import netns, rtnl
 from nkplan.kernel.netlink.kinds import KERNEL_KINDS, Attr, KernelKind
@@ -60,30 +61,22 @@ def mac_body(index: int, mac: str) -> bytes:
     return setlink(index, ("IFLA_ADDRESS", rtnl.mac_text(mac)))
 
 
-def write_sysctls(ns: str, device: str, values: Iterable[tuple[str, int]]) -> None:
+def write_sysctls(ns: str, device: str, values: Iterable[tuple[str, Value]]) -> None:
     """Per-device sysctls through /proc/sys, as sysctl(8) writes them (so the kernel's handlers
     run: route cache flushes, netconf notifications), from a thread inside the device's
     namespace: /proc/sys/net shows the namespace of the thread that opens it."""
-    todo = list(values)
-    if not todo:
-        return
+    entries = [(proc_path(k, device), f"net.{k.replace('.', '.conf.' + device + '.', 1)}", v) for k, v in values]
+    if entries:
+        write_in(ns, entries, f"setting sysctls of {device} in {where(ns)}")
 
-    def write() -> None:
-        for key, value in todo:
-            what = f"setting net.{key.replace('.', '.conf.' + device + '.', 1)} = {value} in {where(ns)}"
-            try:
-                with open(proc_path(key, device), "w", encoding="ascii") as f:
-                    f.write(f"{value}\n")
-            except FileNotFoundError:
-                raise KernelError(f"{what}: this kernel has no such sysctl (or no such device)") from None
-            except OSError as exc:
-                raise KernelError(f"{what}: the kernel refused it ({os.strerror(exc.errno or 0)})", exc.errno) from None
 
+def write_in(ns: str, entries: list[procsys.Entry], doing: str) -> None:
+    """procsys.write from inside namespace ns."""
     if ns == HOST:
-        write()
+        procsys.write(entries, where(ns))
     else:
-        with rtnl.ns_fd(ns, f"setting sysctls of {device} in {where(ns)}") as fd:
-            netns.in_namespace(fd, write)
+        with rtnl.ns_fd(ns, doing) as fd:
+            netns.in_namespace(fd, lambda: procsys.write(entries, where(ns)))
 
 
 def _configure(sock: RtnlSocket, end: EndRec, role: Role, owner: str | None, applied: str | None) -> None:

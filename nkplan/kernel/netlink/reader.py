@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from nkplan.core.records import (
@@ -23,11 +23,13 @@ from nkplan.core.records import (
     NamespaceRec,
     Role,
     RouteRec,
+    SysctlsRec,
     parse_applied_digest,
     parse_owner_alias,
 )
-from nkplan.core.sysctls import DEVICE_KEYS, NO_SYSCTLS, Sysctls, dump_value
+from nkplan.core.sysctls import DEVICE_KEYS, NO_SYSCTLS, Sysctls, Value, dump_value, net_proc_path, reference_key
 from nkplan.errors import CapabilityError, KernelError
+from nkplan.kernel import procsys
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import decode, netns
 from nkplan.kernel.netlink.decode import RawLink, RawRoute
@@ -50,6 +52,7 @@ class NsScan:
     name: str
     links: dict[int, RawLink] = field(default_factory=dict)
     routes: list[RawRoute] = field(default_factory=list)
+    sysctls: dict[str, Value] | None = None  # asked-for net.* keys (None: none asked here)
 
 
 def scan(sock: RtnlSocket, name: str, with_af: bool = False) -> NsScan:
@@ -78,18 +81,31 @@ class Snapshot:
     scans: dict[str, NsScan]  # host ("") first, then named namespaces in sorted order
     namespaces: dict[str, NamespaceRec]  # named namespaces only
     pairs: list[tuple[End, End]]
+    host_net_keys: frozenset[str] = frozenset()  # of all asked net.* keys, those the host has
 
 
-def _ns_owner(sc: NsScan) -> str | None:
+def _read_net_keys(sc: NsScan, keys: frozenset[str] | None) -> None:
+    """Inside the scanned namespace (the worker thread is there): the asked net.* keys."""
+    if keys:
+        sc.sysctls = procsys.read((k, net_proc_path(k)) for k in sorted(keys))
+
+
+def _ns_mark(sc: NsScan) -> tuple[str | None, str | None]:
+    """(owning stack, digest of its sysctls as applied) from the namespace's lo."""
     lo = next((d for d in sc.links.values() if d.name == "lo"), None)
-    parsed = parse_owner_alias(lo.alias if lo else None)
-    return parsed[0] if parsed and parsed[1] == "ns" else None
+    alias = lo.alias if lo else None
+    parsed = parse_owner_alias(alias)
+    if not parsed or parsed[1] != "ns":
+        return None, None
+    return parsed[0], parse_applied_digest(alias)
 
 
 Visit = Callable[[str, NsScan], None]
 
 
-def _walk(visit: Visit | None = None, with_af: bool = False) -> Snapshot:
+def _walk(
+    visit: Visit | None = None, with_af: bool = False, net_keys: Mapping[str, frozenset[str]] | None = None
+) -> Snapshot:
     """Runs in a disposable worker thread: it moves between namespaces and never returns home.
     visit(name, scan), if given, runs right after each namespace was dumped, still inside it (for
     per-namespace queries that take the scan's ifindexes, e.g. the BPF hooks of owned devices)."""
@@ -103,7 +119,11 @@ def _walk(visit: Visit | None = None, with_af: bool = False) -> Snapshot:
     namespaces: dict[str, NamespaceRec] = {}
     host_ids: dict[int, str] = {}  # nsid as the host sees it -> namespace name
     with host_sock:
+        net_keys = net_keys or {}
         scans[HOST] = scan(host_sock, HOST, with_af)
+        _read_net_keys(scans[HOST], net_keys.get(HOST))
+        every = {reference_key(k) for keys in net_keys.values() for k in keys}
+        host_has = frozenset(k for k in every if os.path.exists(net_proc_path(k)))
         if visit is not None:
             visit(HOST, scans[HOST])
         for name in netns.named_namespaces():
@@ -131,16 +151,17 @@ def _walk(visit: Visit | None = None, with_af: bool = False) -> Snapshot:
                 seen[key] = name
                 with RtnlSocket(strict=True) as sock:
                     sc = scan(sock, name, with_af)
+                _read_net_keys(sc, net_keys.get(name))
                 scans[name] = sc
                 if visit is not None:
                     visit(name, sc)
-                namespaces[name] = NamespaceRec(name, _ns_owner(sc))
+                namespaces[name] = NamespaceRec(name, _ns_mark(sc)[0])
                 nsid = query_nsid(host_sock, fd)
                 if nsid >= 0:
                     host_ids[nsid] = name
             finally:
                 os.close(fd)
-    return Snapshot(scans, namespaces, pair_ends(scans, host_ids, _verify_between))
+    return Snapshot(scans, namespaces, pair_ends(scans, host_ids, _verify_between), host_has)
 
 
 def _verify_between(a: str, b: str) -> int:
@@ -323,15 +344,30 @@ def build(snap: Snapshot, keys: frozenset[str] = frozenset()) -> LiveState:
     for a, b in snap.pairs:
         rec = link_record(a, b, keys)
         live.links[(rec.primary.namespace, rec.primary.name)] = rec
+    for ns, sc in snap.scans.items():
+        if sc.sysctls is not None:
+            owner, applied = _ns_mark(sc) if ns != HOST else (None, None)
+            live.sysctls[ns] = SysctlsRec(ns, Sysctls(sorted(sc.sysctls.items())), owner, applied)
     return live
 
 
-def read_state(visit: Visit | None = None, sysctls: frozenset[str] = frozenset()) -> tuple[LiveState, frozenset[str]]:
-    """Everything the host namespace and the named namespaces hold (without KernelInfo), and the
-    per-device sysctl keys this kernel has (empty unless asked for some); visit: see _walk.
-    sysctls: the per-device keys to read on every pair end."""
+@dataclass(frozen=True)
+class Read:
+    live: LiveState  # without KernelInfo
+    device_keys: frozenset[str]  # the per-device sysctl keys this kernel has (empty unless asked)
+    host_net_keys: frozenset[str]  # of the asked net.* keys, those the host namespace has
+
+
+def read_state(
+    visit: Visit | None = None,
+    sysctls: frozenset[str] = frozenset(),
+    net_keys: Mapping[str, frozenset[str]] | None = None,
+) -> Read:
+    """Everything the host namespace and the named namespaces hold; visit: see _walk. sysctls:
+    the per-device keys to read on every pair end; net_keys: the net.* keys to read per namespace
+    (HOST: the host's)."""
     try:
-        snap = netns.run_in_thread(lambda: _walk(visit, bool(sysctls)))
+        snap = netns.run_in_thread(lambda: _walk(visit, bool(sysctls), net_keys))
     except NetlinkRefusal as exc:
         raise KernelError(
             f"reading network state: the kernel refused a dump ({os.strerror(exc.errno)})", exc.errno
@@ -340,4 +376,4 @@ def read_state(visit: Visit | None = None, sysctls: frozenset[str] = frozenset()
         if exc.errno in (errno.EPERM, errno.EACCES):
             raise CapabilityError(root_needed()) from exc
         raise KernelError(f"reading network state: {exc.strerror or exc}", exc.errno) from exc
-    return build(snap, sysctls), (known_sysctls(snap) if sysctls else frozenset())
+    return Read(build(snap, sysctls), known_sysctls(snap) if sysctls else frozenset(), snap.host_net_keys)
