@@ -41,6 +41,8 @@ def _end(end: EndRec, kind: str, mode: str | None, inherited_mtu: int | None) ->
         value = getattr(end, fld)
         if value and value != table.defaults[fld]:
             out[fld] = value
+    if end.sysctls:  # only what the read was asked for: the keys a spec declares
+        out["sysctls"] = plain(end.sysctls)
     return out
 
 
@@ -140,6 +142,14 @@ def _route(r: RouteRec) -> dict[str, Any]:
     return item
 
 
+def _namespace(name: str, live: LiveState) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name}
+    held = live.sysctls.get(name)
+    if held is not None and held.values:
+        out["sysctls"] = plain(held.values)
+    return out
+
+
 def stack_document(
     live: LiveState, stack: str, *, unowned: bool = False, objects: ObjectNames | None = None
 ) -> dict[str, Any]:
@@ -147,7 +157,10 @@ def stack_document(
     stack owns (for importing a hand-made setup with `plan --adopt`)."""
     wanted = {stack, None} if unowned else {stack}
     doc: dict[str, Any] = {"stack": stack}
-    doc["namespaces"] = [{"name": n} for n, r in sorted(live.namespaces.items()) if r.owner in wanted]
+    doc["namespaces"] = [_namespace(n, live) for n, r in sorted(live.namespaces.items()) if r.owner in wanted]
+    host = live.sysctls.get(HOST)
+    if host is not None and host.values:
+        doc["host"] = {"sysctls": plain(host.values)}
     known = {n["name"] for n in doc["namespaces"]} | {HOST}
     doc["links"] = []
     for _, link in sorted(live.links.items()):

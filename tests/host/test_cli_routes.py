@@ -86,6 +86,9 @@ def test_routes_of_every_kind_lifecycle_and_multipath_traffic(names: Names, tmp_
     host6 = routes()["main fd00:78::/64"]
     assert (host6["gateway"], host6["dev"], host6["metrics"]) == ("fd00:77::2", n.va, [{"mtu": 1300}])
     assert "No changes" in run("plan", path, "--detailed-exitcode").stdout
+    shown = run("show", "--stack", n.stack).stdout  # every kind of route exported, to no changes
+    assert "table: 70000" in shown and "weight" not in shown and "type: local" in shown, shown
+    assert "No changes" in run("plan", write(tmp_path, shown, "shown.yaml"), "--detailed-exitcode").stdout
 
     # traffic to 16 addresses behind the multipath route leaves through both nexthops
     before = [tx_packets(d, n.pa) for d in ("a1", "a2")]

@@ -181,6 +181,10 @@ def test_namespace_and_host_sysctls_lifecycle(names: Names, tmp_path: Path) -> N
     assert net("net.ipv4.ip_local_port_range", n.pa) == "20000 30000"
     assert net(host_key) == "2"
     assert "No changes" in run("plan", path, "--detailed-exitcode").stdout
+    # `show FILE` exports the keys FILE declares, and the export plans to no changes
+    shown = run("show", path).stdout
+    assert "net.ipv4.ip_local_port_range: 20000 30000" in shown and f"{host_key}: 2" in shown, shown
+    assert "No changes" in run("plan", write(tmp_path, shown, "shown.yaml"), "--detailed-exitcode").stdout
 
     # by hand: in the namespace it is drift; in the host (no place for a mark) a plain update
     subprocess.run(["ip", "netns", "exec", n.pa, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"], check=True)
