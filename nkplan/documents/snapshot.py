@@ -17,6 +17,7 @@ from nkplan.core.records import (
     LiveState,
     NamespaceRec,
     RouteRec,
+    RuleRec,
 )
 from nkplan.core.resources import from_plain
 from nkplan.errors import PlanFileError
@@ -36,6 +37,7 @@ def to_json(live: LiveState, host: dict[str, str]) -> dict[str, Any]:
         "routes": [asdict(r) for r in sorted(live.routes, key=lambda r: (r.namespace, r.to, r.metric))],
         "hooks": [asdict(h) for _, h in sorted(live.hooks.items())],  # programs nkplan runs, per hook
         "foreign_programs": [asdict(f) for f in live.foreign_programs],
+        "rules": [asdict(r) for r in sorted(live.rules, key=lambda r: (r.namespace, r.family, r.priority))],
     }
 
 
@@ -60,6 +62,10 @@ def from_json(data: dict[str, Any]) -> tuple[LiveState, dict[str, str]]:
         assert isinstance(hook, HookRec)
         live.hooks[(hook.namespace, hook.device, hook.hook)] = hook
     live.foreign_programs.extend(ForeignProgram(**f) for f in data.get("foreign_programs", ()))
+    for raw in data.get("rules", ()):  # snapshots written before rules existed have none
+        rule = from_plain("rule", raw)
+        assert isinstance(rule, RuleRec)
+        live.rules.append(rule)
     return live, dict(data["host"])
 
 
