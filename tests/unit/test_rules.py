@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +195,27 @@ def test_rules_die_with_their_namespace_and_show_exports_them(spec: Spec) -> Non
     assert not plan_for(kernel, exported).plan.has_changes
     kernel.delete_namespace("p1")
     assert not any(r.namespace == "p1" for r in kernel.state.rules)
+
+
+def test_host_rule_markers_live_beside_pins_and_the_pin_walkers_ignore_them(tmp_path: Path) -> None:
+    from nkplan.core.records import LiveState
+    from nkplan.kernel.bpf import bpffs, rulemarks
+
+    root = str(tmp_path)
+    (tmp_path / "s1" / ":host" / "nk-a" / "ingress").mkdir(parents=True)  # a hook directory
+    rulemarks.write("s1", "inet", 100, "0123456789ab", root)
+    rulemarks.write("s1", "inet6", 200, "ba9876543210", root)
+    rulemarks.write("s1", "inet", 100, "aaaaaaaaaaaa", root)  # re-applied: one marker per rule
+    assert sorted(os.listdir(rulemarks.rules_dir("s1", root))) == ["inet-100@aaaaaaaaaaaa", "inet6-200@ba9876543210"]
+    assert [key for key, _ in bpffs.hook_dirs(root)] == [("s1", "", "nk-a", "ingress")]
+    live = LiveState(rules=[RuleRec(HOST, "inet", 100, iif="x", table=5), RuleRec(HOST, "inet", 7, iif="x", table=5)])
+    rulemarks.fill_owners(live, root)
+    assert [(r.priority, r.family, r.owner, r.applied, r.stale) for r in live.rules] == [
+        (100, "inet", "s1", "aaaaaaaaaaaa", False),
+        (7, "inet", None, None, False),  # nkplan's protocol, no marker: someone else's
+        (200, "inet6", "s1", "ba9876543210", True),  # a marker whose rule is gone
+    ]
+    rulemarks.remove("s1", "inet", 100, root)
+    rulemarks.remove("s1", "inet6", 200, root)
+    assert not os.path.exists(rulemarks.rules_dir("s1", root))  # empty directories pruned
+    assert os.path.isdir(tmp_path / "s1" / ":host" / "nk-a" / "ingress")  # pins untouched
