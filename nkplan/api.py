@@ -163,6 +163,7 @@ class Shown:
 def show(stack: str, *, spec: Loaded | None = None, unowned: bool = False, on: Kernel | None = None) -> Shown:
     """The stack's live state as a spec document that plans to no changes (with `spec`, BPF
     programs are named by the object files it declares); `unowned` adds what no stack owns."""
+    from nkplan.core.capabilities import declared_net_keys, declared_sysctls
     from nkplan.documents.show import programs_listing, stack_document
     from nkplan.spec.checks import declared_hooks
     from nkplan.spec.objects import resolve
@@ -173,7 +174,9 @@ def show(stack: str, *, spec: Loaded | None = None, unowned: bool = False, on: K
             for p in progs:
                 full = resolve(spec.source.filename, p.object)
                 objects[(p.program, spec.objects.get(full, ""))] = full
-    live = (on or kernel()).read(probe_netkit=True)
+    # the sysctls a spec declares are read too (nothing else tells which keys a stack manages)
+    sysctls, net_keys = (declared_sysctls(spec.spec), declared_net_keys(spec.spec)) if spec else (frozenset(), {})
+    live = (on or kernel()).read(probe_netkit=True, sysctls=sysctls, net_keys=net_keys)
     doc = stack_document(live, stack, unowned=unowned, objects=objects)
     listing = programs_listing(live, stack)
     if listing:

@@ -22,6 +22,7 @@ from nkplan.core.records import (
     LinkRec,
     MapDef,
     NamespaceRec,
+    NexthopRec,
     ProgramRec,
     RouteRec,
     RuleRec,
@@ -30,7 +31,14 @@ from nkplan.core.records import (
 )
 from nkplan.core.resources.rule import rule_record
 from nkplan.core.sysctls import canonical
-from nkplan.spec.checks import declared_hooks, effective_metric, namespace_sysctls, route_is_v6, route_to_cidr
+from nkplan.spec.checks import (
+    declared_hooks,
+    effective_metric,
+    namespace_sysctls,
+    route_is_v6,
+    route_table,
+    route_to_cidr,
+)
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 
@@ -51,7 +59,7 @@ class Desired:
     stack: str
     namespaces: dict[str, tuple[NamespaceRec, tuple[str | int, ...]]]
     links: dict[tuple[str, str], tuple[LinkRec, tuple[str | int, ...]]]
-    routes: dict[tuple[str, str, int], tuple[RouteRec, tuple[str | int, ...]]]
+    routes: dict[tuple[str, int, str, int], tuple[RouteRec, tuple[str | int, ...]]]
     hooks: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
     sysctls: dict[str, tuple[SysctlsRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
     rules: dict[tuple[str, str, int], tuple[RuleRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
@@ -151,7 +159,7 @@ def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
 
 
 def route_record(route: RouteSpec, stack: str) -> RouteRec:
-    v6 = route_is_v6(route.to, route.via)
+    v6 = route_is_v6(route)
     return RouteRec(
         namespace=record_ns(route.namespace),
         to=route_to_cidr(route.to, v6),
@@ -159,6 +167,13 @@ def route_record(route: RouteSpec, stack: str) -> RouteRec:
         dev=route.dev,
         metric=effective_metric(route.metric, v6),
         owner=stack,
+        table=route_table(route),
+        type=route.type,
+        scope=route.scope,
+        src=route.src,
+        onlink=route.onlink,
+        mtu=route.mtu,
+        nexthops=tuple(NexthopRec(nh.via, nh.dev, nh.weight, nh.onlink) for nh in route.nexthops or ()),
     )
 
 
@@ -176,10 +191,10 @@ def desired(
     for i, link in enumerate(spec.links):
         rec = link_record(link, spec.stack, info)
         links[(rec.primary.namespace, rec.primary.name)] = (rec, ("links", i))
-    routes: dict[tuple[str, str, int], tuple[RouteRec, tuple[str | int, ...]]] = {}
+    routes: dict[tuple[str, int, str, int], tuple[RouteRec, tuple[str | int, ...]]] = {}
     for i, route in enumerate(spec.routes):
         rrec = route_record(route, spec.stack)
-        routes[(rrec.namespace, rrec.to, rrec.metric)] = (rrec, ("routes", i))
+        routes[rrec.key] = (rrec, ("routes", i))
     hooks = hook_records(spec, spec_file, objects or {}, object_maps)
     rules: dict[tuple[str, str, int], tuple[RuleRec, tuple[str | int, ...]]] = {}
     for i, rule in enumerate(spec.rules):

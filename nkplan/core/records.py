@@ -158,10 +158,31 @@ class ForeignProgram:
     link_id: int | None = None
 
 
+RouteType = Literal["unicast", "local", "blackhole", "unreachable", "prohibit", "throw"]
+Scope = Literal["global", "site", "link", "host"]
+RT_TABLE_DEFAULT = 253
+RT_TABLE_MAIN = 254
+RT_TABLE_LOCAL = 255
+
+
+@dataclass(frozen=True)
+class NexthopRec:
+    """One path of a multipath route (`ip route ... nexthop via V dev D weight W [onlink]`).
+    Desired `dev` None means the kernel resolves it from `via`."""
+
+    via: str | None = None
+    dev: str | None = None
+    weight: int = 1
+    onlink: bool = False
+
+
 @dataclass(frozen=True)
 class RouteRec:
-    """A route in the main table. `to` is canonical CIDR ("0.0.0.0/0" / "::/0" for default).
-    Desired `dev` None means the kernel resolves it from `via`."""
+    """A route nkplan installed, identified by (namespace, table, to, metric) as the kernel
+    identifies it. `to` is canonical CIDR ("0.0.0.0/0" / "::/0" for default). Desired `dev` None
+    means the kernel resolves it from `via`. `scope` is always the effective one (iproute2's
+    default filled in; IPv6 routes have none but "global"). A multipath route has `nexthops`
+    and no `via`/`dev` of its own; a blackhole/unreachable/prohibit/throw route has neither."""
 
     namespace: str
     to: str
@@ -169,10 +190,46 @@ class RouteRec:
     dev: str | None = None
     metric: int = 0
     owner: str | None = None
+    table: int = RT_TABLE_MAIN
+    type: RouteType = "unicast"
+    scope: Scope | None = None  # None: filled in at construction (default_scope)
+    src: str | None = None
+    onlink: bool = False
+    mtu: int | None = None
+    nexthops: tuple[NexthopRec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.scope is None:
+            gateway = self.via is not None or bool(self.nexthops)
+            object.__setattr__(self, "scope", default_scope(self.family, self.type, gateway))
 
     @property
     def family(self) -> int:
         return 6 if ":" in self.to else 4
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        """What tells two routes apart in the kernel (a second route with the same key is EEXIST)."""
+        return (self.namespace, self.table, self.to, self.metric)
+
+    def devices(self) -> tuple[str, ...]:
+        """Every device the route sends through (its own, and each nexthop's)."""
+        found = [self.dev] if self.dev else []
+        found += [nh.dev for nh in self.nexthops if nh.dev]
+        return tuple(dict.fromkeys(found))
+
+
+def default_scope(family: int, rtype: str, gateway: bool) -> Scope:
+    """The scope iproute2 gives a route that declares none (ip/iproute.c): IPv6 knows only
+    global; local routes are host; a unicast route without a gateway (and not multipath) is
+    link; everything else global."""
+    if family == 6:
+        return "global"
+    if rtype == "local":
+        return "host"
+    if rtype == "unicast" and not gateway:
+        return "link"
+    return "global"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,19 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from nkplan.core.linkkinds import kind_of
-from nkplan.core.records import HOST, EndRec, HookRec, LinkRec, LiveState, RuleRec
+from nkplan.core.records import (
+    HOST,
+    RT_TABLE_LOCAL,
+    RT_TABLE_MAIN,
+    EndRec,
+    HookRec,
+    LinkRec,
+    LiveState,
+    RouteRec,
+    RuleRec,
+    default_scope,
+    plain,
+)
 from nkplan.core.resources import address_of
 from nkplan.spec.checks import NETKIT_HOOKS, TCX_HOOKS, effective_metric
 from nkplan.spec.rttables import table_name
@@ -31,6 +43,8 @@ def _end(end: EndRec, kind: str, mode: str | None, inherited_mtu: int | None) ->
         value = getattr(end, fld)
         if value and value != table.defaults[fld]:
             out[fld] = value
+    if end.sysctls:  # only what the read was asked for: the keys a spec declares
+        out["sysctls"] = plain(end.sysctls)
     return out
 
 
@@ -101,6 +115,43 @@ def programs_listing(live: LiveState, stack: str) -> list[dict[str, Any]]:
     return out
 
 
+def _route(r: RouteRec) -> dict[str, Any]:
+    """A live route as the spec writes it: what differs from the defaults."""
+    item: dict[str, Any] = {}
+    if r.namespace:
+        item["namespace"] = r.namespace
+    item["to"] = "default" if r.to == "0.0.0.0/0" else r.to
+    if r.type != "unicast":
+        item["type"] = r.type
+    if r.table != (RT_TABLE_LOCAL if r.type == "local" else RT_TABLE_MAIN):
+        item["table"] = r.table
+    for fld in ("via", "dev", "src"):
+        if getattr(r, fld):
+            item[fld] = getattr(r, fld)
+    if r.nexthops:
+        item["nexthops"] = [
+            {k: v for k, v in plain(nh).items() if v not in (None, False) and not (k == "weight" and v == 1)}
+            for nh in r.nexthops
+        ]
+    if r.scope != default_scope(r.family, r.type, r.via is not None or bool(r.nexthops)):
+        item["scope"] = r.scope
+    if r.onlink:
+        item["onlink"] = True
+    if r.mtu is not None:
+        item["mtu"] = r.mtu
+    if r.metric != effective_metric(None, r.family == 6):
+        item["metric"] = r.metric
+    return item
+
+
+def _namespace(name: str, live: LiveState) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name}
+    held = live.sysctls.get(name)
+    if held is not None and held.values:
+        out["sysctls"] = plain(held.values)
+    return out
+
+
 def stack_document(
     live: LiveState, stack: str, *, unowned: bool = False, objects: ObjectNames | None = None
 ) -> dict[str, Any]:
@@ -108,7 +159,10 @@ def stack_document(
     stack owns (for importing a hand-made setup with `plan --adopt`)."""
     wanted = {stack, None} if unowned else {stack}
     doc: dict[str, Any] = {"stack": stack}
-    doc["namespaces"] = [{"name": n} for n, r in sorted(live.namespaces.items()) if r.owner in wanted]
+    doc["namespaces"] = [_namespace(n, live) for n, r in sorted(live.namespaces.items()) if r.owner in wanted]
+    host = live.sysctls.get(HOST)
+    if host is not None and host.values:
+        doc["host"] = {"sysctls": plain(host.values)}
     known = {n["name"] for n in doc["namespaces"]} | {HOST}
     doc["links"] = []
     for _, link in sorted(live.links.items()):
@@ -118,20 +172,10 @@ def stack_document(
             doc["links"].append(exported)
     owned_ns = {n["name"] for n in doc["namespaces"]}
     routes = []
-    for r in sorted(live.routes, key=lambda r: (r.namespace, r.to, r.metric)):
+    for r in sorted(live.routes, key=lambda r: (r.namespace, r.table, r.to, r.metric)):
         if r.owner != stack and r.namespace not in owned_ns:
             continue
-        item: dict[str, Any] = {}
-        if r.namespace:
-            item["namespace"] = r.namespace
-        item["to"] = "default" if r.to == "0.0.0.0/0" else r.to
-        if r.via:
-            item["via"] = r.via
-        if r.dev:
-            item["dev"] = r.dev
-        if r.metric != effective_metric(None, r.family == 6):
-            item["metric"] = r.metric
-        routes.append(item)
+        routes.append(_route(r))
     doc["routes"] = routes
     doc["rules"] = [
         _rule(r)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ from nkplan.core.records import (
     NamespaceRec,
     RouteRec,
     RuleRec,
+    SysctlsRec,
+    plain,
 )
 from nkplan.core.resources import from_plain
 from nkplan.errors import PlanFileError
@@ -27,17 +28,20 @@ SNAPSHOT_FORMAT = 1
 
 
 def to_json(live: LiveState, host: dict[str, str]) -> dict[str, Any]:
+    # plain(): records as the documents write them (sysctls as a mapping, as in saved plans)
     return {
         "format": SNAPSHOT_FORMAT,
         "host": host,
-        "kernel": asdict(live.kernel),
-        "namespaces": [asdict(n) for _, n in sorted(live.namespaces.items())],
-        "links": [asdict(link) for _, link in sorted(live.links.items())],
-        "devices": [asdict(d) for _, d in sorted(live.devices.items())],
-        "routes": [asdict(r) for r in sorted(live.routes, key=lambda r: (r.namespace, r.to, r.metric))],
-        "hooks": [asdict(h) for _, h in sorted(live.hooks.items())],  # programs nkplan runs, per hook
-        "foreign_programs": [asdict(f) for f in live.foreign_programs],
-        "rules": [asdict(r) for r in sorted(live.rules, key=lambda r: (r.namespace, r.family, r.priority))],
+        "kernel": plain(live.kernel),
+        "namespaces": [plain(n) for _, n in sorted(live.namespaces.items())],
+        "links": [plain(link) for _, link in sorted(live.links.items())],
+        "devices": [plain(d) for _, d in sorted(live.devices.items())],
+        "routes": [plain(r) for r in sorted(live.routes, key=lambda r: r.key)],
+        "hooks": [plain(h) for _, h in sorted(live.hooks.items())],  # programs nkplan runs, per hook
+        "foreign_programs": [plain(f) for f in live.foreign_programs],
+        # namespace sysctls: the keys the spec given to `show` declares (device ones are in links)
+        "sysctls": [plain(s) for _, s in sorted(live.sysctls.items())],
+        "rules": [plain(r) for r in sorted(live.rules, key=lambda r: (r.namespace, r.family, r.priority))],
     }
 
 
@@ -62,6 +66,10 @@ def from_json(data: dict[str, Any]) -> tuple[LiveState, dict[str, str]]:
         assert isinstance(hook, HookRec)
         live.hooks[(hook.namespace, hook.device, hook.hook)] = hook
     live.foreign_programs.extend(ForeignProgram(**f) for f in data.get("foreign_programs", ()))
+    for s in data.get("sysctls", ()):
+        held = from_plain("sysctls", s)
+        assert isinstance(held, SysctlsRec)
+        live.sysctls[held.namespace] = held
     for raw in data.get("rules", ()):  # snapshots written before rules existed have none
         rule = from_plain("rule", raw)
         assert isinstance(rule, RuleRec)

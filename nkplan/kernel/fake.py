@@ -62,7 +62,8 @@ class FakeKernel(Writers):
         for dkey in self._devices_of(link):
             self.state.devices.pop(dkey, None)
             self.state.hooks = {k: v for k, v in self.state.hooks.items() if (k[0], k[1]) != dkey}
-            self.state.routes = [r for r in self.state.routes if (r.namespace, r.dev) != dkey]
+            # a route dies with any device it sends through (IPv4 multipath: with any nexthop's)
+            self.state.routes = [r for r in self.state.routes if dkey not in {(r.namespace, d) for d in r.devices()}]
 
     # protocol ---------------------------------------------------------------------------------
     def read(
@@ -224,22 +225,22 @@ class FakeKernel(Writers):
                     raise KernelError(f"setting {proc_path(key, end.name)}: this kernel has no such sysctl")
 
     def _route_dev_exists(self, route: RouteRec) -> None:
-        if route.dev is not None and (route.namespace, route.dev) not in self.state.devices:
-            raise KernelError(
-                f"adding route to {route.to}: device {route.dev!r} not found in {ns_label(route.namespace)}"
-            )
+        for dev in route.devices():
+            if (route.namespace, dev) not in self.state.devices:
+                raise KernelError(
+                    f"adding route to {route.to}: device {dev!r} not found in {ns_label(route.namespace)}"
+                )
 
     def add_route(self, route: RouteRec) -> None:
         self._enter("add_route", route)
         self._route_dev_exists(route)
-        if any((r.namespace, r.to, r.metric) == (route.namespace, route.to, route.metric) for r in self.state.routes):
+        if any(r.key == route.key for r in self.state.routes):
             raise KernelError(f"adding route to {route.to}: it already exists")
         self.state.routes.append(route)
 
     def delete_route(self, route: RouteRec) -> None:
         self._enter("delete_route", route)
-        key = (route.namespace, route.to, route.metric)
-        kept = [r for r in self.state.routes if (r.namespace, r.to, r.metric) != key]
+        kept = [r for r in self.state.routes if r.key != route.key]
         if len(kept) == len(self.state.routes):
             raise KernelError(f"deleting route to {route.to}: no such route")
         self.state.routes = kept
@@ -247,8 +248,7 @@ class FakeKernel(Writers):
     def replace_route(self, before: RouteRec, after: RouteRec) -> None:
         self._enter("replace_route", after)
         self._route_dev_exists(after)
-        key = (before.namespace, before.to, before.metric)
-        self.state.routes = [r for r in self.state.routes if (r.namespace, r.to, r.metric) != key] + [after]
+        self.state.routes = [r for r in self.state.routes if r.key != before.key] + [after]
 
     @staticmethod
     def _same_rule(a: RuleRec, b: RuleRec) -> bool:

@@ -162,14 +162,17 @@ class LinuxKernel(Writers):
         links.update_link(before, after)
 
     # routes -----------------------------------------------------------------------------------
-    def _oif(self, sock: RtnlSocket, route: RouteRec) -> int | None:
-        return None if route.dev is None else need_link(sock, route.dev, route.namespace).ifindex
+    def _body(self, sock: RtnlSocket, route: RouteRec) -> bytes:
+        def oif(dev: str | None) -> int | None:
+            return None if dev is None else need_link(sock, dev, route.namespace).ifindex
+
+        hops = [oif(nh.dev) for nh in route.nexthops]
+        return rtnl.route_body(route, oif(route.dev), hop_oifs=hops)
 
     def add_route(self, route: RouteRec) -> None:
         op = Op("add_route", route.to, route.namespace)
         with ns_socket(route.namespace, op.phrase()) as sock:
-            body = rtnl.route_body(route, self._oif(sock, route))
-            call(sock, op, C.RTM_NEWROUTE, C.NLM_F_CREATE | C.NLM_F_EXCL, body)
+            call(sock, op, C.RTM_NEWROUTE, C.NLM_F_CREATE | C.NLM_F_EXCL, self._body(sock, route))
 
     def delete_route(self, route: RouteRec) -> None:
         op = Op("delete_route", route.to, route.namespace)
@@ -179,14 +182,13 @@ class LinuxKernel(Writers):
             call(sock, op, C.RTM_DELROUTE, 0, rtnl.route_body(route, dev.ifindex if dev else None, delete=True))
 
     def replace_route(self, before: RouteRec, after: RouteRec) -> None:
-        if (before.namespace, before.to, before.metric) != (after.namespace, after.to, after.metric):
+        if before.key != after.key:
             self.add_route(after)
             self.delete_route(before)
             return
         op = Op("replace_route", after.to, after.namespace)
         with ns_socket(after.namespace, op.phrase()) as sock:
-            body = rtnl.route_body(after, self._oif(sock, after))
-            call(sock, op, C.RTM_NEWROUTE, C.NLM_F_CREATE | C.NLM_F_REPLACE, body)
+            call(sock, op, C.RTM_NEWROUTE, C.NLM_F_CREATE | C.NLM_F_REPLACE, self._body(sock, after))
 
     # rules ------------------------------------------------------------------------------------
     def add_rule(self, rule: RuleRec) -> None:

@@ -171,13 +171,14 @@ class Kernel(Protocol):
 
     # routes -----------------------------------------------------------------------------------
     def add_route(self, route: RouteRec) -> None:
-        """Add a main-table route with protocol RTPROT_NKPLAN."""
+        """Add a route (any table) with protocol RTPROT_NKPLAN."""
         ...
 
     def delete_route(self, route: RouteRec) -> None: ...
 
     def replace_route(self, before: RouteRec, after: RouteRec) -> None:
-        """Same key (namespace, to, metric), new via/dev."""
+        """Same key (RouteRec.key), anything else new (RTM_NEWROUTE with NLM_F_REPLACE); another key:
+        the new one added, then the old one deleted."""
         ...
 
     # rules ------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from typing import NamedTuple
 
 from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import KIND_ONLY_END, KIND_ONLY_PAIR, KINDS, kind_of, mac_settable
-from nkplan.core.records import HOST, Hook
+from nkplan.core.records import HOST, RT_TABLE_LOCAL, RT_TABLE_MAIN, Hook
 from nkplan.core.sysctls import key_problem, net_key_problem
-from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, StackSpec
+from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
 from nkplan.spec.rules import rule_problems
 
 Problem = tuple[tuple[str | int, ...], str]
@@ -150,33 +150,104 @@ def _routes(spec: StackSpec) -> Iterator[Problem]:
     for link in spec.links:
         devs.add((record_ns(link.namespace), link.name))
         devs.add((record_ns(link.peer.namespace), link.peer.name))
-    keys: set[tuple[str, str, int]] = set()
+    keys: set[tuple[str, int, str, int]] = set()
     for i, route in enumerate(spec.routes):
         base: tuple[str | int, ...] = ("routes", i)
         ns = record_ns(route.namespace)
         if ns and ns not in declared:
             yield (*base, "namespace"), f"namespace {ns!r} is not declared under 'namespaces:'"
-        if route.dev is None and route.via is None:
-            yield base, f"route to {route.to!r} needs 'dev', 'via' or both"
-        if route.dev is not None and (ns, route.dev) not in devs:
-            yield (*base, "dev"), f"device {route.dev!r} is not declared in {_label(ns)}"
-        if route.dev is None and ns == HOST:
-            yield base, f"route to {route.to!r} in the host namespace needs 'dev' (one of this stack's devices)"
-        v6 = route_is_v6(route.to, route.via)
-        if route.via is not None and route.to != "default" and (":" in route.via) != v6:
-            yield (*base, "via"), f"gateway {route.via!r} is not of the same IP family as {route.to!r}"
-        key = (ns, route_to_cidr(route.to, v6), effective_metric(route.metric, v6))
+        yield from _route_shape(route, base, ns)
+        v6 = route_is_v6(route)
+        for path, dev in _route_devices(route, base):
+            if (ns, dev) not in devs:
+                yield (*path, "dev"), f"device {dev!r} is not declared in {_label(ns)}"
+        for path, ip in _route_ips(route, base):
+            if route.to != "default" and (":" in ip) != v6:
+                what = "source" if path[-1] == "src" else "gateway"
+                yield path, f"{what} {ip!r} is not of the same IP family as {route.to!r}"
+        key = (ns, route_table(route), route_to_cidr(route.to, v6), effective_metric(route.metric, v6))
         if key in keys:
-            yield base, f"route to {route.to!r} in {_label(ns)} is declared twice"
+            yield base, f"route to {route.to!r} in {_label(ns)} (table {key[1]}) is declared twice"
         keys.add(key)
 
 
-def route_is_v6(to: str, via: str | None) -> bool:
+SENDING_TYPES = ("unicast", "local")  # the route types that send through a device
+
+
+def _route_shape(route: RouteSpec, base: tuple[str | int, ...], ns: str) -> Iterator[Problem]:
+    """Which fields a route of its type may have, as the kernel takes them."""
+    to, v6 = route.to, route_is_v6(route)
+    if route.type not in SENDING_TYPES:
+        for fld in ("via", "dev", "nexthops", "src", "onlink"):
+            if getattr(route, fld) not in (None, False):
+                yield (*base, fld), f"a {route.type} route sends nowhere: {fld!r} does not apply to it"
+        if ns == HOST:
+            yield base, (
+                f"{route.type} route to {to!r} in the host namespace: nkplan marks host routes as its own "
+                "through its device, and a route of this type has none (declare it in a namespace of the stack)"
+            )
+        return
+    if route.nexthops is not None:
+        if route.via is not None or route.dev is not None or route.onlink:
+            yield (*base, "nexthops"), "a multipath route sets via/dev/onlink per nexthop, not on the route"
+        if route.type != "unicast":
+            yield (*base, "nexthops"), f"a {route.type} route cannot have nexthops"
+        if len(route.nexthops) < 1:
+            yield (*base, "nexthops"), "'nexthops' needs at least one nexthop"
+        for j, nh in enumerate(route.nexthops):
+            where = (*base, "nexthops", j)
+            if nh.dev is None and nh.via is None:
+                yield where, "a nexthop needs 'dev', 'via' or both"
+            if nh.dev is None and ns == HOST:
+                yield where, "a nexthop in the host namespace needs 'dev' (one of this stack's devices)"
+            if nh.onlink and nh.via is None:
+                yield (*where, "onlink"), "'onlink' needs 'via' (the kernel refuses it on a device-only nexthop)"
+            if v6 and nh.via is None:
+                yield where, "an IPv6 multipath nexthop needs 'via' (the kernel refuses device-only IPv6 multipath)"
+        return
+    if route.dev is None and route.via is None:
+        yield base, f"route to {to!r} needs 'dev', 'via', both, or 'nexthops'"
+    if route.dev is None and ns == HOST:
+        yield base, f"route to {to!r} in the host namespace needs 'dev' (one of this stack's devices)"
+    if route.onlink and route.via is None and not v6:
+        yield (*base, "onlink"), "'onlink' needs 'via' (the kernel refuses it on an IPv4 route without a gateway)"
+    if route.scope is not None and v6:
+        yield (*base, "scope"), "IPv6 routes have no scope (the kernel reports every one as global)"
+    if route.mtu is not None and v6 and route.mtu < 1280:
+        yield (*base, "mtu"), f"mtu {route.mtu} is below IPv6's minimum of 1280"
+
+
+def _route_devices(route: RouteSpec, base: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if route.dev is not None:
+        yield base, route.dev
+    for j, nh in enumerate(route.nexthops or ()):
+        if nh.dev is not None:
+            yield (*base, "nexthops", j), nh.dev
+
+
+def _route_ips(route: RouteSpec, base: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    for fld in ("via", "src"):
+        if getattr(route, fld) is not None:
+            yield (*base, fld), getattr(route, fld)
+    for j, nh in enumerate(route.nexthops or ()):
+        if nh.via is not None:
+            yield (*base, "nexthops", j, "via"), nh.via
+
+
+def route_is_v6(route: RouteSpec) -> bool:
     """Is a declared route IPv6? Its destination says so; "default" has no family of its own, so
-    the gateway decides, and a default route without one is IPv4."""
-    if to != "default":
-        return ":" in to
-    return via is not None and ":" in via
+    a gateway (its own, a nexthop's) or its source decides, and a default route without any is IPv4."""
+    if route.to != "default":
+        return ":" in route.to
+    ips = [ip for _path, ip in _route_ips(route, ())]
+    return bool(ips) and ":" in ips[0]
+
+
+def route_table(route: RouteSpec) -> int:
+    """The declared table, else iproute2's default: local for a local route, main otherwise."""
+    if route.table is not None:
+        return route.table
+    return RT_TABLE_LOCAL if route.type == "local" else RT_TABLE_MAIN
 
 
 def route_to_cidr(to: str, v6: bool) -> str:

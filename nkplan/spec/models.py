@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nkplan.spec.rttables import Table
 from nkplan.spec.rules import RuleSpec
 from nkplan.spec.types import (
     IfName,
@@ -85,12 +86,28 @@ class HostSpec(_Model):
     sysctls: dict[str, NetSysctlValue] | None = None  # net.* keys of the host namespace
 
 
+class NexthopSpec(_Model):
+    """One path of a multipath route, as `ip route ... nexthop via V dev D weight W onlink`."""
+
+    via: IpAddr | None = None
+    dev: IfName | None = None
+    weight: int = Field(default=1, ge=1, le=256)
+    onlink: bool = False
+
+
 class RouteSpec(_Model):
     to: RouteTo
     via: IpAddr | None = None
     dev: IfName | None = None
     namespace: NsName | None = None
     metric: Metric | None = None
+    table: Table | None = None  # default main (local for type local), as iproute2
+    type: Literal["unicast", "local", "blackhole", "unreachable", "prohibit", "throw"] = "unicast"
+    scope: Literal["global", "site", "link", "host"] | None = None  # IPv4 only; default as iproute2
+    src: IpAddr | None = None  # preferred source address (RTA_PREFSRC)
+    onlink: bool = False
+    mtu: Mtu | None = None
+    nexthops: list[NexthopSpec] | None = None  # multipath (RTA_MULTIPATH)
 
 
 class StackSpec(_Model):

@@ -12,10 +12,8 @@ from typing import Annotated
 
 from pydantic import PlainValidator, WithJsonSchema
 
-RT_TABLE_UNSPEC = 0
-RT_TABLE_DEFAULT = 253
-RT_TABLE_MAIN = 254
-RT_TABLE_LOCAL = 255
+from nkplan.core.records import RT_TABLE_DEFAULT, RT_TABLE_LOCAL, RT_TABLE_MAIN
+
 MAX_TABLE = 2**32 - 1
 RESERVED = {"default": RT_TABLE_DEFAULT, "main": RT_TABLE_MAIN, "local": RT_TABLE_LOCAL}
 ETC = "/etc/iproute2"

@@ -157,6 +157,39 @@ def test_routes_are_added_replaced_and_die_with_their_device(world: World) -> No
         assert _routes(w, ns) == []
 
 
+def test_routes_of_every_kind_in_any_table(world: World) -> None:
+    """Tables, types, multipath: created, read back as declared, changed in place (type, weight,
+    nexthops), keyed by table; a multipath route dies with a nexthop's device."""
+    w = world
+    with namespace(w, "n") as ns:
+        first = pair(w, w.name("h"), "eth0", ns, addresses=[f"10.{w.net}.0.1/24"],
+                     peer={"addresses": [f"10.{w.net}.0.2/24"]})  # fmt: skip
+        second = pair(w, w.name("i"), "eth1", ns, addresses=[f"10.{w.net}.1.1/24"],
+                      peer={"addresses": [f"10.{w.net}.1.2/24"]})  # fmt: skip
+        w.kernel.create(first)
+        w.kernel.create(second)
+        hops = [{"via": f"10.{w.net}.0.1", "dev": "eth0", "weight": 2}, {"via": f"10.{w.net}.1.1", "dev": "eth1"}]
+        specs = [
+            RouteSpec(namespace=ns, to=f"10.{w.net}.8.0/24", table=100, type="blackhole"),
+            RouteSpec.model_validate({"namespace": ns, "to": f"10.{w.net}.9.0/24", "nexthops": hops}),
+            RouteSpec(namespace=ns, to=f"10.{w.net}.7.0/24", dev="eth0", table=70000, mtu=1400, metric=3),
+        ]
+        made = [route_record(spec, w.stack) for spec in specs]
+        for rec in made:
+            w.kernel.create(rec)
+        assert sorted(_routes(w, ns), key=lambda r: r.to) == sorted(made, key=lambda r: r.to)
+        unreachable = dataclasses.replace(made[0], type="unreachable")
+        w.kernel.update(made[0], unreachable)
+        reweighted = dataclasses.replace(made[1], nexthops=made[1].nexthops[::-1])
+        w.kernel.update(made[1], reweighted)
+        now = sorted([unreachable, reweighted, made[2]], key=lambda r: r.to)
+        assert sorted(_routes(w, ns), key=lambda r: r.to) == now
+        w.kernel.delete(second)
+        assert sorted(r.to for r in _routes(w, ns)) == [f"10.{w.net}.7.0/24", f"10.{w.net}.8.0/24"]
+        w.kernel.delete(unreachable)
+        assert [r.to for r in _routes(w, ns)] == [f"10.{w.net}.7.0/24"]
+
+
 def _routes(w: World, ns: str) -> list[RouteRec]:
     return [r for r in read(w).routes if r.namespace == ns]
 

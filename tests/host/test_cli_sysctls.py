@@ -181,6 +181,10 @@ def test_namespace_and_host_sysctls_lifecycle(names: Names, tmp_path: Path) -> N
     assert net("net.ipv4.ip_local_port_range", n.pa) == "20000 30000"
     assert net(host_key) == "2"
     assert "No changes" in run("plan", path, "--detailed-exitcode").stdout
+    # `show FILE` exports the keys FILE declares, and the export plans to no changes
+    shown = run("show", path).stdout
+    assert "net.ipv4.ip_local_port_range: 20000 30000" in shown and f"{host_key}: 2" in shown, shown
+    assert "No changes" in run("plan", write(tmp_path, shown, "shown.yaml"), "--detailed-exitcode").stdout
 
     # by hand: in the namespace it is drift; in the host (no place for a mark) a plain update
     subprocess.run(["ip", "netns", "exec", n.pa, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"], check=True)
@@ -201,3 +205,50 @@ def test_namespace_and_host_sysctls_lifecycle(names: Names, tmp_path: Path) -> N
 
     run("destroy", "--stack", n.stack, "--yes")
     assert not exists(n.va) and n.pa not in netns()
+
+
+def counters(ns: str, table: str, prefix: str) -> dict[str, int]:
+    """One group of a namespace's /proc/net/snmp or /proc/net/netstat counters."""
+    text = subprocess.run(["ip", "netns", "exec", ns, "cat", f"/proc/net/{table}"], capture_output=True, text=True)
+    heads, values = [line.split()[1:] for line in text.stdout.splitlines() if line.startswith(prefix + ":")]
+    return dict(zip(heads, map(int, values), strict=True))
+
+
+def test_rp_filter_strict_drops_a_spoofed_source_and_0_lets_it_through(names: Names, tmp_path: Path) -> None:
+    """The receiving end (the pair's primary, in namespace pb: a stand-in for the host end, whose
+    `all` value the machine owns) with rp_filter 1 drops an echo request from a source it has no
+    route back to; with 0 it takes it. Counted by the receiver's own kernel counters."""
+    n = names
+
+    def spec_(rp_filter: int) -> str:
+        return textwrap.dedent(f"""\
+            stack: {n.stack}
+            namespaces:
+              - {{name: {n.pa}}}
+              - {{name: {n.pb}, sysctls: {{net.ipv4.conf.all.rp_filter: 0}}}}
+            links:
+              - name: b0
+                namespace: {n.pb}
+                kind: veth
+                addresses: [10.88.0.2/24]
+                sysctls: {{ipv4.rp_filter: {rp_filter}}}
+                # arp_announce 2: ask for b0's MAC from 10.88.0.1 (rp_filter checks ARP senders too)
+                peer: {{name: a0, namespace: {n.pa}, addresses: [10.88.0.1/24, 10.99.9.9/32],
+                        sysctls: {{ipv4.arp_announce: 2}}}}
+            """)
+
+    def spoofed_echoes() -> tuple[int, int]:
+        before = counters(n.pb, "snmp", "Icmp")["InEchos"], counters(n.pb, "netstat", "TcpExt")["IPReversePathFilter"]
+        ping = ["ip", "netns", "exec", n.pa, "ping", "-c", "3", "-i", "0.05", "-W", "1", "-I", "10.99.9.9", "10.88.0.2"]
+        subprocess.run(ping, capture_output=True)  # no reply either way: pb has no route to 10.99.9.9
+        after = counters(n.pb, "snmp", "Icmp")["InEchos"], counters(n.pb, "netstat", "TcpExt")["IPReversePathFilter"]
+        return after[0] - before[0], after[1] - before[1]
+
+    run("apply", write(tmp_path, spec_(1)), "--yes")
+    assert proc("ipv4.rp_filter", "b0", n.pb) == 1
+    taken, dropped = spoofed_echoes()
+    assert taken == 0 and dropped >= 3, (taken, dropped)
+    run("apply", write(tmp_path, spec_(0)), "--yes")
+    assert proc("ipv4.rp_filter", "b0", n.pb) == 0
+    taken, dropped = spoofed_echoes()
+    assert taken == 3 and dropped == 0, (taken, dropped)

@@ -77,8 +77,8 @@ def names(token: str, tmp_path: Path) -> Iterator[Names]:
         subprocess.run(["ip", "link", "del", dev], capture_output=True)
 
 
-def write(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "spec.yaml"
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> str:
+    path = tmp_path / name
     path.write_text(text)
     return str(path)
 

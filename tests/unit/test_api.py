@@ -13,6 +13,7 @@ from nkplan import api
 from nkplan.core.plan import Plan
 from nkplan.core.records import KernelInfo, LiveState
 from nkplan.documents.savedplan import write_saved
+from nkplan.documents.snapshot import SNAPSHOT_KEY, to_json
 from nkplan.errors import SpecError, StalePlanError
 from nkplan.kernel.fake import FakeKernel
 from tests.unit.test_planner import BASE
@@ -72,3 +73,27 @@ def test_a_review_that_raises_changes_nothing() -> None:
     with pytest.raises(RuntimeError):
         api.apply(api.load_text(BASE, "t.yaml"), review=refuse, on=kernel)
     assert not kernel.state.namespaces and kernel.calls == ["read"]
+
+
+def test_show_with_the_spec_exports_the_sysctls_it_declares_and_snapshots_carry_them(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "namespaces: [{name: p1}, {name: p2}]",
+        "namespaces: [{name: p1, sysctls: {net.ipv4.ip_forward: 1}}, {name: p2}]",
+    )
+    text = text.replace("addresses: [10.0.0.1/32]", "addresses: [10.0.0.1/32]\n    sysctls: {ipv4.rp_filter: 2}")
+    text += "host: {sysctls: {net.ipv4.conf.all.forwarding: 1}}\n"
+    kernel = FakeKernel()
+    spec = api.load_text(text, "t.yaml")
+    api.apply(spec, on=kernel)
+    shown = api.show("t", spec=spec, on=kernel)
+    doc = shown.document
+    assert doc["host"] == {"sysctls": {"net.ipv4.conf.all.forwarding": 1}}
+    assert doc["namespaces"][0] == {"name": "p1", "sysctls": {"net.ipv4.ip_forward": 1}}
+    assert doc["links"][0]["sysctls"] == {"ipv4.rp_filter": 2}
+    assert not api.plan(api.load_text(json.dumps(doc), "shown.json"), on=kernel).plan.has_changes
+    # an offline plan against the snapshot sees them: a changed value is an update
+    snap = tmp_path / "snap.json"
+    snap.write_text(json.dumps({**doc, SNAPSHOT_KEY: to_json(shown.live, {"hostname": "h"})}))
+    changed = api.load_text(text.replace("net.ipv4.ip_forward: 1", "net.ipv4.ip_forward: 0"), "t.yaml")
+    offline = api.plan(changed, snapshot=str(snap)).plan
+    assert [(c.address, c.action) for c in offline.changes if c.action != "no-op"] == [("sysctls[p1]", "update")]

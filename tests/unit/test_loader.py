@@ -26,6 +26,8 @@ def test_example_validates() -> None:
     assert loaded.spec.links[0].peer.addresses == ["10.10.1.2/32", "fd00:10::2/128"]
 
 
+# a spec with a pair into namespace p, and a route list to complete
+R = "stack: s\nnamespaces: [{name: p}]\nlinks:\n  - {name: a, kind: veth, peer: {name: b, namespace: p}}\nroutes:\n  - "
 CASES = [
     (
         "unknown field",
@@ -160,6 +162,77 @@ CASES = [
         "sysctl value not an int",
         "stack: s\nlinks:\n  - {name: a, kind: veth, sysctls: {ipv4.forwarding: yes}, peer: {name: b}}\n",
         "links[0].sysctls.ipv4.forwarding: Input should be a valid integer (got 'yes')",
+    ),
+    (
+        "blackhole with a device",
+        R + "{namespace: p, to: 10.0.0.0/8, type: blackhole, dev: b}\n",
+        "routes[0].dev: a blackhole route sends nowhere: 'dev' does not apply to it",
+    ),
+    (
+        "blackhole in the host",
+        R + "{to: 10.0.0.0/8, type: blackhole}\n",
+        "blackhole route to '10.0.0.0/8' in the host namespace: nkplan marks host routes",
+    ),
+    (
+        "table out of range",
+        R + "{namespace: p, to: 10.0.0.0/8, dev: b, table: 0}\n",
+        "t.yaml:6:51: routes[0].table: routing table 0 is out of range",
+    ),
+    (
+        "table name unknown",
+        R + "{namespace: p, to: 10.0.0.0/8, dev: b, table: pods}\n",
+        "routes[0].table: routing table 'pods' is not a number and not a name",
+    ),
+    (
+        "nexthop of another family",
+        R + "{namespace: p, to: 10.0.0.0/8, nexthops: [{via: 'fd00::1', dev: b}]}\n",
+        "routes[0].nexthops[0].via: gateway 'fd00::1' is not of the same IP family as '10.0.0.0/8'",
+    ),
+    (
+        "ipv6 multipath without via",
+        R + "{namespace: p, to: 'fd00::/64', nexthops: [{dev: b}, {via: 'fd00::1'}]}\n",
+        "routes[0].nexthops[0]: an IPv6 multipath nexthop needs 'via'",
+    ),
+    (
+        "nexthops and dev",
+        R + "{namespace: p, to: 10.0.0.0/8, dev: b, nexthops: [{dev: b}]}\n",
+        "routes[0].nexthops: a multipath route sets via/dev/onlink per nexthop",
+    ),
+    (
+        "nexthop device undeclared",
+        R + "{namespace: p, to: 10.0.0.0/8, nexthops: [{dev: b}, {dev: zz}]}\n",
+        "routes[0].nexthops[1].dev: device 'zz' is not declared in namespace 'p'",
+    ),
+    (
+        "weight out of range",
+        R + "{namespace: p, to: 10.0.0.0/8, nexthops: [{dev: b, weight: 0}]}\n",
+        "routes[0].nexthops[0].weight: Input should be greater than or equal to 1",
+    ),
+    (
+        "onlink without gateway",
+        R + "{namespace: p, to: 10.0.0.0/8, dev: b, onlink: true}\n",
+        "routes[0].onlink: 'onlink' needs 'via'",
+    ),
+    (
+        "ipv6 scope",
+        R + "{namespace: p, to: 'fd00::/64', dev: b, scope: link}\n",
+        "routes[0].scope: IPv6 routes have no scope",
+    ),
+    (
+        "unknown type",
+        R + "{namespace: p, to: 10.0.0.0/8, dev: b, type: nat}\n",
+        "routes[0].type: Input should be 'unicast', 'local', 'blackhole'",
+    ),
+    (
+        "source of another family",
+        R + "{namespace: p, to: 10.0.0.0/8, dev: b, src: 'fd00::1'}\n",
+        "routes[0].src: source 'fd00::1' is not of the same IP family",
+    ),
+    (
+        "same key twice",
+        R + "{namespace: p, to: 10.0.0.0/8, dev: b, table: 7}\n"
+        "  - {namespace: p, to: 10.0.0.0/8, type: blackhole, table: 7}\n",
+        "routes[1]: route to '10.0.0.0/8' in namespace 'p' (table 7) is declared twice",
     ),
 ]
 

@@ -220,7 +220,7 @@ def test_route_via_change_is_update(spec: Spec) -> None:
     converge(kernel, spec(BASE))
     plan = plan_for(kernel, spec(text)).plan
     assert actions(plan) == [("route[p1 default]", "update")]
-    assert plan.changes[0].changed_paths == ("via",)
+    assert plan.changes[0].changed_paths == ("scope", "via")  # a gateway makes the scope global, as ip route
 
 
 def test_pair_deletes_in_one_namespace_run_as_one_kernel_call(spec: Spec) -> None:
@@ -378,3 +378,39 @@ def test_a_namespace_sysctl_this_kernel_lacks_is_a_plan_error(spec: Spec) -> Non
         plan_for(kernel, spec(NS_SYSCTLS))
     (problem,) = err.value.problems
     assert "namespace 'p1' on this kernel (fake) has no readable sysctl net.ipv4.ip_forward" in problem, problem
+
+
+ROUTES = BASE + """\
+  - {namespace: p1, to: 10.5.0.0/24, table: 100, type: blackhole}
+  - {namespace: p1, to: 10.6.0.0/24, via: 10.0.1.1, dev: eth0, onlink: true, src: 10.0.1.2, mtu: 1400, table: main}
+  - {namespace: p1, to: 10.9.9.9/32, dev: eth0, type: local}
+  - {to: 10.8.0.0/24, nexthops: [{dev: nk1, weight: 3}, {via: 10.0.0.9, dev: ve2, onlink: true}]}
+"""
+
+
+def test_routes_in_tables_of_every_type_and_multipath(spec: Spec) -> None:
+    kernel = FakeKernel()
+    plan = converge(kernel, spec(ROUTES))
+    order = [op.address for op in plan.operations]
+    assert "route[p1 10.5.0.0/24 table 100]" in order and "route[p1 10.9.9.9/32 table local]" in order
+    # multipath: after both devices; replaced with either of them
+    assert order.index("route[10.8.0.0/24]") > max(order.index("link[nk1]"), order.index("link[ve2]"))
+    assert not plan_for(kernel, spec(ROUTES)).plan.has_changes
+    # type, gateway and nexthops change in place; a table is part of the identity
+    changed = ROUTES.replace("table: 100, type: blackhole", "table: 100, type: unreachable").replace(
+        "{dev: nk1, weight: 3}", "{dev: nk1, weight: 1}"
+    )
+    assert actions(plan_for(kernel, spec(changed)).plan) == [
+        ("route[p1 10.5.0.0/24 table 100]", "update"),
+        ("route[10.8.0.0/24]", "update"),
+    ]
+    moved = ROUTES.replace("table: 100, type: blackhole", "table: 101, type: blackhole")
+    assert sorted(actions(plan_for(kernel, spec(moved)).plan)) == [
+        ("route[p1 10.5.0.0/24 table 100]", "delete"),
+        ("route[p1 10.5.0.0/24 table 101]", "create"),
+    ]
+    replaced = ROUTES.replace("{name: ve2, kind: veth,", "{name: ve2, kind: netkit,")
+    assert ("route[10.8.0.0/24]", "replace") in actions(plan_for(kernel, spec(replaced)).plan)
+    converge(kernel, spec(changed))
+    converge(kernel, spec("stack: t\n"))
+    assert kernel.state.routes == []

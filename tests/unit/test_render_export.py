@@ -43,3 +43,19 @@ def test_show_round_trips_to_no_changes(spec: Spec) -> None:
     again = load_text(exported, "shown.yaml")
     assert not plan_for(kernel, again).plan.has_changes, exported
     assert "mac:" in exported  # L2 MACs chosen by the kernel are pinned in the export
+
+
+def test_show_exports_routes_of_every_kind_to_no_changes(spec: Spec) -> None:
+    kernel = FakeKernel()
+    text = BASE + (
+        "  - {namespace: p1, to: 10.5.0.0/24, table: 100, type: blackhole}\n"
+        "  - {namespace: p1, to: 10.6.0.0/24, via: 10.0.1.1, dev: eth0, onlink: true, src: 10.0.1.2, mtu: 1400}\n"
+        "  - {namespace: p1, to: 10.9.9.9/32, dev: eth0, type: local, metric: 5}\n"
+        "  - {namespace: p1, to: 10.7.0.0/24, dev: eth0, scope: host}\n"
+        "  - {to: 10.8.0.0/24, nexthops: [{dev: nk1, weight: 3}, {via: 10.0.0.9, dev: nk1, onlink: true}]}\n"
+    )
+    loaded = spec(text)
+    apply_and_verify(kernel, loaded, plan_for(kernel, loaded).plan, sleep=lambda s: None)
+    exported = to_yaml(stack_document(kernel.read(), "t"))
+    assert not plan_for(kernel, load_text(exported, "shown.yaml")).plan.has_changes, exported
+    assert "table: 100" in exported and "weight: 3" in exported and "scope: host" in exported

@@ -5,6 +5,8 @@ kernel headers (bookworm's headers predate netkit)."""
 
 from __future__ import annotations
 
+import struct
+
 # netlink ------------------------------------------------------------------------------------
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
@@ -112,13 +114,25 @@ RTA_DST = 1
 RTA_OIF = 4
 RTA_GATEWAY = 5
 RTA_PRIORITY = 6
+RTA_PREFSRC = 7
+RTA_METRICS = 8
+RTA_MULTIPATH = 9
 RTA_TABLE = 15
 RTA_VIA = 18
+RTAX_MTU = 2  # inside RTA_METRICS
+RTNH_F_ONLINK = 4  # rtm_flags of a single-path route, rtnh_flags of a nexthop
+RTNEXTHOP = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops (weight - 1), ifindex
 
+RT_TABLE_UNSPEC = 0
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
+# route types and scopes: the kernel's numbers ↔ iproute2's words (RouteRec.type / .scope)
+ROUTE_TYPES = {"unicast": 1, "local": 2, "blackhole": 6, "unreachable": 7, "prohibit": 8, "throw": 9}
+ROUTE_TYPE_NAMES = {n: w for w, n in ROUTE_TYPES.items()}
+SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254}
+SCOPE_NAMES = {n: w for w, n in SCOPES.items()}
 
 # network namespace ids ------------------------------------------------------------------------
 NETNSA_NSID = 1

@@ -32,12 +32,27 @@ class RawLink:
 
 
 @dataclass(slots=True)
+class RawNexthop:
+    via: str | None
+    oif: int | None
+    weight: int
+    onlink: bool
+
+
+@dataclass(slots=True)
 class RawRoute:
     family: int
     to: str
     via: str | None
-    oif: int | None
+    oif: int | None  # None for a route that sends nowhere (IPv6 reports those on lo)
     metric: int
+    table: int = C.RT_TABLE_MAIN
+    type: str = "unicast"
+    scope: str = "global"
+    src: str | None = None
+    onlink: bool = False
+    mtu: int | None = None
+    nexthops: list[RawNexthop] = field(default_factory=list)
 
 
 def _mac(raw: bytes | None) -> str | None:
@@ -128,16 +143,49 @@ def address(data: bytes, start: int, end: int) -> tuple[int, tuple[int, int, str
     return index, (ip.version, int(ip), f"{ip}/{plen}")
 
 
+def _ip(raw: bytes, v6: bool) -> str:
+    return str(ipaddress.IPv6Address(raw[:16]) if v6 else ipaddress.IPv4Address(raw[:4]))
+
+
+def _gateway(a: dict[int, bytes], v6: bool) -> str | None:
+    if C.RTA_GATEWAY in a:
+        return _ip(a[C.RTA_GATEWAY], v6)
+    if C.RTA_VIA in a:  # struct rtvia: u16 family + address (an IPv4 route via an IPv6 next hop)
+        raw = a[C.RTA_VIA]
+        return _ip(raw[2:], int.from_bytes(raw[:2], "little") == C.AF_INET6)
+    return None
+
+
+def _nexthops(raw: bytes, v6: bool) -> list[RawNexthop]:
+    """RTA_MULTIPATH: struct rtnexthop records, each followed by its own attributes."""
+    out: list[RawNexthop] = []
+    off = 0
+    while off + C.RTNEXTHOP.size <= len(raw):
+        length, flags, hops, ifindex = C.RTNEXTHOP.unpack_from(raw, off)
+        if length < C.RTNEXTHOP.size:
+            break
+        a = parse_attrs(raw, off + C.RTNEXTHOP.size, off + length)
+        out.append(RawNexthop(_gateway(a, v6), ifindex or None, hops + 1, bool(flags & C.RTNH_F_ONLINK)))
+        off += (length + 3) & ~3
+    return out
+
+
+def _mtu(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    value = parse_attrs(raw, 0, len(raw)).get(C.RTAX_MTU)
+    return u32(value) if value is not None else None
+
+
 def route(data: bytes, start: int, end: int) -> RawRoute | None:
-    """A main-table unicast route nkplan installed (protocol RTPROT_NKPLAN), else None."""
-    family, dst_len, _src_len, _tos, table, protocol, _scope, rtype, _flags = RTMSG.unpack_from(data, start)
-    if protocol != RTPROT_NKPLAN or family not in (C.AF_INET, C.AF_INET6):
+    """A route nkplan installed (protocol RTPROT_NKPLAN) of a type nkplan manages, in any
+    table, else None."""
+    family, dst_len, _src_len, _tos, table, protocol, scope, rtype, flags = RTMSG.unpack_from(data, start)
+    if protocol != RTPROT_NKPLAN or family not in (C.AF_INET, C.AF_INET6) or rtype not in C.ROUTE_TYPE_NAMES:
         return None
     a = parse_attrs(data, start + RTMSG.size, end)
     if C.RTA_TABLE in a:
         table = u32(a[C.RTA_TABLE])
-    if table != C.RT_TABLE_MAIN or rtype != C.RTN_UNICAST:
-        return None
     v6 = family == C.AF_INET6
     net: ipaddress.IPv4Network | ipaddress.IPv6Network
     dst = a.get(C.RTA_DST)
@@ -145,18 +193,21 @@ def route(data: bytes, start: int, end: int) -> RawRoute | None:
         net = ipaddress.IPv6Network((dst or b"\0" * 16, dst_len), strict=False)
     else:
         net = ipaddress.IPv4Network((dst or b"\0" * 4, dst_len), strict=False)
-    via: str | None = None
-    if C.RTA_GATEWAY in a:
-        gw = a[C.RTA_GATEWAY]
-        via = str(ipaddress.IPv6Address(gw) if v6 else ipaddress.IPv4Address(gw))
-    elif C.RTA_VIA in a:  # struct rtvia: u16 family + address (an IPv4 route via an IPv6 next hop)
-        raw = a[C.RTA_VIA]
-        vf = int.from_bytes(raw[:2], "little")
-        via = str(ipaddress.IPv6Address(raw[2:18]) if vf == C.AF_INET6 else ipaddress.IPv4Address(raw[2:6]))
+    kind = C.ROUTE_TYPE_NAMES[rtype]
+    sends = kind in ("unicast", "local")
+    multipath = a.get(C.RTA_MULTIPATH)
     return RawRoute(
         family=family,
         to=net.with_prefixlen,
-        via=via,
-        oif=u32(a[C.RTA_OIF]) if C.RTA_OIF in a else None,
+        via=_gateway(a, v6),
+        oif=u32(a[C.RTA_OIF]) if C.RTA_OIF in a and sends else None,
         metric=u32(a[C.RTA_PRIORITY]) if C.RTA_PRIORITY in a else 0,
+        table=table,
+        type=kind,
+        scope=C.SCOPE_NAMES.get(scope, str(scope)),
+        src=_ip(a[C.RTA_PREFSRC], v6) if C.RTA_PREFSRC in a else None,
+        # the kernel also reports a nexthop's state here (linkdown, dead): only onlink is declared
+        onlink=bool(flags & C.RTNH_F_ONLINK),
+        mtu=_mtu(a.get(C.RTA_METRICS)),
+        nexthops=_nexthops(multipath, v6) if multipath is not None else [],
     )

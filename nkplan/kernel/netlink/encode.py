@@ -64,8 +64,18 @@ def address(*attrs: Attr, family: int, prefixlen: int, index: int) -> bytes:
     return _fill(_pyroute2()[1](), {"family": family, "prefixlen": prefixlen, "index": index}, attrs)
 
 
-def route(*attrs: Attr, family: int, dst_len: int, table: int, proto: int, scope: int, rtype: int) -> bytes:
+def route(
+    *attrs: Attr, family: int, dst_len: int, table: int, proto: int, scope: int, rtype: int, flags: int = 0
+) -> bytes:
     """struct rtmsg + RTA_* attributes (RTM_NEWROUTE, RTM_DELROUTE). RTA_DST and RTA_GATEWAY
     take their address family from the header's."""
-    fields = {"family": family, "dst_len": dst_len, "table": table, "proto": proto, "scope": scope, "type": rtype}
+    fields = {
+        "family": family,
+        "dst_len": dst_len,
+        "table": table,
+        "proto": proto,
+        "scope": scope,
+        "type": rtype,
+        "flags": flags,
+    }
     return _fill(_pyroute2()[2](), fields, attrs)

@@ -21,6 +21,7 @@ from nkplan.core.records import (
     LinkRec,
     LiveState,
     NamespaceRec,
+    NexthopRec,
     Role,
     RouteRec,
     SysctlsRec,
@@ -329,6 +330,35 @@ def link_record(a: End, b: End, keys: frozenset[str] = frozenset()) -> LinkRec:
     )
 
 
+def _route(ns: str, sc: NsScan, rt: RawRoute, ns_owner: str | None) -> RouteRec:
+    """A route with its devices named; owned by the stack that owns the device it sends
+    through (a multipath route: its first nexthop's); one that sends through no device
+    (blackhole and the like) by the owner of its namespace."""
+
+    def name(oif: int | None) -> str | None:
+        dev = sc.links.get(oif) if oif is not None else None
+        return dev.name if dev is not None else None
+
+    hops = tuple(NexthopRec(nh.via, name(nh.oif), nh.weight, nh.onlink) for nh in rt.nexthops)
+    first = rt.oif if rt.oif is not None else (rt.nexthops[0].oif if rt.nexthops else None)
+    owner_dev = sc.links.get(first) if first is not None else None
+    return RouteRec(
+        namespace=ns,
+        to=rt.to,
+        via=rt.via,
+        dev=name(rt.oif),
+        metric=rt.metric,
+        owner=_role(owner_dev)[0] if owner_dev else ns_owner,
+        table=rt.table,
+        type=rt.type,  # type: ignore[arg-type]
+        scope=rt.scope,  # type: ignore[arg-type]
+        src=rt.src,
+        onlink=rt.onlink,
+        mtu=rt.mtu,
+        nexthops=hops,
+    )
+
+
 def build(snap: Snapshot, keys: frozenset[str] = frozenset()) -> LiveState:
     live = LiveState(namespaces=snap.namespaces)
     for ns, sc in snap.scans.items():
@@ -336,17 +366,8 @@ def build(snap: Snapshot, keys: frozenset[str] = frozenset()) -> LiveState:
             owner, role = _role(d)
             live.devices[(ns, d.name)] = DeviceInfo(ns, d.name, d.kind, d.ifindex, owner, role)
         for rt in sc.routes:
-            dev = sc.links.get(rt.oif) if rt.oif is not None else None
-            live.routes.append(
-                RouteRec(
-                    namespace=ns,
-                    to=rt.to,
-                    via=rt.via,
-                    dev=dev.name if dev else None,
-                    metric=rt.metric,
-                    owner=_role(dev)[0] if dev else None,
-                )
-            )
+            ns_rec = snap.namespaces.get(ns)
+            live.routes.append(_route(ns, sc, rt, ns_rec.owner if ns_rec else None))
     for ns, sc in snap.scans.items():
         # a named namespace's owner owns the rules with nkplan's protocol (host ones: by marker)
         ns_owner = snap.namespaces[ns].owner if ns != HOST else None

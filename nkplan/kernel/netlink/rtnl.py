@@ -7,7 +7,8 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,7 +17,7 @@ from nkplan.errors import KernelError
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import decode, encode, netns
 from nkplan.kernel.netlink.decode import RawLink
-from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, attr_str, attr_u32, ifinfomsg
+from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, attr, attr_str, attr_u32, ifinfomsg
 from nkplan.kernel.netlink.refusals import Op, explain, no_namespace
 
 RT_SCOPE_NOWHERE = 255  # on delete: match a route of any scope, as iproute2 does
@@ -151,33 +152,68 @@ def del_address(sock: RtnlSocket, index: int, name: str, ns: str, cidr: str, *, 
 
 
 # routes -----------------------------------------------------------------------------------------
-def route_body(route: RouteRec, oif: int | None, *, delete: bool = False) -> bytes:
+def route_body(route: RouteRec, oif: int | None, *, delete: bool = False, hop_oifs: Sequence[int | None] = ()) -> bytes:
+    """RTM_NEWROUTE / RTM_DELROUTE body. oif: the ifindex of route.dev; hop_oifs: of each
+    nexthop's dev (None where the kernel resolves it from the nexthop's gateway). A delete
+    matches by table, destination and metric (and the single path's gateway/device, which the
+    live record carries); a multipath route goes with all its nexthops."""
     net = ipaddress.ip_network(route.to, strict=False)
     family = C.AF_INET if net.version == 4 else C.AF_INET6
-    via = ipaddress.ip_address(route.via) if route.via else None
     if delete:
         scope, rtype = RT_SCOPE_NOWHERE, 0
     else:
-        scope = C.RT_SCOPE_UNIVERSE if via is not None or family == C.AF_INET6 else C.RT_SCOPE_LINK
-        rtype = C.RTN_UNICAST
-    attrs: list[tuple[str, Any]] = [("RTA_TABLE", C.RT_TABLE_MAIN)]
+        scope, rtype = C.SCOPES[route.scope or "global"] if family == C.AF_INET else 0, C.ROUTE_TYPES[route.type]
+    attrs: list[tuple[str, Any]] = [("RTA_TABLE", route.table)]
     if net.prefixlen:
         attrs.append(("RTA_DST", str(net.network_address)))
     # always explicit: without it IPv6 stores 1024 and the read-back would differ from the record
     attrs.append(("RTA_PRIORITY", route.metric))
-    if via is not None:
-        if via.version == net.version:
-            attrs.append(("RTA_GATEWAY", str(via)))
-        else:  # an IPv4 route via an IPv6 next hop: struct rtvia
-            attrs.append(("RTA_VIA", {"family": C.AF_INET6 if via.version == 6 else C.AF_INET, "addr": str(via)}))
+    if route.via is not None:
+        attrs.append(_gateway_attr(route.via, net.version))
     if oif is not None:
         attrs.append(("RTA_OIF", oif))
-    return encode.route(
+    if not delete:
+        if route.src is not None:
+            attrs.append(("RTA_PREFSRC", route.src))
+        if route.mtu is not None:
+            attrs.append(("RTA_METRICS", {"attrs": [("RTAX_MTU", route.mtu)]}))
+    body = encode.route(
         *attrs,
         family=family,
         dst_len=net.prefixlen,
-        table=C.RT_TABLE_MAIN,
+        table=route.table if route.table < 256 else C.RT_TABLE_UNSPEC,  # RTA_TABLE says it in full
         proto=RTPROT_NKPLAN,
         scope=scope,
         rtype=rtype,
+        flags=C.RTNH_F_ONLINK if route.onlink and not delete else 0,
     )
+    if route.nexthops and not delete:
+        body += _multipath(route, net.version, hop_oifs)
+    return body
+
+
+def _gateway_attr(via: str, version: int) -> tuple[str, Any]:
+    ip = ipaddress.ip_address(via)
+    if ip.version == version:
+        return ("RTA_GATEWAY", str(ip))
+    # an IPv4 route via an IPv6 next hop: struct rtvia
+    return ("RTA_VIA", {"family": C.AF_INET6 if ip.version == 6 else C.AF_INET, "addr": str(ip)})
+
+
+def _multipath(route: RouteRec, version: int, hop_oifs: Sequence[int | None]) -> bytes:
+    """RTA_MULTIPATH, packed here: an array of struct rtnexthop, each followed by its gateway
+    attribute. (pyroute2 encodes a nexthop's gateway in the family of the message it is built
+    in, and its array values are beyond encode()'s check that every attribute was encoded.)"""
+    hops = b""
+    for nh, hop_oif in zip(route.nexthops, hop_oifs, strict=True):
+        inner = b""
+        if nh.via is not None:
+            ip = ipaddress.ip_address(nh.via)
+            if ip.version == version:
+                inner = attr(C.RTA_GATEWAY, ip.packed)
+            else:
+                fam = C.AF_INET6 if ip.version == 6 else C.AF_INET
+                inner = attr(C.RTA_VIA, struct.pack("=H", fam) + ip.packed)
+        flags = C.RTNH_F_ONLINK if nh.onlink else 0
+        hops += C.RTNEXTHOP.pack(C.RTNEXTHOP.size + len(inner), flags, nh.weight - 1, hop_oif or 0) + inner
+    return attr(C.RTA_MULTIPATH, hops)
