@@ -25,9 +25,11 @@ from nkplan.core.records import (
     NexthopRec,
     ProgramRec,
     RouteRec,
+    RuleRec,
     SysctlsRec,
     plain,
 )
+from nkplan.core.resources.rule import rule_record
 from nkplan.core.sysctls import canonical
 from nkplan.spec.checks import (
     declared_hooks,
@@ -60,6 +62,7 @@ class Desired:
     routes: dict[tuple[str, int, str, int], tuple[RouteRec, tuple[str | int, ...]]]
     hooks: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
     sysctls: dict[str, tuple[SysctlsRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
+    rules: dict[tuple[str, str, int], tuple[RuleRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
 
 
 def hook_records(
@@ -193,4 +196,8 @@ def desired(
         rrec = route_record(route, spec.stack)
         routes[rrec.key] = (rrec, ("routes", i))
     hooks = hook_records(spec, spec_file, objects or {}, object_maps)
-    return Desired(spec.stack, namespaces, links, routes, hooks, sysctls_records(spec))
+    rules: dict[tuple[str, str, int], tuple[RuleRec, tuple[str | int, ...]]] = {}
+    for i, rule in enumerate(spec.rules):
+        rule_rec = rule_record(rule, spec.stack)
+        rules[rule_rec.key] = (rule_rec, ("rules", i))
+    return Desired(spec.stack, namespaces, links, routes, hooks, sysctls_records(spec), rules)

@@ -244,6 +244,43 @@ class SysctlsRec:
     applied: str | None = field(default=None, compare=False)
 
 
+RuleFamily = Literal["inet", "inet6"]
+RuleAction = Literal["lookup", "blackhole", "unreachable", "prohibit"]
+
+
+@dataclass(frozen=True)
+class RuleRec:
+    """A policy routing rule (`ip rule`), identified by (namespace, family, priority). `src` and
+    `dst` are a spec's `from` and `to` (canonical CIDR; `ip -j rule` calls them so too); `iif`
+    and `oif` device names; `fwmark`/`fwmask` as the kernel keeps them (a mark without a mask:
+    0xffffffff); `table` only with action lookup. `protocol` is the rule's FRA_PROTOCOL: 237
+    (RTPROT_NKPLAN) on every rule nkplan makes. Live only: `extra`, what the rule holds that nkplan
+    does not manage (e.g. `ipproto 6`, `not`), so such a rule never looks equal to a declared one;
+    `applied`, for a host rule, the digest in its ownership marker; `stale`, a marker whose rule is
+    gone (kernel/bpf/rulemarks.py)."""
+
+    namespace: str
+    family: RuleFamily
+    priority: int
+    src: str | None = None
+    dst: str | None = None
+    iif: str | None = None
+    oif: str | None = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+    action: RuleAction = "lookup"
+    table: int | None = None
+    protocol: int = RTPROT_NKPLAN
+    extra: tuple[str, ...] = ()
+    owner: str | None = None
+    applied: str | None = field(default=None, compare=False)
+    stale: bool = field(default=False, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.namespace, self.family, self.priority)
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """Every device the reader saw, owned or not: enough to refuse a collision."""
@@ -285,6 +322,9 @@ class LiveState:
     foreign_programs: list[ForeignProgram] = field(default_factory=list)
     # net.* sysctls of the namespaces (and the host) the read was asked about, by namespace
     sysctls: dict[str, SysctlsRec] = field(default_factory=dict)
+    # policy routing rules of every namespace, but the kernel's own (protocol kernel); owner:
+    # a named namespace's owner for protocol-237 rules there, a stack's marker for host ones
+    rules: list[RuleRec] = field(default_factory=list)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

@@ -17,11 +17,13 @@ from nkplan.core.records import (
     LinkRec,
     LiveState,
     RouteRec,
+    RuleRec,
     default_scope,
     plain,
 )
 from nkplan.core.resources import address_of
 from nkplan.spec.checks import NETKIT_HOOKS, TCX_HOOKS, effective_metric
+from nkplan.spec.rttables import table_name
 
 
 def _end(end: EndRec, kind: str, mode: str | None, inherited_mtu: int | None) -> dict[str, Any]:
@@ -175,7 +177,34 @@ def stack_document(
             continue
         routes.append(_route(r))
     doc["routes"] = routes
+    doc["rules"] = [
+        _rule(r)
+        for r in sorted(live.rules, key=lambda r: (r.namespace, r.family, r.priority))
+        if r.owner in wanted and not r.stale and not r.extra and r.namespace in known
+    ]
     return doc
+
+
+def _rule(r: RuleRec) -> dict[str, Any]:
+    """A rule as a spec writes it (`extra` ones, holding what a spec cannot say, are left out)."""
+    item: dict[str, Any] = {}
+    if r.namespace:
+        item["namespace"] = r.namespace
+    item["priority"] = r.priority
+    if r.family == "inet6" and not (r.src or r.dst):
+        item["family"] = "inet6"
+    for key, value in (("from", r.src), ("to", r.dst), ("iif", r.iif), ("oif", r.oif)):
+        if value is not None:
+            item[key] = value
+    if r.fwmark is not None:
+        mask = 0xFFFFFFFF if r.fwmask is None else r.fwmask
+        item["fwmark"] = r.fwmark if mask == 0xFFFFFFFF else f"{r.fwmark:#x}/{mask:#x}"
+    if r.action == "lookup":
+        name = table_name(r.table or 0)
+        item["table"] = int(name) if name.isdigit() else name
+    else:
+        item["action"] = r.action
+    return item
 
 
 def to_yaml(doc: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from nkplan.core.records import (
     LiveState,
     NamespaceRec,
     RouteRec,
+    RuleRec,
     SysctlsRec,
     plain,
 )
@@ -40,6 +41,7 @@ def to_json(live: LiveState, host: dict[str, str]) -> dict[str, Any]:
         "foreign_programs": [plain(f) for f in live.foreign_programs],
         # namespace sysctls: the keys the spec given to `show` declares (device ones are in links)
         "sysctls": [plain(s) for _, s in sorted(live.sysctls.items())],
+        "rules": [plain(r) for r in sorted(live.rules, key=lambda r: (r.namespace, r.family, r.priority))],
     }
 
 
@@ -68,6 +70,10 @@ def from_json(data: dict[str, Any]) -> tuple[LiveState, dict[str, str]]:
         held = from_plain("sysctls", s)
         assert isinstance(held, SysctlsRec)
         live.sysctls[held.namespace] = held
+    for raw in data.get("rules", ()):  # snapshots written before rules existed have none
+        rule = from_plain("rule", raw)
+        assert isinstance(rule, RuleRec)
+        live.rules.append(rule)
     return live, dict(data["host"])
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from nkplan.core.linkkinds import kind_of, path_label, value_at
 from nkplan.core.records import (
     HOST,
+    RTPROT_NKPLAN,
     DeviceInfo,
     HookRec,
     KernelInfo,
@@ -19,6 +20,7 @@ from nkplan.core.records import (
     LiveState,
     NamespaceRec,
     RouteRec,
+    RuleRec,
     SysctlsRec,
     ns_label,
 )
@@ -96,6 +98,13 @@ class FakeKernel(Writers):
             values.update((k, v) for k, v in held.values if k in keys)
             owner = self.state.namespaces[ns].owner if ns != HOST else None
             snap.sysctls[ns] = SysctlsRec(ns, Sysctls(sorted(values.items())), owner, held.applied)
+        # as the reader: a named namespace's owner owns the rules with nkplan's protocol there
+        snap.rules = [
+            dataclasses.replace(r, owner=self.state.namespaces[r.namespace].owner)
+            if r.namespace != HOST and r.protocol == RTPROT_NKPLAN
+            else r
+            for r in snap.rules
+        ]
         if net_keys:
             every = {reference_key(k) for keys in net_keys.values() for k in keys}
             snap.kernel = dataclasses.replace(snap.kernel, host_net_keys=tuple(sorted(every - self.missing_sysctls)))
@@ -134,6 +143,7 @@ class FakeKernel(Writers):
         self.state.devices = {k: v for k, v in self.state.devices.items() if k[0] != name}
         self.state.routes = [r for r in self.state.routes if r.namespace != name]
         self.state.sysctls.pop(name, None)  # a namespace's sysctls go with it
+        self.state.rules = [r for r in self.state.rules if r.namespace != name]
 
     def set_namespace_owner(self, name: str, owner: str | None) -> None:
         self._enter("set_namespace_owner", name)
@@ -239,6 +249,41 @@ class FakeKernel(Writers):
         self._enter("replace_route", after)
         self._route_dev_exists(after)
         self.state.routes = [r for r in self.state.routes if r.key != before.key] + [after]
+
+    @staticmethod
+    def _same_rule(a: RuleRec, b: RuleRec) -> bool:
+        """As the kernel matches a rule to delete: every attribute (protocol too), not who owns it."""
+        return dataclasses.replace(a, owner=None) == dataclasses.replace(b, owner=None)
+
+    def add_rule(self, rule: RuleRec) -> None:
+        self._enter("add_rule", rule)
+        if rule.namespace != HOST and rule.namespace not in self.state.namespaces:
+            raise KernelError(f"adding rule {rule.priority} in namespace {rule.namespace!r}: it does not exist")
+        if rule.stale:  # a rollback of a stale marker's removal: the marker only
+            self.state.rules.append(rule)
+            return
+        if any(not r.stale and self._same_rule(r, rule) for r in self.state.rules):
+            where = ns_label(rule.namespace)
+            raise KernelError(f"adding rule {rule.priority} in {where}: an identical rule already exists")
+        self.state.rules.append(rule if rule.namespace == HOST else dataclasses.replace(rule, applied=None))
+
+    def delete_rule(self, rule: RuleRec) -> None:
+        self._enter("delete_rule", rule)
+        for i, r in enumerate(self.state.rules):
+            if r.stale == rule.stale and self._same_rule(r, rule):
+                del self.state.rules[i]
+                return
+        raise KernelError(f"deleting rule {rule.priority} in {ns_label(rule.namespace)}: no such rule")
+
+    def set_rule_owner(self, before: RuleRec, after: RuleRec) -> None:
+        self._enter("set_rule_owner", after)
+        if after.namespace != HOST:
+            return
+        for i, r in enumerate(self.state.rules):
+            if not r.stale and self._same_rule(r, before):
+                self.state.rules[i] = dataclasses.replace(r, owner=after.owner, applied=after.applied)
+                return
+        raise KernelError(f"marking rule {after.priority} in the host namespace: no such rule")
 
     def set_programs(self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None) -> None:
         self._enter("set_programs", after or before)

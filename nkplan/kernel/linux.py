@@ -14,13 +14,23 @@ import os
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 
-from nkplan.core.records import HOST, HookRec, KernelInfo, LinkRec, LiveState, RouteRec, SysctlsRec, owner_alias
+from nkplan.core.records import (
+    HOST,
+    HookRec,
+    KernelInfo,
+    LinkRec,
+    LiveState,
+    RouteRec,
+    RuleRec,
+    SysctlsRec,
+    owner_alias,
+)
 from nkplan.core.sysctls import net_proc_path
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel import caps
 from nkplan.kernel.bpf import probe as bpf_probe
-from nkplan.kernel.bpf import scan
-from nkplan.kernel.netlink import batch, links, netns, probe, reader, rtnl
+from nkplan.kernel.bpf import rulemarks, scan
+from nkplan.kernel.netlink import batch, links, netns, probe, reader, rtnl, rules
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, query_nsid
 from nkplan.kernel.netlink.refusals import Op, explain, no_namespace, root_needed, where
@@ -48,6 +58,7 @@ class LinuxKernel(Writers):
         got = reader.read_state(visit=scanner, sysctls=sysctls, net_keys=net_keys)
         live = got.live
         scan.fill_state(live, scanner.found)
+        rulemarks.fill_owners(live)
         info = probe.probe() if probe_netkit else KernelInfo(os.uname().release)
         if sysctls:
             info = dataclasses.replace(info, sysctl_keys=tuple(sorted(got.device_keys)))
@@ -178,6 +189,39 @@ class LinuxKernel(Writers):
         op = Op("replace_route", after.to, after.namespace)
         with ns_socket(after.namespace, op.phrase()) as sock:
             call(sock, op, C.RTM_NEWROUTE, C.NLM_F_CREATE | C.NLM_F_REPLACE, self._body(sock, after))
+
+    # rules ------------------------------------------------------------------------------------
+    def add_rule(self, rule: RuleRec) -> None:
+        """Make the rule (protocol 237); a host rule also gets its stack's marker (bpffs). A stale
+        record (a rollback of its delete) only gets its marker back."""
+        if rule.stale:
+            if rule.owner:
+                rulemarks.write(rule.owner, rule.family, rule.priority, rule.applied or "")
+            return
+        rules.add(rule)
+        if rule.namespace == HOST and rule.owner:
+            try:
+                rulemarks.write(rule.owner, rule.family, rule.priority, rule.applied or "")
+            except Exception:
+                rules.delete(rule)  # nothing half-made stays behind
+                raise
+
+    def delete_rule(self, rule: RuleRec) -> None:
+        """Delete the rule (a stale record: only its marker) and a host rule's marker."""
+        if not rule.stale:
+            rules.delete(rule)
+        if rule.namespace == HOST and rule.owner:
+            rulemarks.remove(rule.owner, rule.family, rule.priority)
+
+    def set_rule_owner(self, before: RuleRec, after: RuleRec) -> None:
+        """Take over (or give up) a host rule: its marker; in a named namespace the namespace's
+        owner owns its rules, so there is nothing to write."""
+        if after.namespace != HOST:
+            return
+        if before.owner and before.owner != after.owner:
+            rulemarks.remove(before.owner, before.family, before.priority)
+        if after.owner:
+            rulemarks.write(after.owner, after.family, after.priority, after.applied or "")
 
     # BPF programs -----------------------------------------------------------------------------
     def set_programs(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
-from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec, SysctlsRec
+from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec, RuleRec, SysctlsRec
 from nkplan.core.resources import TYPE_NAMES, type_of
 from nkplan.errors import InternalError
 
@@ -181,6 +181,21 @@ class Kernel(Protocol):
         the new one added, then the old one deleted."""
         ...
 
+    # rules ------------------------------------------------------------------------------------
+    def add_rule(self, rule: RuleRec) -> None:
+        """Add the rule with protocol RTPROT_NKPLAN; in the host namespace also mark it as
+        rule.owner's (a host rule has no attribute for a stack's name)."""
+        ...
+
+    def delete_rule(self, rule: RuleRec) -> None:
+        """Delete exactly this rule (its attributes and protocol must match) and its host marker;
+        a `stale` record (a marker whose rule is gone) only loses its marker."""
+        ...
+
+    def set_rule_owner(self, before: RuleRec, after: RuleRec) -> None:
+        """The one change a rule takes in place: who owns it (adoption; the host marker)."""
+        ...
+
     # sysctls ----------------------------------------------------------------------------------
     def set_sysctls(self, before: SysctlsRec | None, after: SysctlsRec) -> None:
         """Write after's net.* values (those not already as in before) in its namespace, and
@@ -231,6 +246,12 @@ def typed_writers(kernel: Kernel) -> dict[str, Writer]:
             create=lambda r, s: kernel.set_sysctls(None, r),
             update=lambda b, a, s: kernel.set_sysctls(b, a),
             delete=lambda r, s: None,
+        ),
+        # a rule cannot change in place: the planner replaces it; an update is its ownership only
+        "rule": Writer(
+            create=lambda r, s: kernel.add_rule(r),
+            update=lambda b, a, s: kernel.set_rule_owner(b, a),
+            delete=lambda r, s: kernel.delete_rule(r),
         ),
         "hook": Writer(
             create=lambda r, s: kernel.set_programs(None, r, s),

@@ -12,6 +12,7 @@ from nkplan.core.linkkinds import KIND_ONLY_END, KIND_ONLY_PAIR, KINDS, kind_of,
 from nkplan.core.records import HOST, RT_TABLE_LOCAL, RT_TABLE_MAIN, Hook
 from nkplan.core.sysctls import key_problem, net_key_problem
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
+from nkplan.spec.rules import rule_problems
 
 Problem = tuple[tuple[str | int, ...], str]
 MAX_ROUTE_METRIC = 2**32 - 1
@@ -24,7 +25,8 @@ def _label(ns: str) -> str:
 
 
 def semantic_problems(spec: StackSpec) -> list[Problem]:
-    return list(_namespaces(spec)) + list(_links(spec)) + list(_routes(spec)) + list(_hooks(spec))
+    problems = list(_namespaces(spec)) + list(_links(spec)) + list(_routes(spec)) + list(_hooks(spec))
+    return problems + list(rule_problems(spec.rules, {ns.name for ns in spec.namespaces}))
 
 
 MAX_PROGRAMS_PER_HOOK = 63  # bpf_mprog's limit

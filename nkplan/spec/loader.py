@@ -22,6 +22,7 @@ from nkplan.errors import InternalError, SpecError
 from nkplan.spec.checks import declared_hooks, semantic_problems
 from nkplan.spec.models import LinkSpec, NamespaceSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import Inspect, ObjectFacts, object_problems
+from nkplan.spec.rules import RuleSpec
 
 Path_ = tuple[str | int, ...]
 
@@ -243,10 +244,11 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None) -> Loade
     return Loaded(spec, smap, text, facts.digests, facts.maps)
 
 
-_SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec]] = {
+_SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec] | type[RuleSpec]] = {
     "namespaces": NamespaceSpec,
     "links": LinkSpec,
     "routes": RouteSpec,
+    "rules": RuleSpec,
 }
 
 
@@ -264,7 +266,7 @@ def _partial_semantics(data: dict[str, Any]) -> list[tuple[Path_, str]]:
             except ValidationError:
                 continue
     partial = StackSpec.model_construct(
-        stack="x", namespaces=kept["namespaces"], links=kept["links"], routes=kept["routes"]
+        stack="x", namespaces=kept["namespaces"], links=kept["links"], routes=kept["routes"], rules=kept["rules"]
     )
     out = []
     for loc, msg in semantic_problems(partial):

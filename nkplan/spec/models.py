@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nkplan.spec.rttables import Table
+from nkplan.spec.rules import RuleSpec
 from nkplan.spec.types import (
     IfName,
     InterfaceCidr,
@@ -115,3 +116,4 @@ class StackSpec(_Model):
     links: list[LinkSpec] = Field(default_factory=list)
     routes: list[RouteSpec] = Field(default_factory=list)
     host: HostSpec | None = None
+    rules: list[RuleSpec] = Field(default_factory=list)  # policy routing rules (spec/rules.py)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from nkplan.core.desired import link_record, route_record
-from nkplan.core.records import HOST, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec
+from nkplan.core.records import HOST, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec, RuleRec
 from nkplan.core.resources.link import LinkType
 from nkplan.errors import NkplanError
 from nkplan.kernel.seam import Kernel
@@ -215,3 +215,50 @@ def test_deleting_a_namespace_deletes_the_pairs_it_held(world: World) -> None:
         now = read(w)
         assert ns not in now.namespaces
         assert (HOST, link.primary.name) not in now.links and (HOST, link.primary.name) not in now.devices
+
+
+def _rules(w: World, ns: str) -> list[RuleRec]:
+    return sorted((r for r in read(w).rules if r.namespace == ns), key=lambda r: (r.family, r.priority))
+
+
+def test_rules_are_made_read_back_deleted_and_die_with_their_namespace(world: World) -> None:
+    """Rules carry protocol 237 and read back exactly as made (owner: the namespace's); an identical
+    rule is refused, a missing one cannot be deleted; the kernel has no in-place change (the
+    planner replaces), and a namespace's rules go with it."""
+    w = world
+    with namespace(w, "n") as ns:
+        made = [
+            RuleRec(ns, "inet", 100, src=f"10.{w.net}.0.3/32", table=100, owner=w.stack),
+            RuleRec(ns, "inet", 110, iif="eth0", fwmark=0x10, fwmask=0xFF, action="blackhole", owner=w.stack),
+            RuleRec(ns, "inet6", 100, dst="fd00:77::/64", oif="eth0", table=5000, owner=w.stack),
+        ]
+        for rec in made:
+            w.kernel.create(rec)
+        assert _rules(w, ns) == made
+        with pytest.raises(NkplanError):
+            w.kernel.create(made[0])
+        w.kernel.delete(made[1])
+        assert _rules(w, ns) == [made[0], made[2]]
+        with pytest.raises(NkplanError):
+            w.kernel.delete(made[1])
+        w.kernel.delete(NamespaceRec(ns, w.stack))
+        assert _rules(w, ns) == []
+
+
+def test_a_host_rule_is_marked_for_its_stack(world: World) -> None:
+    """In the host a rule has no place for a stack's name: the stack's marker says whose it is
+    (and as what it was applied); the marker goes with the rule, and a marker alone is stale."""
+    w = world
+    rec = RuleRec(HOST, "inet", 20000 + w.net, iif=w.name("nodev"), table=100, owner=w.stack, applied="0123456789ab")
+    w.kernel.create(rec)
+    try:
+        (have,) = [r for r in _rules(w, HOST) if r.priority == rec.priority]
+        assert have == rec and have.applied == rec.applied and not have.stale
+        other = dataclasses.replace(rec, owner=w.stack + "x", applied="ba9876543210")
+        w.kernel.update(have, other)  # taken over by another stack: only its marker changes
+        (have,) = [r for r in _rules(w, HOST) if r.priority == rec.priority]
+        assert (have.owner, have.applied) == (other.owner, other.applied)
+        w.kernel.update(have, rec)
+    finally:
+        w.kernel.delete(rec)
+    assert not [r for r in _rules(w, HOST) if r.priority == rec.priority]

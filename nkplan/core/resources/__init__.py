@@ -12,9 +12,17 @@ from nkplan.core.resources.hook import HookType
 from nkplan.core.resources.link import LinkType
 from nkplan.core.resources.namespace import NamespaceType
 from nkplan.core.resources.route import RouteType
+from nkplan.core.resources.rule import RuleType
 from nkplan.core.resources.sysctl import SysctlType
 
-REGISTRY: tuple[ResourceType[Any], ...] = (NamespaceType(), LinkType(), RouteType(), HookType(), SysctlType())
+REGISTRY: tuple[ResourceType[Any], ...] = (
+    NamespaceType(),
+    LinkType(),
+    RouteType(),
+    HookType(),
+    SysctlType(),
+    RuleType(),
+)
 BY_NAME: dict[str, ResourceType[Any]] = {t.name: t for t in REGISTRY}
 _BY_RECORD: dict[type, ResourceType[Any]] = {t.record: t for t in REGISTRY}
 TYPE_NAMES: tuple[str, ...] = tuple(BY_NAME)

@@ -79,6 +79,11 @@ def _prune(directory: str, stop: str) -> None:
         directory = posixpath.dirname(directory)
 
 
+def prune(directory: str, root: str = pins.ROOT) -> None:
+    """Remove directory and its parents while they are empty, up to (excluding) root."""
+    _prune(directory, root)
+
+
 def unpin(path: str, root: str = pins.ROOT) -> bool:
     """Remove one pin (and its maps directory, if any; and directories left empty below root).
     What it held goes once no fd holds it either: for a link, that detaches its program, in the

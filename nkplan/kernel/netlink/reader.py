@@ -32,7 +32,7 @@ from nkplan.core.sysctls import DEVICE_KEYS, NO_SYSCTLS, Sysctls, Value, dump_va
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel import procsys
 from nkplan.kernel.netlink import consts as C
-from nkplan.kernel.netlink import decode, netns
+from nkplan.kernel.netlink import decode, netns, rules
 from nkplan.kernel.netlink.decode import RawLink, RawRoute
 from nkplan.kernel.netlink.kinds import KERNEL_KINDS
 from nkplan.kernel.netlink.nlsock import IFADDRMSG, RTMSG, NetlinkRefusal, RtnlSocket, attr_u32, ifinfomsg, query_nsid
@@ -54,6 +54,7 @@ class NsScan:
     links: dict[int, RawLink] = field(default_factory=dict)
     routes: list[RawRoute] = field(default_factory=list)
     sysctls: dict[str, Value] | None = None  # asked-for net.* keys (None: none asked here)
+    rules: list[rules.RawRule] = field(default_factory=list)  # all but the kernel's own
 
 
 def scan(sock: RtnlSocket, name: str, with_af: bool = False) -> NsScan:
@@ -74,6 +75,11 @@ def scan(sock: RtnlSocket, name: str, with_af: bool = False) -> NsScan:
             rt = decode.route(data, start, end)
             if rt is not None:
                 out.routes.append(rt)
+    for mtype, data, start, end in sock.dump(rules.RTM_GETRULE, rules.DUMP):
+        if mtype == rules.RTM_NEWRULE:
+            rule = rules.decode(data, start, end)
+            if rule is not None:
+                out.rules.append(rule)
     return out
 
 
@@ -362,6 +368,11 @@ def build(snap: Snapshot, keys: frozenset[str] = frozenset()) -> LiveState:
         for rt in sc.routes:
             ns_rec = snap.namespaces.get(ns)
             live.routes.append(_route(ns, sc, rt, ns_rec.owner if ns_rec else None))
+    for ns, sc in snap.scans.items():
+        # a named namespace's owner owns the rules with nkplan's protocol (host ones: by marker)
+        ns_owner = snap.namespaces[ns].owner if ns != HOST else None
+        for raw in sc.rules:
+            live.rules.append(rules.record(ns, raw, ns_owner if raw.protocol == RTPROT_NKPLAN else None))
     for a, b in snap.pairs:
         rec = link_record(a, b, keys)
         live.links[(rec.primary.namespace, rec.primary.name)] = rec

@@ -54,6 +54,8 @@ PHRASES: dict[str, str] = {
     "add_route": "adding route to {obj} in {ns}",
     "delete_route": "deleting route to {obj} in {ns}",
     "replace_route": "replacing route to {obj} in {ns}",
+    "add_rule": "adding rule {obj} in {ns}",
+    "delete_rule": "deleting rule {obj} in {ns}",
 }
 
 _ROOT = "nkplan needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to read/change network namespaces"
@@ -80,6 +82,8 @@ REASONS: dict[tuple[str, int], str] = {
     ("replace_route", E.EHOSTUNREACH): "the gateway is not reachable on that device",
     ("delete_route", E.ESRCH): "no such route",
     ("lookup", E.ENODEV): "no such device",
+    ("add_rule", E.EEXIST): "an identical rule already exists",
+    ("delete_rule", E.ENOENT): "no such rule",
     ("create_namespace", E.EEXIST): "a namespace with that name already exists",
     ("delete_namespace", E.ENOENT): "no such namespace",
     ("*", E.ENODEV): "no such device",
