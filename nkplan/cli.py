@@ -74,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     s = loaded.spec
     print(
         f"{loaded.source.filename}: valid (stack {s.stack!r}: {len(s.namespaces)} namespaces, "
-        f"{len(s.links)} links, {len(s.routes)} routes)"
+        f"{len(s.links)} links, {len(s.routes)} routes, {len(s.rules)} rules)"
     )
     return EXIT_OK
 
