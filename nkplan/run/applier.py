@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from nkplan.core.actions import INVERSE
+from nkplan.core.implied import implied_deletes
 from nkplan.core.plan import Operation, Plan
 from nkplan.core.resources import BY_NAME
 from nkplan.errors import InternalError, NkplanError
@@ -105,19 +106,29 @@ def _run(kernel: Kernel, batch: list[Operation], session: ApplySession) -> None:
     kernel.delete_many([op.before for op in batch if op.before is not None], session)
 
 
+def _put_back(op: Operation) -> Operation:
+    """The journal entry of a delete left to the kernel: undone as update(rec, rec), which puts
+    the record back whether the kernel removed it by then or not (core/implied.py)."""
+    return Operation("update", op.address, op.type, op.before, op.before)
+
+
 def apply_plan(kernel: Kernel, plan: Plan, progress: Progress | None = None) -> None:
     """Carry out the plan's operations; on a failure undo the completed ones in reverse. The
     session holds what the kernel halves need for that undo (programs taken off hooks) and is
-    closed once the apply, or its rollback, is over."""
+    closed once the apply, or its rollback, is over. Deletes the kernel does by itself (a route
+    whose device the plan deletes) are not asked of it."""
     journal: list[Operation] = []
+    implied = {id(plan.operations[i]) for i in implied_deletes(plan.operations)}
     with _sigterm_as_interrupt(), ApplySession() as session:
         for batch in _batches(plan.operations):
+            left_to_kernel = len(batch) == 1 and id(batch[0]) in implied
             try:
-                _run(kernel, batch, session)
+                if not left_to_kernel:
+                    _run(kernel, batch, session)
             except (NkplanError, KeyboardInterrupt) as exc:
                 rolled, errors = _rollback(kernel, journal, progress, session)
                 raise ApplyFailed(exc, batch[0], len(journal), rolled, errors) from None
-            journal.extend(batch)
+            journal.extend(_put_back(op) if left_to_kernel else op for op in batch)
             if progress:
                 for op in batch:
                     progress("done", op)

@@ -414,3 +414,35 @@ def test_routes_in_tables_of_every_type_and_multipath(spec: Spec) -> None:
     converge(kernel, spec(changed))
     converge(kernel, spec("stack: t\n"))
     assert kernel.state.routes == []
+
+
+def test_routes_on_devices_the_plan_deletes_are_left_to_the_kernel(spec: Spec) -> None:
+    """A destroy asks the kernel for no route delete (they die with their devices), a route
+    whose device stays is still deleted, and a failure rolls everything back."""
+    from nkplan.core.implied import implied_deletes
+
+    kernel = FakeKernel()
+    converge(kernel, spec(ROUTES))
+    plan = plan_for(kernel, spec("stack: t\n")).plan
+    implied = {plan.operations[i].address for i in implied_deletes(plan.operations)}
+    routes = {op.address for op in plan.operations if op.type == "route"}
+    # the blackhole in table 100 sends nowhere: nothing to die with but its namespace, asked for
+    assert implied == routes - {"route[p1 10.5.0.0/24 table 100]"}, implied
+    kernel.calls.clear()
+    apply_and_verify(kernel, spec("stack: t\n"), plan, sleep=lambda s: None)
+    assert [c for c in kernel.calls if c.startswith("delete_route")] == ["delete_route"]  # the blackhole only
+    assert kernel.state.routes == []
+
+    # only one route goes, its device stays: asked for
+    converge(kernel, spec(ROUTES))
+    fewer = spec(ROUTES.replace("  - {namespace: p1, to: 10.9.9.9/32, dev: eth0, type: local}\n", ""))
+    assert implied_deletes(plan_for(kernel, fewer).plan.operations) == frozenset()
+
+    # a failure after the route was left to the kernel puts it back with everything else
+    before = copy.deepcopy(kernel.state)
+    kernel.fail = lambda op, obj: KernelError("refused") if op == "delete_namespace" else None
+    with pytest.raises(ApplyFailed):
+        apply_and_verify(kernel, spec("stack: t\n"), plan_for(kernel, spec("stack: t\n")).plan, sleep=lambda s: None)
+    kernel.fail = None
+    assert sorted(kernel.state.routes, key=lambda r: r.key) == sorted(before.routes, key=lambda r: r.key)
+    assert not plan_for(kernel, spec(ROUTES)).plan.has_changes

@@ -133,6 +133,13 @@ class ResourceType(Generic[R]):
     def needs(self, rec: R) -> Iterable[Need]:
         return ()
 
+    def homes(self, rec: R) -> tuple[Token, ...]:
+        """What the kernel removes it with: once every one of these tokens' providers is deleted,
+        so is it, and update(rec, rec) puts it back whether or not it is still there; a plan
+        that deletes them all need not delete it (core/implied.py). () where that cannot be
+        told, or the type does not promise it."""
+        return ()
+
     def batch_key(self, rec: R) -> Hashable | None:
         """Consecutive deletes with the same key go to the kernel as one call (None: never)."""
         return None

@@ -10,7 +10,7 @@ from typing import Any
 
 from nkplan.core.hostns import document_ns
 from nkplan.core.records import HOST, RT_TABLE_MAIN, NexthopRec, RouteRec
-from nkplan.core.resources.base import Claims, Need, ResourceType
+from nkplan.core.resources.base import Claims, Need, ResourceType, Token
 from nkplan.core.resources.link import on_device
 from nkplan.core.resources.namespace import in_namespace
 from nkplan.spec.checks import effective_metric
@@ -62,6 +62,13 @@ class RouteType(ResourceType[RouteRec]):
             yield on_device(rec.namespace, dev)
         if not devices and (rec.via is not None or rec.nexthops):  # through whichever device reaches it
             yield on_device(rec.namespace, None)
+
+    def homes(self, rec: RouteRec) -> tuple[Token, ...]:
+        """A route dies with its devices (IPv6 multipath: once all of them are gone), and update
+        is RTM_NEWROUTE with NLM_F_CREATE | NLM_F_REPLACE. A route whose device the kernel
+        chooses (from `via`) has no home that can be named."""
+        named = all(nh.dev for nh in rec.nexthops) if rec.nexthops else rec.dev is not None
+        return tuple(("device", rec.namespace, dev) for dev in rec.devices()) if named else ()
 
     def from_plain(self, data: dict[str, Any]) -> RouteRec:
         hops = tuple(NexthopRec(**nh) for nh in data.get("nexthops") or ())
