@@ -7,6 +7,7 @@ seen from each end), pairing across namespaces, and refusal wording."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib
 import struct
@@ -139,6 +140,28 @@ def test_single_device_is_a_record_of_its_own() -> None:
     assert rec.peer is None and rec.ends == (rec.primary,)
     assert (rec.pairing, rec.mode, rec.primary.policy, rec.primary.scrub) == ("single", "l3", "forward", None)
     assert live.links[(HOST, "nk-a")].pairing == "pair"
+
+
+def test_hooks_of_a_single_device_are_tcx_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel answers EOPNOTSUPP to a query of a single device's netkit hooks (7.3): the
+    reader's hook scan must not ask, or one such device would make every read fail."""
+    from nkplan.kernel.bpf import consts as BC
+    from nkplan.kernel.bpf import mprog, scan
+
+    asked: list[tuple[int, int]] = []
+
+    def query(ifindex: int, attach_type: int) -> mprog.HookState:
+        asked.append((ifindex, attach_type))
+        return mprog.HookState(1, ())
+
+    monkeypatch.setattr(mprog, "prog_query", query)
+    owned = "nkplan:s:primary"  # only owned devices are scanned
+    single = dataclasses.replace(raw(3, "nks", 0, None, primary=1, policy=0, mode=1, pairing=1), alias=owned)
+    paired = dataclasses.replace(raw(4, "nk-a", 5, None, primary=1, policy=0, peer_policy=0, pairing=0), alias=owned)
+    scan.HookScanner()(HOST, reader.NsScan(HOST, {3: single, 4: paired}))
+    assert [t for i, t in asked if i == 3] == [BC.BPF_TCX_INGRESS, BC.BPF_TCX_EGRESS]
+    assert [t for i, t in asked if i == 4] == [BC.BPF_NETKIT_PRIMARY, BC.BPF_NETKIT_PEER, BC.BPF_TCX_INGRESS,
+                                               BC.BPF_TCX_EGRESS]  # fmt: skip
 
 
 def test_undeclared_netkit_attributes_are_not_sent() -> None:
