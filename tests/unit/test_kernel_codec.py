@@ -483,7 +483,8 @@ REFUSALS = [
         Op("create_netkit_single", "nks"),
         NetlinkRefusal(errno.EOPNOTSUPP, None),
         "creating single netkit device nks: the kernel refuses it "
-        "(a single netkit device takes no peer, no scrub and no policy but forward)",
+        "(a single netkit device takes no peer, no scrub and no policy but forward; "
+        "or this kernel has no netkit, CONFIG_NETKIT)",
     ),
     (
         Op("delete_link", "nks", "pod", "single netkit device"),

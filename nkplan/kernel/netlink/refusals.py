@@ -73,9 +73,10 @@ REASONS: dict[tuple[str, int], str] = {
     ("set_policy", E.EACCES): "netkit settings can only be changed through the primary device",
     # checked on 7.3: every policy change of a single device, even to forward, is refused
     ("set_policy", E.EOPNOTSUPP): "the kernel changes no policy of a single netkit device (it always forwards)",
-    # the capability probe made sure netkit is there: what is left is what a single device refuses
+    # a plan has probed for netkit first, so then it is what a single device refuses
     ("create_netkit_single", E.EOPNOTSUPP): (
-        "the kernel refuses it (a single netkit device takes no peer, no scrub and no policy but forward)"
+        "the kernel refuses it (a single netkit device takes no peer, no scrub and no policy but forward; "
+        "or this kernel has no netkit, CONFIG_NETKIT)"
     ),
     ("create_netkit_single", E.EEXIST): "a device with that name already exists",
     ("change_fixed", E.EACCES): "",  # filled by kernel_says: the kernel's own words say it best
