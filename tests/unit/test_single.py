@@ -184,3 +184,24 @@ def test_tcx_runs_on_a_single_device(tmp_path: Path) -> None:
     kernel = FakeKernel()
     converge(kernel, load_text(text, str(tmp_path / "s.yaml")))
     assert [p.program for p in kernel.state.hooks[("p1", "nks", "ingress")].programs] == ["count_pass"]
+
+
+def test_a_hand_made_single_device_is_shown_and_adopted(spec: Spec) -> None:
+    """`show --all` lists an unowned single device (made with `ip link add … type netkit single`);
+    declaring it is refused unless adopted, and adopting it changes nothing but the mark."""
+    import dataclasses
+
+    kernel = FakeKernel()
+    converge(kernel, spec(SINGLE))
+    for key, link in list(kernel.state.links.items()):
+        kernel.state.links[key] = dataclasses.replace(link, owner=None, applied=None)
+    kernel.state.devices = {k: dataclasses.replace(d, owner=None, role=None) for k, d in kernel.state.devices.items()}
+    kernel.state.namespaces = {n: dataclasses.replace(r, owner=None) for n, r in kernel.state.namespaces.items()}
+    doc = stack_document(kernel.read(), "t", unowned=True)
+    assert [(link["name"], link["pairing"]) for link in doc["links"]] == [("nks", "single")]
+    with pytest.raises(PlanError) as err:
+        plan_for(kernel, spec(SINGLE))
+    assert any(p.startswith("t.yaml:4:11: device 'nks' in p1 already exists") for p in err.value.problems)
+    plan = converge(kernel, spec(SINGLE), adopt=True)
+    assert ("link[p1/nks]", "update") in actions(plan) and "create" not in {a for _, a in actions(plan)}
+    assert kernel.state.links[("p1", "nks")].owner == "t"

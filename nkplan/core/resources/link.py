@@ -8,7 +8,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from nkplan.core.hostns import document_ns, qualified
-from nkplan.core.linkkinds import kind_of
+from nkplan.core.linkkinds import kind_of, noun
 from nkplan.core.records import EndRec, LinkRec, ns_label
 from nkplan.core.resources.base import Claims, Need, ResourceType, Token
 from nkplan.core.resources.namespace import in_namespace
@@ -50,7 +50,7 @@ class LinkType(ResourceType[LinkRec]):
                 elif have is None or _other_end(have) != _other_end(rec):
                     claims.problems.append(
                         f"{claims.locate((*epath, 'name'))}: {what} exists but is not the "
-                        f"{rec.kind} pair declared here ({dev.kind or 'device'}); cannot adopt it"
+                        f"{noun(rec)} declared here ({dev.kind or 'device'}); cannot adopt it"
                     )
                     blocked = True
             if blocked:
