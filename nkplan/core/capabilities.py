@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from nkplan.core.records import HOST, KernelInfo, LiveState
 from nkplan.core.sysctls import reference_key
-from nkplan.spec.checks import namespace_sysctls
-from nkplan.spec.models import EndFields, StackSpec
+from nkplan.spec.checks import link_ends, namespace_sysctls
+from nkplan.spec.models import StackSpec
 
 Locate = Callable[[tuple[str | int, ...]], str]
 
@@ -20,7 +20,7 @@ def needs_netkit(spec: StackSpec) -> bool:
 
 def declared_sysctls(spec: StackSpec) -> frozenset[str]:
     """Every per-device sysctl key the spec declares on some end: what the read must report."""
-    return frozenset(k for link in spec.links for end in (link, link.peer) for k in end.sysctls or {})
+    return frozenset(k for link in spec.links for end, _ in link_ends(link, ()) for k in end.sysctls or {})
 
 
 def declared_net_keys(spec: StackSpec) -> dict[str, frozenset[str]]:
@@ -57,11 +57,7 @@ def capability_problems(spec: StackSpec, info: KernelInfo, locate: Locate) -> li
     if info.sysctl_keys is not None:
         known = set(info.sysctl_keys)
         for i, link in enumerate(spec.links):
-            ends: tuple[tuple[tuple[str | int, ...], EndFields], ...] = (
-                (("links", i), link),
-                (("links", i, "peer"), link.peer),
-            )
-            for path, end in ends:
+            for end, path in link_ends(link, ("links", i)):
                 for key in end.sysctls or {}:
                     if key not in known:
                         problems.append(
@@ -78,8 +74,15 @@ def capability_problems(spec: StackSpec, info: KernelInfo, locate: Locate) -> li
                 "(CONFIG_NETKIT); netkit needs Linux 6.7 or newer built with CONFIG_NETKIT=y"
             )
             continue
+        if link.pairing == "single" and info.netkit_single is False:
+            # such a kernel ignores IFLA_NETKIT_PAIRING and would make a pair (its peer named
+            # by the kernel) instead: refused here, never created
+            problems.append(
+                f"{locate((*base, 'pairing'))}: pairing: single (a netkit device without a peer) needs "
+                f"Linux 7.1 or newer; this kernel ({info.release}) would silently create a pair instead"
+            )
         if info.netkit_scrub is False:
-            for path, end in ((base, link), ((*base, "peer"), link.peer)):
+            for end, path in link_ends(link, base):
                 if end.scrub is not None:
                     problems.append(
                         f"{locate((*path, 'scrub'))}: scrub: {end.scrub} needs Linux 6.12.4/6.13 or newer; "

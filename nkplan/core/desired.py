@@ -89,6 +89,7 @@ def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelIn
     kind = kind_of(link.kind)
     policy = (end.policy or kind.defaults["policy"]) if "policy" in kind.end_fields else None
     has_scrub = "scrub" in kind.end_fields and info.netkit_scrub is not False  # an old kernel reports none
+    has_scrub = has_scrub and link.pairing != "single"  # a single device has none (and reports none)
     return EndRec(
         namespace=record_ns(end.namespace),
         name=end.name,
@@ -124,10 +125,14 @@ def applied_digest(rec: LinkRec) -> str:
     primary's ownership mark on apply: equal digests later mean "the spec did not change"."""
     data = plain(rec)
     data.pop("owner"), data.pop("applied")
-    for fld in kind_of(rec.kind).read_only:  # not declared, and stacks applied before it was read keep their digest
+    kind = kind_of(rec.kind)
+    for fld in kind.read_only:  # not declared, and stacks applied before it was read keep their digest
         data.pop(fld)
+    for fld in kind.late:  # at the default (or unset): the digest of stacks applied before the field existed
+        if data[fld] in (None, kind.defaults[fld]):
+            data.pop(fld)
     for side in ("primary", "peer"):  # none declared: the digest of stacks applied before sysctls existed
-        if not data[side]["sysctls"]:
+        if data[side] is not None and not data[side]["sysctls"]:
             del data[side]["sysctls"]
     return digest(data)
 
@@ -149,10 +154,11 @@ def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
     return LinkRec(
         kind=link.kind,
         primary=_end(link, link, None, info),
-        peer=_end(link.peer, link, link.mtu, info),
+        peer=_end(link.peer, link, link.mtu, info) if link.peer is not None else None,
         mode=(link.mode or kind.defaults["mode"]) if "mode" in kind.pair_fields else None,
         headroom=room("headroom", link.headroom),
         tailroom=room("tailroom", link.tailroom),
+        pairing=(link.pairing or kind.defaults["pairing"]) if "pairing" in kind.pair_fields else None,
         owner=stack,
         **{fld: kind.defaults[fld] for fld in kind.read_only},
     )

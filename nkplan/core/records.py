@@ -81,19 +81,25 @@ class EndRec:
 
 @dataclass(frozen=True)
 class LinkRec:
-    """A device pair, addressed by its primary end."""
+    """A device pair, addressed by its primary end; or a netkit device in single mode
+    (pairing "single", Linux >= 7.1), which has no peer: `peer` None, and nothing else does."""
 
     kind: Kind
     primary: EndRec
-    peer: EndRec
+    peer: EndRec | None
     mode: Mode | None = None  # netkit only
     headroom: int | None = None  # netkit only; None = not declared / kernel default 0
     tailroom: int | None = None
-    pairing: Pairing | None = None  # netkit only; read-only for now (always "pair" here)
+    pairing: Pairing | None = None  # netkit only: "pair" or "single" (older kernels: always "pair")
     owner: str | None = None
     # Digest of the declared record as last applied (desired side: of this record). Not an
     # attribute: never compared, never shown as a change; it only tells drift from spec changes.
     applied: str | None = field(default=None, compare=False)
+
+    @property
+    def ends(self) -> tuple[EndRec, ...]:
+        """The devices of the link: (primary, peer), or (primary,) for a single device."""
+        return (self.primary,) if self.peer is None else (self.primary, self.peer)
 
 
 Hook = Literal["primary", "peer", "ingress", "egress"]  # netkit: primary/peer; tcx: ingress/egress
@@ -299,6 +305,7 @@ class KernelInfo:
     netkit: bool | None = None  # None = not probed (spec had no netkit link)
     netkit_scrub: bool | None = None
     netkit_headroom: bool | None = None
+    netkit_single: bool | None = None  # single-device mode (IFLA_NETKIT_PAIRING, Linux 7.1)
     # the per-device sysctl keys this kernel has (None: not read, e.g. a spec declaring none)
     sysctl_keys: tuple[str, ...] | None = None
     # of the namespace keys asked about, those the host's /proc/sys has (None: not read)

@@ -60,10 +60,13 @@ def _link(link: LinkRec) -> dict[str, Any]:
     for fld in ("headroom", "tailroom"):
         if fld in table.pair_fields and getattr(link, fld):
             out[fld] = getattr(link, fld)
+    if link.pairing not in (None, table.defaults.get("pairing")):
+        out["pairing"] = link.pairing
     if link.primary.mtu != 1500:
         out["mtu"] = head.pop("mtu", link.primary.mtu)
     out.update(head)
-    out["peer"] = _end(link.peer, link.kind, link.mode, link.primary.mtu)
+    if link.peer is not None:  # a single netkit device has none
+        out["peer"] = _end(link.peer, link.kind, link.mode, link.primary.mtu)
     return out
 
 
@@ -83,7 +86,8 @@ def _programs(hook: HookRec, objects: ObjectNames) -> list[dict[str, Any]]:
 
 def _attach_hooks(doc_link: dict[str, Any], link: LinkRec, live: LiveState, objects: ObjectNames) -> None:
     """Put the programs the live hooks run into the exported link."""
-    for side, target in ((link.primary, doc_link), (link.peer, doc_link["peer"])):
+    for side in link.ends:
+        target = doc_link if side is link.primary else doc_link["peer"]
         for hook in TCX_HOOKS:
             rec = live.hooks.get((side.namespace, side.name, hook))
             if rec is not None and rec.programs:
@@ -166,7 +170,7 @@ def stack_document(
     known = {n["name"] for n in doc["namespaces"]} | {HOST}
     doc["links"] = []
     for _, link in sorted(live.links.items()):
-        if link.owner in wanted and {link.primary.namespace, link.peer.namespace} <= known:
+        if link.owner in wanted and {end.namespace for end in link.ends} <= known:
             exported = _link(link)
             _attach_hooks(exported, link, live, objects or {})
             doc["links"].append(exported)

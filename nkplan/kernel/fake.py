@@ -32,8 +32,17 @@ FailHook = Callable[[str, object], "KernelError | None"]
 
 
 class FakeKernel(Writers):
-    def __init__(self, state: LiveState | None = None, *, netkit: bool = True, fail: FailHook | None = None) -> None:
-        self.state = state or LiveState(kernel=KernelInfo("fake", netkit, netkit, netkit))
+    def __init__(
+        self,
+        state: LiveState | None = None,
+        *,
+        netkit: bool = True,
+        single: bool | None = None,
+        fail: FailHook | None = None,
+    ) -> None:
+        """single: whether netkit's single-device mode exists (Linux 7.1); default: as netkit."""
+        single = netkit if single is None else single
+        self.state = state or LiveState(kernel=KernelInfo("fake", netkit, netkit, netkit, single))
         self.fail = fail
         self.missing_sysctls: set[str] = set()  # per-device keys this fake kernel lacks
         self.calls: list[str] = []
@@ -55,7 +64,7 @@ class FakeKernel(Writers):
         return self._next_ifindex
 
     def _devices_of(self, link: LinkRec) -> list[tuple[str, str]]:
-        return [(link.primary.namespace, link.primary.name), (link.peer.namespace, link.peer.name)]
+        return [(end.namespace, end.name) for end in link.ends]
 
     def _drop_link(self, key: tuple[str, str]) -> None:
         link = self.state.links.pop(key)
@@ -76,15 +85,17 @@ class FakeKernel(Writers):
         self.calls.append("read")
         snap = copy.deepcopy(self.state)
         if not probe_netkit:
-            snap.kernel = dataclasses.replace(snap.kernel, netkit=None, netkit_scrub=None, netkit_headroom=None)
+            snap.kernel = dataclasses.replace(
+                snap.kernel, netkit=None, netkit_scrub=None, netkit_headroom=None, netkit_single=None
+            )
         # as the reader: only the keys asked for, and only those this (fake) kernel has
         for key, link in snap.links.items():
-            p, q = link.primary, link.peer
-            snap.links[key] = dataclasses.replace(
-                link,
-                primary=dataclasses.replace(p, sysctls=Sysctls(kv for kv in p.sysctls if kv[0] in sysctls)),
-                peer=dataclasses.replace(q, sysctls=Sysctls(kv for kv in q.sysctls if kv[0] in sysctls)),
-            )
+            ends = {
+                side: dataclasses.replace(end, sysctls=Sysctls(kv for kv in end.sysctls if kv[0] in sysctls))
+                for side in ("primary", "peer")
+                if (end := getattr(link, side)) is not None
+            }
+            snap.links[key] = dataclasses.replace(link, **ends)
         known = tuple(sorted(set(DEVICE_KEYS) - self.missing_sysctls))
         snap.kernel = dataclasses.replace(snap.kernel, sysctl_keys=known if sysctls else None)
         # net.* keys: the asked ones of the namespaces that exist, as the kernel holds them
@@ -138,7 +149,7 @@ class FakeKernel(Writers):
             raise KernelError(f"deleting namespace {name!r}: no such namespace")
         del self.state.namespaces[name]
         for key, link in list(self.state.links.items()):
-            if name in (link.primary.namespace, link.peer.namespace):
+            if name in {end.namespace for end in link.ends}:
                 self._drop_link(key)
         self.state.devices = {k: v for k, v in self.state.devices.items() if k[0] != name}
         self.state.routes = [r for r in self.state.routes if r.namespace != name]
@@ -160,17 +171,38 @@ class FakeKernel(Writers):
                 raise KernelError(f"creating {link.primary.name!r}: namespace {ns!r} does not exist")
             if (ns, name) in self.state.devices:
                 raise KernelError(f"creating {link.primary.name!r}: device {name!r} already exists in {ns_label(ns)}")
+        if link.pairing == "single":
+            self._check_single(link)
         self._check_sysctls(link)
         live = link
         for side in ("primary", "peer"):
             end = getattr(live, side)
+            if end is None:
+                continue
             if end.mac is None and not (link.kind == "netkit" and link.mode == "l3"):
                 live = dataclasses.replace(
                     live, **{side: dataclasses.replace(end, mac=f"02:fa:ce:00:00:{self._ifindex() % 256:02x}")}
                 )
         self.state.links[(link.primary.namespace, link.primary.name)] = live
-        for role, (ns, name) in zip(("primary", "peer"), self._devices_of(link), strict=True):
+        # strict=False: a single netkit device has a primary only
+        for role, (ns, name) in zip(("primary", "peer"), self._devices_of(link), strict=False):
             self.state.devices[(ns, name)] = DeviceInfo(ns, name, link.kind, self._ifindex(), link.owner, role)  # type: ignore[arg-type]
+
+    def _check_single(self, link: LinkRec) -> None:
+        """As the real kernel and nkplan's read-back (kernel/netlink/links.py): a kernel without
+        single mode makes a pair, which is found out and removed; one with it refuses what
+        belongs to a peer or to the pair's policy (EOPNOTSUPP)."""
+        name = link.primary.name
+        if not self.state.kernel.netkit_single:
+            raise KernelError(
+                f"creating netkit device {name!r} (pairing single): this kernel (fake) made a pair "
+                "instead (it has no single-device mode, Linux 7.1); removed it"
+            )
+        if link.peer is not None or link.primary.policy != "forward" or link.primary.scrub is not None:
+            raise KernelError(
+                f"creating netkit device {name!r} (pairing single): the kernel refused it "
+                "(a single netkit device takes no peer, no scrub and no policy but forward)"
+            )
 
     def delete_link(self, link: LinkRec) -> None:
         self._enter("delete_link", link)
@@ -199,6 +231,10 @@ class FakeKernel(Writers):
             raise InternalError(
                 f"update of {after.primary.name} asks to change its kind, names or namespaces: that needs a replacement"
             )
+        if after.pairing == "single" and after.primary.policy != live.primary.policy:
+            raise KernelError(  # the kernel refuses every policy change of a single device
+                f"changing policy of netkit device {after.primary.name}: the kernel refused it (not supported)"
+            )
         for path in kind_of(after.kind).created_only:
             want, had = value_at(after, path), value_at(live, path)
             if want is not None and want != had:  # the kernel's own refusal (EACCES)
@@ -211,15 +247,18 @@ class FakeKernel(Writers):
         # undeclared keys keep their values, as in the kernel
         merged = {}
         for side in ("primary", "peer"):
-            values = {**dict(getattr(live, side).sysctls), **dict(getattr(after, side).sysctls)}
-            merged[side] = dataclasses.replace(getattr(after, side), sysctls=Sysctls(sorted(values.items())))
+            had_end, end = getattr(live, side), getattr(after, side)
+            if end is None or had_end is None:
+                continue
+            values = {**dict(had_end.sysctls), **dict(end.sysctls)}
+            merged[side] = dataclasses.replace(end, sysctls=Sysctls(sorted(values.items())))
         self.state.links[key] = dataclasses.replace(after, **merged)
-        for role, dkey in zip(("primary", "peer"), self._devices_of(after), strict=True):
+        for role, dkey in zip(("primary", "peer"), self._devices_of(after), strict=False):
             dev = self.state.devices[dkey]
             self.state.devices[dkey] = dataclasses.replace(dev, owner=after.owner, role=role)  # type: ignore[arg-type]
 
     def _check_sysctls(self, link: LinkRec) -> None:
-        for end in (link.primary, link.peer):
+        for end in link.ends:
             for key, _ in end.sysctls:
                 if key in self.missing_sysctls:  # as the kernel: no such file in /proc/sys
                     raise KernelError(f"setting {proc_path(key, end.name)}: this kernel has no such sysctl")

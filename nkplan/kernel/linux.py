@@ -236,7 +236,7 @@ class LinuxKernel(Writers):
 
 
 def _ends(links_: Sequence[LinkRec]) -> list[tuple[str, str]]:
-    return [(e.namespace, e.name) for link in links_ for e in (link.primary, link.peer)]
+    return [(e.namespace, e.name) for link in links_ for e in link.ends]
 
 
 def _delete_pairs_here(home: tuple[int, RtnlSocket] | None = None) -> list[str]:

@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from nkplan.core.hostns import record_ns
-from nkplan.core.linkkinds import KIND_ONLY_END, KIND_ONLY_PAIR, KINDS, kind_of, mac_settable
+from nkplan.core.linkkinds import (
+    KIND_ONLY_END,
+    KIND_ONLY_PAIR,
+    KINDS,
+    SINGLE_POLICY,
+    SINGLE_REFUSES,
+    kind_of,
+    mac_settable,
+)
 from nkplan.core.records import HOST, RT_TABLE_LOCAL, RT_TABLE_MAIN, Hook
 from nkplan.core.sysctls import key_problem, net_key_problem
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
@@ -22,6 +30,14 @@ TCX_HOOKS: tuple[Hook, ...] = ("ingress", "egress")  # the hooks of every end (s
 
 def _label(ns: str) -> str:
     return f"namespace {ns!r}" if ns else "the host namespace"
+
+
+def link_ends(link: LinkSpec, base: tuple[str | int, ...]) -> tuple[tuple[EndFields, tuple[str | int, ...]], ...]:
+    """The declared ends of a link with their paths: the link itself (its primary) and its
+    peer, if it has one (a single netkit device has none)."""
+    if link.peer is None:
+        return ((link, base),)
+    return ((link, base), (link.peer, (*base, "peer")))
 
 
 def semantic_problems(spec: StackSpec) -> list[Problem]:
@@ -51,8 +67,7 @@ def declared_hooks(spec: StackSpec) -> Iterator[DeclaredHook]:
         if link.programs is not None:
             for hook in NETKIT_HOOKS:
                 yield DeclaredHook((*base, "programs", hook), link, hook, getattr(link.programs, hook))
-        ends: tuple[tuple[EndFields, tuple[str | int, ...]], ...] = ((link, base), (link.peer, (*base, "peer")))
-        for end, path in ends:
+        for end, path in link_ends(link, base):
             if end.tcx is not None:
                 for hook in TCX_HOOKS:
                     yield DeclaredHook((*path, "tcx", hook), end, hook, getattr(end.tcx, hook))
@@ -130,9 +145,10 @@ def _links(spec: StackSpec) -> Iterator[Problem]:
         for fld in KIND_ONLY_PAIR:
             if fld not in kind_of(link.kind).pair_fields and getattr(link, fld) is not None:
                 yield (*base, fld), _not_of_kind(fld, link)
-        yield from _end_problems(link, base, link, declared)
-        yield from _end_problems(link.peer, (*base, "peer"), link, declared)
-        for end, path in ((link, base), (link.peer, (*base, "peer"))):
+        yield from _pairing_problems(link, base)
+        for end, path in link_ends(link, base):
+            yield from _end_problems(end, path, link, declared)
+        for end, path in link_ends(link, base):
             key = (record_ns(end.namespace), end.name)
             where = f"links[{i}]" + (".peer" if end is link.peer else "")
             if key in devices:
@@ -144,12 +160,42 @@ def _links(spec: StackSpec) -> Iterator[Problem]:
                 devices[key] = where
 
 
+def _pairing_problems(link: LinkSpec, base: tuple[str | int, ...]) -> Iterator[Problem]:
+    """A peer where there is none (single) or none where there must be one (a pair), and what
+    the kernel refuses on a single netkit device (linkkinds.SINGLE_REFUSES)."""
+    single = link.kind == "netkit" and link.pairing == "single"
+    if single and link.peer is not None:
+        yield (*base, "peer"), (
+            f"{link.name!r} is a single netkit device (pairing: single), which has no peer; "
+            "remove 'peer:' or write 'pairing: pair'"
+        )
+    elif not single and link.peer is None:
+        yield (*base, "peer"), (
+            "required field 'peer' is missing: "
+            + (
+                "a netkit pair has two ends (for a netkit device without a peer, write 'pairing: single')"
+                if link.kind == "netkit"
+                else f"a {link.kind} device is one end of a pair"
+            )
+        )
+    if not single:
+        return
+    for fld, why in SINGLE_REFUSES.items():
+        if getattr(link, fld) is not None:
+            yield (*base, fld), f"{why} ({link.name!r} has pairing: single)"
+    if link.policy not in (None, SINGLE_POLICY):
+        yield (*base, "policy"), (
+            f"a single netkit device always forwards when no program runs; the kernel refuses "
+            f"policy: {link.policy} for {link.name!r} (pairing: single)"
+        )
+
+
 def _routes(spec: StackSpec) -> Iterator[Problem]:
     declared = {ns.name for ns in spec.namespaces}
     devs: set[tuple[str, str]] = set()
     for link in spec.links:
-        devs.add((record_ns(link.namespace), link.name))
-        devs.add((record_ns(link.peer.namespace), link.peer.name))
+        for end, _path in link_ends(link, ()):
+            devs.add((record_ns(end.namespace), end.name))
     keys: set[tuple[str, int, str, int]] = set()
     for i, route in enumerate(spec.routes):
         base: tuple[str | int, ...] = ("routes", i)

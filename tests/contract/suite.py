@@ -262,3 +262,41 @@ def test_a_host_rule_is_marked_for_its_stack(world: World) -> None:
     finally:
         w.kernel.delete(rec)
     assert not [r for r in _rules(w, HOST) if r.priority == rec.priority]
+
+
+def single(w: World, name: str, ns: str, **more: object) -> LinkRec:
+    """A declared netkit device in single mode (no peer), as the planner would ask for it."""
+    fields = {"name": name, "namespace": ns or None, "kind": "netkit", "pairing": "single", **more}
+    return link_record(LinkSpec.model_validate(fields), w.stack, w.info)
+
+
+def test_a_single_netkit_device_lives_alone_or_is_refused(world: World) -> None:
+    """Where the kernel has netkit's single-device mode (Linux 7.1+), a device without a peer is
+    made, read back as one record with no peer, changed in place (MTU, addresses, up) but never
+    in its policy, and deleted. Anywhere else (no netkit; a netkit kernel before 7.1, which would
+    silently make a pair instead) creating one is refused and leaves nothing behind."""
+    w = world
+    can = w.kernel.read(probe_netkit=True).kernel.netkit_single
+    with namespace(w, "n") as ns:
+        before = set(read(w).devices)
+        want = single(w, w.name("s"), ns, mtu=1400, addresses=[f"10.{w.net}.0.1/24"])
+        if not can:
+            with pytest.raises(NkplanError):
+                w.kernel.create(want)
+            assert set(read(w).devices) == before  # no pair, no stray peer
+            return
+        w.kernel.create(want)
+        have = assert_holds(w, want)
+        assert have.peer is None and have.pairing == "single" and have.primary.policy == "forward"
+        assert read(w).devices[(ns, want.primary.name)].role == "primary"
+        after = dataclasses.replace(
+            have, primary=dataclasses.replace(have.primary, mtu=1500, up=False, addresses=(f"10.{w.net}.0.5/24",))
+        )
+        w.kernel.update(have, after)
+        assert_holds(w, after)
+        blackhole = dataclasses.replace(after, primary=dataclasses.replace(after.primary, policy="blackhole"))
+        with pytest.raises(NkplanError):
+            w.kernel.update(after, blackhole)
+        assert live_pair(w, want) == after
+        w.kernel.delete(after)
+        assert set(read(w).devices) == before

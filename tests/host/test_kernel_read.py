@@ -158,7 +158,7 @@ def test_many_namespaces(kernel: LinuxKernel, ns: Names) -> None:
 def test_probe_finds_no_netkit_on_this_host(kernel: LinuxKernel, ns: Names) -> None:
     before = observe.netns_names()
     info = kernel.read(probe_netkit=True).kernel
-    assert info == KernelInfo(os.uname().release, False, False, False)
+    assert info == KernelInfo(os.uname().release, False, False, False, False)
     assert observe.netns_names() == before  # the scratch namespace was anonymous
     assert kernel.read().kernel == KernelInfo(os.uname().release, None, None, None)
 

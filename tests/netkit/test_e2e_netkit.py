@@ -19,8 +19,10 @@ from nkplan.api import Loaded, load_text
 from nkplan.core.plan import Plan
 from nkplan.documents.show import stack_document, to_yaml
 from nkplan.documents.text import render_plan
+from nkplan.errors import PlanError
 from nkplan.kernel.linux import LinuxKernel
 from nkplan.run.workflow import apply_and_verify, empty_spec, plan_for
+from tests import bpfobserve as obs
 from tests.realkernel import ip_json
 
 pytestmark = pytest.mark.netkit
@@ -191,3 +193,89 @@ def test_removing_link_and_namespace(kernel: LinuxKernel, demo: str, token: str)
     for name in (f"nkb{token}", f"vec{token}"):
         assert subprocess.run([TRIXIE_IP, "link", "show", "dev", name], capture_output=True).returncode != 0
     assert info(f"nka{token}")["mode"] == "l3"
+
+
+SINGLE = """\
+stack: single{t}
+namespaces: [{{name: ps{t}}}]
+links:
+  - name: nks{t}
+    namespace: ps{t}
+    kind: netkit
+    pairing: single
+    mode: l2
+    mac: "02:00:00:00:5e:01"
+    mtu: 9000
+    addresses: [10.10.9.1/24]
+    tcx: {{ingress: [{{object: {count}, program: count_pass}}]}}
+routes:
+  - {{namespace: ps{t}, to: 10.10.90.0/24, dev: nks{t}}}
+"""
+
+
+def test_single_device_or_the_capability_error(kernel: LinuxKernel, token: str) -> None:
+    """7.1+ (7.3 in the rig): a netkit device without a peer is made as declared, alone (trixie's
+    iproute2: kind netkit, primary, no other end, no peer policy), plans to no changes, changes
+    MTU and addresses in place, runs a tcx program (its netkit hooks the kernel refuses: the spec
+    cannot ask for them), exports and re-plans to no changes, and is destroyed. Older
+    kernels (6.12, which would silently make a pair): a plan error naming the kernel, nothing made."""
+    pod, nks, stack = f"ps{token}", f"nks{token}", f"single{token}"
+    text = SINGLE.format(t=token, count=obs.obj("count"))
+    release = kernel.read(probe_netkit=True).kernel
+    has_single = tuple(int(x) for x in release.release.split(".")[:2]) >= (7, 1)
+    assert release.netkit_single is has_single, release
+    try:
+        if not has_single:
+            with pytest.raises(PlanError) as err:
+                plan_for(kernel, load_text(text, "single.yaml"))
+            assert err.value.problems == [
+                "single.yaml:7:14: pairing: single (a netkit device without a peer) needs Linux 7.1 or newer; "
+                f"this kernel ({release.release}) would silently create a pair instead"
+            ]
+            assert pod not in netns()
+            assert subprocess.run([TRIXIE_IP, "link", "show", "dev", nks], capture_output=True).returncode != 0
+            return
+        plan, loaded = converge(kernel, text)
+        assert [(c.address, c.action) for c in plan.changes] == [
+            (f"namespace[{pod}]", "create"), (f"link[{pod}/{nks}]", "create"),
+            (f"route[{pod} 10.10.90.0/24]", "create"), (f"hook[{pod}/{nks} ingress]", "create"),
+        ]  # fmt: skip
+        d = dev(nks, pod)
+        assert d["link"] is None and "link_netnsid" not in d, d  # no other end
+        assert d["linkinfo"]["info_data"] == {"mode": "l2", "type": "primary", "policy": "forward"}
+        assert d["address"] == "02:00:00:00:5e:01" and d["mtu"] == 9000
+        assert "UP" in d["flags"] and "LOWER_UP" in d["flags"]  # carrier without a peer
+        assert addrs(nks, pod) == ["10.10.9.1/24"]
+        assert [x["ifname"] for x in observe("link", "show", ns=pod)] == ["lo", nks]  # no peer anywhere
+        assert any(r["dst"] == "10.10.90.0/24" for r in observe("route", "show", "dev", nks, ns=pod))
+        assert [p[0] for p in obs.hook_progs("tcx/ingress", ns=pod, dev=nks)] == ["count_pass"]  # trixie's bpftool
+        assert not plan_for(kernel, loaded).plan.has_changes
+
+        index = d["ifindex"]
+        # (an address is added, not swapped: removing a device's last IPv4 address makes the
+        # kernel flush the routes through it, and a link update removes before it adds)
+        changed = text.replace("mtu: 9000", "mtu: 1500").replace("[10.10.9.1/24]", "[10.10.9.1/24, 10.10.9.2/24]")
+        plan, loaded = converge(kernel, changed)
+        assert [(c.address, c.action) for c in plan.changes if c.action != "no-op"] == [
+            (f"link[{pod}/{nks}]", "update")
+        ]
+        assert dev(nks, pod)["ifindex"] == index and dev(nks, pod)["mtu"] == 1500
+        assert addrs(nks, pod) == ["10.10.9.1/24", "10.10.9.2/24"]
+
+        live = kernel.read(probe_netkit=True)
+        shown = to_yaml(stack_document(live, stack, objects={("count_pass", p.digest): obs.obj("count")
+                                                           for h in live.hooks.values() for p in h.programs}))
+        assert "pairing: single" in shown and "peer" not in shown and "count_pass" in shown, shown
+        assert not plan_for(kernel, load_text(shown, "shown.yaml")).plan.has_changes, shown
+
+        destroy = empty_spec(stack)
+        plan = plan_for(kernel, destroy).plan
+        apply_and_verify(kernel, destroy, plan)
+        assert {(c.address, c.action) for c in plan.changes} >= {(f"link[{pod}/{nks}]", "delete")}
+        assert pod not in netns()
+        pinned = Path(f"/sys/fs/bpf/nkplan/{stack}")
+        assert not pinned.exists() or not any(pinned.rglob("*@*"))  # its tcx link's pin went with it
+    finally:
+        loaded = empty_spec(stack)
+        apply_and_verify(kernel, loaded, plan_for(kernel, loaded).plan)
+        subprocess.run(["ip", "netns", "del", pod], capture_output=True)

@@ -96,6 +96,7 @@ def test_probe_matches_the_kernel_release(info: KernelInfo) -> None:
         release_at_least(rel, 6, 13) or (major_minor == (6, 12) and release_at_least(rel, 6, 12, 4))
     )
     assert info.netkit_headroom is release_at_least(rel, 6, 14)
+    assert info.netkit_single is release_at_least(rel, 7, 1)  # single-device mode (IFLA_NETKIT_PAIRING)
 
 
 def l3_link(n: Names, pod: str, info: KernelInfo) -> LinkRec:

@@ -7,6 +7,7 @@ seen from each end), pairing across namespaces, and refusal wording."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib
 import struct
@@ -109,6 +110,58 @@ def test_headroom_and_tailroom_take_the_full_u16_range() -> None:
     link = LinkRec("netkit", EndRec(HOST, "nk-a"), EndRec(HOST, "nk-b"), headroom=65535, tailroom=0)
     data = info_data(newlink_body(link, None), "netkit")
     assert (data[C.IFLA_NETKIT_HEADROOM], data[C.IFLA_NETKIT_TAILROOM]) == (b"\xff\xff", b"\0\0")
+
+
+def test_single_creation_request_has_no_peer_and_says_single() -> None:
+    """A single device: IFLA_NETKIT_PAIRING = SINGLE and no PEER_INFO (the kernel refuses one);
+    a pair never carries PAIRING (the default, and what kernels before 7.1 would ignore)."""
+    single = LinkRec("netkit", EndRec(HOST, "nks", policy="forward"), None, mode="l2", headroom=64, pairing="single")
+    data = info_data(newlink_body(single, None), "netkit")
+    assert data == {
+        C.IFLA_NETKIT_MODE: u32(C.NETKIT_L2),
+        C.IFLA_NETKIT_POLICY: u32(C.NETKIT_PASS),
+        C.IFLA_NETKIT_HEADROOM: struct.pack("=H", 64),
+        C.IFLA_NETKIT_PAIRING: u32(C.NETKIT_DEVICE_SINGLE),
+    }
+    paired = LinkRec("netkit", EndRec(HOST, "nk-a"), EndRec(HOST, "nk-b"), pairing="pair")
+    assert list(info_data(newlink_body(paired, None), "netkit")) == [C.IFLA_NETKIT_PEER_INFO]
+
+
+def test_single_device_is_a_record_of_its_own() -> None:
+    """As 7.3 dumps one: IFLA_LINK 0, no link netns, PAIRING 1, no scrub or peer attributes."""
+    nks = raw(3, "nks", 0, None, primary=1, policy=0, mode=1, headroom=0, tailroom=0, pairing=1)
+    pair_a = raw(10, "nk-a", 11, None, primary=1, policy=0, peer_policy=0, mode=1, pairing=0)
+    pair_b = raw(11, "nk-b", 10, None, primary=0, policy=0, peer_policy=0, mode=1, pairing=0)
+    scans = {HOST: reader.NsScan(HOST, {3: nks, 10: pair_a, 11: pair_b})}
+    snap = reader.Snapshot(scans, {}, reader.pair_ends(scans, {}, lambda a, b: -1))
+    live = reader.build(snap)
+    assert set(live.links) == {(HOST, "nks"), (HOST, "nk-a")}
+    rec = live.links[(HOST, "nks")]
+    assert rec.peer is None and rec.ends == (rec.primary,)
+    assert (rec.pairing, rec.mode, rec.primary.policy, rec.primary.scrub) == ("single", "l3", "forward", None)
+    assert live.links[(HOST, "nk-a")].pairing == "pair"
+
+
+def test_hooks_of_a_single_device_are_tcx_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel answers EOPNOTSUPP to a query of a single device's netkit hooks (7.3): the
+    reader's hook scan must not ask, or one such device would make every read fail."""
+    from nkplan.kernel.bpf import consts as BC
+    from nkplan.kernel.bpf import mprog, scan
+
+    asked: list[tuple[int, int]] = []
+
+    def query(ifindex: int, attach_type: int) -> mprog.HookState:
+        asked.append((ifindex, attach_type))
+        return mprog.HookState(1, ())
+
+    monkeypatch.setattr(mprog, "prog_query", query)
+    owned = "nkplan:s:primary"  # only owned devices are scanned
+    single = dataclasses.replace(raw(3, "nks", 0, None, primary=1, policy=0, mode=1, pairing=1), alias=owned)
+    paired = dataclasses.replace(raw(4, "nk-a", 5, None, primary=1, policy=0, peer_policy=0, pairing=0), alias=owned)
+    scan.HookScanner()(HOST, reader.NsScan(HOST, {3: single, 4: paired}))
+    assert [t for i, t in asked if i == 3] == [BC.BPF_TCX_INGRESS, BC.BPF_TCX_EGRESS]
+    assert [t for i, t in asked if i == 4] == [BC.BPF_NETKIT_PRIMARY, BC.BPF_NETKIT_PEER, BC.BPF_TCX_INGRESS,
+                                               BC.BPF_TCX_EGRESS]  # fmt: skip
 
 
 def test_undeclared_netkit_attributes_are_not_sent() -> None:
@@ -461,6 +514,18 @@ REFUSALS = [
         "changing the netkit policies of eth0 to forward/forward (primary/peer): netkit settings can only be "
         "changed through the primary device "
         "(kernel: 'netkit link settings can be changed only through the primary device')",
+    ),
+    (
+        Op("create_netkit_single", "nks"),
+        NetlinkRefusal(errno.EOPNOTSUPP, None),
+        "creating single netkit device nks: the kernel refuses it "
+        "(a single netkit device takes no peer, no scrub and no policy but forward; "
+        "or this kernel has no netkit, CONFIG_NETKIT)",
+    ),
+    (
+        Op("delete_link", "nks", "pod", "single netkit device"),
+        NetlinkRefusal(errno.ENODEV, None),
+        "deleting single netkit device nks in namespace pod: no such device",
     ),
     (
         Op("set_mtu", "x", HOST, 99999),

@@ -253,7 +253,7 @@ def test_drift_is_told_apart_from_spec_changes(spec: Spec) -> None:
     assert plan_for(kernel, spec(BASE)).plan.drift == ()
 
 
-def test_read_only_pairing_fills_in_documents_written_before_it_was_read(spec: Spec) -> None:
+def test_late_pairing_fills_in_documents_written_before_it_was_read(spec: Spec) -> None:
     """A snapshot or saved plan of an earlier release has no `pairing`: loading it gives the only
     value it had then, so an offline plan against it shows no change; a kernel reporting another
     pairing than declared is a replace with the kind table's reason."""
@@ -271,8 +271,10 @@ def test_read_only_pairing_fills_in_documents_written_before_it_was_read(spec: S
     old = plain(live)
     del old["pairing"]
     assert BY_NAME["link"].from_plain(old) == live
-    # the digest marking the declaration as applied leaves the read-only field out
+    # the digest marking the declaration as applied leaves the late field out while it holds the
+    # default (the marks of stacks applied before stay valid); a single device's counts
     assert applied_digest(live) == applied_digest(dataclasses.replace(live, pairing=None))
+    assert applied_digest(live) != applied_digest(dataclasses.replace(live, pairing="single"))
     kernel.state.links[key] = dataclasses.replace(live, pairing="single")
     (change,) = [c for c in plan_for(kernel, spec(BASE)).plan.changes if c.address == "link[nk1]"]
     assert change.action == "replace" and "pairing cannot change in place" in (change.reason or "")

@@ -8,15 +8,19 @@ from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from nkplan.core.hostns import document_ns, qualified
-from nkplan.core.linkkinds import kind_of
+from nkplan.core.linkkinds import kind_of, noun
 from nkplan.core.records import EndRec, LinkRec, ns_label
 from nkplan.core.resources.base import Claims, Need, ResourceType, Token
 from nkplan.core.resources.namespace import in_namespace
-from nkplan.core.sysctls import canonical, restrict
+from nkplan.core.sysctls import NO_SYSCTLS, canonical, restrict
 
 
 def link_address(ns: str, name: str) -> str:
     return f"link[{qualified(ns, name)}]"
+
+
+def _other_end(rec: LinkRec) -> tuple[str, str] | None:
+    return (rec.peer.namespace, rec.peer.name) if rec.peer is not None else None
 
 
 class LinkType(ResourceType[LinkRec]):
@@ -35,17 +39,18 @@ class LinkType(ResourceType[LinkRec]):
         for i, (key, (rec, path)) in enumerate(claims.want.links.items()):
             have = live.links.get(key)
             blocked = False
-            for end, epath in ((rec.primary, path), (rec.peer, (*path, "peer"))):
+            for end in rec.ends:
+                epath = path if end is rec.primary else (*path, "peer")
                 dev = live.devices.get((end.namespace, end.name))
                 if dev is None or claims.ours(dev.owner):
                     continue
                 what = f"device {end.name!r} in {ns_label(end.namespace)}"
                 if claims.foreign(what, dev.owner, (*epath, "name")):
                     blocked = True
-                elif have is None or (have.peer.namespace, have.peer.name) != (rec.peer.namespace, rec.peer.name):
+                elif have is None or _other_end(have) != _other_end(rec):
                     claims.problems.append(
                         f"{claims.locate((*epath, 'name'))}: {what} exists but is not the "
-                        f"{rec.kind} pair declared here ({dev.kind or 'device'}); cannot adopt it"
+                        f"{noun(rec)} declared here ({dev.kind or 'device'}); cannot adopt it"
                     )
                     blocked = True
             if blocked:
@@ -59,21 +64,22 @@ class LinkType(ResourceType[LinkRec]):
 
     def view(self, want: LinkRec, have: LinkRec) -> LinkRec:
         """Of an end's sysctls, only the declared keys are managed: the others are not compared."""
-        if not (have.primary.sysctls or have.peer.sysctls):
+        if not any(end.sysctls for end in have.ends):
             return have  # the read was asked for none (or this pair's devices have none of them)
-        p, q = have.primary, have.peer
-        return dataclasses.replace(
-            have,
-            primary=dataclasses.replace(p, sysctls=restrict(p.sysctls, want.primary.sysctls)),
-            peer=dataclasses.replace(q, sysctls=restrict(q.sysctls, want.peer.sysctls)),
-        )
+        ends = {}
+        for side in ("primary", "peer"):
+            h, w = getattr(have, side), getattr(want, side)
+            if h is not None:
+                ends[side] = dataclasses.replace(h, sysctls=restrict(h.sysctls, w.sysctls if w else NO_SYSCTLS))
+        return dataclasses.replace(have, **ends)
 
     def fill_unspecified(self, want: LinkRec, have: LinkRec) -> LinkRec:
         """mac and head/tailroom left out of the spec mean "whatever the kernel chose"."""
         ends = {}
         for side in ("primary", "peer"):
             w, h = getattr(want, side), getattr(have, side)
-            ends[side] = dataclasses.replace(w, mac=h.mac) if w.mac is None else w
+            if w is not None and h is not None and w.mac is None:
+                ends[side] = dataclasses.replace(w, mac=h.mac)
         return dataclasses.replace(
             want,
             headroom=have.headroom if want.headroom is None else want.headroom,
@@ -84,6 +90,8 @@ class LinkType(ResourceType[LinkRec]):
     def replace_reasons(self, have: LinkRec, want: LinkRec, paths: tuple[str, ...]) -> Mapping[str, str]:
         # a kind change is judged by both kinds' tables (the old one's fixed fields and the new one's)
         fixed = {**kind_of(have.kind).fixed, **kind_of(want.kind).fixed}
+        if "pairing" in paths:  # pair <-> single: the peer's settings differ as a consequence, not a cause
+            return {"pairing": fixed["pairing"]}
         return {p: fixed[p] for p in paths if p in fixed}
 
     def drift(self, want: LinkRec, have: LinkRec, ours: bool) -> LinkRec | None:
@@ -95,12 +103,12 @@ class LinkType(ResourceType[LinkRec]):
         return applied if applied != have else None
 
     def provides(self, rec: LinkRec) -> Iterable[Token]:
-        for end in (rec.primary, rec.peer):
+        for end in rec.ends:
             yield ("device", end.namespace, end.name)
             yield ("devices-in", end.namespace)
 
     def needs(self, rec: LinkRec) -> Iterable[Need]:
-        for end in (rec.primary, rec.peer):
+        for end in rec.ends:
             for token in in_namespace(end.namespace):
                 yield Need(token)
 
@@ -108,13 +116,15 @@ class LinkType(ResourceType[LinkRec]):
         return rec.primary.namespace  # one group delete per namespace (kernel/netlink/batch.py)
 
     def from_plain(self, data: dict[str, Any]) -> LinkRec:
-        ends = {}
+        ends: dict[str, EndRec | None] = {}
         for k in ("primary", "peer"):
-            end = data[k]
-            ends[k] = EndRec(**{**end, "addresses": tuple(end["addresses"]), "sysctls": canonical(end.get("sysctls"))})
+            end = data[k]  # None: the peer of a single device
+            ends[k] = None if end is None else EndRec(
+                **{**end, "addresses": tuple(end["addresses"]), "sysctls": canonical(end.get("sysctls"))}
+            )
         kind = kind_of(data["kind"])
-        # documents written before a read-only field was read hold the only value it had then
-        missing = {f: kind.defaults[f] for f in kind.read_only if f not in data}
+        # documents written before a field was read hold the only value it had then
+        missing = {f: kind.defaults[f] for f in (*kind.read_only, *kind.late) if f not in data}
         return LinkRec(**{**data, **ends, **missing})
 
 

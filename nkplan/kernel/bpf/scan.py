@@ -12,10 +12,11 @@ hook with pins but none of its links attached is reported with no programs), the
 re-attaches it, and the writer replaces the stale pin.
 
 Cost: one PROG_QUERY per hook of every owned device end (tcx ingress/egress; a netkit primary
-also its primary and peer hooks), made by the reader's worker thread while it is inside each
-namespace anyway, with the ifindexes of the link dump (no lookups, no extra thread); bpffs is
-walked once (bpffs.hook_dirs: one scandir per directory of nkplan's pin tree), and each
-pin of a hook that has programs is opened once. Nothing here imports pyroute2."""
+also its primary and peer hooks, which a single netkit device does not have), made by the
+reader's worker thread while it is inside each namespace anyway, with the ifindexes of the link
+dump (no lookups, no extra thread); bpffs is walked once (bpffs.hook_dirs: one scandir per
+directory of nkplan's pin tree), and each pin of a hook that has programs is opened once.
+Nothing here imports pyroute2."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from nkplan.kernel.bpf.bpffs import PinEntry
 from nkplan.kernel.bpf.mprog import HookState
 from nkplan.kernel.bpf.pins import LinkPin
 from nkplan.kernel.netlink.consts import IFLA_NETKIT_PRIMARY
-from nkplan.kernel.netlink.reader import PAIR_KINDS, NsScan
+from nkplan.kernel.netlink.reader import PAIR_KINDS, NsScan, is_single
 
 
 # reading ------------------------------------------------------------------------------------------
@@ -61,7 +62,9 @@ class HookScanner:
             if parsed is None or parsed[1] == "ns":
                 continue
             names: tuple[Hook, ...] = BC.TCX_HOOKS
-            if dev.kind == "netkit" and dev.info.get(IFLA_NETKIT_PRIMARY):
+            # a single netkit device has no netkit hooks: the kernel answers EOPNOTSUPP to
+            # every query of them (7.3), so only its tcx hooks are asked
+            if dev.kind == "netkit" and dev.info.get(IFLA_NETKIT_PRIMARY) and not is_single(dev):
                 names = BC.NETKIT_HOOKS + BC.TCX_HOOKS
             for hook in names:
                 try:

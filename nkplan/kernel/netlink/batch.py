@@ -12,6 +12,7 @@ import errno
 import secrets
 from collections.abc import Sequence
 
+from nkplan.core.linkkinds import noun
 from nkplan.core.records import LinkRec
 from nkplan.errors import KernelError
 from nkplan.kernel.netlink import consts as C
@@ -43,7 +44,7 @@ def delete_links(links: Sequence[LinkRec]) -> None:
     with ns_socket(ns, doing) as sock:
         indexes: dict[int, LinkRec] = {}
         for link in links:
-            op = Op("delete_link", link.primary.name, ns, link.kind)
+            op = Op("delete_link", link.primary.name, ns, noun(link))
             dev = get_link(sock, link.primary.name)
             if dev is None:
                 raise explain(op, NetlinkRefusal(errno.ENODEV, None))
@@ -55,7 +56,7 @@ def delete_links(links: Sequence[LinkRec]) -> None:
         group = 0x40000000 + secrets.randbelow(0x3FFFFFFF)
         try:
             for index, link in indexes.items():
-                op = Op("delete_link", link.primary.name, ns, link.kind)
+                op = Op("delete_link", link.primary.name, ns, noun(link))
                 call(sock, op, C.RTM_SETLINK, 0, setlink(index, ("IFLA_GROUP", group)))
             members = _members(sock, group)
             if members != set(indexes):
@@ -68,5 +69,5 @@ def delete_links(links: Sequence[LinkRec]) -> None:
                 except NetlinkRefusal:
                     pass
             if isinstance(exc, NetlinkRefusal):
-                raise explain(Op("delete_link", links[0].primary.name, ns, links[0].kind), exc) from None
+                raise explain(Op("delete_link", links[0].primary.name, ns, noun(links[0])), exc) from None
             raise

@@ -28,6 +28,9 @@ class Setting:
     width: int = 4  # bytes of the value in a dump (u32 unless said)
     words: Mapping[str, int] | None = None  # record word → kernel number; None: the number itself
     writable: bool = True  # False: only reported (never sent)
+    # False: not sent when it holds the kind's default (what every kernel makes without it, and
+    # what a kernel older than the attribute, which would ignore it, makes anyway)
+    send_default: bool = True
 
     def number(self, peer: bool = False) -> int:
         return int(getattr(C, (self.peer_attr if peer else self.attr) or ""))
@@ -91,21 +94,23 @@ class KernelKind:
                 continue
             pairs = ((s.attr, link.primary), (s.peer_attr, link.peer)) if s.per_end else ((s.attr, link),)
             for name, holder in pairs:
-                value = getattr(holder, s.field)
+                value = getattr(holder, s.field) if holder is not None else None  # a single device: no peer
+                if not s.send_default and value == self.table.defaults.get(s.field):
+                    continue
                 if name is not None and value is not None:
                     data.append((name, s.to_kernel(value)))
         return data
 
     # read -----------------------------------------------------------------------------------
     def pair_values(self, info: Mapping[int, int]) -> dict[str, Any]:
-        """LinkRec fields from the primary's decoded IFLA_INFO_DATA; a read-only setting the kernel
-        does not report (older than the attribute) is the kind's default."""
+        """LinkRec fields from the primary's decoded IFLA_INFO_DATA; a read-only or late setting
+        the kernel does not report (older than the attribute) is the kind's default."""
         out: dict[str, Any] = {}
         for s in self.settings:
             if s.per_end:
                 continue
             value = s.from_kernel(info.get(s.number()))
-            if value is None and s.field in self.table.read_only:
+            if value is None and s.field in (*self.table.read_only, *self.table.late):
                 value = self.table.defaults[s.field]
             out[s.field] = value
         return out
@@ -129,7 +134,8 @@ NETKIT = KernelKind(
         Setting("scrub", "IFLA_NETKIT_SCRUB", "IFLA_NETKIT_PEER_SCRUB", words=C.SCRUB_TO_KERNEL),
         Setting("headroom", "IFLA_NETKIT_HEADROOM", width=2),
         Setting("tailroom", "IFLA_NETKIT_TAILROOM", width=2),
-        Setting("pairing", "IFLA_NETKIT_PAIRING", words=C.PAIRING_TO_KERNEL, writable=False),
+        # sent only for a single device: a pair's request stays what every kernel understands
+        Setting("pairing", "IFLA_NETKIT_PAIRING", words=C.PAIRING_TO_KERNEL, send_default=False),
     ),
     reported={C.IFLA_NETKIT_PRIMARY: 1},  # u8: which end is the primary (reader._primary_first)
 )

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from contextlib import ExitStack
 
-from nkplan.core.linkkinds import path_label, value_at
+from nkplan.core.linkkinds import noun, path_label, value_at
 from nkplan.core.records import HOST, EndRec, LinkRec, Role, owner_alias
 from nkplan.core.sysctls import Value, proc_path
 from nkplan.errors import InternalError, KernelError
@@ -44,7 +44,9 @@ def _linkinfo(kind: str, *data: Attr) -> Attr:
 
 def newlink_body(link: LinkRec, peer_fd: int | None) -> bytes:
     kind = KERNEL_KINDS[link.kind]
-    data = [(kind.peer_info, _peer_info(link.peer.name, peer_fd)), *kind.create_data(link)]
+    data = kind.create_data(link)
+    if link.peer is not None:  # a single netkit device: no peer info (the kernel refuses one)
+        data.insert(0, (kind.peer_info, _peer_info(link.peer.name, peer_fd)))
     return setlink(0, ("IFLA_IFNAME", link.primary.name), _linkinfo(link.kind, *data))
 
 
@@ -118,14 +120,27 @@ def _delete_by_name(sock: RtnlSocket, name: str) -> None:
         pass
 
 
+def _check_single(sock: RtnlSocket, link: LinkRec, op: Op) -> None:
+    """A kernel older than single mode ignores IFLA_NETKIT_PAIRING and makes a pair (its peer
+    named by the kernel): the plan refuses that beforehand (capabilities.py); this read-back
+    catches what slipped through (a kernel swapped under a saved plan), before anything else."""
+    dev = need_link(sock, link.primary.name, link.primary.namespace)
+    if dev.info.get(C.IFLA_NETKIT_PAIRING) != C.NETKIT_DEVICE_SINGLE:
+        _delete_by_name(sock, link.primary.name)  # deleting the primary takes its stray peer too
+        raise KernelError(
+            f"{op.phrase()}: this kernel ({os.uname().release}) has no single-device mode (Linux 7.1) "
+            "and made a netkit pair instead; removed it"
+        )
+
+
 def create_link(link: LinkRec) -> None:
     p, q = link.primary, link.peer
-    op = Op(f"create_{link.kind}", p.name, p.namespace)
+    op = Op(f"create_{link.kind}" + ("_single" if link.pairing == "single" else ""), p.name, p.namespace)
     doing = op.phrase()
     with ExitStack() as stack:
         ps = stack.enter_context(ns_socket(p.namespace, doing))
-        qs = ps if q.namespace == p.namespace else stack.enter_context(ns_socket(q.namespace, doing))
-        if q.namespace == p.namespace:
+        qs = ps if q is None or q.namespace == p.namespace else stack.enter_context(ns_socket(q.namespace, doing))
+        if q is None or q.namespace == p.namespace:
             body = newlink_body(link, None)
         else:
             body = newlink_body(link, stack.enter_context(rtnl.ns_fd(q.namespace, doing)))
@@ -135,12 +150,15 @@ def create_link(link: LinkRec) -> None:
             if exc.errno == errno.EEXIST:
                 if rtnl.get_link(ps, p.name) is not None:
                     raise name_taken(p.name, p.namespace) from None
-                if rtnl.get_link(qs, q.name) is not None:
+                if q is not None and rtnl.get_link(qs, q.name) is not None:
                     raise name_taken(q.name, q.namespace) from None
             raise explain(op, exc) from None
+        if link.pairing == "single":
+            _check_single(ps, link, op)
         try:
             _configure(ps, p, "primary", link.owner, link.applied)
-            _configure(qs, q, "peer", link.owner, None)
+            if q is not None:
+                _configure(qs, q, "peer", link.owner, None)
         except BaseException:
             # best effort, so the original error is the one reported: a pair whose removal is
             # refused too stays behind half-configured, and the next plan shows it
@@ -150,7 +168,7 @@ def create_link(link: LinkRec) -> None:
 
 def delete_link(link: LinkRec) -> None:
     p = link.primary
-    op = Op("delete_link", p.name, p.namespace, link.kind)
+    op = Op("delete_link", p.name, p.namespace, noun(link))
     with ns_socket(p.namespace, op.phrase()) as sock:
         dev = rtnl.get_link(sock, p.name)
         if dev is None:
@@ -185,10 +203,11 @@ def _change_settings(sock: RtnlSocket, kind: KernelKind, before: LinkRec, after:
     p, q = after.primary, after.peer
     for s in kind.changeable():
         if s.per_end:
-            values = [(s.attr, getattr(p, s.field)), (s.peer_attr, getattr(q, s.field))]
-            if [v for _, v in values] == [getattr(before.primary, s.field), getattr(before.peer, s.field)]:
+            paths = s.paths  # primary's, peer's (None on a single device: it has no peer)
+            values = [(s.attr, value_at(after, paths[0])), (s.peer_attr, value_at(after, paths[1]))]
+            if [v for _, v in values] == [value_at(before, path) for path in paths]:
                 continue
-            detail = f"{getattr(p, s.field)}/{getattr(q, s.field)} (primary/peer)"
+            detail = f"{values[0][1]}/{values[1][1]} (primary/peer)" if q is not None else str(values[0][1])
         else:
             values = [(s.attr, getattr(after, s.field))]
             if values[0][1] == getattr(before, s.field):
@@ -234,17 +253,17 @@ def _update_end(
 
 
 def update_link(before: LinkRec, after: LinkRec) -> None:
-    where_before = [(e.namespace, e.name) for e in (before.primary, before.peer)]
-    where_after = [(e.namespace, e.name) for e in (after.primary, after.peer)]
+    where_before = [(e.namespace, e.name) for e in before.ends]
+    where_after = [(e.namespace, e.name) for e in after.ends]
     if before.kind != after.kind or where_before != where_after:
         raise InternalError(
             f"update of {after.primary.name} asks to change its kind, names or namespaces: that needs a replacement"
         )
     p, q = after.primary, after.peer
-    doing = f"updating {after.kind} pair {p.name} in {where(p.namespace)}"
+    doing = f"updating {noun(after)} {p.name} in {where(p.namespace)}"
     with ExitStack() as stack:
         ps = stack.enter_context(ns_socket(p.namespace, doing))
-        qs = ps if q.namespace == p.namespace else stack.enter_context(ns_socket(q.namespace, doing))
+        qs = ps if q is None or q.namespace == p.namespace else stack.enter_context(ns_socket(q.namespace, doing))
         kind = KERNEL_KINDS[after.kind]
         if kind.settings:
             index = need_link(ps, p.name, p.namespace).ifindex
@@ -252,4 +271,5 @@ def update_link(before: LinkRec, after: LinkRec) -> None:
             _change_settings(ps, kind, before, after, index)
         changed = before.owner != after.owner
         _update_end(ps, before.primary, p, "primary", changed or after.owner is not None, after.owner, after.applied)
-        _update_end(qs, before.peer, q, "peer", changed or after.owner is not None, after.owner)
+        if before.peer is not None and q is not None:
+            _update_end(qs, before.peer, q, "peer", changed or after.owner is not None, after.owner)

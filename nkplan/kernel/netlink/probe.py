@@ -3,7 +3,10 @@
 The probe thread unshares a fresh network namespace (the host namespace is never touched), creates
 one netkit pair asking for scrub "none" and a headroom, and reads it back: old kernels silently
 ignore attributes they do not know, so only the read-back tells whether they are honoured. The
-namespace and the pair vanish when the thread ends.
+same read-back tells single-device mode: the kernels that have it (7.1+) report every netkit
+device's IFLA_NETKIT_PAIRING, added to the dump with it; older ones report none, and would turn a
+request for a single device into a pair, so none is ever asked for here. The namespace and the
+pair vanish when the thread ends.
 
 The probe runs inside read() (a `plan` of a netkit spec), which must not import pyroute2, so its
 one creation request is packed here by hand; a unit test checks it byte for byte against the
@@ -53,37 +56,42 @@ def probe_body(extras: bool) -> bytes:
     return ifinfomsg() + attr_str(C.IFLA_IFNAME, "nkprobe0") + info
 
 
-def _in_throwaway_ns() -> tuple[bool, bool, bool]:
+Found = tuple[bool, bool, bool, bool]  # netkit, scrub, headroom, single
+_NONE: Found = (False, False, False, False)
+
+
+def _in_throwaway_ns() -> Found:
     netns.unshare_net()
     with RtnlSocket() as sock:
         try:
             sock.request(C.RTM_NEWLINK, _FLAGS, probe_body(True))
         except NetlinkRefusal as exc:
             if exc.errno == errno.EOPNOTSUPP:
-                return False, False, False
+                return _NONE
             # something about the extra attributes upset this kernel: is plain netkit there at all?
             try:
                 sock.request(C.RTM_NEWLINK, _FLAGS, probe_body(False))
             except NetlinkRefusal as exc2:
                 if exc2.errno == errno.EOPNOTSUPP:
-                    return False, False, False
+                    return _NONE
                 raise
-            return True, False, False
+            dev = get_link(sock, "nkprobe0")
+            return True, False, False, dev is not None and C.IFLA_NETKIT_PAIRING in dev.info
         dev = get_link(sock, "nkprobe0")
         if dev is None:
-            return False, False, False
+            return _NONE
         scrub = dev.info.get(C.IFLA_NETKIT_SCRUB) == C.NETKIT_SCRUB_NONE
         headroom = dev.info.get(C.IFLA_NETKIT_HEADROOM) == PROBE_HEADROOM
-        return True, scrub, headroom
+        return True, scrub, headroom, C.IFLA_NETKIT_PAIRING in dev.info
 
 
 def probe(release: str | None = None) -> KernelInfo:
     try:
-        netkit, scrub, headroom = netns.run_in_thread(_in_throwaway_ns)
+        netkit, scrub, headroom, single = netns.run_in_thread(_in_throwaway_ns)
     except NetlinkRefusal as exc:
         raise KernelError(f"probing netkit support in a scratch namespace: {kernel_says(exc)}", exc.errno) from exc
     except OSError as exc:
         if exc.errno in (errno.EPERM, errno.EACCES):
             raise CapabilityError(root_needed()) from exc
         raise KernelError(f"probing netkit support in a scratch namespace: {exc}", exc.errno) from exc
-    return KernelInfo(release or os.uname().release, netkit, scrub if netkit else False, headroom if netkit else False)
+    return KernelInfo(release or os.uname().release, netkit, scrub and netkit, headroom and netkit, single and netkit)

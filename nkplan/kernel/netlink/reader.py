@@ -184,8 +184,13 @@ def _verify_between(a: str, b: str) -> int:
         os.close(fb)
 
 
+def is_single(d: RawLink) -> bool:
+    """A netkit device in single mode (Linux 7.1+): no other end (its dump says IFLA_LINK 0)."""
+    return d.kind == "netkit" and d.info.get(C.IFLA_NETKIT_PAIRING) == C.NETKIT_DEVICE_SINGLE
+
+
 def _is_pair_end(d: RawLink) -> bool:
-    return d.kind in PAIR_KINDS and d.link is not None
+    return d.kind in PAIR_KINDS and d.link is not None and not is_single(d)
 
 
 def pair_ends(
@@ -316,14 +321,15 @@ def _end(e: End, keys: frozenset[str]) -> EndRec:
     )
 
 
-def link_record(a: End, b: End, keys: frozenset[str] = frozenset()) -> LinkRec:
-    prim, peer = _primary_first(a, b)
+def link_record(a: End, b: End | None, keys: frozenset[str] = frozenset()) -> LinkRec:
+    """The record of a pair (a, b in either order), or of a single netkit device (b None)."""
+    prim, peer = _primary_first(a, b) if b is not None else (a, None)
     d = prim[1]
     kind = KERNEL_KINDS.get(d.kind)
     return LinkRec(
         kind=d.kind,  # type: ignore[arg-type]
         primary=_end(prim, keys),
-        peer=_end(peer, keys),
+        peer=_end(peer, keys) if peer is not None else None,
         owner=_role(d)[0],
         applied=parse_applied_digest(d.alias),
         **(kind.pair_values(d.info) if kind else {}),
@@ -373,7 +379,9 @@ def build(snap: Snapshot, keys: frozenset[str] = frozenset()) -> LiveState:
         ns_owner = snap.namespaces[ns].owner if ns != HOST else None
         for raw in sc.rules:
             live.rules.append(rules.record(ns, raw, ns_owner if raw.protocol == RTPROT_NKPLAN else None))
-    for a, b in snap.pairs:
+    ends: list[tuple[End, End | None]] = [*snap.pairs]
+    ends += [((ns, d), None) for ns, sc in snap.scans.items() for d in sc.links.values() if is_single(d)]
+    for a, b in ends:
         rec = link_record(a, b, keys)
         live.links[(rec.primary.namespace, rec.primary.name)] = rec
     for ns, sc in snap.scans.items():

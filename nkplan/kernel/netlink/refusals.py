@@ -38,7 +38,8 @@ def kernel_says(exc: NetlinkRefusal | OSError) -> str:
 PHRASES: dict[str, str] = {
     "create_netkit": "creating netkit pair {obj}",
     "create_veth": "creating veth pair {obj}",
-    "delete_link": "deleting {value} pair {obj} in {ns}",
+    "create_netkit_single": "creating single netkit device {obj}",
+    "delete_link": "deleting {value} {obj} in {ns}",
     "set_mtu": "setting MTU {value} on {obj} in {ns}",
     "set_mac": "setting MAC address {value} on {obj} in {ns}",
     "set_alias": "writing the ownership mark {value!r} on {obj} in {ns}",
@@ -72,6 +73,14 @@ REASONS: dict[tuple[str, int], str] = {
     ("add_address", E.EEXIST): "the device already has that address",
     ("del_address", E.EADDRNOTAVAIL): "the device does not have that address",
     ("set_policy", E.EACCES): "netkit settings can only be changed through the primary device",
+    # checked on 7.3: every policy change of a single device, even to forward, is refused
+    ("set_policy", E.EOPNOTSUPP): "the kernel changes no policy of a single netkit device (it always forwards)",
+    # a plan has probed for netkit first, so then it is what a single device refuses
+    ("create_netkit_single", E.EOPNOTSUPP): (
+        "the kernel refuses it (a single netkit device takes no peer, no scrub and no policy but forward; "
+        "or this kernel has no netkit, CONFIG_NETKIT)"
+    ),
+    ("create_netkit_single", E.EEXIST): "a device with that name already exists",
     ("change_fixed", E.EACCES): "",  # filled by kernel_says: the kernel's own words say it best
     ("add_route", E.EEXIST): "a route to {obj} with that metric already exists",
     ("add_route", E.ENETUNREACH): "the gateway is not reachable on that device",
