@@ -362,12 +362,14 @@ def test_an_attribute_pyroute2_does_not_know_is_refused_not_dropped() -> None:
         rtnl.setlink(5, links._linkinfo("netkit", ("IFLA_NETKIT_BOGUS", 1)))
 
 
-def test_pyroute2_is_imported_by_the_first_write_only() -> None:
+def test_pyroute2_is_imported_by_the_first_write_that_needs_it() -> None:
     code = (
         "import sys\n"
         "from nkplan.kernel import linux\nfrom nkplan.kernel.netlink import batch, links, probe, rtnl\n"
         "assert 'pyroute2' not in sys.modules, 'imported with the kernel layer'\n"
         "links.mtu_body(1, 1500)\n"
+        "assert 'pyroute2' not in sys.modules, 'a flat request is packed without it'\n"
+        "rtnl.setlink(1, links._linkinfo('veth'))\n"
         "assert 'pyroute2' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -539,3 +541,42 @@ REFUSALS = [
 def test_refusals_in_words(op: Op, exc: NetlinkRefusal, words: str) -> None:
     err = explain(op, exc)
     assert str(err) == words and err.errno == exc.errno
+
+
+FLAT_REQUESTS = [
+    ("link", {"index": 5}, (("IFLA_IFALIAS", ""),)),
+    ("link", {"index": 5}, (("IFLA_IFALIAS", "nkplan:st:primary:0123456789ab"),)),
+    ("link", {"index": 5, "flags": C.IFF_UP, "change": C.IFF_UP}, ()),
+    ("link", {"index": 7}, (("IFLA_MTU", 9000),)),
+    ("link", {"index": 7}, (("IFLA_ADDRESS", "02:00:00:00:0b:01"),)),
+    ("link", {"index": 0}, (("IFLA_IFNAME", "nk-a"), ("IFLA_GROUP", 4242))),
+    (
+        "address",
+        {"family": C.AF_INET, "prefixlen": 24, "index": 9},
+        (("IFA_LOCAL", "10.1.2.3"), ("IFA_ADDRESS", "10.1.2.3")),
+    ),
+    (
+        "address",
+        {"family": C.AF_INET6, "prefixlen": 64, "index": 9},
+        (("IFA_LOCAL", "fd00::1"), ("IFA_ADDRESS", "fd00::1")),
+    ),
+]
+ROUTE_HEADER = {"family": C.AF_INET, "dst_len": 24, "table": 100, "proto": RTPROT_NKPLAN, "scope": 0, "rtype": 1}
+
+
+@pytest.mark.parametrize(("kind", "fields", "attrs"), FLAT_REQUESTS)
+def test_flat_requests_are_packed_exactly_as_pyroute2_encodes_them(
+    kind: str, fields: dict[str, int], attrs: tuple[encode.Attr, ...]
+) -> None:
+    fast = getattr(encode, kind)(*attrs, **fields)
+    msg = encode._pyroute2()[0 if kind == "link" else 1]()
+    assert fast == encode._fill(msg, fields, attrs)
+
+
+@pytest.mark.parametrize("route", [*FULL_ROUTES, *(r for r, _oif, _scope in ROUTES)], ids=lambda r: r.to)
+def test_route_requests_are_packed_exactly_as_pyroute2_encodes_them(route: RouteRec) -> None:
+    """Every route the writer can ask for, added and deleted (RTA_MULTIPATH is packed by rtnl)."""
+    for delete in (False, True):
+        attrs, header = rtnl.route_request(route, 3, delete=delete)
+        fields = {k: v for k, v in header.items() if k != "rtype"} | {"type": header["rtype"]}
+        assert encode.route(*attrs, **header) == encode._fill(encode._pyroute2()[2](), fields, tuple(attrs))

@@ -7,14 +7,24 @@ the netkit probe, which hand-pack their few request headers) never load it (~0.1
 
 Attributes are given as (pyroute2 name, value) pairs, nested ones as {"attrs": [...]}. pyroute2
 silently skips a name it does not know; encode() refuses instead, so a typo or a rename in a
-later pyroute2 cannot turn into a request that quietly lacks an attribute."""
+later pyroute2 cannot turn into a request that quietly lacks an attribute.
+
+A request made only of flat attributes (addresses, routes, a device's name, MTU, MAC, alias,
+group) is packed here instead: pyroute2 takes ~0.3 ms to encode one message, over a second of
+a 1000-pod apply; `_SIMPLE` packs them in microseconds, and a unit test holds every one of them
+byte for byte to pyroute2's encoding. What it does not know (the nested kind data and peer
+info of a new device pair) goes to pyroute2."""
 
 from __future__ import annotations
 
+import ipaddress
+import struct
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from nkplan.errors import InternalError
+from nkplan.kernel.netlink.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, attr
 
 Attr = tuple[str, Any]
 _NLMSGHDR = 16  # struct nlmsghdr: pyroute2 reserves it at the start of msg.data
@@ -54,13 +64,75 @@ def _fill(msg: Any, fields: dict[str, int], attrs: tuple[Attr, ...]) -> bytes:
     return encode(msg)
 
 
+def _u32(value: Any) -> bytes:
+    return struct.pack("=I", value)
+
+
+def _asciiz(value: Any) -> bytes:
+    return str(value).encode() + b"\0"
+
+
+def _ip(value: Any) -> bytes:
+    return ipaddress.ip_address(value).packed
+
+
+def _mac(value: Any) -> bytes:
+    return bytes.fromhex(str(value).replace(":", ""))
+
+
+def _rtvia(value: Any) -> bytes:
+    return struct.pack("=H", value["family"]) + _ip(value["addr"])
+
+
+def _metrics(value: Any) -> bytes:
+    return b"".join(attr(_RTAX[name], _u32(v)) for name, v in value["attrs"])
+
+
+_RTAX = {"RTAX_MTU": 2}
+# pyroute2 name → (attribute type, packer), for the attributes packed here (nlsock.attr pads)
+_SIMPLE: dict[str, tuple[int, Callable[[Any], bytes]]] = {
+    "IFLA_ADDRESS": (1, _mac),
+    "IFLA_IFNAME": (3, _asciiz),
+    "IFLA_MTU": (4, _u32),
+    "IFLA_IFALIAS": (20, _asciiz),
+    "IFLA_GROUP": (27, _u32),
+    "IFA_ADDRESS": (1, _ip),
+    "IFA_LOCAL": (2, _ip),
+    "RTA_DST": (1, _ip),
+    "RTA_OIF": (4, _u32),
+    "RTA_GATEWAY": (5, _ip),
+    "RTA_PRIORITY": (6, _u32),
+    "RTA_PREFSRC": (7, _ip),
+    "RTA_METRICS": (8, _metrics),
+    "RTA_TABLE": (15, _u32),
+    "RTA_VIA": (18, _rtvia),
+}
+
+
+def _packed(attrs: tuple[Attr, ...]) -> bytes | None:
+    """The attributes packed here, or None if one of them is not a flat one this module knows."""
+    if not all(name in _SIMPLE and (name != "RTA_METRICS" or _metrics_known(v)) for name, v in attrs):
+        return None
+    return b"".join(attr(_SIMPLE[name][0], _SIMPLE[name][1](value)) for name, value in attrs)
+
+
+def _metrics_known(value: Any) -> bool:
+    return all(name in _RTAX for name, _v in value["attrs"])
+
+
 def link(*attrs: Attr, index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     """struct ifinfomsg + IFLA_* attributes (RTM_NEWLINK, RTM_SETLINK, RTM_DELLINK)."""
+    packed = _packed(attrs)
+    if packed is not None:
+        return IFINFOMSG.pack(0, 0, index, flags, change) + packed
     return _fill(_pyroute2()[0](), {"index": index, "flags": flags, "change": change}, attrs)
 
 
 def address(*attrs: Attr, family: int, prefixlen: int, index: int) -> bytes:
     """struct ifaddrmsg + IFA_* attributes (RTM_NEWADDR, RTM_DELADDR)."""
+    packed = _packed(attrs)
+    if packed is not None:
+        return IFADDRMSG.pack(family, prefixlen, 0, 0, index) + packed
     return _fill(_pyroute2()[1](), {"family": family, "prefixlen": prefixlen, "index": index}, attrs)
 
 
@@ -78,4 +150,7 @@ def route(
         "type": rtype,
         "flags": flags,
     }
+    packed = _packed(attrs)
+    if packed is not None:
+        return RTMSG.pack(family, dst_len, 0, 0, table, proto, scope, rtype, flags) + packed
     return _fill(_pyroute2()[2](), fields, attrs)

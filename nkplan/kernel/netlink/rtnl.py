@@ -157,6 +157,17 @@ def route_body(route: RouteRec, oif: int | None, *, delete: bool = False, hop_oi
     nexthop's dev (None where the kernel resolves it from the nexthop's gateway). A delete
     matches by table, destination and metric (and the single path's gateway/device, which the
     live record carries); a multipath route goes with all its nexthops."""
+    attrs, header = route_request(route, oif, delete=delete)
+    body = encode.route(*attrs, **header)
+    if route.nexthops and not delete:
+        body += _multipath(route, ipaddress.ip_network(route.to).version, hop_oifs)
+    return body
+
+
+def route_request(
+    route: RouteRec, oif: int | None, *, delete: bool = False
+) -> tuple[list[encode.Attr], dict[str, int]]:
+    """The flat attributes and the struct rtmsg fields of a route request (RTA_MULTIPATH aside)."""
     net = ipaddress.ip_network(route.to, strict=False)
     family = C.AF_INET if net.version == 4 else C.AF_INET6
     if delete:
@@ -177,19 +188,16 @@ def route_body(route: RouteRec, oif: int | None, *, delete: bool = False, hop_oi
             attrs.append(("RTA_PREFSRC", route.src))
         if route.mtu is not None:
             attrs.append(("RTA_METRICS", {"attrs": [("RTAX_MTU", route.mtu)]}))
-    body = encode.route(
-        *attrs,
-        family=family,
-        dst_len=net.prefixlen,
-        table=route.table if route.table < 256 else C.RT_TABLE_UNSPEC,  # RTA_TABLE says it in full
-        proto=RTPROT_NKPLAN,
-        scope=scope,
-        rtype=rtype,
-        flags=C.RTNH_F_ONLINK if route.onlink and not delete else 0,
-    )
-    if route.nexthops and not delete:
-        body += _multipath(route, net.version, hop_oifs)
-    return body
+    header = {
+        "family": family,
+        "dst_len": net.prefixlen,
+        "table": route.table if route.table < 256 else C.RT_TABLE_UNSPEC,  # RTA_TABLE says it in full
+        "proto": RTPROT_NKPLAN,
+        "scope": scope,
+        "rtype": rtype,
+        "flags": C.RTNH_F_ONLINK if route.onlink and not delete else 0,
+    }
+    return attrs, header
 
 
 def _gateway_attr(via: str, version: int) -> tuple[str, Any]:
