@@ -6,9 +6,7 @@ cannot report an attribute never yields a diff that can't go away."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import ipaddress
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -27,6 +25,7 @@ from nkplan.core.records import (
     RouteRec,
     RuleRec,
     SysctlsRec,
+    digest,
     plain,
 )
 from nkplan.core.resources.rule import rule_record
@@ -101,11 +100,6 @@ def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelIn
         scrub=(end.scrub or kind.defaults["scrub"]) if has_scrub else None,
         sysctls=canonical(end.sysctls),
     )
-
-
-def digest(data: object) -> str:
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def sysctls_records(spec: StackSpec) -> dict[str, tuple[SysctlsRec, tuple[str | int, ...]]]:

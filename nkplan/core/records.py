@@ -4,6 +4,8 @@ address tuples, defaulted attributes, host namespace spelled "" (HOST)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -335,6 +337,13 @@ class LiveState:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def digest(data: object) -> str:
+    """12 hex digits of SHA-256 over JSON-shaped data (keys sorted): the "as applied" digests that
+    ownership marks carry."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def plain(value: Any) -> Any:

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from nkplan.api import Loaded, load_text
-from nkplan.core.plan import Plan
 from nkplan.core.records import HOST, RuleRec
 from nkplan.documents.show import stack_document, to_yaml
 from nkplan.documents.snapshot import from_json, to_json
 from nkplan.errors import PlanError, SpecError
 from nkplan.kernel.fake import FakeKernel
-from nkplan.run.workflow import apply_and_verify, plan_for
+from nkplan.run.workflow import plan_for
+from tests.unit.test_planner import actions, converge
 
 Spec = Callable[[str], Loaded]
 
@@ -34,16 +34,6 @@ rules:
   - {priority: 300, to: "fd00::/64", fwmark: 0x10/0xff, action: prohibit}
   - {namespace: p1, priority: 100, family: inet6, oif: eth0, action: blackhole}
 """
-
-
-def converge(kernel: FakeKernel, loaded: Loaded, adopt: bool = False) -> Plan:
-    plan = plan_for(kernel, loaded, adopt=adopt).plan
-    apply_and_verify(kernel, loaded, plan, sleep=lambda s: None)
-    return plan
-
-
-def actions(plan: Plan) -> list[tuple[str, str]]:
-    return [(c.address, c.action) for c in plan.changes if c.action != "no-op"]
 
 
 def problems(text: str) -> list[str]:

@@ -10,13 +10,11 @@ net/core/fib_rules.c): any change is a replace; only ownership (the host marker)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nkplan.core.hostns import document_ns, record_ns
-from nkplan.core.records import HOST, RTPROT_NKPLAN, RuleRec, ns_label, plain
+from nkplan.core.records import HOST, RTPROT_NKPLAN, RuleRec, digest, ns_label, plain
 from nkplan.core.resources.base import Claims, Need, ResourceType
 from nkplan.core.resources.namespace import in_namespace
 from nkplan.spec.rules import RuleSpec, parse_fwmark, rule_action, rule_family
@@ -42,8 +40,7 @@ def applied_digest(rec: RuleRec) -> str:
     data = plain(rec)
     for k in _BOOKKEEPING:
         data.pop(k)
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return digest(data)
 
 
 def rule_record(rule: RuleSpec, stack: str) -> RuleRec:
