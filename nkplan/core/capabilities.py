@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nkplan.core.records import HOST, KernelInfo, LiveState
-from nkplan.core.sysctls import reference_key
+from nkplan.core.sysctls import net_key_device, reference_key
 from nkplan.spec.checks import link_ends, namespace_sysctls
 from nkplan.spec.models import StackSpec
 
@@ -26,8 +26,7 @@ def declared_sysctls(spec: StackSpec) -> frozenset[str]:
 def declared_net_keys(spec: StackSpec) -> dict[str, frozenset[str]]:
     """The net.* keys each namespace (HOST: the host) declares: what the read must report."""
     out: dict[str, frozenset[str]] = {}
-    for path, declared in namespace_sysctls(spec):
-        ns = HOST if path[0] == "host" else spec.namespaces[int(path[1])].name
+    for _path, ns, declared in namespace_sysctls(spec):
         out[ns] = frozenset(declared)
     return out
 
@@ -37,13 +36,16 @@ def net_key_problems(spec: StackSpec, live: LiveState, locate: Locate) -> list[s
     does not have, or that cannot be read back (write-only): a plan error at its position."""
     problems: list[str] = []
     host_has = set(live.kernel.host_net_keys or ())
-    for path, declared in namespace_sysctls(spec):
-        ns = HOST if path[0] == "host" else spec.namespaces[int(path[1])].name
+    for path, ns, declared in namespace_sysctls(spec):
         have = live.sysctls.get(ns)
         known = {k for k, _ in have.values} if have is not None else set()
         for key in declared:
-            # what the namespace has; else what a new one (or a device still to come) will have
-            if key not in known and reference_key(key) not in host_has:
+            if key in known:
+                continue
+            # a namespace that exists lacks it, unless it is about a device still to come; a new
+            # namespace (or that device) will have what the host has (its `default`, for a device)
+            later = have is None or net_key_device(key) is not None
+            if not later or reference_key(key) not in host_has:
                 where = "the host namespace" if ns == HOST else f"namespace {ns!r}"
                 problems.append(
                     f"{locate((*path, key))}: {where} on this kernel ({live.kernel.release}) has no readable "

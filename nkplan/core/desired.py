@@ -106,8 +106,7 @@ def sysctls_records(spec: StackSpec) -> dict[str, tuple[SysctlsRec, tuple[str | 
     """Declared namespace-level sysctls, per namespace (HOST for `host:`). A named namespace's
     record carries the digest of its values, written into the namespace's ownership mark."""
     out: dict[str, tuple[SysctlsRec, tuple[str | int, ...]]] = {}
-    for path, declared in namespace_sysctls(spec):
-        ns = HOST if path[0] == "host" else spec.namespaces[int(path[1])].name
+    for path, ns, declared in namespace_sysctls(spec):
         values = canonical(declared)
         applied = digest(plain(values)) if ns != HOST else None
         out[ns] = (SysctlsRec(ns, values, spec.stack, applied), path)

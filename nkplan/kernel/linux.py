@@ -74,7 +74,9 @@ class LinuxKernel(Writers):
         entries = [(net_proc_path(k), k, v) for k, v in after.values if (k, v) not in had]
         ns = after.namespace
         links.write_in(ns, entries, f"setting sysctls in {where(ns)}")
-        if ns != HOST and after.owner and after.applied:
+        # the mark is written back also without a digest (a rollback to no sysctls declared), so
+        # it never claims values as applied that are not
+        if ns != HOST and after.owner:
             with ns_socket(ns, f"marking namespace {ns}") as sock:
                 lo = need_link(sock, "lo", ns)
                 rtnl.set_alias(sock, lo.ifindex, "lo", ns, owner_alias(after.owner, "ns", after.applied))

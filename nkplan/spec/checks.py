@@ -96,20 +96,21 @@ def _namespaces(spec: StackSpec) -> Iterator[Problem]:
         if ns.name in seen:
             yield ("namespaces", i, "name"), f"namespace {ns.name!r} is declared twice"
         seen.add(ns.name)
-    for path, declared in namespace_sysctls(spec):
+    for path, _ns, declared in namespace_sysctls(spec):
         for key in declared:
             problem = net_key_problem(key)
             if problem is not None:
                 yield (*path, key), problem
 
 
-def namespace_sysctls(spec: StackSpec) -> Iterator[tuple[tuple[str | int, ...], dict[str, int | str]]]:
-    """Every namespace-level sysctls mapping of a spec with its path (the host's last)."""
+def namespace_sysctls(spec: StackSpec) -> Iterator[tuple[tuple[str | int, ...], str, dict[str, int | str]]]:
+    """Every namespace-level sysctls mapping of a spec: its path, the namespace (HOST for the
+    host's, last) and the mapping."""
     for i, ns in enumerate(spec.namespaces):
         if ns.sysctls:
-            yield ("namespaces", i, "sysctls"), ns.sysctls
+            yield ("namespaces", i, "sysctls"), ns.name, ns.sysctls
     if spec.host is not None and spec.host.sysctls:
-        yield ("host", "sysctls"), spec.host.sysctls
+        yield ("host", "sysctls"), HOST, spec.host.sysctls
 
 
 def _end_problems(end: EndFields, base: tuple[str | int, ...], link: LinkSpec, declared: set[str]) -> Iterator[Problem]:
@@ -223,6 +224,10 @@ SENDING_TYPES = ("unicast", "local")  # the route types that send through a devi
 def _route_shape(route: RouteSpec, base: tuple[str | int, ...], ns: str) -> Iterator[Problem]:
     """Which fields a route of its type may have, as the kernel takes them."""
     to, v6 = route.to, route_is_v6(route)
+    if route.scope is not None and v6:
+        yield (*base, "scope"), "IPv6 routes have no scope (the kernel reports every one as global)"
+    if route.mtu is not None and v6 and route.mtu < 1280:
+        yield (*base, "mtu"), f"mtu {route.mtu} is below IPv6's minimum of 1280"
     if route.type not in SENDING_TYPES:
         for fld in ("via", "dev", "nexthops", "src", "onlink"):
             if getattr(route, fld) not in (None, False):
@@ -238,8 +243,9 @@ def _route_shape(route: RouteSpec, base: tuple[str | int, ...], ns: str) -> Iter
             yield (*base, "nexthops"), "a multipath route sets via/dev/onlink per nexthop, not on the route"
         if route.type != "unicast":
             yield (*base, "nexthops"), f"a {route.type} route cannot have nexthops"
-        if len(route.nexthops) < 1:
-            yield (*base, "nexthops"), "'nexthops' needs at least one nexthop"
+        if len(route.nexthops) < 2:
+            # the kernel keeps a one-path route as a plain one (via/dev): it would never read back
+            yield (*base, "nexthops"), "'nexthops' needs two or more nexthops (for one, write via/dev on the route)"
         for j, nh in enumerate(route.nexthops):
             where = (*base, "nexthops", j)
             if nh.dev is None and nh.via is None:
@@ -257,10 +263,6 @@ def _route_shape(route: RouteSpec, base: tuple[str | int, ...], ns: str) -> Iter
         yield base, f"route to {to!r} in the host namespace needs 'dev' (one of this stack's devices)"
     if route.onlink and route.via is None and not v6:
         yield (*base, "onlink"), "'onlink' needs 'via' (the kernel refuses it on an IPv4 route without a gateway)"
-    if route.scope is not None and v6:
-        yield (*base, "scope"), "IPv6 routes have no scope (the kernel reports every one as global)"
-    if route.mtu is not None and v6 and route.mtu < 1280:
-        yield (*base, "mtu"), f"mtu {route.mtu} is below IPv6's minimum of 1280"
 
 
 def _route_devices(route: RouteSpec, base: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:

@@ -214,6 +214,21 @@ CASES = [
         "routes[0].onlink: 'onlink' needs 'via'",
     ),
     (
+        "one nexthop",
+        R + "{namespace: p, to: 10.0.0.0/8, nexthops: [{dev: b}]}\n",
+        "routes[0].nexthops: 'nexthops' needs two or more nexthops",
+    ),
+    (
+        "ipv6 scope on a blackhole",
+        R + "{namespace: p, to: 'fd00::/64', type: blackhole, scope: link}\n",
+        "routes[0].scope: IPv6 routes have no scope",
+    ),
+    (
+        "ipv6 multipath mtu too small",
+        R + "{namespace: p, to: 'fd00::/64', mtu: 1000, nexthops: [{via: 'fd00::1'}, {via: 'fd00::2'}]}\n",
+        "routes[0].mtu: mtu 1000 is below IPv6's minimum of 1280",
+    ),
+    (
         "ipv6 scope",
         R + "{namespace: p, to: 'fd00::/64', dev: b, scope: link}\n",
         "routes[0].scope: IPv6 routes have no scope",

@@ -66,7 +66,7 @@ def rule_record(rule: RuleSpec, stack: str) -> RuleRec:
 class RuleType(ResourceType[RuleRec]):
     name = "rule"
     record = RuleRec
-    hidden = ("applied",)
+    hidden = ("applied", "stale")
 
     def address(self, rec: RuleRec) -> str:
         return rule_address(rec)

@@ -94,8 +94,18 @@ def write(stack: str, family: str, priority: int, digest: str, root: str = pins.
     directory = rules_dir(stack, root)
     target = posixpath.join(directory, _name(family, priority, digest))
     for name in _entries(directory):
-        if name.startswith(f"{family}-{priority}{SEP}") and posixpath.join(directory, name) != target:
-            os.rmdir(posixpath.join(directory, name))
+        old = posixpath.join(directory, name)
+        if name.startswith(f"{family}-{priority}{SEP}") and old != target:
+            try:
+                os.rmdir(old)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise KernelError(
+                    f"replacing the ownership marker of rule {priority} ({family}) at {old}: "
+                    f"{os.strerror(exc.errno or 0)}",
+                    exc.errno,
+                ) from None
     try:
         os.makedirs(target, mode=0o700, exist_ok=True)
     except OSError as exc:

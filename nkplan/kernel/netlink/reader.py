@@ -130,7 +130,8 @@ def _walk(
         scans[HOST] = scan(host_sock, HOST, with_af)
         _read_net_keys(scans[HOST], net_keys.get(HOST))
         every = {reference_key(k) for keys in net_keys.values() for k in keys}
-        host_has = frozenset(k for k in every if os.path.exists(net_proc_path(k)))
+        # readable (a write-only key such as net.ipv4.route.flush exists but could never be compared)
+        host_has = frozenset(k for k in every if os.access(net_proc_path(k), os.R_OK))
         if visit is not None:
             visit(HOST, scans[HOST])
         for name in netns.named_namespaces():

@@ -1,5 +1,5 @@
 """Building blocks for changing the kernel: a socket bound to a namespace, device lookup, and the
-request bodies for links, addresses and routes (encoded by pyroute2, see encode.py). Every refusal
+request bodies for links, addresses and routes (encoded by encode.py; RTA_MULTIPATH here). Every refusal
 is turned into a KernelError that names the operation (refusals.explain)."""
 
 from __future__ import annotations
