@@ -123,3 +123,25 @@ def test_routes_of_every_kind_lifecycle_and_multipath_traffic(names: Names, tmp_
     run("destroy", "--stack", n.stack, "--yes")
     assert n.pa not in netns() and not exists(n.va)
     assert "main fd00:78::/64" not in routes()
+
+
+def test_replacing_a_devices_only_address_keeps_the_routes_through_it(names: Names, tmp_path: Path) -> None:
+    """The kernel drops every route through a device that is left without an IPv4 address: an
+    address swap adds the new one before it deletes the old one, so the route stays."""
+    n = names
+
+    def spec_(address: str) -> str:
+        return textwrap.dedent(f"""\
+            stack: {n.stack}
+            namespaces: [{{name: {n.pa}}}]
+            links:
+              - {{name: {n.va}, kind: veth, peer: {{name: eth0, namespace: {n.pa}, addresses: [{address}]}}}}
+            routes:
+              - {{namespace: {n.pa}, to: 10.76.0.0/16, dev: eth0}}
+            """)
+
+    run("apply", write(tmp_path, spec_("10.75.0.2/24")), "--yes")
+    run("apply", write(tmp_path, spec_("10.74.0.2/24")), "--yes")  # verify fails if the route went
+    assert "main 10.76.0.0/16" in routes(n.pa)
+    (eth0,) = ip_json("addr", "show", "dev", "eth0", ns=n.pa)
+    assert [a["local"] for a in eth0["addr_info"] if a["family"] == "inet"] == ["10.74.0.2"]

@@ -202,6 +202,11 @@ def test_namespace_and_host_sysctls_lifecycle(names: Names, tmp_path: Path) -> N
     proc_ = run("plan", bad, check=1)
     assert "has no readable sysctl net.ipv4.no_such_key" in proc_.stderr, proc_.stderr
     assert "spec.yaml:2:" in proc_.stderr, proc_.stderr
+    # a write-only key exists but could never be read back: refused the same way, for a namespace
+    # that exists and for the host
+    bad = write(tmp_path, ns_spec(n, ns_values + ", net.ipv4.route.flush: 1", "net.ipv4.route.flush: 1"))
+    proc_ = run("plan", bad, check=1)
+    assert proc_.stderr.count("has no readable sysctl net.ipv4.route.flush") == 2, proc_.stderr
 
     run("destroy", "--stack", n.stack, "--yes")
     assert not exists(n.va) and n.pa not in netns()

@@ -5,8 +5,8 @@ directly in its own namespace (IFLA_NET_NS_FD inside the peer info). Each end is
 from a socket in its own namespace: the kernel ignores the peer's IFF_UP at creation, and an
 address or up state can only be set where the device lives.
 
-Request bodies are encoded by pyroute2 (encode.py), netkit's IFLA_INFO_DATA by nkplan's link-kind
-plugin (netkit_plugin.py), whose attribute types (u32, u16 head/tailroom, nested peer info) are the
+Request bodies are encoded by encode.py (the nested ones by pyroute2), netkit's IFLA_INFO_DATA by
+nkplan's link-kind plugin (netkit_plugin.py), whose attribute types (u32, u16 head/tailroom, nested peer info) are the
 kernel's. Which settings go into IFLA_INFO_DATA, and which can change later, is the kind table
 (kinds.py, core/linkkinds.py)."""
 
@@ -242,11 +242,17 @@ def _update_end(
     if was_up and not after.up:  # down before addresses: what is added while down stays
         rtnl.set_up(sock, dev.ifindex, name, ns, False)
         flushed = True
-    for cidr in before.addresses:
-        if cidr not in after.addresses:
-            rtnl.del_address(sock, dev.ifindex, name, ns, cidr, tolerate_absent=True)
+    # New addresses first: a device left without IPv4 addresses, even for a moment, loses every
+    # route through it (fib_disable_ip). Deleting an old address can take the new ones of its
+    # subnet with it (secondaries go with their primary unless promote_secondaries): put back.
+    gone = [cidr for cidr in before.addresses if cidr not in after.addresses]
     for cidr in after.addresses:
         if flushed or cidr not in before.addresses:
+            rtnl.add_address(sock, dev.ifindex, name, ns, cidr, tolerate_present=True)
+    for cidr in gone:
+        rtnl.del_address(sock, dev.ifindex, name, ns, cidr, tolerate_absent=True)
+    for cidr in after.addresses if gone else ():
+        if cidr not in before.addresses:
             rtnl.add_address(sock, dev.ifindex, name, ns, cidr, tolerate_present=True)
     if after.up and not was_up:
         rtnl.set_up(sock, dev.ifindex, name, ns, True)
