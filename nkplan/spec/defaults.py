@@ -28,6 +28,9 @@ MODELS: dict[str, type[BaseModel]] = {
     **{f"peers_{k}": PeerSpec for k in KINDS},
 }
 
+# the fields that tell one item from another: defaults cannot set them
+IDENTITY = {"namespaces": "name", "links": "name", "peers": "name", "routes": "to", "rules": "priority"}
+
 
 def _merge(
     default: dict[str, Any], item: dict[str, Any], dpath: Path_, ipath: Path_, smap: SourceMap
@@ -76,10 +79,13 @@ def apply_defaults(data: dict[str, Any], smap: SourceMap) -> list[str]:
             error(path, f"defaults for {section} are a mapping of fields; got {values!r}")
             continue
         fields = model.model_fields
+        ident = IDENTITY[section.split("_")[0]]
         for fld in values:
             if fld not in fields:
                 error((*path, fld), f"unknown field {fld!r} ({section} have: {', '.join(fields)})", key=True)
-        found[section] = {k: v for k, v in values.items() if k in fields}
+            elif fld == ident:
+                error((*path, fld), f"{fld!r} tells one item from another: defaults cannot set it", key=True)
+        found[section] = {k: v for k, v in values.items() if k in fields and k != ident}
     for section in ("namespaces", "routes", "rules", "links"):
         items = data.get(section)
         if not isinstance(items, list):

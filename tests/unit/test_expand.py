@@ -305,6 +305,7 @@ ERRORS: list[tuple[str, str, list[str]]] = [
         """,
         ["a[x].namespaces[0].name: instance 'x' has no field 'm'"],
     ),
+    ("defaults: no identity", pods(extra="defaults: {routes: {to: 10.0.0.0/8}}"), ["defaults cannot set it"]),
     ("defaults: unknown section", pods(extra="defaults: {pods: {}}"), ["unknown defaults section 'pods'"]),
     (
         "defaults: unknown field",
@@ -377,3 +378,25 @@ def test_expansion_is_linear_enough() -> None:
     """10,000 instances expand and validate (the timing itself is tests/bench/expand.py's)."""
     loaded = load(pods("count: 10000", pools="pod4: 10.20.0.0/16"))
     assert len(loaded.spec.links) == 10000 and loaded.spec.links[-1].peer.addresses == ["10.20.39.15/32"]
+
+
+def test_the_json_schema_takes_templates_pools_and_defaults_as_editors_see_them() -> None:
+    import jsonschema
+    from ruamel.yaml import YAML
+
+    from nkplan.spec.schema import spec_schema
+
+    schema = spec_schema()
+    text = pods("count: 3", extra="defaults: {links: {mtu: 9000}, links_netkit: {scrub: none}}")
+    doc = YAML(typ="safe").load(text.replace("kind: veth", "kind: veth\n        mtu: '{i}'"))
+    jsonschema.validate(doc, schema)  # a whole {expression} where a number goes
+    for bad in (
+        lambda d: d["repeat"]["pods"]["links"][0].update(colour="red"),
+        lambda d: d["repeat"]["pods"].update(cuont=3),
+        lambda d: d["defaults"]["links"].update(colour="red"),
+        lambda d: d["repeat"]["pods"]["links"][0].update(mtu="x{i}"),
+    ):
+        broken = json.loads(json.dumps(doc))
+        bad(broken)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
