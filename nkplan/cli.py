@@ -72,6 +72,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     loaded = load_file(args.file)
     s = loaded.spec
+    if args.expanded:
+        # through JSON: items a template shares between instances are written out, not YAML anchors
+        doc = json.loads(json.dumps(loaded.expanded if loaded.expanded is not None else {"stack": s.stack}))
+        if args.format == "json":
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        else:
+            from nkplan.documents.show import to_yaml
+
+            sys.stdout.write(to_yaml(doc))
+        return EXIT_OK
     print(
         f"{loaded.source.filename}: valid (stack {s.stack!r}: {len(s.namespaces)} namespaces, "
         f"{len(s.links)} links, {len(s.routes)} routes, {len(s.rules)} rules)"
@@ -200,6 +210,12 @@ def parser() -> argparse.ArgumentParser:
 
     v = add("validate", "check a spec file (no root, no kernel access)")
     spec_arg(v)
+    v.add_argument(
+        "--expanded",
+        action="store_true",
+        help="print the spec with every repeat: template expanded and defaults: applied (itself a valid spec)",
+    )
+    v.add_argument("--format", choices=("yaml", "json"), default="yaml", help="format of --expanded")
     v.set_defaults(func=cmd_validate)
 
     pl = add("plan", "show what apply would change")

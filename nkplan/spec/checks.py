@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from nkplan.core.hostns import record_ns
@@ -21,6 +21,7 @@ from nkplan.core.records import HOST, RT_TABLE_LOCAL, RT_TABLE_MAIN, Hook
 from nkplan.core.sysctls import key_problem, net_key_problem
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
 from nkplan.spec.rules import rule_problems
+from nkplan.spec.source import dotted
 
 Problem = tuple[tuple[str | int, ...], str]
 MAX_ROUTE_METRIC = 2**32 - 1
@@ -40,9 +41,15 @@ def link_ends(link: LinkSpec, base: tuple[str | int, ...]) -> tuple[tuple[EndFie
     return ((link, base), (link.peer, (*base, "peer")))
 
 
-def semantic_problems(spec: StackSpec) -> list[Problem]:
-    problems = list(_namespaces(spec)) + list(_links(spec)) + list(_routes(spec)) + list(_hooks(spec))
-    return problems + list(rule_problems(spec.rules, {ns.name for ns in spec.namespaces}))
+Name = Callable[[tuple[str | int, ...]], str]
+
+
+def semantic_problems(spec: StackSpec, name: Name = dotted) -> list[Problem]:
+    """`name` names an item in messages that cite another (`links[3]`, or the template instance
+    that made it: `pods[17].links[0]`)."""
+    problems = list(_namespaces(spec, name)) + list(_links(spec, name)) + list(_routes(spec, name))
+    problems += list(_hooks(spec))
+    return problems + list(rule_problems(spec.rules, {ns.name for ns in spec.namespaces}, name))
 
 
 MAX_PROGRAMS_PER_HOOK = 63  # bpf_mprog's limit
@@ -90,12 +97,15 @@ def _hooks(spec: StackSpec) -> Iterator[Problem]:
             seen.add(prog.program)
 
 
-def _namespaces(spec: StackSpec) -> Iterator[Problem]:
-    seen: set[str] = set()
+def _namespaces(spec: StackSpec, name: Name) -> Iterator[Problem]:
+    seen: dict[str, int] = {}
     for i, ns in enumerate(spec.namespaces):
         if ns.name in seen:
-            yield ("namespaces", i, "name"), f"namespace {ns.name!r} is declared twice"
-        seen.add(ns.name)
+            first = name(("namespaces", seen[ns.name]))
+            both = f"{first} and {name(('namespaces', i))}"
+            yield ("namespaces", i, "name"), f"namespace {ns.name!r} is declared twice ({both})"
+        else:
+            seen[ns.name] = i
     for path, _ns, declared in namespace_sysctls(spec):
         for key in declared:
             problem = net_key_problem(key)
@@ -138,7 +148,7 @@ def _not_of_kind(fld: str, link: LinkSpec) -> str:
     return f"{fld!r} is a {owners} setting; {link.name!r} is a {link.kind} pair"
 
 
-def _links(spec: StackSpec) -> Iterator[Problem]:
+def _links(spec: StackSpec, name: Name) -> Iterator[Problem]:
     declared = {ns.name for ns in spec.namespaces}
     devices: dict[tuple[str, str], str] = {}
     for i, link in enumerate(spec.links):
@@ -151,7 +161,7 @@ def _links(spec: StackSpec) -> Iterator[Problem]:
             yield from _end_problems(end, path, link, declared)
         for end, path in link_ends(link, base):
             key = (record_ns(end.namespace), end.name)
-            where = f"links[{i}]" + (".peer" if end is link.peer else "")
+            where = name(path)
             if key in devices:
                 yield (
                     (*path, "name"),
@@ -191,13 +201,13 @@ def _pairing_problems(link: LinkSpec, base: tuple[str | int, ...]) -> Iterator[P
         )
 
 
-def _routes(spec: StackSpec) -> Iterator[Problem]:
+def _routes(spec: StackSpec, name: Name) -> Iterator[Problem]:
     declared = {ns.name for ns in spec.namespaces}
     devs: set[tuple[str, str]] = set()
     for link in spec.links:
         for end, _path in link_ends(link, ()):
             devs.add((record_ns(end.namespace), end.name))
-    keys: set[tuple[str, int, str, int]] = set()
+    keys: dict[tuple[str, int, str, int], int] = {}
     for i, route in enumerate(spec.routes):
         base: tuple[str | int, ...] = ("routes", i)
         ns = record_ns(route.namespace)
@@ -214,8 +224,10 @@ def _routes(spec: StackSpec) -> Iterator[Problem]:
                 yield path, f"{what} {ip!r} is not of the same IP family as {route.to!r}"
         key = (ns, route_table(route), route_to_cidr(route.to, v6), effective_metric(route.metric, v6))
         if key in keys:
-            yield base, f"route to {route.to!r} in {_label(ns)} (table {key[1]}) is declared twice"
-        keys.add(key)
+            both = f"{name(('routes', keys[key]))} and {name(base)}"
+            yield base, f"route to {route.to!r} in {_label(ns)} (table {key[1]}) is declared twice ({both})"
+        else:
+            keys[key] = i
 
 
 SENDING_TYPES = ("unicast", "local")  # the route types that send through a device

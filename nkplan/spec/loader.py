@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,41 +21,14 @@ from ruamel.yaml.resolver import VersionedResolver
 from nkplan.core.records import MapDef
 from nkplan.errors import InternalError, SpecError
 from nkplan.spec.checks import declared_hooks, semantic_problems
+from nkplan.spec.defaults import apply_defaults
+from nkplan.spec.expand import expand
 from nkplan.spec.models import LinkSpec, NamespaceSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import Inspect, ObjectFacts, object_problems
 from nkplan.spec.rules import RuleSpec
+from nkplan.spec.source import Path_, SourceMap, dotted
 
-Path_ = tuple[str | int, ...]
-
-
-@dataclass
-class SourceMap:
-    """1-based (line, col) of every value and mapping key, by path from the document root."""
-
-    filename: str
-    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-
-    def where(self, path: Path_, key: bool = False) -> str:
-        """Best position for a path: the key itself for key problems, else the value; falls back
-        to the nearest existing ancestor (e.g. for a missing field, the mapping that lacks it)."""
-        probe = tuple(path)
-        while True:
-            table = self.keys if key else self.values
-            if probe in table:
-                line, col = table[probe]
-                return f"{self.filename}:{line}:{col}"
-            if not probe:
-                return f"{self.filename}:1:1"
-            probe = probe[:-1]
-            key = False
-
-
-def dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(document)"
+__all__ = ["Loaded", "SourceMap", "dotted", "load_file", "load_text"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +38,7 @@ class Loaded:
     text: str = ""  # the document as read: saved plans embed it, its digest identifies the spec
     objects: dict[str, str] = field(default_factory=dict)  # BPF object path → content digest16
     object_maps: dict[str, tuple[MapDef, ...]] = field(default_factory=dict)  # BPF object path → its own maps
+    expanded: dict[str, Any] | None = None  # the plain document validated: repeat expanded, defaults applied
 
     @property
     def digest(self) -> str:
@@ -119,17 +94,17 @@ def _pydantic_problems(exc: ValidationError, data: Any, smap: SourceMap) -> list
         loc: Path_ = tuple(err["loc"])
         kind = err["type"]
         if kind == "extra_forbidden":
-            problems.append(f"{smap.where(loc, key=True)}: {dotted(loc)}: unknown field {str(loc[-1])!r}")
+            problems.append(f"{smap.describe(loc, key=True)}: unknown field {str(loc[-1])!r}")
             continue
         if kind == "missing":
-            problems.append(f"{smap.where(loc)}: {dotted(loc)}: required field {str(loc[-1])!r} is missing")
+            problems.append(f"{smap.describe(loc)}: required field {str(loc[-1])!r} is missing")
             continue
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         else:
             msg = f"{msg} (got {_value_at(data, loc)!r})"
-        problems.append(f"{smap.where(loc)}: {dotted(loc)}: {msg}")
+        problems.append(f"{smap.describe(loc)}: {msg}")
     return problems
 
 
@@ -224,24 +199,55 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None) -> Loade
     # Top-level keys starting with "x-" are extensions nkplan ignores (show --format json puts
     # the live snapshot under x-nkplan-snapshot, and the document stays a valid spec).
     data = {k: v for k, v in data.items() if not k.startswith("x-")}
+    data, expanded = expand_data(data, smap)
+    name = _namer(smap)
     try:
         spec = StackSpec.model_validate(data)
     except ValidationError as exc:
         # Report the cross-field problems of the valid items too: all problems of a file at once.
         problems = _pydantic_problems(exc, data, smap)
-        problems += [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in _partial_semantics(data)]
-        raise SpecError(problems) from None
-    found = semantic_problems(spec)
+        problems += [f"{smap.describe(loc)}: {msg}" for loc, msg in _partial_semantics(data, name)]
+        raise SpecError(_unique(problems)) from None
+    found = semantic_problems(spec, name)
     facts = ObjectFacts()
     if any(True for _ in declared_hooks(spec)):
         if inspect is None:
             raise InternalError("the spec declares BPF programs but the loader was given no object inspector")
         more, facts = object_problems(spec, filename, inspect)
         found += more
-    problems = [f"{smap.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in found]
+    problems = [f"{smap.describe(loc)}: {msg}" for loc, msg in found]
+    if problems:
+        raise SpecError(_unique(problems))
+    return Loaded(spec, smap, text, facts.digests, facts.maps, expanded)
+
+
+def expand_data(data: dict[str, Any], smap: SourceMap) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`repeat:`/`pools:` expanded and `defaults:` applied (spec/expand.py, spec/defaults.py):
+    (the plain document pydantic validates, twice: the second is kept for `validate --expanded`);
+    SpecError with every problem of those sections."""
+    if not any(k in data for k in ("repeat", "pools", "defaults")):
+        return data, data
+    data, problems = expand(data, smap)
+    problems += apply_defaults(data, smap)
     if problems:
         raise SpecError(problems)
-    return Loaded(spec, smap, text, facts.digests, facts.maps)
+    return data, data
+
+
+def _namer(smap: SourceMap) -> Callable[[Path_], str]:
+    """An item's name in cross-field messages: `links[3]`, or `pods[17].links[0]` for one a template made."""
+    if not smap.redirects:
+        return dotted
+
+    def name(path: Path_) -> str:
+        return smap.origin(path)[1] or dotted(path)
+
+    return name
+
+
+def _unique(problems: list[str]) -> list[str]:
+    """A problem of a defaults value shows once, not once per item it fills."""
+    return list(dict.fromkeys(problems))
 
 
 _SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec] | type[RuleSpec]] = {
@@ -252,7 +258,7 @@ _SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec] | ty
 }
 
 
-def _partial_semantics(data: dict[str, Any]) -> list[tuple[Path_, str]]:
+def _partial_semantics(data: dict[str, Any], name: Callable[[Path_], str]) -> list[tuple[Path_, str]]:
     """Cross-field checks over the items that are valid on their own, with their original indexes."""
     kept: dict[str, list[Any]] = {}
     index: dict[str, list[int]] = {}
@@ -269,10 +275,13 @@ def _partial_semantics(data: dict[str, Any]) -> list[tuple[Path_, str]]:
         stack="x", namespaces=kept["namespaces"], links=kept["links"], routes=kept["routes"], rules=kept["rules"]
     )
     out = []
-    for loc, msg in semantic_problems(partial):
-        if len(loc) >= 2 and isinstance(loc[1], int):
-            loc = (loc[0], index[str(loc[0])][loc[1]], *loc[2:])
-        out.append((loc, msg))
+    def orig(path: Path_) -> Path_:
+        if len(path) >= 2 and isinstance(path[1], int) and str(path[0]) in index:
+            return (path[0], index[str(path[0])][path[1]], *path[2:])
+        return path
+
+    for loc, msg in semantic_problems(partial, lambda p: name(orig(p))):
+        out.append((orig(loc), msg))
     return out
 
 

@@ -4,7 +4,7 @@ problem of a file can be reported at once with its location."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,17 +66,7 @@ class PeerSpec(EndFields):
     pass
 
 
-# For editors (JSON Schema): `peer` is required unless `pairing: single`, and absent with it.
-_PEER_RULE: dict[str, Any] = {
-    "if": {"properties": {"pairing": {"const": "single"}}, "required": ["pairing"]},
-    "then": {"not": {"required": ["peer"]}},
-    "else": {"required": ["peer"]},
-}
-
-
 class LinkSpec(EndFields):
-    model_config = ConfigDict(json_schema_extra={"allOf": [_PEER_RULE]})
-
     kind: Literal["netkit", "veth"]
     mode: Literal["l3", "l2"] | None = None  # netkit only, default l3
     headroom: Room | None = None  # netkit only

@@ -5,7 +5,7 @@ and its cross-field checks; records are made in core/resources/rule.py."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
@@ -107,7 +107,10 @@ def _label(ns: str | None) -> str:
     return f"namespace {ns!r}" if ns else "the host namespace"
 
 
-def rule_problems(rules: list[RuleSpec], namespaces: set[str]) -> Iterator[Problem]:
+def rule_problems(
+    rules: list[RuleSpec], namespaces: set[str], name: Callable[[tuple[str | int, ...]], str] | None = None
+) -> Iterator[Problem]:
+    named = name or (lambda p: f"{p[0]}[{p[1]}]")
     seen: dict[tuple[str, str, int], int] = {}
     for i, rule in enumerate(rules):
         base: tuple[str | int, ...] = ("rules", i)
@@ -130,7 +133,8 @@ def rule_problems(rules: list[RuleSpec], namespaces: set[str]) -> Iterator[Probl
         key = (rule.namespace or "", rule_family(rule), rule.priority)
         if key in seen:
             yield (*base, "priority"), (
-                f"{what} ({key[1]}) in {_label(rule.namespace)} is declared twice (rules[{seen[key]}] and rules[{i}])"
+                f"{what} ({key[1]}) in {_label(rule.namespace)} is declared twice "
+                f"({named(('rules', seen[key]))} and {named(base)})"
             )
         else:
             seen[key] = i
