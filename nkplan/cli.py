@@ -162,6 +162,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stacks(args: argparse.Namespace) -> int:
+    from nkplan import api
+    from nkplan.documents.stacks import render_json, render_text
+
+    rows = api.stacks()
+    sys.stdout.write(render_json(rows) if args.format == "json" else render_text(rows))
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.plan:
         from nkplan.documents.json_plan import plan_schema
@@ -234,6 +243,10 @@ def parser() -> argparse.ArgumentParser:
     de.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
     no_color(de)
     de.set_defaults(func=cmd_destroy)
+
+    st = add("stacks", "list the stacks present on this host (found through their ownership marks), with counts")
+    st.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    st.set_defaults(func=cmd_stacks)
 
     sc = add("schema", "print the JSON Schema of the spec (or, with --plan, of the JSON plan)")
     sc.add_argument("--plan", action="store_true", help="the schema of `plan --format json` and saved plans")
