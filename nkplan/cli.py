@@ -79,11 +79,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _observe(args: argparse.Namespace, plan: Plan | None = None, stack: str | None = None) -> None:
+    """Tell --metrics-file what the command saw (run/metrics.py)."""
+    run = getattr(args, "metrics_run", None)
+    if run is not None:
+        if stack is not None:
+            run.stack = stack
+        if plan is not None:
+            run.observe(plan)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from nkplan import api
 
     loaded = api.load_file(args.file)
+    _observe(args, stack=loaded.spec.stack)
     planned = api.plan(loaded, adopt=args.adopt, snapshot=args.state)
+    _observe(args, planned.plan)
     if args.out:
         from nkplan.documents.savedplan import write_saved
 
@@ -98,7 +110,10 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
     from nkplan import api
     from nkplan.documents.text import render_plan, summary_line
 
+    _observe(args, stack=loaded.spec.stack)
+
     def review(plan: Plan) -> None:
+        _observe(args, plan)
         sys.stdout.write(render_plan(plan, colour=_colour(args)))
         if plan.has_changes and saved is None:
             _confirm(args, verb)  # a saved plan is the approval
@@ -207,6 +222,13 @@ def parser() -> argparse.ArgumentParser:
     def no_color(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--no-color", action="store_true", help="no colour (also: NO_COLOR set, or not a terminal)")
 
+    def metrics_file(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--metrics-file",
+            metavar="PATH",
+            help="write the outcome as Prometheus metrics for node_exporter's textfile collector (atomically)",
+        )
+
     v = add("validate", "check a spec file (no root, no kernel access)")
     spec_arg(v)
     v.set_defaults(func=cmd_validate)
@@ -219,6 +241,7 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", metavar="PLAN.json", help="also save the plan, for `nkplan apply PLAN.json`")
     pl.add_argument("--state", metavar="SNAPSHOT.json", help="plan against a `show --format json` snapshot (no root)")
     no_color(pl)
+    metrics_file(pl)
     pl.set_defaults(func=cmd_plan)
 
     ap = add("apply", "make the kernel match the spec, or carry out a saved plan")
@@ -227,6 +250,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     ap.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
     no_color(ap)
+    metrics_file(ap)
     ap.set_defaults(func=cmd_apply)
 
     sh = add("show", "print the live state of a stack as a spec that plans to no changes (with FILE: BPF object paths)")
@@ -256,6 +280,23 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "metrics_file", None):
+        from nkplan.run.metrics import Run
+
+        args.metrics_run = Run(args.command)
+    code = _run(args)
+    if getattr(args, "metrics_file", None):
+        from nkplan.run import metrics
+
+        try:
+            metrics.write(args.metrics_file, args.metrics_run, code)
+        except OSError as exc:
+            print(f"error: writing the metrics file {args.metrics_file}: {exc.strerror or exc}", file=sys.stderr)
+            return code or EXIT_ERROR
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except SpecError as exc:
