@@ -186,6 +186,28 @@ def cmd_stacks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    from nkplan import api
+    from nkplan.run import pictures
+
+    if args.file:
+        loaded = api.load_file(args.file)
+        pic = pictures.of_plan(api.kernel(), loaded) if args.plan else pictures.of_spec(loaded)
+    elif args.stack:
+        if args.plan:
+            raise NkplanError("graph --plan needs a spec FILE (a plan is the spec against the kernel)")
+        pic = pictures.of_stack(api.kernel(), args.stack)
+    else:
+        raise NkplanError("graph needs a spec FILE or --stack NAME")
+    data = pictures.render(pic, args.format)
+    if args.out:
+        with open(args.out, "wb") as f:
+            f.write(data)
+    else:
+        sys.stdout.buffer.write(data)
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.plan:
         from nkplan.documents.json_plan import plan_schema
@@ -271,6 +293,15 @@ def parser() -> argparse.ArgumentParser:
     st = add("stacks", "list the stacks present on this host (found through their ownership marks), with counts")
     st.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     st.set_defaults(func=cmd_stacks)
+
+    gr = add("graph", "draw a spec, its plan (--plan) or a live stack (--stack): namespaces, pairs, programs")
+    spec_arg(gr, optional=True)
+    gr.add_argument("--plan", action="store_true", help="draw the plan against the kernel, coloured by action")
+    gr.add_argument(
+        "--format", choices=("dot", "mermaid", "svg", "png"), default="dot", help="svg/png need Graphviz (dot)"
+    )
+    gr.add_argument("--out", metavar="PATH", help="write to PATH instead of stdout")
+    gr.set_defaults(func=cmd_graph)
 
     sc = add("schema", "print the JSON Schema of the spec (or, with --plan, of the JSON plan)")
     sc.add_argument("--plan", action="store_true", help="the schema of `plan --format json` and saved plans")
