@@ -40,6 +40,7 @@ __all__ = [
     "plan",
     "read_plan",
     "show",
+    "stacks",
 ]
 
 
@@ -182,3 +183,15 @@ def show(stack: str, *, spec: Loaded | None = None, unowned: bool = False, on: K
     if listing:
         doc["x-nkplan-programs"] = listing
     return Shown(doc, live)
+
+
+def stacks(*, on: Kernel | None = None) -> list[StackCounts]:
+    """The stacks present on this host (found through their ownership marks, in one read of the
+    kernel), each with the counts of what it owns."""
+    from nkplan.documents.stacks import stacks_of
+
+    return stacks_of((on or kernel()).read())
+
+
+if TYPE_CHECKING:
+    from nkplan.documents.stacks import StackCounts

@@ -89,11 +89,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _observe(args: argparse.Namespace, plan: Plan | None = None, stack: str | None = None) -> None:
+    """Tell --metrics-file what the command saw (run/metrics.py)."""
+    run = getattr(args, "metrics_run", None)
+    if run is not None:
+        if stack is not None:
+            run.stack = stack
+        if plan is not None:
+            run.observe(plan)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from nkplan import api
 
     loaded = api.load_file(args.file)
+    _observe(args, stack=loaded.spec.stack)
     planned = api.plan(loaded, adopt=args.adopt, snapshot=args.state)
+    _observe(args, planned.plan)
     if args.out:
         from nkplan.documents.savedplan import write_saved
 
@@ -108,7 +120,10 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
     from nkplan import api
     from nkplan.documents.text import render_plan, summary_line
 
+    _observe(args, stack=loaded.spec.stack)
+
     def review(plan: Plan) -> None:
+        _observe(args, plan)
         sys.stdout.write(render_plan(plan, colour=_colour(args)))
         if plan.has_changes and saved is None:
             _confirm(args, verb)  # a saved plan is the approval
@@ -172,6 +187,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stacks(args: argparse.Namespace) -> int:
+    from nkplan import api
+    from nkplan.documents.stacks import render_json, render_text
+
+    rows = api.stacks()
+    sys.stdout.write(render_json(rows) if args.format == "json" else render_text(rows))
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from nkplan import api
+    from nkplan.run import pictures
+
+    if args.file:
+        loaded = api.load_file(args.file)
+        pic = pictures.of_plan(api.kernel(), loaded) if args.plan else pictures.of_spec(loaded)
+    elif args.stack:
+        if args.plan:
+            raise NkplanError("graph --plan needs a spec FILE (a plan is the spec against the kernel)")
+        pic = pictures.of_stack(api.kernel(), args.stack)
+    else:
+        raise NkplanError("graph needs a spec FILE or --stack NAME")
+    data = pictures.render(pic, args.format)
+    if args.out:
+        with open(args.out, "wb") as f:
+            f.write(data)
+    else:
+        sys.stdout.buffer.write(data)
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.plan:
         from nkplan.documents.json_plan import plan_schema
@@ -208,6 +254,13 @@ def parser() -> argparse.ArgumentParser:
     def no_color(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--no-color", action="store_true", help="no colour (also: NO_COLOR set, or not a terminal)")
 
+    def metrics_file(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--metrics-file",
+            metavar="PATH",
+            help="write the outcome as Prometheus metrics for node_exporter's textfile collector (atomically)",
+        )
+
     v = add("validate", "check a spec file (no root, no kernel access)")
     spec_arg(v)
     v.add_argument(
@@ -226,6 +279,7 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", metavar="PLAN.json", help="also save the plan, for `nkplan apply PLAN.json`")
     pl.add_argument("--state", metavar="SNAPSHOT.json", help="plan against a `show --format json` snapshot (no root)")
     no_color(pl)
+    metrics_file(pl)
     pl.set_defaults(func=cmd_plan)
 
     ap = add("apply", "make the kernel match the spec, or carry out a saved plan")
@@ -234,6 +288,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     ap.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
     no_color(ap)
+    metrics_file(ap)
     ap.set_defaults(func=cmd_apply)
 
     sh = add("show", "print the live state of a stack as a spec that plans to no changes (with FILE: BPF object paths)")
@@ -251,6 +306,19 @@ def parser() -> argparse.ArgumentParser:
     no_color(de)
     de.set_defaults(func=cmd_destroy)
 
+    st = add("stacks", "list the stacks present on this host (found through their ownership marks), with counts")
+    st.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    st.set_defaults(func=cmd_stacks)
+
+    gr = add("graph", "draw a spec, its plan (--plan) or a live stack (--stack): namespaces, pairs, programs")
+    spec_arg(gr, optional=True)
+    gr.add_argument("--plan", action="store_true", help="draw the plan against the kernel, coloured by action")
+    gr.add_argument(
+        "--format", choices=("dot", "mermaid", "svg", "png"), default="dot", help="svg/png need Graphviz (dot)"
+    )
+    gr.add_argument("--out", metavar="PATH", help="write to PATH instead of stdout")
+    gr.set_defaults(func=cmd_graph)
+
     sc = add("schema", "print the JSON Schema of the spec (or, with --plan, of the JSON plan)")
     sc.add_argument("--plan", action="store_true", help="the schema of `plan --format json` and saved plans")
     sc.set_defaults(func=cmd_schema)
@@ -259,6 +327,23 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "metrics_file", None):
+        from nkplan.run.metrics import Run
+
+        args.metrics_run = Run(args.command)
+    code = _run(args)
+    if getattr(args, "metrics_file", None):
+        from nkplan.run import metrics
+
+        try:
+            metrics.write(args.metrics_file, args.metrics_run, code)
+        except OSError as exc:
+            print(f"error: writing the metrics file {args.metrics_file}: {exc.strerror or exc}", file=sys.stderr)
+            return code or EXIT_ERROR
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except SpecError as exc:

@@ -334,6 +334,9 @@ class LiveState:
     # policy routing rules of every namespace, but the kernel's own (protocol kernel); owner:
     # a named namespace's owner for protocol-237 rules there, a stack's marker for host ones
     rules: list[RuleRec] = field(default_factory=list)
+    # named namespaces whose lo mark carries the digest of applied sysctls (namespace → digest),
+    # whether or not the read was asked for their keys: tells `nkplan stacks` a stack sets some
+    ns_sysctl_marks: dict[str, str] = field(default_factory=dict)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

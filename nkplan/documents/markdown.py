@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from nkplan.core.actions import ACTIONS
 from nkplan.core.plan import Change, Plan
 from nkplan.core.resources import BY_NAME
+from nkplan.documents.graph import from_plan, mermaid_legend, only_changed_namespaces, render_mermaid
 from nkplan.documents.text import summary_line as text_summary
 from nkplan.documents.values import flatten, fmt, get
 
@@ -179,6 +180,30 @@ def _diff_lines(changes: Sequence[Change], drift: Sequence[Change]) -> list[str]
     return out
 
 
+DIAGRAM_LEFT_OUT = f"**… diagram truncated: left out to keep the comment short; {ARTIFACT}.**"
+DIAGRAM_MAX = 25  # changes drawn in the Mermaid diagram; the rest are counted beside it
+
+
+def _diagram(plan: Plan) -> list[str]:
+    """A Mermaid picture of the changed part (namespaces, pairs, hooks; GitHub renders it)."""
+    pic = from_plan(plan, changed_only=True, limit=DIAGRAM_MAX)
+    if not pic.pairs and not any(pic.namespaces.values()):
+        return []  # nothing drawable changed (routes, rules, sysctls only)
+    only_changed_namespaces(pic)
+    body = render_mermaid(pic).rstrip("\n").split("\n")
+    return [
+        "<details open><summary>Diagram of the changes</summary>",
+        "",
+        "```mermaid",
+        *body,
+        "```",
+        "",
+        _text(mermaid_legend(pic)),
+        "",
+        "</details>",
+    ]
+
+
 def _fence(lines: Sequence[str]) -> str:
     longest = max((len(run) for line in lines for run in re.findall(r"`{3,}", line)), default=0)
     return "`" * max(3, longest + 1)
@@ -227,19 +252,25 @@ def render_markdown(plan: Plan, *, limit: int = 60000) -> str:
             head += ["", *block]
     rows = _table_rows(changes)
     diff = _diff_lines(changes, drift)
+    diagram = _diagram(plan)
 
-    def build(nrows: int, ndiff: int) -> str:
+    def build(nrows: int, ndiff: int, with_diagram: bool = False) -> str:
         out = list(head)
         if rows:
             out += ["", *TABLE_HEAD, *rows[:nrows]]
             if nrows < len(rows):
                 n = len(rows) - nrows
                 out += ["", _truncated(n, "row" if n == 1 else "rows", "table truncated")]
+        if diagram:
+            out += ["", *diagram] if with_diagram else ["", DIAGRAM_LEFT_OUT]
         if diff:
             out += ["", *_details(diff, ndiff)]
         return "\n".join(out) + "\n"
 
-    full = build(len(rows), len(diff))
+    full = build(len(rows), len(diff), with_diagram=True)
+    if len(full) <= limit:
+        return full
+    full = build(len(rows), len(diff))  # the diagram goes first
     if len(full) <= limit:
         return full
     if len(build(len(rows), 0)) <= limit:

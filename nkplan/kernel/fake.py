@@ -100,6 +100,9 @@ class FakeKernel(Writers):
         snap.kernel = dataclasses.replace(snap.kernel, sysctl_keys=known if sysctls else None)
         # net.* keys: the asked ones of the namespaces that exist, as the kernel holds them
         # (a key never written reads as the fake's default 0)
+        snap.ns_sysctl_marks = {
+            ns: rec.applied for ns, rec in self.state.sysctls.items() if ns != HOST and rec.owner and rec.applied
+        }
         snap.sysctls = {}
         for ns, keys in (net_keys or {}).items():
             if ns != HOST and ns not in self.state.namespaces:

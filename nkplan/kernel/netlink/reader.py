@@ -386,8 +386,10 @@ def build(snap: Snapshot, keys: frozenset[str] = frozenset()) -> LiveState:
         rec = link_record(a, b, keys)
         live.links[(rec.primary.namespace, rec.primary.name)] = rec
     for ns, sc in snap.scans.items():
+        owner, applied = _ns_mark(sc) if ns != HOST else (None, None)
+        if owner and applied:
+            live.ns_sysctl_marks[ns] = applied
         if sc.sysctls is not None:
-            owner, applied = _ns_mark(sc) if ns != HOST else (None, None)
             live.sysctls[ns] = SysctlsRec(ns, Sysctls(sorted(sc.sysctls.items())), owner, applied)
     return live
 
