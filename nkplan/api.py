@@ -52,9 +52,10 @@ def inspect_object(path: str) -> tuple[list[str], tuple[MapDef, ...]]:
     return libbpf.inspect_names(path)
 
 
-def load_file(path: str) -> Loaded:
-    """A spec from a file (or stdin for "-"); SpecError with file:line:col for every problem."""
-    return _load_file(path, inspect_object)
+def load_file(path: str, root: str | None = None) -> Loaded:
+    """A spec from a file (or stdin for "-"); SpecError with file:line:col for every problem.
+    `include:` fragments must lie inside `root` (default: the file's folder)."""
+    return _load_file(path, inspect_object, root)
 
 
 def load_text(text: str, filename: str = "<text>") -> Loaded:

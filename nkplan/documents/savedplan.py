@@ -40,6 +40,11 @@ def saved_document(plan: Plan, loaded: Loaded) -> dict[str, Any]:
 
 
 def write_saved(plan: Plan, loaded: Loaded, path: str) -> None:
+    if loaded.fragments:
+        raise PlanFileError(
+            f"cannot save the plan of {loaded.source.filename}: it uses include:, and a saved plan embeds "
+            "one spec document; plan and apply the spec file itself (or flatten it with `nkplan validate --expanded`)"
+        )
     text = json.dumps(saved_document(plan, loaded), indent=2) + "\n"
     try:
         Path(path).write_text(text, encoding="utf-8")

@@ -23,6 +23,7 @@ from nkplan.errors import InternalError, SpecError
 from nkplan.spec.checks import declared_hooks, semantic_problems
 from nkplan.spec.defaults import apply_defaults
 from nkplan.spec.expand import expand
+from nkplan.spec.include import merge_includes
 from nkplan.spec.models import LinkSpec, NamespaceSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import Inspect, ObjectFacts, object_problems
 from nkplan.spec.rules import RuleSpec
@@ -39,10 +40,14 @@ class Loaded:
     objects: dict[str, str] = field(default_factory=dict)  # BPF object path → content digest16
     object_maps: dict[str, tuple[MapDef, ...]] = field(default_factory=dict)  # BPF object path → its own maps
     expanded: dict[str, Any] | None = None  # the plain document validated: repeat expanded, defaults applied
+    fragments: tuple[tuple[str, str], ...] = ()  # `include:` fragments read: (name, text), in order
 
     @property
     def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
+        h = hashlib.sha256(self.text.encode())
+        for name, text in self.fragments:  # a spec without include: keeps the digest of its text
+            h.update(f"\0{name}\0".encode() + text.encode())
+        return "sha256:" + h.hexdigest()
 
 
 def _plain(node: Any, path: Path_, smap: SourceMap) -> Any:
@@ -183,15 +188,22 @@ def _slow_plain(text: str, smap: SourceMap) -> Any:
     return _plain(doc, (), smap) if doc is not None else None
 
 
-def load_text(text: str, filename: str, inspect: Inspect | None = None) -> Loaded:
-    """Parse and check a spec. `inspect` lists the programs and maps of a BPF object file; it is
-    needed only when the spec declares programs (nkplan.api passes libbpf's)."""
-    smap = SourceMap(filename)
+def _parse(text: str, smap: SourceMap) -> Any:
+    """YAML text → plain data, positions recorded in `smap` (libyaml when it can, else ruamel's)."""
     try:
-        data = _fast_plain(text, smap)
+        return _fast_plain(text, smap)
     except _Fallback:
-        smap = SourceMap(filename)
-        data = _slow_plain(text, smap)
+        smap.values.clear()
+        smap.keys.clear()
+        return _slow_plain(text, smap)
+
+
+def load_text(text: str, filename: str, inspect: Inspect | None = None, root: str | None = None) -> Loaded:
+    """Parse and check a spec. `inspect` lists the programs and maps of a BPF object file; it is
+    needed only when the spec declares programs (nkplan.api passes libbpf's). `root`: the
+    directory `include:` paths must stay inside (default: the spec file's folder)."""
+    smap = SourceMap(filename)
+    data = _parse(text, smap)
     if data is None:
         raise SpecError([f"{filename}:1:1: the file is empty; expected a mapping with 'stack:'"])
     if not isinstance(data, dict):
@@ -199,6 +211,7 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None) -> Loade
     # Top-level keys starting with "x-" are extensions nkplan ignores (show --format json puts
     # the live snapshot under x-nkplan-snapshot, and the document stays a valid spec).
     data = {k: v for k, v in data.items() if not k.startswith("x-")}
+    fragments = tuple(merge_includes(data, smap, root, _parse)) if "include" in data else ()
     data, expanded = expand_data(data, smap)
     name = _namer(smap)
     try:
@@ -218,7 +231,7 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None) -> Loade
     problems = [f"{smap.describe(loc)}: {msg}" for loc, msg in found]
     if problems:
         raise SpecError(_unique(problems))
-    return Loaded(spec, smap, text, facts.digests, facts.maps, expanded)
+    return Loaded(spec, smap, text, facts.digests, facts.maps, expanded, fragments)
 
 
 def expand_data(data: dict[str, Any], smap: SourceMap) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -285,7 +298,7 @@ def _partial_semantics(data: dict[str, Any], name: Callable[[Path_], str]) -> li
     return out
 
 
-def load_file(path: str, inspect: Inspect | None = None) -> Loaded:
+def load_file(path: str, inspect: Inspect | None = None, root: str | None = None) -> Loaded:
     """Load a spec from a path, or from stdin when path is '-'."""
     if path == "-":
         return load_text(sys.stdin.read(), "<stdin>", inspect)
@@ -295,4 +308,4 @@ def load_file(path: str, inspect: Inspect | None = None) -> Loaded:
         raise SpecError([f"{path}: no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([f"{path}: cannot read: {exc}"]) from None
-    return load_text(text, path, inspect)
+    return load_text(text, path, inspect, root)

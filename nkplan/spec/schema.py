@@ -96,6 +96,12 @@ def spec_schema() -> dict[str, Any]:
         "description": "templates by name; instance i of template T is T[i] in messages",
         "additionalProperties": {"$ref": "#/$defs/Template"},
     }
+    props["include"] = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "fragment files (namespaces, links, routes, rules) merged into this stack; "
+        "relative to this file, inside the spec's directory",
+    }
     props["defaults"] = {
         "type": "object",
         "additionalProperties": False,
