@@ -99,8 +99,18 @@ def _observe(args: argparse.Namespace, plan: Plan | None = None, stack: str | No
             run.observe(plan)
 
 
+def _is_dir(args: argparse.Namespace) -> bool:
+    """A directory of stack files (cli_dirs.py) instead of one spec file."""
+    return bool(args.file) and args.file != "-" and os.path.isdir(args.file)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from nkplan import api
+
+    if _is_dir(args):
+        from nkplan.cli_dirs import plan_dir
+
+        return plan_dir(args)
 
     loaded = api.load_file(args.file)
     _observe(args, stack=loaded.spec.stack)
@@ -144,6 +154,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from nkplan import api
     from nkplan.documents.savedplan import is_saved_plan
 
+    if _is_dir(args):
+        from nkplan.cli_dirs import execute_dir
+
+        return execute_dir(args, "apply")
     if is_saved_plan(args.file):
         if args.adopt:
             raise NkplanError("--adopt is decided when the plan is made: pass it to `nkplan plan --out`")
@@ -165,6 +179,10 @@ def _stack_of(args: argparse.Namespace, verb: str) -> str:
 def cmd_destroy(args: argparse.Namespace) -> int:
     from nkplan.run.workflow import empty_spec
 
+    if _is_dir(args):
+        from nkplan.cli_dirs import execute_dir
+
+        return execute_dir(args, "destroy")
     return _execute(args, empty_spec(_stack_of(args, "destroy")), "destroy")
 
 

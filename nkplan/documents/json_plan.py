@@ -156,7 +156,12 @@ def render_json(plan: Plan) -> str:
 
 
 def plan_schema() -> dict[str, Any]:
-    schema = PlanDocument.model_json_schema()
+    """One plan document (`plan FILE`) or a plan set (`plan DIR`, documents/many.py)."""
+    from pydantic import TypeAdapter
+
+    from nkplan.documents.many import PlanSet
+
+    schema = TypeAdapter(PlanDocument | PlanSet).json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "nkplan plan document"
     return schema
