@@ -70,6 +70,10 @@ def _render(plan: Plan, fmt: str, colour: bool) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     from nkplan.api import load_file
 
+    if _is_dir(args):
+        from nkplan.cli_dirs import validate_dir
+
+        return validate_dir(args)
     loaded = load_file(args.file)
     s = loaded.spec
     if args.expanded:

@@ -1,6 +1,7 @@
 """`nkplan plan|apply|destroy DIR`: a directory of stack files (run/many.py). Printing and exit
 codes only, like cli.py, whose helpers it uses.
 
+- validate DIR: every stack file checked; exit 1 if any has a problem.
 - plan DIR: every stack planned on its own; a stack with a problem stops only its own plan. One
   report (text, json: a plan set, markdown: one comment), one exit code: the worst of the stacks'.
 - apply DIR: every stack planned first; if any stack cannot be planned, nothing is applied at
@@ -49,6 +50,25 @@ def _print_problems(results: Sequence[StackResult]) -> None:
     for r in results:
         for problem in r.problems:
             print(f"error: {problem}", file=sys.stderr)
+
+
+def validate_dir(args: argparse.Namespace) -> int:
+    """validate DIR: every stack file checked (no kernel access), every problem listed."""
+    if args.expanded:
+        raise NkplanError("validate DIR --expanded: expand one stack file at a time")
+    members = _members(args)
+    for m in members:
+        for problem in m.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if m.loaded is not None and not m.problems:
+            s = m.loaded.spec
+            print(
+                f"{m.file}: valid (stack {s.stack!r}: {len(s.namespaces)} namespaces, "
+                f"{len(s.links)} links, {len(s.routes)} routes, {len(s.rules)} rules)"
+            )
+    bad = sum(1 for m in members if m.problems)
+    print(f"{len(members)} stack files: {len(members) - bad} valid, {bad} with problems.")
+    return EXIT_ERROR if bad else EXIT_OK
 
 
 def plan_dir(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ The CLI does the printing (nkplan/cli_dirs.py); this module loads, plans and com
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,17 @@ def load_all(directory: str, load: Callable[[str, str], Loaded]) -> list[Member]
             members.append(Member(file, load(file, directory), []))
         except SpecError as exc:
             members.append(Member(file, None, list(exc.problems)))
+    included = {
+        os.path.realpath(name): m.file for m in members if m.loaded is not None for name, _ in m.loaded.fragments
+    }
+    for m in members:
+        user = included.get(os.path.realpath(m.file))
+        if user is not None:
+            m.problems.append(
+                f"{m.file}: is included by {user} as a fragment, but a file directly in the directory is a "
+                "stack; put fragments in a subfolder"
+            )
+            m.loaded = None
     by_stack: dict[str, list[Member]] = {}
     for m in members:
         if m.loaded is not None:

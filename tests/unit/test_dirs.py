@@ -169,3 +169,18 @@ def test_an_empty_directory_is_an_error(tmp_path: Path, kernel: FakeKernel, caps
     (tmp_path / "empty").mkdir()
     assert cli.main(["plan", str(tmp_path / "empty")]) == 1
     assert "no stack files" in capsys.readouterr().err
+
+
+def test_validate_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = stacks(tmp_path, a_yaml=A, b_yaml=B, c_yaml="stack: c\nnamespaces: [{name: c1, bogus: 1}]\n")
+    assert cli.main(["validate", d]) == 1
+    cap = capsys.readouterr()
+    assert f"{d}/b.yaml: valid (stack 'b': 2 namespaces, 1 links" in cap.out
+    assert "3 stack files: 2 valid, 1 with problems." in cap.out
+    assert f"error: {d}/c.yaml:2:25: namespaces[0].bogus" in cap.err
+
+
+def test_a_fragment_at_the_top_level_is_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = stacks(tmp_path, a_yaml="stack: a\ninclude: [common.yaml]\n", common_yaml="namespaces: [{name: x}]\n")
+    assert cli.main(["validate", d]) == 1
+    assert f"{d}/common.yaml: is included by {d}/a.yaml as a fragment" in capsys.readouterr().err
