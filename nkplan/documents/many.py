@@ -139,4 +139,12 @@ def render_set_markdown(directory: str, results: Sequence[StackResult], *, limit
         assert r.plan is not None
         sections.append(render_markdown(r.plan, limit=share))
     body = "\n".join(head) + "\n\n" + ("\n".join(errors) + "\n" if errors else "")
+    # each section fits its share, but a very long list of stacks may still not fit: the last
+    # sections go, and the comment says so (the table above still names every stack)
+    while sections and len(body) + sum(len(x) + 1 for x in sections) > limit:
+        sections.pop()
+        left = len(planned) - len(sections)
+        note = f"_{left} stack section{'s' if left != 1 else ''} left out (comment size limit); see the table above._\n"
+        if len(body) + sum(len(x) + 1 for x in sections) + len(note) <= limit or not sections:
+            return body + "\n".join(sections) + ("\n" if sections else "") + note
     return body + "\n".join(sections)

@@ -184,3 +184,21 @@ def test_a_fragment_at_the_top_level_is_named_as_such(tmp_path: Path, capsys: py
     d = stacks(tmp_path, a_yaml="stack: a\ninclude: [common.yaml]\n", common_yaml="namespaces: [{name: x}]\n")
     assert cli.main(["validate", d]) == 1
     assert f"{d}/common.yaml: is included by {d}/a.yaml as a fragment" in capsys.readouterr().err
+
+
+def test_markdown_of_many_stacks_stays_under_the_limit() -> None:
+    from nkplan.documents.many import StackResult, render_set_markdown
+
+    kernel = FakeKernel()
+    results = []
+    for i in range(40):
+        text = f"stack: s{i}\nnamespaces: [" + ", ".join(f"{{name: n{i}x{j}}}" for j in range(30)) + "]\n"
+        results.append(
+            StackResult(f"d/s{i}.yaml", f"s{i}", api.plan(api.load_text(text, f"s{i}.yaml"), on=kernel).plan)
+        )
+    md = render_set_markdown("d", results, limit=60000)
+    assert len(md) <= 60000
+    assert md.count("| `s") == 40  # every stack is in the table
+    assert "stack sections left out (comment size limit)" in md
+    small = render_set_markdown("d", results[:3])
+    assert small.count("### nkplan plan for stack") == 3 and "left out" not in small
