@@ -87,6 +87,8 @@ def merge_includes(data: dict[str, Any], smap: SourceMap, root: str | None, pars
             problems.append(f"{name}:1:1: a fragment must be a mapping of {', '.join(FRAGMENT_SECTIONS)}")
             continue
         for key, items in frag.items():
+            if key.startswith("x-"):
+                continue  # extension keys are ignored, as at the top of a stack file
             if key not in FRAGMENT_SECTIONS:
                 problems.append(
                     f"{fsmap.position((key,), key=True)}: {key!r} cannot be in a fragment "

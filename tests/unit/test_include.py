@@ -25,7 +25,7 @@ def problems(path: str, root: str | None = None) -> list[str]:
 
 def test_fragments_are_appended_in_order(tmp_path: Path) -> None:
     write(tmp_path, "parts/ns.yaml", "namespaces:\n  - name: b\n  - name: c\n")
-    write(tmp_path, "parts/more.yaml", "namespaces: [{name: d}]\nroutes: []\n")
+    write(tmp_path, "parts/more.yaml", "x-note: ignored\nnamespaces: [{name: d}]\nroutes: []\n")
     main = write(tmp_path, "s.yaml", "stack: s\ninclude: [parts/ns.yaml, parts/more.yaml]\nnamespaces: [{name: a}]\n")
     loaded = api.load_file(main)
     assert [n.name for n in loaded.spec.namespaces] == ["a", "b", "c", "d"]
