@@ -266,12 +266,13 @@ def parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    def spec_arg(cmd: argparse.ArgumentParser, optional: bool = False) -> None:
+    def spec_arg(cmd: argparse.ArgumentParser, optional: bool = False, dirs: bool = False) -> None:
+        more = " (or a directory of stack files)" if dirs else ""
         if optional:
-            cmd.add_argument("file", nargs="?", help="spec YAML whose stack to use")
+            cmd.add_argument("file", nargs="?", help="spec YAML whose stack to use" + more)
             cmd.add_argument("--stack", help="stack name (instead of a file)")
         else:
-            cmd.add_argument("file", help="spec YAML, or - for stdin")
+            cmd.add_argument("file", help="spec YAML, or - for stdin" + more)
 
     def no_color(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--no-color", action="store_true", help="no colour (also: NO_COLOR set, or not a terminal)")
@@ -284,7 +285,7 @@ def parser() -> argparse.ArgumentParser:
         )
 
     v = add("validate", "check a spec file (no root, no kernel access)")
-    spec_arg(v)
+    spec_arg(v, dirs=True)
     v.add_argument(
         "--expanded",
         action="store_true",
@@ -294,7 +295,7 @@ def parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
 
     pl = add("plan", "show what apply would change")
-    spec_arg(pl)
+    spec_arg(pl, dirs=True)
     pl.add_argument("--adopt", action="store_true", help="take over declared objects that exist but are not owned")
     pl.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when changes are pending, 0 when none")
     pl.add_argument("--format", choices=("text", "json", "markdown"), default="text", help="output format")
@@ -305,7 +306,9 @@ def parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plan)
 
     ap = add("apply", "make the kernel match the spec, or carry out a saved plan")
-    ap.add_argument("file", help="spec YAML (or - for stdin), or a saved PLAN.json from `plan --out`")
+    ap.add_argument(
+        "file", help="spec YAML (or - for stdin), a directory of stack files, or a saved PLAN.json from `plan --out`"
+    )
     ap.add_argument("--adopt", action="store_true", help="take over declared objects that exist but are not owned")
     ap.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     ap.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
@@ -322,7 +325,7 @@ def parser() -> argparse.ArgumentParser:
     sh.set_defaults(func=cmd_show)
 
     de = add("destroy", "remove everything a stack owns")
-    spec_arg(de, optional=True)
+    spec_arg(de, optional=True, dirs=True)
     de.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     de.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
     no_color(de)
