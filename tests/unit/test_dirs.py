@@ -202,3 +202,20 @@ def test_markdown_of_many_stacks_stays_under_the_limit() -> None:
     assert "stack sections left out (comment size limit)" in md
     small = render_set_markdown("d", results[:3])
     assert small.count("### nkplan plan for stack") == 3 and "left out" not in small
+
+
+def test_a_stack_changed_between_plan_and_apply_is_refused_as_stale(
+    tmp_path: Path, kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.apply(api.load_text(C, "c.yaml"), on=kernel)  # c1 exists, owned by c
+    d = stacks(tmp_path, a_yaml=A, c_yaml="stack: c\nnamespaces: [{name: c1}, {name: c2}]\n")
+
+    def meddle(args: object, verb: str) -> None:  # someone deletes c1 while the plans are shown
+        kernel.state.namespaces.pop("c1")
+
+    monkeypatch.setattr(cli, "_confirm", meddle)
+    assert cli.main(["apply", d]) == 3
+    err = capsys.readouterr().err
+    assert f"{d}/c.yaml: the live state of stack 'c' changed since its plan was shown" in err
+    assert f"already applied and kept: {d}/a.yaml" in err
+    assert "c2" not in kernel.state.namespaces and "a1" in kernel.state.namespaces
