@@ -53,9 +53,7 @@ def describe(namespace: str, to: str, port: int | None, expect: Expect) -> str:
     return f"{where} → {dest}, expect {expect}"
 
 
-def results(
-    checks: list[tuple[Probe, Expect]], outcomes: list[Outcome]
-) -> list[CheckResult]:
+def results(checks: list[tuple[Probe, Expect]], outcomes: list[Outcome]) -> list[CheckResult]:
     return [
         CheckResult(i + 1, describe(p.namespace, p.to, p.port, expect), expect, o)
         for i, ((p, expect), o) in enumerate(zip(checks, outcomes, strict=True))
