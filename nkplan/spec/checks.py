@@ -62,6 +62,14 @@ def _checks(spec: StackSpec) -> Iterator[Problem]:
                 f"check {i + 1} runs in namespace {check.from_!r}, which the spec does not declare"
                 " (omit 'from' to run it in the host namespace)"
             )
+        dest = ipaddress.ip_address(check.to)
+        if dest.version == 6 and dest.is_link_local:
+            yield ("checks", i, "to"), (
+                f"check {i + 1}: {check.to} is an IPv6 link-local address, which needs a device to go out of;"
+                " checks have none: use a global (or ULA) address"
+            )
+        elif dest.is_unspecified or dest.is_multicast:
+            yield ("checks", i, "to"), f"check {i + 1}: {check.to} is not a single host's address"
 
 
 MAX_PROGRAMS_PER_HOOK = 63  # bpf_mprog's limit

@@ -67,6 +67,8 @@ def with_check(check: str) -> str:
         ("{to: 10.0.0.1, expect: maybe}", "t.yaml:4:28: checks[0].expect:"),
         ("{to: 10.0.0.1}", "t.yaml:4:5: checks[0].expect: required field 'expect' is missing"),
         ("{to: 10.0.0.1, expect: reachable, timeout: 0}", "t.yaml:4:48: checks[0].timeout:"),
+        ("{to: 'fe80::1', expect: reachable}", "t.yaml:4:10: checks[0].to: check 1: fe80::1 is an IPv6 link-local"),
+        ("{to: 224.0.0.1, expect: reachable}", "t.yaml:4:10: checks[0].to: check 1: 224.0.0.1 is not a single host's"),
         ("{to: 10.0.0.1, expect: reachable, via: x}", "t.yaml:4:39: checks[0].via: unknown field 'via'"),
     ],
 )
