@@ -1,6 +1,11 @@
 """Reachability checks, the pure half: what one check asks of the kernel (Probe), what the
 kernel saw (Outcome), whether that passes, and the words for both. The kernel half that opens
-sockets inside namespaces is kernel/reach.py; the fake kernel answers from a table."""
+sockets inside namespaces is kernel/reach.py; the fake kernel answers from a table.
+
+Not a resource type (DESIGN.md lists "check" among the coming ones): a check has no record in the
+kernel to read, diff, create or delete, so it would be a resource whose every plan is a no-op.
+It is a confirmation of an apply instead: run after verify while the apply's undo journal is still
+held (run/applier.py `confirm`), and by `nkplan check` on its own."""
 
 from __future__ import annotations
 
