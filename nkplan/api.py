@@ -31,6 +31,7 @@ __all__ = [
     "Planned",
     "Shown",
     "apply",
+    "check",
     "destroy",
     "inspect_object",
     "kernel",
@@ -112,15 +113,19 @@ def apply(
     review: Review | None = None,
     progress: Progress | None = None,
     on: Kernel | None = None,
+    keep_on_check_failure: bool = False,
 ) -> Plan:
     """Make the kernel hold what the spec declares, under the stack's lock: plan (or, with
     `saved`, check that the live state is still the one the saved plan was made against:
-    StalePlanError otherwise), let `review` see the plan, apply, verify. Returns the plan that
-    was carried out; on a failure the completed steps are rolled back and ApplyFailed raised."""
+    StalePlanError otherwise), let `review` see the plan, apply, verify, run the spec's
+    reachability checks. Returns the plan that was carried out; on a failure the completed
+    steps are rolled back and ApplyFailed raised; when a check fails they are rolled back too
+    (unless keep_on_check_failure) and ChecksFailed raised. With no changes to make, the
+    checks still run (and a failure has nothing to roll back)."""
     from nkplan.documents.savedplan import check_fresh
     from nkplan.run.identity import host_identity
     from nkplan.run.lock import stack_lock
-    from nkplan.run.workflow import apply_and_verify, plan_for
+    from nkplan.run.workflow import apply_and_verify, plan_for, require_checks
 
     target = on or kernel()
     with stack_lock(spec.spec.stack):
@@ -136,8 +141,18 @@ def apply(
         if review is not None:
             review(chosen)
         if chosen.has_changes:
-            apply_and_verify(target, spec, chosen, progress=progress)
+            apply_and_verify(target, spec, chosen, progress=progress, keep_on_check_failure=keep_on_check_failure)
+        else:
+            require_checks(target, spec.spec, note="nothing was changed (the plan had no changes)")
     return chosen
+
+
+def check(spec: Loaded, *, on: Kernel | None = None) -> list[CheckResult]:
+    """Run the spec's reachability checks (`checks:`) against the kernel as it is, together;
+    results in spec order (CheckResult.passed). Changes nothing, takes no lock."""
+    from nkplan.run.workflow import run_checks
+
+    return run_checks(on or kernel(), spec.spec)
 
 
 def read_plan(path: str) -> tuple[Plan, Loaded]:
@@ -195,4 +210,5 @@ def stacks(*, on: Kernel | None = None) -> list[StackCounts]:
 
 
 if TYPE_CHECKING:
+    from nkplan.core.reach import CheckResult
     from nkplan.documents.stacks import StackCounts

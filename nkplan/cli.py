@@ -21,7 +21,8 @@ EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_STALE, EXIT_LOCKED, EXIT_INTERRUPTED = 0
 EPILOG = """exit codes:
   0    success; for plan: no changes (or changes, without --detailed-exitcode)
   1    error: invalid spec (file:line:col given), plan refused, kernel refusal (steps rolled back),
-       verification failed, unreadable or modified plan file, missing privileges
+       verification failed, a reachability check failed (apply: rolled back unless
+       --keep-on-check-failure), unreadable or modified plan file, missing privileges
   2    plan --detailed-exitcode: changes are pending
   3    apply PLAN.json: the live state (or host, or kernel) changed since the plan was made
   4    another nkplan process holds the stack's lock
@@ -148,10 +149,36 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
         saved=saved,
         review=review,
         progress=None if args.quiet else _progress,
+        keep_on_check_failure=getattr(args, "keep_on_check_failure", False),
     )
     if done.has_changes:
         print(f"{verb.capitalize()} complete! {summary_line(done)[len('Plan: ') :]}")
+    _checks_passed(loaded)
     return EXIT_OK
+
+
+def _checks_passed(loaded: Loaded) -> None:
+    n = len(loaded.spec.checks)
+    if n:
+        print(f"Checks passed: {n} of {n}.")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the spec's reachability checks against the kernel as it is; exit 1 if one fails."""
+    from nkplan import api
+
+    loaded = api.load_file(args.file)
+    results = api.check(loaded)
+    if not results:
+        print(f"{loaded.source.filename}: no checks declared")
+        return EXIT_OK
+    failed = 0
+    for r in results:
+        failed += not r.passed
+        if not (args.quiet and r.passed):
+            print(f"  {'ok  ' if r.passed else 'FAIL'} {r}")
+    print(f"Checks: {len(results) - failed} passed, {failed} failed.")
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -312,9 +339,19 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--adopt", action="store_true", help="take over declared objects that exist but are not owned")
     ap.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     ap.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
+    ap.add_argument(
+        "--keep-on-check-failure",
+        action="store_true",
+        help="when a reachability check (checks:) fails after apply, keep the changes instead of rolling back",
+    )
     no_color(ap)
     metrics_file(ap)
     ap.set_defaults(func=cmd_apply)
+
+    ck = add("check", "run the spec's reachability checks (checks:) against the kernel as it is; changes nothing")
+    spec_arg(ck)
+    ck.add_argument("--quiet", "-q", action="store_true", help="print only the checks that failed")
+    ck.set_defaults(func=cmd_check)
 
     sh = add("show", "print the live state of a stack as a spec that plans to no changes (with FILE: BPF object paths)")
     spec_arg(sh, optional=True)

@@ -145,7 +145,12 @@ def execute_dir(args: argparse.Namespace, verb: str) -> int:
         print(f"=== {verb} stack {r.stack!r} ({r.file}) ===", flush=True)
         try:
             applied = api.apply(
-                m.loaded, adopt=adopt, review=review, progress=None if args.quiet else _progress, on=kernel
+                m.loaded,
+                adopt=adopt,
+                review=review,
+                progress=None if args.quiet else _progress,
+                keep_on_check_failure=getattr(args, "keep_on_check_failure", False),
+                on=kernel,
             )
         except NkplanError as exc:
             for line in str(exc).splitlines():

@@ -74,6 +74,26 @@ class VerifyError(NkplanError):
     fault = "kernel"
 
 
+class Unconfirmed(NkplanError):
+    """Raised by an apply's confirmation (run after its last step, before its undo journal is
+    dropped: reachability checks) to have the completed steps rolled back. The applier hands
+    back `after_rollback(...)`: the same error, telling what the rollback did."""
+
+    fault = "user"
+
+    def after_rollback(self, done: int, rolled_back: int, rollback_errors: list[str]) -> NkplanError:
+        return self
+
+
+def rollback_note(done: int, rolled_back: int, rollback_errors: list[str]) -> str:
+    """What a rollback did, in the words ApplyFailed uses."""
+    lines = [f"rolled back {rolled_back} of {done} completed step(s)"]
+    lines += [f"rollback step failed: {err}" for err in rollback_errors]
+    if rollback_errors:
+        lines.append("the kernel may now hold a partial change: run `nkplan plan` to see it")
+    return "\n".join(lines)
+
+
 class InternalError(NkplanError):
     """A bug in nkplan."""
 

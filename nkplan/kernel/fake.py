@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from nkplan.core.linkkinds import kind_of, path_label, value_at
+from nkplan.core.reach import Outcome, Probe
 from nkplan.core.records import (
     HOST,
     RTPROT_NKPLAN,
@@ -46,6 +47,7 @@ class FakeKernel(Writers):
         self.fail = fail
         self.missing_sysctls: set[str] = set()  # per-device keys this fake kernel lacks
         self.calls: list[str] = []
+        self.unreachable: set[tuple[str, str, int | None]] = set()  # (namespace, to, port) that probe() misses
         self._next_ifindex = 100
 
     def writers(self) -> dict[str, Writer]:
@@ -138,6 +140,20 @@ class FakeKernel(Writers):
 
     def check_privileges(self) -> None:
         return None
+
+    def probe(self, probes: Sequence[Probe]) -> list[Outcome]:
+        """Every probe reaches its address, unless `unreachable` holds its (namespace, to, port);
+        a probe from a namespace the fake kernel lacks cannot run."""
+        self.calls.append("probe")
+        out = []
+        for p in probes:
+            if p.namespace != HOST and p.namespace not in self.state.namespaces:
+                out.append(Outcome(None, f"namespace {p.namespace!r} does not exist"))
+            elif (p.namespace, p.to, p.port) in self.unreachable:
+                out.append(Outcome(False, f"no answer within {p.timeout:g} s"))
+            else:
+                out.append(Outcome(True, "connected in 1 ms" if p.port is not None else "echo reply in 1 ms"))
+        return out
 
     def create_namespace(self, name: str, owner: str) -> None:
         self._enter("create_namespace", name)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 
+from nkplan.core.reach import Outcome, Probe
 from nkplan.core.records import (
     HOST,
     HookRec,
@@ -84,6 +85,11 @@ class LinuxKernel(Writers):
     def check_privileges(self) -> None:
         if os.geteuid() != 0 or not caps.has(caps.effective(), caps.CAP_NET_ADMIN, caps.CAP_SYS_ADMIN):
             raise CapabilityError(root_needed())
+
+    def probe(self, probes: Sequence[Probe]) -> list[Outcome]:
+        from nkplan.kernel import reach
+
+        return reach.probe_all(probes)
 
     def bpf_problems(self) -> list[str]:
         """What this machine lacks for BPF programs on tcx/netkit hooks (sentences; empty: none)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
+from nkplan.core.reach import Outcome, Probe
 from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec, RuleRec, SysctlsRec
 from nkplan.core.resources import TYPE_NAMES, type_of
 from nkplan.errors import InternalError
@@ -129,6 +130,11 @@ class Kernel(Protocol):
         sysctls: the per-device keys to read on every pair end (and KernelInfo.sysctl_keys);
         net_keys: the net.* keys to read per namespace, HOST for the host (LiveState.sysctls, and
         KernelInfo.host_net_keys)."""
+        ...
+
+    def probe(self, probes: Sequence[Probe]) -> list[Outcome]:
+        """Run reachability probes (ICMP echo, or a TCP connect) from their namespaces, together;
+        what each saw, in order. Never raises for a probe that fails: its Outcome says why."""
         ...
 
     def check_privileges(self) -> None:

@@ -14,7 +14,7 @@ from nkplan.core.actions import INVERSE
 from nkplan.core.implied import implied_deletes
 from nkplan.core.plan import Operation, Plan
 from nkplan.core.resources import BY_NAME
-from nkplan.errors import InternalError, NkplanError
+from nkplan.errors import InternalError, NkplanError, Unconfirmed
 from nkplan.kernel.seam import ApplySession, Kernel
 
 Progress = Callable[[str, Operation], None]
@@ -112,11 +112,18 @@ def _put_back(op: Operation) -> Operation:
     return Operation("update", op.address, op.type, op.before, op.before)
 
 
-def apply_plan(kernel: Kernel, plan: Plan, progress: Progress | None = None) -> None:
+def apply_plan(
+    kernel: Kernel, plan: Plan, progress: Progress | None = None, confirm: Callable[[], None] | None = None
+) -> None:
     """Carry out the plan's operations; on a failure undo the completed ones in reverse. The
     session holds what the kernel halves need for that undo (programs taken off hooks) and is
     closed once the apply, or its rollback, is over. Deletes the kernel does by itself (a route
-    whose device the plan deletes) are not asked of it."""
+    whose device the plan deletes) are not asked of it.
+
+    `confirm` runs after the last step, while the journal and session are still there: if it
+    raises Unconfirmed (failed reachability checks) or is interrupted, the completed steps are
+    rolled back like those of a failed step; any other error it raises passes through as it is
+    (verify keeps its old contract: no rollback of an apply the kernel took but shows otherwise)."""
     journal: list[Operation] = []
     implied = {id(plan.operations[i]) for i in implied_deletes(plan.operations)}
     with _sigterm_as_interrupt(), ApplySession() as session:
@@ -132,6 +139,16 @@ def apply_plan(kernel: Kernel, plan: Plan, progress: Progress | None = None) -> 
             if progress:
                 for op in batch:
                     progress("done", op)
+        if confirm is None:
+            return
+        try:
+            confirm()
+        except Unconfirmed as exc:
+            rolled, errors = _rollback(kernel, journal, progress, session)
+            raise exc.after_rollback(len(journal), rolled, errors) from None
+        except KeyboardInterrupt as exc:
+            rolled, errors = _rollback(kernel, journal, progress, session)
+            raise ApplyFailed(exc, plan.operations[-1], len(journal), rolled, errors) from None
 
 
 def _rollback(

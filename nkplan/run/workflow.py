@@ -19,7 +19,8 @@ from nkplan.core.capabilities import (
 from nkplan.core.desired import desired
 from nkplan.core.plan import Plan
 from nkplan.core.planner import make_plan
-from nkplan.core.records import LiveState
+from nkplan.core.reach import CheckResult, ChecksFailed, Expect, Probe, results
+from nkplan.core.records import HOST, LiveState
 from nkplan.errors import PlanError, VerifyError
 from nkplan.kernel.seam import Kernel
 from nkplan.run.applier import Progress, apply_plan
@@ -89,14 +90,50 @@ def apply_and_verify(
     adopt: bool = False,
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    keep_on_check_failure: bool = False,
 ) -> None:
-    apply_plan(kernel, plan, progress)
-    left: Plan | None = None
-    for delay in VERIFY_DELAYS:
-        sleep(delay)
-        left = plan_for(kernel, loaded, adopt=False).plan
-        if not left.has_changes:
-            return
-    assert left is not None
-    pending = ", ".join(f"{c.address} ({c.action})" for c in left.changes if c.action != "no-op")
-    raise VerifyError(f"after apply the kernel still differs from the spec: {pending}")
+    """Apply, verify by re-reading, then run the spec's reachability checks. The checks run
+    inside the apply (apply_plan's `confirm`), so its undo journal is still there when one
+    fails: the apply is rolled back and ChecksFailed raised, saying so. With
+    keep_on_check_failure the checks run after the apply is over and a failure keeps it."""
+
+    def verify() -> None:
+        left: Plan | None = None
+        for delay in VERIFY_DELAYS:
+            sleep(delay)
+            left = plan_for(kernel, loaded, adopt=False).plan
+            if not left.has_changes:
+                return
+        assert left is not None
+        pending = ", ".join(f"{c.address} ({c.action})" for c in left.changes if c.action != "no-op")
+        raise VerifyError(f"after apply the kernel still differs from the spec: {pending}")
+
+    def confirm() -> None:
+        verify()
+        if not keep_on_check_failure:
+            require_checks(kernel, loaded.spec)
+
+    apply_plan(kernel, plan, progress, confirm)
+    if keep_on_check_failure:
+        require_checks(kernel, loaded.spec, note="the apply was kept (--keep-on-check-failure)")
+
+
+def check_list(spec: StackSpec) -> list[tuple[Probe, Expect]]:
+    return [(Probe(c.from_ or HOST, c.to, c.port, c.timeout), c.expect) for c in spec.checks]
+
+
+def run_checks(kernel: Kernel, spec: StackSpec) -> list[CheckResult]:
+    """Every reachability check of the spec, run together; results in spec order."""
+    checks = check_list(spec)
+    if not checks:
+        return []
+    return results(checks, kernel.probe([p for p, _e in checks]))
+
+
+def require_checks(kernel: Kernel, spec: StackSpec, note: str = "") -> list[CheckResult]:
+    """run_checks, raising ChecksFailed (with `note`) unless every check passed."""
+    done = run_checks(kernel, spec)
+    failed = [r for r in done if not r.passed]
+    if failed:
+        raise ChecksFailed(failed, len(done), note)
+    return done

@@ -48,8 +48,28 @@ def semantic_problems(spec: StackSpec, name: Name = dotted) -> list[Problem]:
     """`name` names an item in messages that cite another (`links[3]`, or the template instance
     that made it: `pods[17].links[0]`)."""
     problems = list(_namespaces(spec, name)) + list(_links(spec, name)) + list(_routes(spec, name))
-    problems += list(_hooks(spec))
+    problems += list(_hooks(spec)) + list(_checks(spec))
     return problems + list(rule_problems(spec.rules, {ns.name for ns in spec.namespaces}, name))
+
+
+def _checks(spec: StackSpec) -> Iterator[Problem]:
+    """A check runs in a namespace the spec declares (or the host): one it does not own may be
+    gone or changed by the time it runs, and rolling back an apply over it would be guesswork."""
+    declared = {ns.name for ns in spec.namespaces}
+    for i, check in enumerate(spec.checks):
+        if check.from_ is not None and check.from_ not in declared:
+            yield ("checks", i, "from"), (
+                f"check {i + 1} runs in namespace {check.from_!r}, which the spec does not declare"
+                " (omit 'from' to run it in the host namespace)"
+            )
+        dest = ipaddress.ip_address(check.to)
+        if dest.version == 6 and dest.is_link_local:
+            yield ("checks", i, "to"), (
+                f"check {i + 1}: {check.to} is an IPv6 link-local address, which needs a device to go out of;"
+                " checks have none: use a global (or ULA) address"
+            )
+        elif dest.is_unspecified or dest.is_multicast:
+            yield ("checks", i, "to"), f"check {i + 1}: {check.to} is not a single host's address"
 
 
 MAX_PROGRAMS_PER_HOOK = 63  # bpf_mprog's limit

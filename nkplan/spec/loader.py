@@ -24,7 +24,7 @@ from nkplan.spec.checks import declared_hooks, semantic_problems
 from nkplan.spec.defaults import apply_defaults
 from nkplan.spec.expand import expand
 from nkplan.spec.include import merge_includes
-from nkplan.spec.models import LinkSpec, NamespaceSpec, RouteSpec, StackSpec
+from nkplan.spec.models import CheckSpec, LinkSpec, NamespaceSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import Inspect, ObjectFacts, object_problems
 from nkplan.spec.rules import RuleSpec
 from nkplan.spec.source import Path_, SourceMap, dotted
@@ -263,11 +263,12 @@ def _unique(problems: list[str]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-_SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec] | type[RuleSpec]] = {
+_SECTIONS: dict[str, type[NamespaceSpec] | type[LinkSpec] | type[RouteSpec] | type[RuleSpec] | type[CheckSpec]] = {
     "namespaces": NamespaceSpec,
     "links": LinkSpec,
     "routes": RouteSpec,
     "rules": RuleSpec,
+    "checks": CheckSpec,
 }
 
 
@@ -285,7 +286,12 @@ def _partial_semantics(data: dict[str, Any], name: Callable[[Path_], str]) -> li
             except ValidationError:
                 continue
     partial = StackSpec.model_construct(
-        stack="x", namespaces=kept["namespaces"], links=kept["links"], routes=kept["routes"], rules=kept["rules"]
+        stack="x",
+        namespaces=kept["namespaces"],
+        links=kept["links"],
+        routes=kept["routes"],
+        rules=kept["rules"],
+        checks=kept["checks"],
     )
     out = []
     def orig(path: Path_) -> Path_:

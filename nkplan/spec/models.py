@@ -113,6 +113,21 @@ class RouteSpec(_Model):
     nexthops: list[NexthopSpec] | None = None  # multipath (RTA_MULTIPATH)
 
 
+class CheckSpec(_Model):
+    """A reachability check (`nkplan check`, and `apply` after verify): ICMP echo, or with a
+    port a TCP connect, from a namespace (default: the host) to an address."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+
+    from_: NsName | None = Field(
+        default=None, alias="from", description="namespace the check runs in (a declared one; default: the host)"
+    )
+    to: IpAddr = Field(description="destination address (IPv4 or IPv6)")
+    port: int | None = Field(default=None, ge=1, le=65535, description="TCP port to connect to (default: ICMP echo)")
+    expect: Literal["reachable", "unreachable"] = Field(description="reachable or unreachable")
+    timeout: float = Field(default=1.0, gt=0, le=60, description="seconds to wait for an answer (default 1)")
+
+
 class StackSpec(_Model):
     stack: StackName
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
@@ -120,3 +135,4 @@ class StackSpec(_Model):
     routes: list[RouteSpec] = Field(default_factory=list)
     host: HostSpec | None = None
     rules: list[RuleSpec] = Field(default_factory=list)  # policy routing rules (spec/rules.py)
+    checks: list[CheckSpec] = Field(default_factory=list)  # reachability checks (run/reach.py); no templates

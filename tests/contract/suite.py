@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from nkplan.core.desired import link_record, route_record
+from nkplan.core.reach import Probe
 from nkplan.core.records import HOST, KernelInfo, LinkRec, LiveState, NamespaceRec, RouteRec, RuleRec
 from nkplan.core.resources.link import LinkType
 from nkplan.errors import NkplanError
@@ -300,3 +301,24 @@ def test_a_single_netkit_device_lives_alone_or_is_refused(world: World) -> None:
         assert live_pair(w, want) == after
         w.kernel.delete(after)
         assert set(read(w).devices) == before
+
+
+def test_probes_answer_in_order_and_one_from_a_missing_namespace_cannot_run(world: World) -> None:
+    """probe(): one Outcome per probe, in order; a pair's ends reach each other by ICMP echo; a
+    probe from a namespace that does not exist did not run (reached None), with the name in words."""
+    w = world
+    with namespace(w, "n") as ns:
+        want = pair(w, w.name("h"), "eth0", ns, addresses=[f"10.{w.net}.0.1/30"],
+                    peer={"addresses": [f"10.{w.net}.0.2/30"]})  # fmt: skip
+        w.kernel.create(want)
+        missing = w.name("x")
+        got = w.kernel.probe(
+            [
+                Probe(ns, f"10.{w.net}.0.1", None, 2.0),
+                Probe(missing, f"10.{w.net}.0.1", None, 1.0),
+                Probe(HOST, f"10.{w.net}.0.2", None, 2.0),
+            ]
+        )
+        assert [o.reached for o in got] == [True, None, True], got
+        assert got[1].saw == f"namespace {missing!r} does not exist"
+        w.kernel.delete(want)
