@@ -260,8 +260,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
         raise NkplanError("graph needs a spec FILE or --stack NAME")
     data = pictures.render(pic, args.format)
     if args.out:
-        with open(args.out, "wb") as f:
-            f.write(data)
+        try:
+            with open(args.out, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise NkplanError(f"cannot write the picture to {args.out}: {exc.strerror}") from None
     else:
         sys.stdout.buffer.write(data)
     return EXIT_OK
@@ -389,6 +392,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "metrics_file", None) and os.path.isdir(getattr(args, "file", "") or ""):
+        args.metrics_file = None  # refused for a directory (cli_dirs): a stack's file is left alone
+        print("error: --metrics-file describes one stack; run each stack file on its own", file=sys.stderr)
+        return EXIT_ERROR
     if getattr(args, "metrics_file", None):
         from nkplan.run.metrics import Run
 

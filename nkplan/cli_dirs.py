@@ -123,16 +123,22 @@ def execute_dir(args: argparse.Namespace, verb: str) -> int:
         names = ", ".join(r.file for r in bad)
         print(f"error: not every stack could be planned ({names}); nothing was changed.", file=sys.stderr)
         return EXIT_ERROR
-    if not any(r.plan is not None and r.plan.has_changes for r in results):
-        return EXIT_OK
-    _confirm(args, verb)
-    done: list[str] = []
     by_file = {m.file: m for m in members}
+
+    def has_checks(r: StackResult) -> bool:  # apply FILE runs them also when nothing changes
+        loaded = by_file[r.file].loaded
+        return verb == "apply" and loaded is not None and bool(loaded.spec.checks)
+
+    if not any(r.plan is not None and (r.plan.has_changes or has_checks(r)) for r in results):
+        return EXIT_OK
+    if any(r.plan is not None and r.plan.has_changes for r in results):
+        _confirm(args, verb)
+    done: list[str] = []
     for i, r in enumerate(results):
         assert r.plan is not None
         m = by_file[r.file]
         assert m.loaded is not None
-        if not r.plan.has_changes:
+        if not r.plan.has_changes and not has_checks(r):
             continue
 
         def review(fresh: Plan, shown: Plan = r.plan, r: StackResult = r) -> None:
@@ -155,7 +161,8 @@ def execute_dir(args: argparse.Namespace, verb: str) -> int:
         except NkplanError as exc:
             for line in str(exc).splitlines():
                 print(f"error: {line}", file=sys.stderr)
-            _report(verb, r, done, _rest(results, i), f"{verb} failed; its completed steps were rolled back")
+            # what happened to its own steps (rolled back, kept, untouched) is the error's to say
+            _report(verb, r, done, _rest(results, i), f"{verb} failed (above: what became of its steps)")
             return exc.exit_code
         except KeyboardInterrupt:
             _report(verb, r, done, _rest(results, i), "interrupted; its completed steps were rolled back")

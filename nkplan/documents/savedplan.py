@@ -127,6 +127,8 @@ def read_saved(path: str, inspect: Inspect | None = None) -> tuple[Plan, Loaded]
         raise PlanFileError(f"{path} does not have the shape of a plan: {exc.errors()[0]['msg']}") from None
     spec = doc["spec"]
     loaded = load_text(spec["text"], spec["file"], inspect)
+    if loaded.fragments:  # `plan --out` refuses include: a saved plan must not read files unreviewed
+        raise PlanFileError(f"{path}: its embedded spec includes other files, which a saved plan never reads")
     host = doc["planned_against"]["host"]
     plan = Plan(
         stack=doc["stack"],

@@ -118,7 +118,10 @@ def _open(probe: Probe) -> socket.socket:
 
 def _open_group(fd: int, probes: list[tuple[int, Probe]]) -> list[tuple[int, socket.socket | Outcome]]:
     """Runs in a pool thread: enter the namespace, open each probe's socket there."""
-    netns.setns(fd)
+    try:
+        netns.setns(fd)
+    except OSError as exc:  # not a network namespace, or no right to enter it: the probes fail
+        return [(i, Outcome(None, f"cannot enter the namespace: {os.strerror(exc.errno or 0)}")) for i, _p in probes]
     out: list[tuple[int, socket.socket | Outcome]] = []
     for i, probe in probes:
         try:
@@ -137,9 +140,10 @@ def _open_all(probes: Sequence[tuple[int, Probe]], outcomes: list[Outcome | None
         for ns in groups:
             try:
                 fds[ns] = netns.thread_ns_fd() if ns == HOST else netns.open_ns(ns)
-            except FileNotFoundError:
+            except OSError as exc:
+                why = "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be opened ({exc.strerror})"
                 for i, _p in groups[ns]:
-                    outcomes[i] = Outcome(None, f"namespace {ns!r} does not exist")
+                    outcomes[i] = Outcome(None, f"namespace {ns!r} {why}")
         opened: dict[int, socket.socket] = {}
         with ThreadPoolExecutor(max_workers=min(OPENERS, max(1, len(fds))), thread_name_prefix="nkplan-check") as pool:
             futures = [pool.submit(_open_group, fds[ns], groups[ns]) for ns in fds]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nkplan.core.plan import Plan
+from nkplan.core.records import SysctlsRec
 from nkplan.documents.many import StackResult
 from nkplan.errors import NkplanError, PlanError, SpecError
 from nkplan.kernel.seam import Kernel
@@ -115,7 +116,14 @@ def _collisions(results: list[StackResult]) -> list[StackResult]:
     for r in results:
         if r.plan is not None:
             for c in r.plan.changes:
-                if c.after is not None:
+                if c.after is None:
+                    continue
+                # sysctls: one record per namespace, but stacks may share one (the host's) and
+                # each set keys of its own: only a key two stacks declare collides
+                if isinstance(c.after, SysctlsRec):
+                    for key, _ in c.after.values:
+                        declared.setdefault(f"{c.address} {key}", []).append(r)
+                else:
                     declared.setdefault(c.address, []).append(r)
     clash: dict[int, list[str]] = {}
     for address, owners in declared.items():

@@ -48,7 +48,10 @@ def render(pic: Picture, fmt: str) -> bytes:
             f"--format {fmt} needs Graphviz's `dot` command, which is not installed (Debian: apt-get install"
             " graphviz); --format dot or mermaid need nothing"
         )
-    proc = subprocess.run([dot, f"-T{fmt}"], input=render_dot(pic).encode(), capture_output=True, timeout=120)
+    try:
+        proc = subprocess.run([dot, f"-T{fmt}"], input=render_dot(pic).encode(), capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise NkplanError(f"Graphviz ({dot}) did not finish drawing within 120 s") from None
     if proc.returncode != 0:
         raise NkplanError(f"Graphviz's dot failed: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout

@@ -78,7 +78,8 @@ def apply_defaults(data: dict[str, Any], smap: SourceMap) -> list[str]:
         if not isinstance(values, dict):
             error(path, f"defaults for {section} are a mapping of fields; got {values!r}")
             continue
-        fields = model.model_fields
+        # as the YAML spells them (a rule's `from`, not the model's `from_`)
+        fields = [f.alias or name for name, f in model.model_fields.items()]
         ident = IDENTITY[section.split("_")[0]]
         for fld in values:
             if fld not in fields:

@@ -220,6 +220,9 @@ class Expander:
                 return None
             keys = {key for _i, key, _item in out}
             for j, s in enumerate(skip):
+                if isinstance(s, bool) or not isinstance(s, (int, str)):
+                    self.error((*base, "skip", j), f"skip names an instance by its index or key; got {s!r}")
+                    return None
                 if s not in keys:
                     self.error((*base, "skip", j), f"skip {s!r} is not an instance of this template")
             gone = set(skip)

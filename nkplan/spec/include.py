@@ -27,7 +27,7 @@ def _display(including: str, rel: str) -> str:
 
 
 def _resolve(entry: Any, including: str, root: Path, pos: str) -> tuple[Path | None, str]:
-    if not isinstance(entry, str) or not entry:
+    if not isinstance(entry, str) or not entry or "\0" in entry:
         return None, f"{pos}: include: expects a relative path to a fragment file, got {entry!r}"
     if os.path.isabs(entry):
         return None, f"{pos}: include: {entry!r} is an absolute path; give a path relative to {including}"

@@ -151,7 +151,7 @@ def test_stack_two_of_three_fails_at_apply(
     d = stacks(tmp_path, a_yaml=A, b_yaml=B, c_yaml=C)
     assert cli.main(["apply", d, "--yes"]) == 1
     err = capsys.readouterr().err
-    assert f"stack 'b' ({d}/b.yaml): apply failed; its completed steps were rolled back" in err
+    assert f"stack 'b' ({d}/b.yaml): apply failed (above: what became of its steps)" in err and "rolled back" in err
     assert f"already applied and kept: {d}/a.yaml" in err and f"not attempted: {d}/c.yaml" in err
     assert [s.stack for s in api.stacks(on=fake)] == ["a"]  # b rolled back, c never started
 
@@ -219,3 +219,15 @@ def test_a_stack_changed_between_plan_and_apply_is_refused_as_stale(
     assert f"{d}/c.yaml: the live state of stack 'c' changed since its plan was shown" in err
     assert f"already applied and kept: {d}/a.yaml" in err
     assert "c2" not in kernel.state.namespaces and "a1" in kernel.state.namespaces
+
+
+def test_two_stacks_may_set_different_host_sysctls_but_not_the_same_one(
+    tmp_path: Path, kernel: FakeKernel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = "stack: {s}\nhost: {{sysctls: {{net.ipv4.conf.{dev}.rp_filter: 0}}}}\n"
+    d = stacks(tmp_path, a_yaml=mine.format(s="a", dev="nk-a"), b_yaml=mine.format(s="b", dev="nk-b"))
+    assert cli.main(["plan", d]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    d2 = stacks(tmp_path / "two", a_yaml=mine.format(s="a", dev="nk-a"), b_yaml=mine.format(s="b", dev="nk-a"))
+    assert cli.main(["plan", d2]) == 1
+    assert "sysctls[host] net.ipv4.conf.nk-a.rp_filter is also declared by stack 'b'" in capsys.readouterr().err
