@@ -145,3 +145,27 @@ def test_replacing_a_devices_only_address_keeps_the_routes_through_it(names: Nam
     assert "main 10.76.0.0/16" in routes(n.pa)
     (eth0,) = ip_json("addr", "show", "dev", "eth0", ns=n.pa)
     assert [a["local"] for a in eth0["addr_info"] if a["family"] == "inet"] == ["10.74.0.2"]
+
+
+def test_a_route_goes_and_comes_back_with_the_device_holding_its_source(names: Names, tmp_path: Path) -> None:
+    """The kernel drops a route whose `src` address disappears, even from another device: when
+    that device is replaced (here: its peer moves to another namespace), the plan replaces the
+    route with it, and the kernel holds it again afterwards."""
+    n = names
+
+    def spec_(peer_ns: str) -> str:
+        return textwrap.dedent(f"""\
+            stack: {n.stack}
+            namespaces: [{{name: {n.pa}}}, {{name: {n.pb}}}]
+            links:
+              - {{name: {n.va}, kind: veth, addresses: [10.73.0.1/32], peer: {{name: eth0, namespace: {n.pa}}}}}
+              - {{name: {n.vb}, kind: veth, addresses: [10.72.0.1/32], peer: {{name: eth1, namespace: {peer_ns}}}}}
+            routes:
+              - {{to: 10.71.0.0/24, dev: {n.va}, src: 10.72.0.1}}
+            """)
+
+    run("apply", write(tmp_path, spec_(n.pb)), "--yes")
+    assert routes()["main 10.71.0.0/24"]["prefsrc"] == "10.72.0.1"
+    out = run("apply", write(tmp_path, spec_(n.pa)), "--yes").stdout  # vb's peer moves: vb is replaced
+    assert "-/+ route[10.71.0.0/24]" in out, out
+    assert routes()["main 10.71.0.0/24"]["prefsrc"] == "10.72.0.1"

@@ -448,3 +448,17 @@ def test_routes_on_devices_the_plan_deletes_are_left_to_the_kernel(spec: Spec) -
     kernel.fail = None
     assert sorted(kernel.state.routes, key=lambda r: r.key) == sorted(before.routes, key=lambda r: r.key)
     assert not plan_for(kernel, spec(ROUTES)).plan.has_changes
+
+
+def test_a_route_is_replaced_with_the_device_holding_its_source_address(spec: Spec) -> None:
+    """The kernel drops a route whose `src` address goes away, even from another device: when that
+    device is replaced, so is the route."""
+    ve3 = "  - {name: ve3, kind: veth, addresses: [10.0.3.1/32], peer: {name: eth9, namespace: p2}}\n"
+    pair = "  - {name: ve2, kind: veth, peer: {name: eth0, namespace: p2}}\n"
+    text = BASE.replace(pair, pair + ve3) + "  - {to: 10.7.0.0/24, dev: nk1, src: 10.0.3.1}\n"
+    kernel = FakeKernel()
+    order = [op.address for op in converge(kernel, spec(text)).operations]
+    assert order.index("route[10.7.0.0/24]") > order.index("link[ve3]")
+    replaced = text.replace("{name: ve3, kind: veth,", "{name: ve3, kind: netkit,")
+    changes = {c.address: c for c in plan_for(kernel, spec(replaced)).plan.changes}
+    assert changes["route[10.7.0.0/24]"].action == "replace", changes["route[10.7.0.0/24]"]

@@ -106,6 +106,8 @@ class LinkType(ResourceType[LinkRec]):
         for end in rec.ends:
             yield ("device", end.namespace, end.name)
             yield ("devices-in", end.namespace)
+            for cidr in end.addresses:  # what a route's `src` needs (core/resources/route.py)
+                yield ("address", end.namespace, cidr.split("/")[0])
 
     def needs(self, rec: LinkRec) -> Iterable[Need]:
         for end in rec.ends:

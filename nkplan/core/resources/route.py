@@ -60,6 +60,8 @@ class RouteType(ResourceType[RouteRec]):
         devices = rec.devices()
         for dev in devices:
             yield on_device(rec.namespace, dev)
+        if rec.src is not None:  # the kernel refuses a source no device has, and drops the route with it
+            yield Need(("address", rec.namespace, rec.src), lives_on=True)
         if not devices and (rec.via is not None or rec.nexthops):  # through whichever device reaches it
             yield on_device(rec.namespace, None)
 
