@@ -3,6 +3,7 @@ by hand, and the host's own devices, must come out of the whole run byte-for-byt
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 from collections.abc import Iterator
@@ -10,7 +11,30 @@ from typing import Any
 
 import pytest
 
+from tests import testrun
 from tests.realkernel import TOKEN, _volatile, host_snapshot, ip_json
+
+# Documentation and shared-address blocks: the decoy takes the first one that nothing on the
+# machine uses (a CI machine may itself sit in TEST-NET-1 with its gateway at 192.0.2.1)
+DECOY_CANDIDATES = ("192.0.2.1/30", "198.51.100.1/30", "203.0.113.1/30", "100.127.253.1/30")
+
+
+def free_decoy_subnet() -> str:
+    """The first DECOY_CANDIDATES network that overlaps no address and no route of the host."""
+    used = []
+    for entry in ip_json("addr", "show"):
+        for a in entry.get("addr_info", []):
+            used.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
+    for r in ip_json("route", "show", "table", "all"):
+        for key in ("dst", "gateway", "prefsrc"):
+            value = r.get(key)
+            if value and value != "default" and ":" not in value:
+                used.append(ipaddress.ip_network(value if "/" in value else f"{value}/32", strict=False))
+    for cand in DECOY_CANDIDATES:
+        net = ipaddress.ip_network(cand, strict=False)
+        if not any(net.overlaps(u) for u in used if u.version == 4):
+            return cand
+    raise AssertionError(f"every decoy candidate overlaps this machine's networks: {DECOY_CANDIDATES}")
 
 
 @pytest.fixture(scope="session")
@@ -27,13 +51,15 @@ def decoy_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
     ):
         yield
         return
+    testrun.begin()  # one real-kernel run per kernel; what killed runs left is removed first
     decoy_ns, decoy_host, decoy_peer = f"decoy-{TOKEN}x", f"dcy{TOKEN}h", f"dcy{TOKEN}p"
     # the decoy's names carry the token, so compare it separately and fully
+    decoy_addr = free_decoy_subnet()
     subprocess.run(["ip", "netns", "add", decoy_ns], check=True)
     subprocess.run(
         ["ip", "link", "add", decoy_host, "type", "veth", "peer", "name", decoy_peer, "netns", decoy_ns], check=True
     )
-    subprocess.run(["ip", "addr", "add", "192.0.2.1/30", "dev", decoy_host], check=True)
+    subprocess.run(["ip", "addr", "add", decoy_addr, "dev", decoy_host], check=True)
     subprocess.run(["ip", "link", "set", decoy_host, "up"], check=True)
 
     def decoy() -> Any:
@@ -52,6 +78,7 @@ def decoy_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         subprocess.run(["ip", "link", "del", decoy_host], capture_output=True)
         subprocess.run(["ip", "netns", "del", decoy_ns], capture_output=True)
+        testrun.end()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

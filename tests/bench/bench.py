@@ -129,6 +129,10 @@ def main() -> int:
     ap.add_argument("--programs", action="store_true", help="also run count_pass at every pod end's tcx ingress")
     ap.add_argument("--sysctls", action="store_true", help="also declare one sysctl on every device end")
     args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from tests import testrun
+
+    testrun.acquire()  # not while a real-kernel test run uses this kernel: each would skew the other
     prefix = "b" + secrets.token_hex(2)
     nkplan = [sys.executable, "-m", "nkplan.cli"]
     rows: list[tuple[str, float, float]] = []
