@@ -15,12 +15,13 @@ real kernel (kernel.linux, kernel.bpf), which the pure layers never import thems
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nkplan.core.records import LiveState, MapDef
-from nkplan.errors import PlanError, StalePlanError
+from nkplan.errors import NkplanError, PlanError, StalePlanError
 from nkplan.spec.loader import Loaded
 from nkplan.spec.loader import load_file as _load_file
 from nkplan.spec.loader import load_text as _load_text
@@ -40,6 +41,7 @@ __all__ = [
     "load_text",
     "plan",
     "read_plan",
+    "revert_document",
     "show",
     "stacks",
 ]
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
     from nkplan.run.workflow import Planned
 
 Review = Callable[["Plan"], None]  # sees the plan before anything changes; raises to cancel
+BeforeChange = Callable[["Plan", "LiveState"], None]  # after the review, before the first change
 
 
 def kernel() -> Kernel:
@@ -91,12 +94,11 @@ def kernel() -> Kernel:
     return found
 
 
-def plan(
-    spec: Loaded, *, adopt: bool = False, snapshot: str | None = None, on: Kernel | None = None
-) -> Planned:
+def plan(spec: Loaded, *, adopt: bool = False, snapshot: str | None = None, on: Kernel | None = None) -> Planned:
     """The plan of a spec against the kernel (read now), or against a `show --format json`
     snapshot file (no root needed; such a plan cannot be applied)."""
     from nkplan.run.workflow import plan_for
+
     if snapshot is not None:
         from nkplan.documents import snapshot as snapshots
 
@@ -114,6 +116,7 @@ def apply(
     progress: Progress | None = None,
     on: Kernel | None = None,
     keep_on_check_failure: bool = False,
+    before_change: BeforeChange | None = None,
 ) -> Plan:
     """Make the kernel hold what the spec declares, under the stack's lock: plan (or, with
     `saved`, check that the live state is still the one the saved plan was made against:
@@ -121,25 +124,33 @@ def apply(
     reachability checks. Returns the plan that was carried out; on a failure the completed
     steps are rolled back and ApplyFailed raised; when a check fails they are rolled back too
     (unless keep_on_check_failure) and ChecksFailed raised. With no changes to make, the
-    checks still run (and a failure has nothing to roll back)."""
+    checks still run (and a failure has nothing to roll back). `before_change` sees the plan and
+    the live state it was made against after the review, when there are changes, before the first
+    one (confirm-or-revert saves its revert there). A stack waiting for the confirmation of an
+    earlier apply is not changed (LockError)."""
     from nkplan.documents.savedplan import check_fresh
+    from nkplan.run.confirm import refuse_if_pending
     from nkplan.run.identity import host_identity
     from nkplan.run.lock import stack_lock
     from nkplan.run.workflow import apply_and_verify, plan_for, require_checks
 
     target = on or kernel()
     with stack_lock(spec.spec.stack):
+        refuse_if_pending(spec.spec.stack)
         if saved is not None:
             try:
-                fresh = plan_for(target, spec, adopt=bool(saved.meta.get("adopt"))).plan
+                planned = plan_for(target, spec, adopt=bool(saved.meta.get("adopt")))
             except PlanError as exc:  # e.g. an object made by hand since: the plan no longer holds
                 raise StalePlanError(f"the live state changed since the plan was made: {exc}") from None
-            check_fresh(saved, fresh, host_identity())
+            check_fresh(saved, planned.plan, host_identity())
             chosen = saved
         else:
-            chosen = plan_for(target, spec, adopt=adopt).plan
+            planned = plan_for(target, spec, adopt=adopt)
+            chosen = planned.plan
         if review is not None:
             review(chosen)
+        if chosen.has_changes and before_change is not None:
+            before_change(chosen, planned.live)
         if chosen.has_changes:
             apply_and_verify(target, spec, chosen, progress=progress, keep_on_check_failure=keep_on_check_failure)
         else:
@@ -182,6 +193,19 @@ def show(stack: str, *, spec: Loaded | None = None, unowned: bool = False, on: K
     programs are named by the object files it declares); `unowned` adds what no stack owns."""
     from nkplan.core.capabilities import declared_net_keys, declared_sysctls
     from nkplan.documents.show import programs_listing, stack_document
+
+    # the sysctls a spec declares are read too (nothing else tells which keys a stack manages)
+    sysctls, net_keys = (declared_sysctls(spec.spec), declared_net_keys(spec.spec)) if spec else (frozenset(), {})
+    live = (on or kernel()).read(probe_netkit=True, sysctls=sysctls, net_keys=net_keys)
+    doc = stack_document(live, stack, unowned=unowned, objects=_object_names(spec))
+    listing = programs_listing(live, stack)
+    if listing:
+        doc["x-nkplan-programs"] = listing
+    return Shown(doc, live)
+
+
+def _object_names(spec: Loaded | None) -> dict[tuple[str, str], str]:
+    """(program, digest) → the absolute path of the object file `spec` loads it from."""
     from nkplan.spec.checks import declared_hooks
     from nkplan.spec.objects import resolve
 
@@ -190,15 +214,35 @@ def show(stack: str, *, spec: Loaded | None = None, unowned: bool = False, on: K
         for _path, _end, _hook, progs in declared_hooks(spec.spec):
             for p in progs:
                 full = resolve(spec.source.filename, p.object)
-                objects[(p.program, spec.objects.get(full, ""))] = full
-    # the sysctls a spec declares are read too (nothing else tells which keys a stack manages)
-    sysctls, net_keys = (declared_sysctls(spec.spec), declared_net_keys(spec.spec)) if spec else (frozenset(), {})
-    live = (on or kernel()).read(probe_netkit=True, sysctls=sysctls, net_keys=net_keys)
-    doc = stack_document(live, stack, unowned=unowned, objects=objects)
-    listing = programs_listing(live, stack)
-    if listing:
-        doc["x-nkplan-programs"] = listing
-    return Shown(doc, live)
+                objects[(p.program, spec.objects.get(full, ""))] = os.path.abspath(full)
+    return objects
+
+
+def revert_document(live: LiveState, spec: Loaded) -> dict[str, Any]:
+    """The stack as `live` holds it, as a spec that applies it back (confirm-or-revert): `show`'s
+    document, with the program objects and sysctl keys of `spec`. NkplanError when a program in
+    `live` comes from an object `spec` does not name (nothing could load it again)."""
+    from nkplan.documents.show import UNKNOWN_OBJECT, stack_document
+
+    doc = stack_document(live, spec.spec.stack, objects=_object_names(spec))
+    unknown = sorted({m for m in _strings(doc) if m.startswith(UNKNOWN_OBJECT)})
+    if unknown:
+        raise NkplanError(
+            "cannot keep a revert ready: the stack runs BPF programs from object files this spec does not "
+            f"name ({', '.join(unknown)}); apply without --confirm-within, or name those objects first"
+        )
+    return doc
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
 
 
 def stacks(*, on: Kernel | None = None) -> list[StackCounts]:

@@ -6,14 +6,18 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nkplan import __version__
+from nkplan.core.reach import ChecksFailed
 from nkplan.errors import NkplanError, SpecError
 
 if TYPE_CHECKING:
     from nkplan.core.plan import Operation, Plan
+    from nkplan.core.records import LiveState
+    from nkplan.run.confirm import Pending
     from nkplan.spec.loader import Loaded
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_STALE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -22,10 +26,12 @@ EPILOG = """exit codes:
   0    success; for plan: no changes (or changes, without --detailed-exitcode)
   1    error: invalid spec (file:line:col given), plan refused, kernel refusal (steps rolled back),
        verification failed, a reachability check failed (apply: rolled back unless
-       --keep-on-check-failure), unreadable or modified plan file, missing privileges
+       --keep-on-check-failure), apply --confirm-within not confirmed in time (reverted),
+       unreadable or modified plan file, missing privileges
   2    plan --detailed-exitcode: changes are pending
   3    apply PLAN.json: the live state (or host, or kernel) changed since the plan was made
-  4    another nkplan process holds the stack's lock
+  4    another nkplan process holds the stack's lock, or the stack waits for the confirmation
+       of an `apply --confirm-within` (`nkplan confirm STACK`)
   130  interrupted (completed steps were rolled back)
 """
 
@@ -143,18 +149,88 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
         if plan.has_changes and saved is None:
             _confirm(args, verb)  # a saved plan is the approval
 
-    done = api.apply(
-        loaded,
-        adopt=getattr(args, "adopt", False),
-        saved=saved,
-        review=review,
-        progress=None if args.quiet else _progress,
-        keep_on_check_failure=getattr(args, "keep_on_check_failure", False),
-    )
+    within = getattr(args, "confirm_within", None)
+    pending: Pending | None = None
+
+    def keep_revert(plan: Plan, live: LiveState) -> None:
+        nonlocal pending
+        from nkplan.run import confirm
+
+        assert within is not None
+        doc = api.revert_document(live, loaded)
+        pending = confirm.start(loaded.spec.stack, doc, within, loaded.source.filename, confirm.marks_of(plan))
+
+    keep = getattr(args, "keep_on_check_failure", False)
+    try:
+        done = api.apply(
+            loaded,
+            adopt=getattr(args, "adopt", False),
+            saved=saved,
+            review=review,
+            progress=None if args.quiet else _progress,
+            keep_on_check_failure=keep,
+            before_change=keep_revert if within is not None else None,
+        )
+    except ChecksFailed as exc:
+        if pending is not None and keep:  # the change stayed: it still needs confirming
+            _await_confirmation(pending)
+        elif pending is not None:
+            pending.aborted(f"apply failed and rolled back: {exc}")
+        raise
+    except BaseException as exc:
+        if pending is not None:
+            pending.aborted(f"apply failed and rolled back: {exc or type(exc).__name__}")
+        raise
     if done.has_changes:
         print(f"{verb.capitalize()} complete! {summary_line(done)[len('Plan: ') :]}")
     _checks_passed(loaded)
+    if pending is not None:
+        return _await_confirmation(pending)
+    if within is not None:
+        print("Nothing was changed: nothing to confirm.")
     return EXIT_OK
+
+
+def _await_confirmation(pending: Pending) -> int:
+    """Wait for Enter (on a terminal), `nkplan confirm STACK`, or the watcher's revert."""
+    import select
+
+    from nkplan.run import confirm
+
+    stack, files = pending.files.stack, pending.files
+    deadline = pending.applied()
+    tty = sys.stdin.isatty()
+    how = "press Enter here or run" if tty else "run"
+    print(
+        f"Confirm within {pending.within:g} s to keep this change: {how} `nkplan confirm {stack}`. "
+        f"Otherwise it is reverted (watcher pid {pending.pid}, log {files.log}).",
+        flush=True,
+    )
+    while True:
+        state = confirm.read_state(files)
+        if state.get("phase") in confirm.FINAL or confirm.watcher_pid(stack) is None:
+            break
+        if tty:
+            ready, _, _ = select.select([sys.stdin], [], [], confirm.POLL)
+            if ready:
+                if sys.stdin.readline():
+                    files.confirm.touch()
+                else:
+                    tty = False  # stdin closed: the watcher still decides
+        else:
+            time.sleep(confirm.POLL)
+        if time.time() > deadline + 600:  # the watcher should have ended long ago
+            break
+    state = pending.wait_end(5.0)
+    phase = state.get("phase")
+    if phase == confirm.CONFIRMED:
+        print("Confirmed: the change is kept.")
+        return EXIT_OK
+    if phase == confirm.REVERTED:
+        raise NkplanError(f"{state.get('outcome', 'not confirmed')}: reverted to the state before the apply")
+    if phase == confirm.REVERT_FAILED:
+        raise NkplanError(f"{state.get('outcome')} (see {files.log})")
+    raise NkplanError(f"the confirm-or-revert watcher ended without a result (phase {phase!r}); see {files.log}")
 
 
 def _checks_passed(loaded: Loaded) -> None:
@@ -188,6 +264,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if _is_dir(args):
         from nkplan.cli_dirs import execute_dir
 
+        if args.confirm_within is not None:
+            raise NkplanError("--confirm-within keeps one stack's revert: run it on each stack file on its own")
         return execute_dir(args, "apply")
     if is_saved_plan(args.file):
         if args.adopt:
@@ -205,6 +283,26 @@ def _stack_of(args: argparse.Namespace, verb: str) -> str:
     if not args.stack:
         raise NkplanError(f"{verb} needs a spec FILE or --stack NAME")
     return str(args.stack)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 1 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 86400 seconds: {text}")
+    return value
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from nkplan.run import confirm
+
+    state = confirm.confirm(args.stack)
+    if state.get("phase") != confirm.CONFIRMED:
+        raise NkplanError(f"the confirmation of stack {args.stack!r} did not take: {state.get('outcome', '?')}")
+    print(f"Confirmed: stack {args.stack!r} keeps the change.")
+    return EXIT_OK
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -347,9 +445,19 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when a reachability check (checks:) fails after apply, keep the changes instead of rolling back",
     )
+    ap.add_argument(
+        "--confirm-within",
+        type=_seconds,
+        metavar="SECONDS",
+        help="revert the change unless it is confirmed (Enter, or `nkplan confirm STACK`) within SECONDS",
+    )
     no_color(ap)
     metrics_file(ap)
     ap.set_defaults(func=cmd_apply)
+
+    cf = add("confirm", "keep the change of an `apply --confirm-within` that waits for confirmation")
+    cf.add_argument("stack", help="the stack whose apply waits")
+    cf.set_defaults(func=cmd_confirm)
 
     ck = add("check", "run the spec's reachability checks (checks:) against the kernel as it is; changes nothing")
     spec_arg(ck)

@@ -54,8 +54,11 @@ def acquire(limit: float = WAIT_LIMIT) -> None:
                 sock.close()
                 raise RuntimeError(f"another real-kernel test run held the kernel for {limit:.0f} s") from None
             if now - last_said >= 30 or now == start:
-                print(f"\n[testrun] another real-kernel test run holds this kernel; waiting ({now - start:.0f} s)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"\n[testrun] another real-kernel test run holds this kernel; waiting ({now - start:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 last_said = now
             time.sleep(1)
     _lock = sock
@@ -117,12 +120,14 @@ def begin() -> None:
         m = _MARK_RE.match(ns)
         if m and m.group(1) != TOKEN:
             gone = reap(m.group(1))
-            print(f"\n[testrun] removed what killed test run {m.group(1)} left: {', '.join(gone) or 'nothing'}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\n[testrun] removed what killed test run {m.group(1)} left: {', '.join(gone) or 'nothing'}",
+                file=sys.stderr,
+                flush=True,
+            )
     if MARK not in _netns():
         subprocess.run(["ip", "netns", "add", MARK], check=True)
 
 
 def end() -> None:
     _quiet("ip", "netns", "del", MARK)
-

@@ -73,10 +73,13 @@ def _link(link: LinkRec) -> dict[str, Any]:
 ObjectNames = dict[tuple[str, str], str]  # (program, digest) → object path as a spec writes it
 
 
+UNKNOWN_OBJECT = "<unknown object"  # what show writes for a program no spec names an object of
+
+
 def _programs(hook: HookRec, objects: ObjectNames) -> list[dict[str, Any]]:
     out = []
     for p in hook.programs:
-        item: dict[str, Any] = {"object": objects.get((p.program, p.digest), f"<unknown object, digest {p.digest}>")}
+        item: dict[str, Any] = {"object": objects.get((p.program, p.digest), f"{UNKNOWN_OBJECT}, digest {p.digest}>")}
         item["program"] = p.program
         if p.pin_maps:
             item["pin_maps"] = True

@@ -48,8 +48,13 @@ def test_reap_removes_a_dead_runs_objects_and_nothing_else() -> None:
         assert not [r for r in observe.ip_json("rule", "show") if r.get("priority") == 31337]
         assert not [r for r in observe.ip_json("route", "show") if r.get("dst") == "10.239.1.2"]
     finally:
-        for cmd in (["ip", "rule", "del", "priority", "31337"], ["ip", "link", "del", dev],
-                    ["ip", "link", "del", other], ["ip", "netns", "del", ns], ["ip", "netns", "del", f"nkt-{dead}"]):
+        for cmd in (
+            ["ip", "rule", "del", "priority", "31337"],
+            ["ip", "link", "del", dev],
+            ["ip", "link", "del", other],
+            ["ip", "netns", "del", ns],
+            ["ip", "netns", "del", f"nkt-{dead}"],
+        ):
             subprocess.run(cmd, capture_output=True)
         if stack.exists():
             testrun._remove_tree(stack)
