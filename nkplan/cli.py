@@ -305,6 +305,52 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_install_units(args: argparse.Namespace) -> int:
+    from nkplan.run import units
+
+    done = units.install(args.dir)
+    for item in done:
+        print(f"{'wrote' if item.changed else 'unchanged'} {item.path}")
+    if args.dir == units.DEFAULT_DIR:
+        print(
+            "Next: put a spec at /etc/nkplan/NAME.yaml, then\n"
+            "  systemctl daemon-reload\n"
+            "  systemctl enable --now nkplan@NAME.service          # apply at every boot\n"
+            "  systemctl enable --now nkplan-drift@NAME.timer      # drift check every 15 min"
+        )
+    return EXIT_OK
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    """A scheduled plan: print what differs, exit 2 when something does; --converge applies it."""
+    from nkplan import api
+    from nkplan.documents.text import render_plan
+
+    if _is_dir(args):
+        raise NkplanError("drift takes one stack file (a unit per stack); for a directory use `nkplan plan DIR`")
+    loaded = api.load_file(args.file)
+    stack = loaded.spec.stack
+    _observe(args, stack=stack)
+    plan = api.plan(loaded).plan
+    _observe(args, plan)
+    if not plan.has_changes:
+        print(f"stack {stack!r}: no drift: the kernel holds what {loaded.source.filename} declares")
+        return EXIT_OK
+    sys.stdout.write(render_plan(plan, colour=False))
+    pending = sum(1 for c in plan.changes if c.action != "no-op")
+    print(
+        f"drift: stack {stack!r} differs from {loaded.source.filename}: {pending} change(s) pending, "
+        f"{len(plan.drift)} of them made outside nkplan"
+    )
+    if not args.converge:
+        return EXIT_CHANGES
+    print(f"converging stack {stack!r} (--converge)")
+    args.yes, args.quiet = True, False
+    if getattr(args, "metrics_run", None) is not None:
+        args.metrics_run.applying = True
+    return _execute(args, loaded, "apply")
+
+
 def cmd_destroy(args: argparse.Namespace) -> int:
     from nkplan.run.workflow import empty_spec
 
@@ -454,6 +500,17 @@ def parser() -> argparse.ArgumentParser:
     no_color(ap)
     metrics_file(ap)
     ap.set_defaults(func=cmd_apply)
+
+    dr = add("drift", "plan against the kernel for a schedule: exit 2 when it differs (--converge: apply)")
+    dr.add_argument("file", help="spec YAML")
+    dr.add_argument("--converge", action="store_true", help="apply the pending changes instead of only reporting them")
+    no_color(dr)
+    metrics_file(dr)
+    dr.set_defaults(func=cmd_drift)
+
+    iu = add("install-units", "install the systemd units: nkplan@NAME.service (boot), nkplan-drift@NAME.timer")
+    iu.add_argument("--dir", default="/etc/systemd/system", help="unit directory (default: %(default)s)")
+    iu.set_defaults(func=cmd_install_units)
 
     cf = add("confirm", "keep the change of an `apply --confirm-within` that waits for confirmation")
     cf.add_argument("stack", help="the stack whose apply waits")

@@ -1,4 +1,4 @@
-"""`--metrics-file PATH` on `plan` and `apply`: the run's outcome as Prometheus metrics in the
+"""`--metrics-file PATH` on `plan`, `apply` and `drift`: the run's outcome as Prometheus metrics in the
 text exposition format, for node_exporter's textfile collector. Written atomically (a temporary
 file in the same folder, then rename(2)), so the collector never reads half a file; written
 also when the command fails (its exit code is a metric). The file holds one run's samples, plus
@@ -59,6 +59,7 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     stack: str = ""
     plan: Plan | None = None
+    applying: bool = False  # `drift --converge`: the run applies, like `apply`
 
     def observe(self, plan: Plan) -> None:
         self.stack = plan.stack
@@ -68,7 +69,7 @@ class Run:
         stack, cmd = self.stack, self.command
         samples: dict[str, list[str]] = {name: [] for name in HELP}
         if self.plan is not None:
-            applied = cmd == "apply" and exit_code == 0
+            applied = (cmd == "apply" or self.applying) and exit_code == 0
             counts = dict.fromkeys(PENDING_ACTIONS, 0)
             for change in self.plan.changes:
                 if change.action in counts and not applied:
@@ -85,7 +86,7 @@ class Run:
         samples["nkplan_run_exit_code"].append(f"nkplan_run_exit_code{both} {exit_code}")
         samples["nkplan_run_timestamp_seconds"].append(f"nkplan_run_timestamp_seconds{both} {_number(round(now, 3))}")
         last = dict(last_apply)
-        if cmd == "apply" and exit_code == 0 and self.plan is not None:
+        if (cmd == "apply" or self.applying) and exit_code == 0 and self.plan is not None:
             last[stack] = round(now, 3)
         for name in sorted(last):
             samples[LAST_APPLY].append(f"{LAST_APPLY}{_labels(stack=name)} {_number(last[name])}")
