@@ -153,8 +153,9 @@ def check_fresh(saved: Plan, fresh: Plan, here: dict[str, str]) -> None:
     """Refuse (StalePlanError) unless `fresh` — planned now from the same spec — saw the same state
     on the same host; the message names what changed."""
     host = saved.meta.get("host", {})
-    if saved.meta.get("source") == "snapshot":
-        raise StalePlanError("this plan was computed against a snapshot (--state); plan against the kernel to apply")
+    # a plan made offline against a snapshot (`plan --state`, the fleet review) applies on the host
+    # the snapshot was taken on, as long as that host still holds exactly what the snapshot held
+    against = "the snapshot the plan was made against" if saved.meta.get("source") == "snapshot" else None
     if host.get("machine_id") != here.get("machine_id"):
         raise StalePlanError(
             f"this plan was made on host {host.get('hostname')!r} (machine-id {host.get('machine_id')}); "
@@ -180,7 +181,7 @@ def check_fresh(saved: Plan, fresh: Plan, here: dict[str, str]) -> None:
         else:
             what.append(f"{addr} changed")
     raise StalePlanError(
-        "the live state changed since the plan was made: "
+        (f"the live state differs from {against}: " if against else "the live state changed since the plan was made: ")
         + ("; ".join(what) or "unknown difference")
         + ". Make a new plan."
     )

@@ -94,6 +94,19 @@ def test_show_round_trips_and_snapshot_plans_without_root(names: Names, tmp_path
     assert offline["resource_changes"] == on_host["resource_changes"]
     assert offline["summary"] == on_host["summary"] and offline["summary"]["change"] == 1
 
+    # the offline plan, saved, applies on this host while it holds what the snapshot held ...
+    saved = str(tmp_path / "offline-plan.json")
+    run("plan", changed, "--state", str(snap), "--out", saved)
+    stale = str(tmp_path / "offline-stale.json")
+    other = write(tmp_path, spec_text(n).replace("mtu: 1400", "mtu: 1300"), "other.yaml")
+    run("plan", other, "--state", str(snap), "--out", stale)
+    run("apply", saved)
+    assert link(n.va)["mtu"] == 1350
+    # ... and is refused (exit 3, nothing changed) once the host no longer does
+    proc = run("apply", stale, check=3)
+    assert "the live state differs from the snapshot the plan was made against" in proc.stderr, proc.stderr
+    assert link(n.va)["mtu"] == 1350
+
 
 def _on_a_terminal(cmd: list[str], env: dict[str, str]) -> str:
     """Run cmd with stdout on a pseudo-terminal; return what it printed."""

@@ -179,8 +179,21 @@ def test_snapshot_round_trip_plans_the_same(spec: Spec) -> None:
     offline = plan_for(None, changed, live=state, source="snapshot", host=host).plan
     assert offline.changes == planned(kernel, changed).changes
     assert "planned against a snapshot of testhost" in render_plan(offline)
-    with pytest.raises(StalePlanError, match="computed against a snapshot"):
-        check_fresh(offline, offline, HOST)
+    # on the host the snapshot was taken on, holding what it held: it applies
+    check_fresh(
+        dataclasses.replace(offline, meta={**offline.meta, "fingerprint": offline.fingerprint}),
+        planned(kernel, changed),
+        HOST,
+    )
+    kernel.create_namespace("px", "t")
+    with pytest.raises(StalePlanError, match=r"differs from the snapshot the plan was made against: namespace\[px\]"):
+        check_fresh(
+            dataclasses.replace(offline, meta={**offline.meta, "fingerprint": offline.fingerprint}),
+            planned(kernel, changed),
+            HOST,
+        )
+    with pytest.raises(StalePlanError, match="this plan was made on host 'testhost'"):
+        check_fresh(offline, offline, {**HOST, "machine_id": "other", "hostname": "elsewhere"})
 
 
 def test_x_keys_are_ignored_by_the_loader() -> None:
