@@ -123,6 +123,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         return plan_dir(args)
 
+    if args.state and os.path.isdir(args.state):
+        return _plan_fleet(args)
     loaded = api.load_file(args.file)
     _observe(args, stack=loaded.spec.stack)
     planned = api.plan(loaded, adopt=args.adopt, snapshot=args.state)
@@ -135,6 +137,36 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.out and args.format == "text":
         print(f"Saved the plan to {args.out}; apply exactly these steps with: nkplan apply {args.out}")
     return EXIT_CHANGES if args.detailed_exitcode and planned.plan.has_changes else EXIT_OK
+
+
+def _plan_fleet(args: argparse.Namespace) -> int:
+    """plan SPEC --state SNAPDIR: the fleet review (run/fleet.py, documents/fleet.py)."""
+    from nkplan.documents.fleet import render_fleet_json, render_fleet_markdown, render_fleet_text
+    from nkplan.run.fleet import hosts, plan_fleet
+    from nkplan.run.many import worst
+
+    if args.metrics_file or args.adopt:
+        raise NkplanError("plan --state DIR (a fleet) takes neither --metrics-file nor --adopt")
+    members = hosts(args.file, args.state)
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if tty and (done == total or done % 50 == 0):
+            print(f"\rplanned {done}/{total} hosts", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    results = plan_fleet(
+        members, out_dir=args.out, detailed=args.detailed_exitcode, documents=args.format == "json", progress=progress
+    )
+    code = worst([r.code for r in results])
+    if args.format == "json":
+        sys.stdout.write(render_fleet_json(args.file, args.state, results, code))
+    elif args.format == "markdown":
+        sys.stdout.write(render_fleet_markdown(args.file, results))
+    else:
+        sys.stdout.write(render_fleet_text(args.file, args.state, results))
+        if args.out:
+            print(f"Saved each host's plan to {args.out}/HOST.json; on each host: nkplan apply HOST.json")
+    return code
 
 
 def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | None = None) -> int:
@@ -473,8 +505,16 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--adopt", action="store_true", help="take over declared objects that exist but are not owned")
     pl.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when changes are pending, 0 when none")
     pl.add_argument("--format", choices=("text", "json", "markdown"), default="text", help="output format")
-    pl.add_argument("--out", metavar="PLAN.json", help="also save the plan, for `nkplan apply PLAN.json`")
-    pl.add_argument("--state", metavar="SNAPSHOT.json", help="plan against a `show --format json` snapshot (no root)")
+    pl.add_argument(
+        "--out",
+        metavar="PLAN.json",
+        help="also save the plan, for `nkplan apply PLAN.json` (with --state DIR: a directory)",
+    )
+    pl.add_argument(
+        "--state",
+        metavar="SNAPSHOT.json|DIR",
+        help="plan against a `show --format json` snapshot (no root), or a directory of them, HOST.json each (a fleet)",
+    )
     no_color(pl)
     metrics_file(pl)
     pl.set_defaults(func=cmd_plan)

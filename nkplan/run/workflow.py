@@ -16,11 +16,11 @@ from nkplan.core.capabilities import (
     needs_netkit,
     net_key_problems,
 )
-from nkplan.core.desired import desired
+from nkplan.core.desired import Desired, desired
 from nkplan.core.plan import Plan
 from nkplan.core.planner import make_plan
 from nkplan.core.reach import CheckResult, ChecksFailed, Expect, Probe, results
-from nkplan.core.records import HOST, LiveState
+from nkplan.core.records import HOST, KernelInfo, LiveState
 from nkplan.errors import PlanError, VerifyError
 from nkplan.kernel.seam import Kernel
 from nkplan.run.applier import Progress, apply_plan
@@ -45,6 +45,7 @@ def plan_for(
     live: LiveState | None = None,
     source: str = "kernel",
     host: dict[str, str] | None = None,
+    wanted: Callable[[KernelInfo], Desired] | None = None,
 ) -> Planned:
     """Plan a spec against the kernel (read now) or a given snapshot (`live`, `source="snapshot"`,
     with the snapshot's `host` identity)."""
@@ -62,7 +63,10 @@ def plan_for(
         problems += [f"{loaded.source.filename}: cannot manage BPF programs here: {p}" for p in kernel.bpf_problems()]
     if problems:
         raise PlanError(problems)
-    want = desired(spec, live.kernel, loaded.source.filename, loaded.objects, loaded.object_maps)
+    if wanted is not None:  # the caller's (cached) desired state: a fleet plans one spec many times
+        want = wanted(live.kernel)
+    else:
+        want = desired(spec, live.kernel, loaded.source.filename, loaded.objects, loaded.object_maps)
     plan = make_plan(want, live, adopt=adopt, locate=locate)
     ident = host if host is not None else host_identity()
     meta = {
