@@ -24,31 +24,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
+from expand import TEMPLATE  # noqa: E402
+
 from nkplan import api  # noqa: E402
 from nkplan.documents import snapshot  # noqa: E402
 from nkplan.kernel.fake import FakeKernel  # noqa: E402
 from nkplan.run.workflow import apply_and_verify, plan_for  # noqa: E402
 
-SPEC = """\
-stack: fleet
-pools:
-  host4: 10.50.0.0/16
-  pod4: 10.100.0.0/16
-defaults:
-  links: {{kind: veth}}
-repeat:
-  pods:
-    count: {pods}
-    namespaces:
-      - name: "p{{i}}"
-    links:
-      - name: "h{{i}}"
-        addresses: ["{{host4.host(i)}}/32"]
-        peer: {{name: eth0, namespace: "p{{i}}", addresses: ["{{pod4.host(i)}}/32"]}}
-    routes:
-      - {{namespace: "p{{i}}", to: default, dev: eth0}}
-      - {{to: "{{pod4.host(i)}}/32", dev: "h{{i}}"}}
-"""
+SPEC = TEMPLATE.replace("stack: bench", "stack: fleet")  # the scale benchmark's pods
 
 
 def base_snapshot(spec_path: Path) -> dict[str, Any]:
@@ -98,7 +82,8 @@ def main() -> int:
                 capture_output=True, text=True, cwd=ROOT,
             )  # fmt: skip
             took = time.monotonic() - t1
-            last = proc.stdout.strip().splitlines()[-1] if fmt == "text" and proc.stdout else f"{len(proc.stdout)} bytes"
+            lines = proc.stdout.strip().splitlines()
+            last = lines[-1] if fmt == "text" and lines else f"{len(proc.stdout)} bytes"
             print(f"plan --state DIR --format {fmt:8}: {took:6.1f} s  exit {proc.returncode}  {last}")
             if proc.returncode not in (0, 2):
                 print(proc.stderr[-2000:], file=sys.stderr)
