@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m nkplan.cli`: note signals from here on, as the entry point does
+    from nkplan.entry import note_early_signals
+
+    note_early_signals()
+
 import argparse
 import json
 import os
@@ -12,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from nkplan import __version__
 from nkplan.core.reach import ChecksFailed
-from nkplan.errors import NkplanError, SpecError
+from nkplan.errors import Interrupted, NkplanError, SpecError
 
 if TYPE_CHECKING:
     from nkplan.core.plan import Operation, Plan
@@ -213,14 +218,25 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
         if pending is not None:
             pending.aborted(f"apply failed and rolled back: {exc or type(exc).__name__}")
         raise
-    if done.has_changes:
-        print(f"{verb.capitalize()} complete! {summary_line(done)[len('Plan: ') :]}")
-    _checks_passed(loaded)
-    if pending is not None:
-        return _await_confirmation(pending)
-    if within is not None:
-        print("Nothing was changed: nothing to confirm.")
-    return EXIT_OK
+    try:
+        if done.has_changes:
+            print(f"{verb.capitalize()} complete! {summary_line(done)[len('Plan: ') :]}")
+        _checks_passed(loaded)
+        if pending is not None:
+            return _await_confirmation(pending)
+        if within is not None:
+            print("Nothing was changed: nothing to confirm.")
+        return EXIT_OK
+    except KeyboardInterrupt as exc:
+        by = f" by {exc.args[0]}" if exc.args else ""
+        if pending is not None:
+            what = (
+                f"the change stays pending: the watcher (pid {pending.pid}) reverts it unless "
+                f"`nkplan confirm {loaded.spec.stack}` comes in time"
+            )
+        else:
+            what = f"the {verb} had completed and is kept"
+        raise Interrupted(f"interrupted{by} after the {verb}: {what}") from None
 
 
 def _await_confirmation(pending: Pending) -> int:
@@ -596,6 +612,36 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from nkplan.entry import EARLY
+    from nkplan.run.signals import as_interrupt, received, restore
+
+    old = as_interrupt()  # SIGINT, SIGTERM and SIGHUP end a command from now on (run/signals.py)
+    try:
+        if EARLY:
+            import signal
+
+            raise KeyboardInterrupt(signal.Signals(EARLY[0]).name)
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        # one that lands outside _run (parsing arguments, importing, writing metrics): nothing
+        # was changed there (an apply's own interrupts are handled where they land)
+        by = f" by {exc.args[0]}" if exc.args else ""
+        print(f"interrupted{by}; nothing was changed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit:  # argparse: --help, usage errors
+        raise
+    except BaseException:
+        if not received():
+            raise
+        # a library made another error of the KeyboardInterrupt raised inside it (outside an
+        # apply's steps, which take signals only between steps: nothing was changed)
+        print(f"interrupted by {received()}; nothing was changed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        restore(old)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "metrics_file", None) and os.path.isdir(getattr(args, "file", "") or ""):
         args.metrics_file = None  # refused for a directory (cli_dirs): a stack's file is left alone
@@ -630,10 +676,18 @@ def _run(args: argparse.Namespace) -> int:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # an interrupt inside an apply's steps comes as ApplyFailed (rolled back) above; one that
+        # lands here came before the first change (loading, planning, the prompt) or in a
+        # command that changes nothing, or after an apply completed (_execute says so itself)
+        by = f" by {exc.args[0]}" if exc.args else ""
+        print(f"interrupted{by}; nothing was changed", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nkplan.entry import ignore_late_signals
+
+    code = main()
+    ignore_late_signals()
+    sys.exit(code)

@@ -98,3 +98,10 @@ class InternalError(NkplanError):
     """A bug in nkplan."""
 
     fault = "nkplan"
+
+
+class Interrupted(NkplanError):
+    """A signal (SIGINT, SIGTERM, SIGHUP) ended the command at a point the message describes."""
+
+    fault = "user"
+    exit_code = 130

@@ -4,11 +4,8 @@ re-raised; a rollback step that fails is reported, never allowed to hide the ori
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 
 from nkplan.core.actions import INVERSE
 from nkplan.core.implied import implied_deletes
@@ -16,6 +13,7 @@ from nkplan.core.plan import Operation, Plan
 from nkplan.core.resources import BY_NAME
 from nkplan.errors import InternalError, NkplanError, Unconfirmed
 from nkplan.kernel.seam import ApplySession, Kernel
+from nkplan.run.signals import EXIT_INTERRUPTED, Deferred
 
 Progress = Callable[[str, Operation], None]
 
@@ -45,10 +43,16 @@ class ApplyFailed(NkplanError):
     done: int
     rolled_back: int
     rollback_errors: list[str] = field(default_factory=list)
+    signal: str = ""  # the signal that interrupted the apply ("" for Ctrl-C seen as KeyboardInterrupt)
+    verifying: bool = False  # interrupted after the last step, while verifying
 
     def __post_init__(self) -> None:
-        what = "interrupted" if isinstance(self.original, KeyboardInterrupt) else str(self.original)
-        msg = f"{self.failed.address}: {what}"
+        if isinstance(self.original, KeyboardInterrupt):
+            by = f" by {self.signal}" if self.signal else ""
+            when = "after the last step, while verifying" if self.verifying else f"before {self.failed.address}"
+            msg = f"interrupted{by} {when}"
+        else:
+            msg = f"{self.failed.address}: {self.original}"
         if self.done:
             msg += f"\nrolled back {self.rolled_back} of {self.done} completed step(s)"
         for err in self.rollback_errors:
@@ -61,23 +65,9 @@ class ApplyFailed(NkplanError):
     def fault(self) -> str:  # type: ignore[override]
         return getattr(self.original, "fault", "user")
 
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a pipeline runner cancelling the job) is handled like Ctrl-C: stop and roll back."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return EXIT_INTERRUPTED if isinstance(self.original, KeyboardInterrupt) else 1
 
 
 def _batches(ops: tuple[Operation, ...]) -> list[list[Operation]]:
@@ -126,29 +116,43 @@ def apply_plan(
     (verify keeps its old contract: no rollback of an apply the kernel took but shows otherwise)."""
     journal: list[Operation] = []
     implied = {id(plan.operations[i]) for i in implied_deletes(plan.operations)}
-    with _sigterm_as_interrupt(), ApplySession() as session:
-        for batch in _batches(plan.operations):
-            left_to_kernel = len(batch) == 1 and id(batch[0]) in implied
-            try:
-                if not left_to_kernel:
-                    _run(kernel, batch, session)
-            except (NkplanError, KeyboardInterrupt) as exc:
-                rolled, errors = _rollback(kernel, journal, progress, session)
-                raise ApplyFailed(exc, batch[0], len(journal), rolled, errors) from None
-            journal.extend(_put_back(op) if left_to_kernel else op for op in batch)
-            if progress:
-                for op in batch:
-                    progress("done", op)
+    # SIGINT, SIGTERM, SIGHUP are acted on between steps, never inside one: a step the kernel
+    # is halfway through (a pair made, its addresses not yet) would be in no journal to undo
+    with Deferred() as signals, ApplySession() as session:
+        current = plan.operations[0] if plan.operations else None
+        last = False
+        try:
+            for batch in _batches(plan.operations):
+                current = batch[0]
+                signals.check()
+                left_to_kernel = len(batch) == 1 and id(batch[0]) in implied
+                try:
+                    if not left_to_kernel:
+                        _run(kernel, batch, session)
+                except NkplanError as exc:
+                    rolled, errors = _rollback(kernel, journal, progress, session)
+                    raise ApplyFailed(exc, batch[0], len(journal), rolled, errors) from None
+                journal.extend(_put_back(op) if left_to_kernel else op for op in batch)
+                if progress:
+                    for op in batch:
+                        progress("done", op)
+            last = True  # every step done: an interrupt now is one before verification
+            signals.check()
+        except KeyboardInterrupt as exc:
+            assert current is not None
+            rolled, errors = _rollback(kernel, journal, progress, session)
+            raise ApplyFailed(exc, current, len(journal), rolled, errors, signals.name, last) from None
         if confirm is None:
             return
         try:
-            confirm()
+            with signals.immediate():  # verify and checks change nothing: stop them at once
+                confirm()
         except Unconfirmed as exc:
             rolled, errors = _rollback(kernel, journal, progress, session)
             raise exc.after_rollback(len(journal), rolled, errors) from None
         except KeyboardInterrupt as exc:
             rolled, errors = _rollback(kernel, journal, progress, session)
-            raise ApplyFailed(exc, plan.operations[-1], len(journal), rolled, errors) from None
+            raise ApplyFailed(exc, plan.operations[-1], len(journal), rolled, errors, signals.name, True) from None
 
 
 def _rollback(
