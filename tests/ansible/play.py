@@ -25,6 +25,7 @@ BIN = Path(sys.executable).parent  # this venv: `nkplan`, and the module's inter
 # another one (scripts/test runs the playbooks once per supported ansible-core minor version).
 ANSIBLE_BIN = Path(os.environ.get("NKPLAN_ANSIBLE_BIN", BIN))
 RECAP = re.compile(r"^localhost\s+:\s+(.*)$", re.M)
+HOST_RECAP = re.compile(r"^(\S+)\s+:\s+(ok=.*)$", re.M)
 
 
 @dataclass
@@ -35,6 +36,16 @@ class Run:
     recap: dict[str, int]
     results: dict[str, dict[str, Any]]  # task name → its result (with "_status": ok|failed|skipped)
     seconds: float
+
+    def host(self, name: str) -> dict[str, dict[str, Any]]:
+        """Task name → result for one host of a play on several hosts."""
+        hosts: dict[str, dict[str, dict[str, Any]]] = self.results.get("_hosts", {})
+        return hosts.get(name, {})
+
+    @property
+    def hosts_recap(self) -> dict[str, dict[str, int]]:
+        """Host → its PLAY RECAP counts."""
+        return {host: _counts(line) for host, line in HOST_RECAP.findall(self.stdout)}
 
     @property
     def result(self) -> dict[str, Any]:
@@ -81,12 +92,38 @@ def core_version() -> str:
     return m.group(1)
 
 
-def run_tasks(tmp: Path, tasks: list[dict[str, Any]], *flags: str, timeout: float = 300) -> Run:
-    """One play on localhost (connection local, no facts) with these tasks; flags e.g. "--check"."""
+def _counts(line: str) -> dict[str, int]:
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+
+def _run(tmp: Path, args: list[str], timeout: float) -> Run:
     record = tmp / "results.json"
     record.unlink(missing_ok=True)
     for sub in ("ansible-local", "ansible-remote"):  # made beforehand: no warning about their mode
         (tmp / sub).mkdir(mode=0o700, exist_ok=True)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [str(ANSIBLE_BIN / "ansible-playbook"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp,  # no ansible.cfg of the checkout or the caller
+        env=env(tmp),
+    )
+    seconds = time.monotonic() - t0
+    m = RECAP.search(proc.stdout)
+    recap = _counts(m.group(1)) if m else {}
+    results = json.loads(record.read_text()) if record.exists() else {}
+    return Run(proc.returncode, proc.stdout, proc.stderr, recap, results, seconds)
+
+
+def run_playbook(tmp: Path, path: Path, inventory: Path, *flags: str, timeout: float = 600) -> Run:
+    """An existing playbook file (e.g. a copy of an example) against an inventory file."""
+    return _run(tmp, ["-i", str(inventory), str(path), *flags], timeout)
+
+
+def run_tasks(tmp: Path, tasks: list[dict[str, Any]], *flags: str, timeout: float = 300) -> Run:
+    """One play on localhost (connection local, no facts) with these tasks; flags e.g. "--check"."""
     play = [
         {
             "name": "nkplan",
@@ -99,22 +136,7 @@ def run_tasks(tmp: Path, tasks: list[dict[str, Any]], *flags: str, timeout: floa
     ]
     path = tmp / "playbook.yml"
     path.write_text(json.dumps(play, indent=2))
-    t0 = time.monotonic()
-    proc = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-playbook"), "-i", "localhost,", str(path), *flags],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=tmp,  # no ansible.cfg of the checkout or the caller
-        env=env(tmp),
-    )
-    seconds = time.monotonic() - t0
-    recap: dict[str, int] = {}
-    m = RECAP.search(proc.stdout)
-    if m:
-        recap = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
-    results = json.loads(record.read_text()) if record.exists() else {}
-    return Run(proc.returncode, proc.stdout, proc.stderr, recap, results, seconds)
+    return _run(tmp, ["-i", "localhost,", str(path), *flags], timeout)
 
 
 def playbook(tmp: Path, module_args: dict[str, Any], *flags: str, timeout: float = 300) -> Run:

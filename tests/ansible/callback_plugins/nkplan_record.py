@@ -15,7 +15,9 @@ DOCUMENTATION = """
 name: nkplan_record
 type: aggregate
 short_description: record task results as JSON for nkplan's tests
-description: Writes each task's result (plus _status and _seconds), by task name, to the file named by NKPLAN_RECORD.
+description: >-
+  Writes each task's result (plus _status and _seconds), by task name, to the file named by NKPLAN_RECORD;
+  under the key _hosts, the same by host name, then task name (plays on several hosts).
 """
 
 
@@ -38,6 +40,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
         data["_status"] = status
         data["_seconds"] = round(time.monotonic() - self.started, 2)
         self.results[result._task.get_name()] = data
+        self.results.setdefault("_hosts", {}).setdefault(result._host.get_name(), {})[result._task.get_name()] = data
         path = os.environ.get("NKPLAN_RECORD")
         if path:
             with open(path, "w", encoding="utf-8") as f:
