@@ -98,3 +98,21 @@ def test_bad_fleet_inputs_are_clear_errors(
     assert main(["plan", str(bad_map), "--state", fleet[1]]) == 1
     assert "a fleet map is one key, fleet:" in capsys.readouterr().err
     assert main(["plan", fleet[0], "--state", fleet[1], "--adopt"]) == 1
+
+
+def test_the_example_fleet_map_plans_fresh_hosts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/fleet/fleet.yaml as shipped: edge hosts get edge.yaml, node hosts pods.yaml."""
+    from nkplan.documents import snapshot
+    from nkplan.kernel.fake import FakeKernel
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "fleet" / "fleet.yaml"
+    empty = snapshot.to_json(FakeKernel().read(probe_netkit=True), {})
+    snaps = tmp_path / "snapshots"
+    snaps.mkdir()
+    for i, host in enumerate(("edge1", "node1", "node2")):
+        doc = {**empty, "host": {"hostname": host, "machine_id": f"{i:032x}", "kernel": "7.3.4"}}
+        (snaps / f"{host}.json").write_text(json.dumps({snapshot.SNAPSHOT_KEY: doc}))
+    code, out = run(capsys, str(example), "--state", str(snaps), "--format", "json", "--detailed-exitcode")
+    doc = json.loads(out)
+    assert code == 2 and [g["hosts"] for g in doc["groups"]] == [["node1", "node2"], ["edge1"]]
+    assert [h["plan"]["stack"] for h in doc["hosts"]] == ["edge", "pods", "pods"]
