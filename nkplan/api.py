@@ -77,6 +77,7 @@ def load_dict(data: dict[str, Any], filename: str = "<dict>") -> Loaded:
 # (imported when used: `validate` needs none of it, and every command starts a new interpreter)
 if TYPE_CHECKING:
     from nkplan.core.plan import Plan
+    from nkplan.documents.signing import PlanKey
     from nkplan.kernel.seam import Kernel
     from nkplan.run.applier import Progress
     from nkplan.run.workflow import Planned
@@ -166,11 +167,12 @@ def check(spec: Loaded, *, on: Kernel | None = None) -> list[CheckResult]:
     return run_checks(on or kernel(), spec.spec)
 
 
-def read_plan(path: str) -> tuple[Plan, Loaded]:
-    """A saved plan (`plan --out`) and the spec embedded in it; PlanFileError if it is damaged."""
+def read_plan(path: str, verify_key: PlanKey | None = None) -> tuple[Plan, Loaded]:
+    """A saved plan (`plan --out`) and the spec embedded in it; PlanFileError if it is damaged, or
+    (with `verify_key`, see documents/signing.py) not signed with that key."""
     from nkplan.documents.savedplan import read_saved
 
-    return read_saved(path, inspect_object)
+    return read_saved(path, inspect_object, verify_key)
 
 
 def destroy(

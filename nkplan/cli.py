@@ -17,6 +17,7 @@ from nkplan.errors import NkplanError, SpecError
 if TYPE_CHECKING:
     from nkplan.core.plan import Operation, Plan
     from nkplan.core.records import LiveState
+    from nkplan.documents.signing import PlanKey
     from nkplan.run.confirm import Pending
     from nkplan.spec.loader import Loaded
 
@@ -27,7 +28,8 @@ EPILOG = """exit codes:
   1    error: invalid spec (file:line:col given), plan refused, kernel refusal (steps rolled back),
        verification failed, a reachability check failed (apply: rolled back unless
        --keep-on-check-failure), apply --confirm-within not confirmed in time (reverted),
-       unreadable or modified plan file, missing privileges
+       unreadable or modified plan file, a saved plan unsigned or wrongly signed while a
+       verification key is configured (--verify-key), missing privileges
   2    plan --detailed-exitcode: changes are pending
   3    apply PLAN.json: the live state (or host, or kernel) changed since the plan was made
   4    another nkplan process holds the stack's lock, or the stack waits for the confirmation
@@ -115,16 +117,26 @@ def _is_dir(args: argparse.Namespace) -> bool:
     return bool(args.file) and args.file != "-" and os.path.isdir(args.file)
 
 
+def _sign_key(args: argparse.Namespace) -> PlanKey | None:
+    """--sign-key (or NKPLAN_PLAN_KEY) signs what --out writes (documents/signing.py)."""
+    from nkplan.documents import signing
+
+    if args.sign_key and not args.out:
+        raise NkplanError("--sign-key signs a saved plan: give --out PLAN.json too")
+    return signing.configured_key(args.sign_key, signing.SIGN_ENV) if args.out else None
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from nkplan import api
 
+    key = _sign_key(args)
     if _is_dir(args):
         from nkplan.cli_dirs import plan_dir
 
         return plan_dir(args)
 
     if args.state and os.path.isdir(args.state):
-        return _plan_fleet(args)
+        return _plan_fleet(args, key)
     loaded = api.load_file(args.file)
     _observe(args, stack=loaded.spec.stack)
     planned = api.plan(loaded, adopt=args.adopt, snapshot=args.state)
@@ -132,14 +144,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.out:
         from nkplan.documents.savedplan import write_saved
 
-        write_saved(planned.plan, loaded, args.out)
+        write_saved(planned.plan, loaded, args.out, key)
     sys.stdout.write(_render(planned.plan, args.format, _colour(args)))
     if args.out and args.format == "text":
         print(f"Saved the plan to {args.out}; apply exactly these steps with: nkplan apply {args.out}")
     return EXIT_CHANGES if args.detailed_exitcode and planned.plan.has_changes else EXIT_OK
 
 
-def _plan_fleet(args: argparse.Namespace) -> int:
+def _plan_fleet(args: argparse.Namespace, key: PlanKey | None) -> int:
     """plan SPEC --state SNAPDIR: the fleet review (run/fleet.py, documents/fleet.py)."""
     from nkplan.documents.fleet import render_fleet_json, render_fleet_markdown, render_fleet_text
     from nkplan.run.fleet import hosts, plan_fleet
@@ -155,7 +167,12 @@ def _plan_fleet(args: argparse.Namespace) -> int:
             print(f"\rplanned {done}/{total} hosts", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     results = plan_fleet(
-        members, out_dir=args.out, detailed=args.detailed_exitcode, documents=args.format == "json", progress=progress
+        members,
+        out_dir=args.out,
+        detailed=args.detailed_exitcode,
+        documents=args.format == "json",
+        progress=progress,
+        key=key,
     )
     code = worst([r.code for r in results])
     if args.format == "json":
@@ -293,6 +310,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from nkplan import api
     from nkplan.documents.savedplan import is_saved_plan
 
+    if args.verify_key and not is_saved_plan(args.file):
+        raise NkplanError(f"--verify-key checks a saved plan (`nkplan plan --out`); {args.file} is not one")
     if _is_dir(args):
         from nkplan.cli_dirs import execute_dir
 
@@ -300,9 +319,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
             raise NkplanError("--confirm-within keeps one stack's revert: run it on each stack file on its own")
         return execute_dir(args, "apply")
     if is_saved_plan(args.file):
+        from nkplan.documents import signing
+
         if args.adopt:
             raise NkplanError("--adopt is decided when the plan is made: pass it to `nkplan plan --out`")
-        saved, loaded = api.read_plan(args.file)
+        verify_key = signing.configured_key(args.verify_key, signing.VERIFY_ENV)
+        saved, loaded = api.read_plan(args.file, verify_key)
+        note = saved.meta["signature"].note(args.file)
+        if note:  # a signature is never ignored silently: say whether it was checked
+            print(("" if verify_key else "warning: ") + note, file=sys.stderr)
         return _execute(args, loaded, "apply", saved)
     return _execute(args, api.load_file(args.file), "apply")
 
@@ -515,6 +540,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="SNAPSHOT.json|DIR",
         help="plan against a `show --format json` snapshot (no root), or a directory of them, HOST.json each (a fleet)",
     )
+    pl.add_argument(
+        "--sign-key",
+        metavar="KEYFILE",
+        help="sign the saved plan (--out) with the HMAC-SHA256 secret in KEYFILE (default: $NKPLAN_PLAN_KEY)",
+    )
     no_color(pl)
     metrics_file(pl)
     pl.set_defaults(func=cmd_plan)
@@ -536,6 +566,11 @@ def parser() -> argparse.ArgumentParser:
         type=_seconds,
         metavar="SECONDS",
         help="revert the change unless it is confirmed (Enter, or `nkplan confirm STACK`) within SECONDS",
+    )
+    ap.add_argument(
+        "--verify-key",
+        metavar="KEYFILE",
+        help="refuse a saved plan not signed with the secret in KEYFILE (default: $NKPLAN_PLAN_VERIFY_KEY)",
     )
     no_color(ap)
     metrics_file(ap)

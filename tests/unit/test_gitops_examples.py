@@ -123,10 +123,13 @@ def cli_problems(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", CI_FILES, ids=lambda p: p.name)
 def test_ci_commands_use_only_what_the_cli_accepts(path: Path) -> None:
     assert cli_problems(path) == []
-    # and the flow is the documented one: plan with detailed exit code, markdown, saved plan; apply it
+    # and the flow is the documented one: plan with detailed exit code, markdown, a signed saved plan;
+    # apply it only if it verifies (the key from the CI secret store, as a file outside the workspace)
     commands = nkplan_commands(path)
-    assert ["plan", "$NKPLAN_SPEC", "--detailed-exitcode", "--format", "markdown", "--out", "plan.json"] in commands
-    assert ["apply", "plan.json"] in commands
+    key = "$key" if path.name == "github-actions.yml" else "$NKPLAN_PLAN_KEY_FILE"
+    plan = ["plan", "$NKPLAN_SPEC", "--detailed-exitcode", "--format", "markdown", "--out", "plan.json"]
+    assert [*plan, "--sign-key", key] in commands
+    assert ["apply", "plan.json", "--verify-key", key] in commands
 
 
 def test_the_cli_check_catches_bad_commands(tmp_path: Path) -> None:
