@@ -32,7 +32,8 @@ EPILOG = """exit codes:
        verification key is configured (--verify-key), missing privileges
   2    plan --detailed-exitcode: changes are pending
   3    apply PLAN.json: the live state (or host, or kernel) changed since the plan was made
-  4    another nkplan process holds the stack's lock, or the stack waits for the confirmation
+  4    another nkplan process holds the stack's lock (after --lock-timeout, if given; the
+       message names its pid and command), or the stack waits for the confirmation
        of an `apply --confirm-within` (`nkplan confirm STACK`)
   130  interrupted (completed steps were rolled back)
 """
@@ -219,6 +220,7 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
             progress=None if args.quiet else _progress,
             keep_on_check_failure=keep,
             before_change=keep_revert if within is not None else None,
+            lock_timeout=getattr(args, "lock_timeout", None) or 0.0,
         )
     except ChecksFailed as exc:
         if pending is not None and keep:  # the change stayed: it still needs confirming
@@ -349,6 +351,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 1 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"must be between 1 and 86400 seconds: {text}")
+    return value
+
+
+def _wait_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds: {text}")
     return value
 
 
@@ -515,6 +527,14 @@ def parser() -> argparse.ArgumentParser:
             help="write the outcome as Prometheus metrics for node_exporter's textfile collector (atomically)",
         )
 
+    def lock_timeout(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--lock-timeout",
+            type=_wait_seconds,
+            metavar="SECONDS",
+            help="wait up to SECONDS for another nkplan process to release the stack's lock (default: 0, fail at once)",
+        )
+
     v = add("validate", "check a spec file (no root, no kernel access)")
     spec_arg(v, dirs=True)
     v.add_argument(
@@ -572,6 +592,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEYFILE",
         help="refuse a saved plan not signed with the secret in KEYFILE (default: $NKPLAN_PLAN_VERIFY_KEY)",
     )
+    lock_timeout(ap)
     no_color(ap)
     metrics_file(ap)
     ap.set_defaults(func=cmd_apply)
@@ -608,6 +629,7 @@ def parser() -> argparse.ArgumentParser:
     spec_arg(de, optional=True, dirs=True)
     de.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     de.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
+    lock_timeout(de)
     no_color(de)
     de.set_defaults(func=cmd_destroy)
 
