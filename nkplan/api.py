@@ -77,6 +77,7 @@ def load_dict(data: dict[str, Any], filename: str = "<dict>") -> Loaded:
 # (imported when used: `validate` needs none of it, and every command starts a new interpreter)
 if TYPE_CHECKING:
     from nkplan.core.plan import Plan
+    from nkplan.documents.signing import PlanKey
     from nkplan.kernel.seam import Kernel
     from nkplan.run.applier import Progress
     from nkplan.run.workflow import Planned
@@ -117,6 +118,7 @@ def apply(
     on: Kernel | None = None,
     keep_on_check_failure: bool = False,
     before_change: BeforeChange | None = None,
+    lock_timeout: float = 0.0,
 ) -> Plan:
     """Make the kernel hold what the spec declares, under the stack's lock: plan (or, with
     `saved`, check that the live state is still the one the saved plan was made against:
@@ -127,7 +129,8 @@ def apply(
     checks still run (and a failure has nothing to roll back). `before_change` sees the plan and
     the live state it was made against after the review, when there are changes, before the first
     one (confirm-or-revert saves its revert there). A stack waiting for the confirmation of an
-    earlier apply is not changed (LockError)."""
+    earlier apply is not changed (LockError). `lock_timeout`: seconds to wait for the stack's
+    lock held by another process (LockError after that; at once by default)."""
     from nkplan.documents.savedplan import check_fresh
     from nkplan.run.confirm import refuse_if_pending
     from nkplan.run.identity import host_identity
@@ -135,7 +138,7 @@ def apply(
     from nkplan.run.workflow import apply_and_verify, plan_for, require_checks
 
     target = on or kernel()
-    with stack_lock(spec.spec.stack):
+    with stack_lock(spec.spec.stack, lock_timeout):
         refuse_if_pending(spec.spec.stack)
         if saved is not None:
             try:
@@ -166,20 +169,26 @@ def check(spec: Loaded, *, on: Kernel | None = None) -> list[CheckResult]:
     return run_checks(on or kernel(), spec.spec)
 
 
-def read_plan(path: str) -> tuple[Plan, Loaded]:
-    """A saved plan (`plan --out`) and the spec embedded in it; PlanFileError if it is damaged."""
+def read_plan(path: str, verify_key: PlanKey | None = None) -> tuple[Plan, Loaded]:
+    """A saved plan (`plan --out`) and the spec embedded in it; PlanFileError if it is damaged, or
+    (with `verify_key`, see documents/signing.py) not signed with that key."""
     from nkplan.documents.savedplan import read_saved
 
-    return read_saved(path, inspect_object)
+    return read_saved(path, inspect_object, verify_key)
 
 
 def destroy(
-    stack: str, *, review: Review | None = None, progress: Progress | None = None, on: Kernel | None = None
+    stack: str,
+    *,
+    review: Review | None = None,
+    progress: Progress | None = None,
+    on: Kernel | None = None,
+    lock_timeout: float = 0.0,
 ) -> Plan:
     """Remove everything the stack owns (the plan of an empty spec)."""
     from nkplan.run.workflow import empty_spec
 
-    return apply(empty_spec(stack), review=review, progress=progress, on=on)
+    return apply(empty_spec(stack), review=review, progress=progress, on=on, lock_timeout=lock_timeout)
 
 
 @dataclass(frozen=True)

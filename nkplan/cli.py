@@ -22,6 +22,7 @@ from nkplan.errors import Interrupted, NkplanError, SpecError
 if TYPE_CHECKING:
     from nkplan.core.plan import Operation, Plan
     from nkplan.core.records import LiveState
+    from nkplan.documents.signing import PlanKey
     from nkplan.run.confirm import Pending
     from nkplan.spec.loader import Loaded
 
@@ -32,10 +33,12 @@ EPILOG = """exit codes:
   1    error: invalid spec (file:line:col given), plan refused, kernel refusal (steps rolled back),
        verification failed, a reachability check failed (apply: rolled back unless
        --keep-on-check-failure), apply --confirm-within not confirmed in time (reverted),
-       unreadable or modified plan file, missing privileges
+       unreadable or modified plan file, a saved plan unsigned or wrongly signed while a
+       verification key is configured (--verify-key), missing privileges
   2    plan --detailed-exitcode: changes are pending
   3    apply PLAN.json: the live state (or host, or kernel) changed since the plan was made
-  4    another nkplan process holds the stack's lock, or the stack waits for the confirmation
+  4    another nkplan process holds the stack's lock (after --lock-timeout, if given; the
+       message names its pid and command), or the stack waits for the confirmation
        of an `apply --confirm-within` (`nkplan confirm STACK`)
   130  interrupted (completed steps were rolled back)
 """
@@ -120,16 +123,26 @@ def _is_dir(args: argparse.Namespace) -> bool:
     return bool(args.file) and args.file != "-" and os.path.isdir(args.file)
 
 
+def _sign_key(args: argparse.Namespace) -> PlanKey | None:
+    """--sign-key (or NKPLAN_PLAN_KEY) signs what --out writes (documents/signing.py)."""
+    from nkplan.documents import signing
+
+    if args.sign_key and not args.out:
+        raise NkplanError("--sign-key signs a saved plan: give --out PLAN.json too")
+    return signing.configured_key(args.sign_key, signing.SIGN_ENV) if args.out else None
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from nkplan import api
 
+    key = _sign_key(args)
     if _is_dir(args):
         from nkplan.cli_dirs import plan_dir
 
         return plan_dir(args)
 
     if args.state and os.path.isdir(args.state):
-        return _plan_fleet(args)
+        return _plan_fleet(args, key)
     loaded = api.load_file(args.file)
     _observe(args, stack=loaded.spec.stack)
     planned = api.plan(loaded, adopt=args.adopt, snapshot=args.state)
@@ -137,14 +150,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.out:
         from nkplan.documents.savedplan import write_saved
 
-        write_saved(planned.plan, loaded, args.out)
+        write_saved(planned.plan, loaded, args.out, key)
     sys.stdout.write(_render(planned.plan, args.format, _colour(args)))
     if args.out and args.format == "text":
         print(f"Saved the plan to {args.out}; apply exactly these steps with: nkplan apply {args.out}")
     return EXIT_CHANGES if args.detailed_exitcode and planned.plan.has_changes else EXIT_OK
 
 
-def _plan_fleet(args: argparse.Namespace) -> int:
+def _plan_fleet(args: argparse.Namespace, key: PlanKey | None) -> int:
     """plan SPEC --state SNAPDIR: the fleet review (run/fleet.py, documents/fleet.py)."""
     from nkplan.documents.fleet import render_fleet_json, render_fleet_markdown, render_fleet_text
     from nkplan.run.fleet import hosts, plan_fleet
@@ -160,7 +173,12 @@ def _plan_fleet(args: argparse.Namespace) -> int:
             print(f"\rplanned {done}/{total} hosts", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     results = plan_fleet(
-        members, out_dir=args.out, detailed=args.detailed_exitcode, documents=args.format == "json", progress=progress
+        members,
+        out_dir=args.out,
+        detailed=args.detailed_exitcode,
+        documents=args.format == "json",
+        progress=progress,
+        key=key,
     )
     code = worst([r.code for r in results])
     if args.format == "json":
@@ -207,6 +225,7 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
             progress=None if args.quiet else _progress,
             keep_on_check_failure=keep,
             before_change=keep_revert if within is not None else None,
+            lock_timeout=getattr(args, "lock_timeout", None) or 0.0,
         )
     except ChecksFailed as exc:
         if pending is not None and keep:  # the change stayed: it still needs confirming
@@ -309,6 +328,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from nkplan import api
     from nkplan.documents.savedplan import is_saved_plan
 
+    if args.verify_key and not is_saved_plan(args.file):
+        raise NkplanError(f"--verify-key checks a saved plan (`nkplan plan --out`); {args.file} is not one")
     if _is_dir(args):
         from nkplan.cli_dirs import execute_dir
 
@@ -316,9 +337,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
             raise NkplanError("--confirm-within keeps one stack's revert: run it on each stack file on its own")
         return execute_dir(args, "apply")
     if is_saved_plan(args.file):
+        from nkplan.documents import signing
+
         if args.adopt:
             raise NkplanError("--adopt is decided when the plan is made: pass it to `nkplan plan --out`")
-        saved, loaded = api.read_plan(args.file)
+        verify_key = signing.configured_key(args.verify_key, signing.VERIFY_ENV)
+        saved, loaded = api.read_plan(args.file, verify_key)
+        note = saved.meta["signature"].note(args.file)
+        if note:  # a signature is never ignored silently: say whether it was checked
+            print(("" if verify_key else "warning: ") + note, file=sys.stderr)
         return _execute(args, loaded, "apply", saved)
     return _execute(args, api.load_file(args.file), "apply")
 
@@ -340,6 +367,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 1 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"must be between 1 and 86400 seconds: {text}")
+    return value
+
+
+def _wait_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds: {text}")
     return value
 
 
@@ -506,6 +543,14 @@ def parser() -> argparse.ArgumentParser:
             help="write the outcome as Prometheus metrics for node_exporter's textfile collector (atomically)",
         )
 
+    def lock_timeout(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--lock-timeout",
+            type=_wait_seconds,
+            metavar="SECONDS",
+            help="wait up to SECONDS for another nkplan process to release the stack's lock (default: 0, fail at once)",
+        )
+
     v = add("validate", "check a spec file (no root, no kernel access)")
     spec_arg(v, dirs=True)
     v.add_argument(
@@ -531,6 +576,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="SNAPSHOT.json|DIR",
         help="plan against a `show --format json` snapshot (no root), or a directory of them, HOST.json each (a fleet)",
     )
+    pl.add_argument(
+        "--sign-key",
+        metavar="KEYFILE",
+        help="sign the saved plan (--out) with the HMAC-SHA256 secret in KEYFILE (default: $NKPLAN_PLAN_KEY)",
+    )
     no_color(pl)
     metrics_file(pl)
     pl.set_defaults(func=cmd_plan)
@@ -553,6 +603,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="revert the change unless it is confirmed (Enter, or `nkplan confirm STACK`) within SECONDS",
     )
+    ap.add_argument(
+        "--verify-key",
+        metavar="KEYFILE",
+        help="refuse a saved plan not signed with the secret in KEYFILE (default: $NKPLAN_PLAN_VERIFY_KEY)",
+    )
+    lock_timeout(ap)
     no_color(ap)
     metrics_file(ap)
     ap.set_defaults(func=cmd_apply)
@@ -589,6 +645,7 @@ def parser() -> argparse.ArgumentParser:
     spec_arg(de, optional=True, dirs=True)
     de.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     de.add_argument("--quiet", "-q", action="store_true", help="do not print each step as it completes")
+    lock_timeout(de)
     no_color(de)
     de.set_defaults(func=cmd_destroy)
 

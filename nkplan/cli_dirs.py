@@ -157,6 +157,7 @@ def execute_dir(args: argparse.Namespace, verb: str) -> int:
                 progress=None if args.quiet else _progress,
                 keep_on_check_failure=getattr(args, "keep_on_check_failure", False),
                 on=kernel,
+                lock_timeout=getattr(args, "lock_timeout", None) or 0.0,
             )
         except NkplanError as exc:
             for line in str(exc).splitlines():

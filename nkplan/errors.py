@@ -61,6 +61,12 @@ class PlanFileError(NkplanError):
     fault = "user"
 
 
+class PlanKeyError(NkplanError):
+    """A plan signing or verification key file is unreadable or too short to be a secret."""
+
+    fault = "user"
+
+
 class StalePlanError(NkplanError):
     """The live state (or host) no longer matches the one a saved plan was computed against."""
 

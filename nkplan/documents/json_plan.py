@@ -77,6 +77,12 @@ class SpecRef(_Doc):
     text: str | None = Field(default=None, description="saved plans only: the spec document itself")
 
 
+class PlanSignature(_Doc):
+    algorithm: Literal["hmac-sha256"]
+    key_id: str = Field(description="names the key (a digest of it, not the key)")
+    value: str = Field(description="hex HMAC-SHA256 of the canonical body: the document without checksum and signature")
+
+
 class PlanDocument(_Doc):
     format_version: str = Field(description="version of this document's format")
     nkplan_version: str
@@ -93,6 +99,9 @@ class PlanDocument(_Doc):
     adopt: bool = Field(default=False, description="planned with --adopt")
     operations: list[dict[str, Any]] | None = Field(default=None, description="saved plans only: the steps")
     checksum: str | None = Field(default=None, description="saved plans only: sha256 of the rest of the file")
+    signature: PlanSignature | None = Field(
+        default=None, description="signed saved plans only (`plan --out --sign-key`): covers what the checksum covers"
+    )
 
 
 def _resource(change: Change) -> ResourceChange:
@@ -143,7 +152,7 @@ def document(plan: Plan) -> PlanDocument:
 
 def document_dict(plan: Plan) -> dict[str, Any]:
     data = document(plan).model_dump(mode="json")
-    for key in ("operations", "checksum"):  # saved plans only
+    for key in ("operations", "checksum", "signature"):  # saved plans only
         if data[key] is None:
             del data[key]
     if data["spec"]["text"] is None:

@@ -1,7 +1,8 @@
 """Saved plans (`plan --out PLAN.json`, `apply PLAN.json`): the JSON plan document plus the spec
 text and the operations, sealed with a checksum. A saved plan is the approval: apply carries out
 exactly its steps, but only on the host it was made on and only if a fresh plan from the embedded
-spec sees the same live state (same fingerprint); otherwise it is refused as stale."""
+spec sees the same live state (same fingerprint); otherwise it is refused as stale. Optionally
+signed (documents/signing.py): the signature covers the same body as the checksum."""
 
 from __future__ import annotations
 
@@ -17,35 +18,44 @@ from nkplan.core.actions import from_document
 from nkplan.core.plan import Change, Decision, Operation, Plan
 from nkplan.core.records import plain
 from nkplan.core.resources import from_plain
+from nkplan.documents import signing
 from nkplan.documents.json_plan import DOCUMENT_VERSION, PlanDocument, document_dict
 from nkplan.errors import PlanFileError, StalePlanError
 from nkplan.spec.loader import Loaded, load_text
 from nkplan.spec.objects import Inspect
 
+SEALS = ("checksum", "signature")  # what seals the body, so not part of it
+
+
+def _body(doc: dict[str, Any]) -> bytes:
+    """The canonical body the checksum and the signature cover: everything but the seals."""
+    body = {k: v for k, v in doc.items() if k not in SEALS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
 
 def _digest(doc: dict[str, Any]) -> str:
-    body = {k: v for k, v in doc.items() if k != "checksum"}
-    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(_body(doc)).hexdigest()
 
 
-def saved_document(plan: Plan, loaded: Loaded) -> dict[str, Any]:
+def saved_document(plan: Plan, loaded: Loaded, key: signing.PlanKey | None = None) -> dict[str, Any]:
     doc = document_dict(plan)
     doc["spec"]["text"] = loaded.text
     if os.path.isfile(loaded.source.filename):  # relative BPF object paths resolve against it
         doc["spec"]["file"] = os.path.abspath(loaded.source.filename)
     doc["operations"] = [_operation(op) for op in plan.operations]
     doc["checksum"] = _digest(doc)
+    if key is not None:
+        doc["signature"] = signing.signature(_body(doc), key)
     return doc
 
 
-def write_saved(plan: Plan, loaded: Loaded, path: str) -> None:
+def write_saved(plan: Plan, loaded: Loaded, path: str, key: signing.PlanKey | None = None) -> None:
     if loaded.fragments:
         raise PlanFileError(
             f"cannot save the plan of {loaded.source.filename}: it uses include:, and a saved plan embeds "
             "one spec document; plan and apply the spec file itself (or flatten it with `nkplan validate --expanded`)"
         )
-    text = json.dumps(saved_document(plan, loaded), indent=2) + "\n"
+    text = json.dumps(saved_document(plan, loaded, key), indent=2) + "\n"
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -100,9 +110,12 @@ def _operations(items: list[dict[str, Any]]) -> tuple[Operation, ...]:
     )
 
 
-def read_saved(path: str, inspect: Inspect | None = None) -> tuple[Plan, Loaded]:
+def read_saved(
+    path: str, inspect: Inspect | None = None, verify_key: signing.PlanKey | None = None
+) -> tuple[Plan, Loaded]:
     """Load and check a saved plan; returns the plan and its embedded spec (`inspect`: see
-    spec.loader.load_text)."""
+    spec.loader.load_text). With `verify_key`, a plan not signed with it is refused before its
+    embedded spec is even parsed; plan.meta["signature"] is the signing.Verdict either way."""
     try:
         raw = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -121,6 +134,7 @@ def read_saved(path: str, inspect: Inspect | None = None) -> tuple[Plan, Loaded]
         )
     if doc["checksum"] != _digest(doc):
         raise PlanFileError(f"{path} was modified after it was written (checksum mismatch); make a new plan")
+    verdict = signing.check(path, doc.get("signature"), _body(doc), verify_key)
     try:
         PlanDocument.model_validate(doc)
     except ValidationError as exc:
@@ -143,6 +157,7 @@ def read_saved(path: str, inspect: Inspect | None = None) -> tuple[Plan, Loaded]
             "host": host,
             "adopt": doc.get("adopt", False),
             "fingerprint": doc["planned_against"]["state_fingerprint"],
+            "signature": verdict,
         },
         drift=_changes(doc["resource_drift"]),
     )

@@ -29,6 +29,7 @@ from ruamel.yaml import YAML
 from nkplan.core.desired import Desired, desired
 from nkplan.core.records import KernelInfo
 from nkplan.documents.fleet import HostResult
+from nkplan.documents.signing import PlanKey
 from nkplan.errors import NkplanError, PlanError, SpecError
 
 SERIAL_BELOW = 16  # hosts: fewer are planned in this process (starting workers costs more)
@@ -125,7 +126,9 @@ def _without_note(text: str) -> str:
     return "".join(lines)
 
 
-def plan_host(host: Host, out_dir: str | None, detailed: bool, documents: bool = True) -> HostResult:
+def plan_host(
+    host: Host, out_dir: str | None, detailed: bool, documents: bool = True, key: PlanKey | None = None
+) -> HostResult:
     from nkplan.documents import snapshot
     from nkplan.documents.json_plan import document_dict
     from nkplan.documents.savedplan import write_saved
@@ -142,7 +145,7 @@ def plan_host(host: Host, out_dir: str | None, detailed: bool, documents: bool =
         live, ident = snapshot.load(host.snapshot)
         plan = plan_for(None, loaded, live=live, source="snapshot", host=ident, wanted=_wanted(host.spec, loaded)).plan
         if out_dir is not None:
-            write_saved(plan, loaded, str(Path(out_dir) / f"{host.name}.json"))
+            write_saved(plan, loaded, str(Path(out_dir) / f"{host.name}.json"), key)
     except SpecError as exc:
         return failed(exc.problems)
     except PlanError as exc:
@@ -161,8 +164,10 @@ def plan_host(host: Host, out_dir: str | None, detailed: bool, documents: bool =
                       plan.has_changes)  # fmt: skip
 
 
-def _plan_chunk(chunk: Sequence[Host], out_dir: str | None, detailed: bool, documents: bool) -> list[HostResult]:
-    return [plan_host(h, out_dir, detailed, documents) for h in chunk]
+def _plan_chunk(
+    chunk: Sequence[Host], out_dir: str | None, detailed: bool, documents: bool, key: PlanKey | None
+) -> list[HostResult]:
+    return [plan_host(h, out_dir, detailed, documents, key) for h in chunk]
 
 
 def plan_fleet(
@@ -173,6 +178,7 @@ def plan_fleet(
     documents: bool = True,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    key: PlanKey | None = None,
 ) -> list[HostResult]:
     """Every host's plan, in host order; in worker processes (one per core) from SERIAL_BELOW hosts."""
     if out_dir is not None:
@@ -184,7 +190,7 @@ def plan_fleet(
     if len(members) < SERIAL_BELOW or workers == 1:
         results = []
         for i, h in enumerate(members):
-            results.append(plan_host(h, out_dir, detailed, documents))
+            results.append(plan_host(h, out_dir, detailed, documents, key))
             if progress:
                 progress(i + 1, len(members))
         return results
@@ -192,7 +198,7 @@ def plan_fleet(
     results = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
         n = len(chunks)
-        for part in pool.map(_plan_chunk, chunks, [out_dir] * n, [detailed] * n, [documents] * n):
+        for part in pool.map(_plan_chunk, chunks, [out_dir] * n, [detailed] * n, [documents] * n, [key] * n):
             results.extend(part)
             if progress:
                 progress(len(results), len(members))

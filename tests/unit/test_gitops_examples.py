@@ -123,10 +123,13 @@ def cli_problems(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", CI_FILES, ids=lambda p: p.name)
 def test_ci_commands_use_only_what_the_cli_accepts(path: Path) -> None:
     assert cli_problems(path) == []
-    # and the flow is the documented one: plan with detailed exit code, markdown, saved plan; apply it
+    # and the flow is the documented one: plan with detailed exit code, markdown, a signed saved plan;
+    # apply it only if it verifies (the key from the CI secret store, as a file outside the workspace)
     commands = nkplan_commands(path)
-    assert ["plan", "$NKPLAN_SPEC", "--detailed-exitcode", "--format", "markdown", "--out", "plan.json"] in commands
-    assert ["apply", "plan.json"] in commands
+    key = "$key" if path.name == "github-actions.yml" else "$NKPLAN_PLAN_KEY_FILE"
+    plan = ["plan", "$NKPLAN_SPEC", "--detailed-exitcode", "--format", "markdown", "--out", "plan.json"]
+    assert [*plan, "--sign-key", key] in commands
+    assert ["apply", "plan.json", "--verify-key", key] in commands
 
 
 def test_the_cli_check_catches_bad_commands(tmp_path: Path) -> None:
@@ -280,3 +283,52 @@ def test_rego_gate_on_the_samples() -> None:
         (messages,) = out["expressions"]
         wanted = [f"the plan deletes {a}: every device, address and route in it goes too" for a in denied]
         assert sorted(messages) == wanted, (name, out)
+
+
+# the CI lint (scripts/lint-ci-examples: zizmor offline, GitHub/GitLab JSON Schemas) ---------------
+def lint(directory: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NKPLAN_VENV": sys.prefix}
+    return subprocess.run(
+        [str(ROOT / "scripts" / "lint-ci-examples"), str(directory)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_ci_examples_pass_zizmor_and_the_json_schemas() -> None:
+    proc = lint(ROOT / "examples")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "github-actions.yml" in proc.stdout and "gitlab-ci.yml" in proc.stdout
+
+
+UNPIN = re.compile(r"actions/checkout@[0-9a-f]{40}")
+PERSIST = re.compile(r"\n        with:\n          persist-credentials: false[^\n]*")
+APPLY_PERMS = "    permissions:\n      actions: read "
+
+
+@pytest.mark.parametrize(
+    "name,edit,finding",
+    [
+        ("github-actions.yml", lambda t: UNPIN.sub("actions/checkout@v4", t), "unpinned-uses"),
+        ("github-actions.yml", lambda t: PERSIST.sub("", t), "artipacked"),
+        (
+            "github-actions.yml",
+            lambda t: t.replace(APPLY_PERMS, "    permissions: write-all\n#"),
+            "excessive-permissions",
+        ),
+        ("github-actions.yml", lambda t: t.replace("runs-on:", "runs_on:", 1), "Schema validation errors"),
+        (
+            "gitlab-ci.yml",
+            lambda t: t.replace("  stage: apply\n", "  stage: apply\n  when: sometimes\n"),
+            "'sometimes'",
+        ),
+    ],
+)
+def test_the_ci_lint_fails_on_a_broken_example(tmp_path: Path, name: str, edit: Any, finding: str) -> None:
+    shutil.copytree(GITOPS, tmp_path / "gitops")
+    path = tmp_path / "gitops" / name
+    path.write_text(edit(path.read_text()))
+    proc = lint(tmp_path)
+    assert proc.returncode != 0 and finding in proc.stdout + proc.stderr, proc.stdout + proc.stderr
