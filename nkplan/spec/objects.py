@@ -38,6 +38,31 @@ class ObjectFacts:
     maps: dict[str, tuple[MapDef, ...]] = field(default_factory=dict)  # the object's own maps
 
 
+ALLOW_ENV = "NKPLAN_ALLOW_PATHS"  # more directories object files may come from, os.pathsep-separated
+
+
+def allowed_roots(spec_file: str) -> list[str]:
+    """Where a spec's BPF object files may lie: the spec's own directory tree, the working
+    directory's (a CI job runs in its checkout: a spec there may name ../bpf/build/x.o), and
+    the directories NKPLAN_ALLOW_PATHS names. Resolved, symbolic links included."""
+    base = os.path.dirname(os.path.abspath(spec_file)) if spec_file not in ("-", "<stdin>") else os.getcwd()
+    extra = [p for p in os.environ.get(ALLOW_ENV, "").split(os.pathsep) if p]
+    return [os.path.realpath(p) for p in (base, os.getcwd(), *extra)]
+
+
+def confinement_problem(full: str, spec_file: str) -> str | None:
+    """None when `full` may be read; else why not. A pull request must not make a CI job that
+    plans it read files elsewhere on the runner (/etc/…, a symlink out of the checkout)."""
+    real = os.path.realpath(full)
+    for root in allowed_roots(spec_file):
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            return None
+    return (
+        f"leads outside the spec's directory and the working directory ({real}); refused "
+        f"(name more directories in {ALLOW_ENV} to allow them)"
+    )
+
+
 def object_problems(
     spec: StackSpec, spec_file: str, inspect: Inspect
 ) -> tuple[list[Problem], ObjectFacts]:
@@ -50,7 +75,7 @@ def object_problems(
             where = (*path, j, "object")
             full = resolve(spec_file, prog.object)
             if full not in contents:
-                bad = objfile.problem(full)
+                bad = confinement_problem(full, spec_file) or objfile.problem(full)
                 if bad is None:
                     try:
                         contents[full], facts.maps[full] = inspect(full)

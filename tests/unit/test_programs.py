@@ -194,3 +194,27 @@ def test_a_snapshot_carries_the_programs(objs: Path) -> None:
     reordered = spec_with(objs, f"    programs:\n      primary: [{POLICY}, {COUNT}]\n")
     offline = plan_for(None, reordered, live=state, source="snapshot", host=host).plan
     assert offline.changes == plan_for(kernel, reordered).plan.changes
+
+
+def test_object_paths_stay_inside_the_spec_or_working_directory(
+    objs: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spec may not make nkplan read files elsewhere (a pull request planned in CI): an object
+    outside the spec's directory and the working directory, or a symbolic link leading out, is a
+    located error naming the path; NKPLAN_ALLOW_PATHS allows more directories."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shutil.copy(BUILD / "count.o", elsewhere / "count.o")
+    (objs / "link.o").symlink_to(elsewhere / "count.o")
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    monkeypatch.delenv("NKPLAN_ALLOW_PATHS", raising=False)
+    for obj in (str(elsewhere / "count.o"), "link.o", "../" + elsewhere.name + "/count.o"):
+        found = problems(objs, f"    programs:\n      primary: [{{object: {obj}, program: count_pass}}]\n")
+        assert any(
+            "spec.yaml:7:26:" in p and f"object {obj!r}" in p and "leads outside the spec's directory" in p
+            for p in found
+        ), found
+    monkeypatch.setenv("NKPLAN_ALLOW_PATHS", str(elsewhere))
+    spec_with(objs, "    programs:\n      primary: [{object: link.o, program: count_pass}]\n")  # allowed now
+    monkeypatch.chdir(elsewhere.parent)  # the working directory's tree is allowed too
+    monkeypatch.delenv("NKPLAN_ALLOW_PATHS")
+    spec_with(objs, f"    programs:\n      primary: [{{object: {elsewhere / 'count.o'}, program: count_pass}}]\n")
