@@ -140,7 +140,12 @@ def wheelhouse(dest: Path) -> None:
     """nkplan's wheel and its dependencies' wheels for the guest's Python, fetched on the host."""
     py = str(rig.venv_python())
     dest.mkdir(parents=True)
-    rig.run_cmd([py, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(rig.REPO)], what="pip wheel")
+    # from a copy of the tree: setuptools would leave build/ in the checkout, and reuse a stale one
+    src = dest.with_name("nkplan-src")
+    junk = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(rig.REPO, src, ignore=junk)
+    rig.run_cmd([py, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(src)], what="pip wheel")
+    shutil.rmtree(src)
     plat = ["--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
             "--platform", "manylinux_2_28_x86_64"]  # fmt: skip
     rig.run_cmd(
