@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from nkplan import __version__
@@ -360,24 +360,23 @@ def _stack_of(args: argparse.Namespace, verb: str) -> str:
     return str(args.stack)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 1 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 86400 seconds: {text}")
-    return value
+def _seconds_between(low: float, high: float = 86400) -> Callable[[str], float]:
+    """An argparse type: a number of seconds in [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} seconds: {text}")
+        return value
+
+    return parse
 
 
-def _wait_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds: {text}")
-    return value
+_seconds = _seconds_between(1)  # --confirm-within: a revert needs some time to be confirmed in
+_wait_seconds = _seconds_between(0)  # --lock-timeout: 0 waits not at all, as without it
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
