@@ -131,33 +131,59 @@ def apply(
     one (confirm-or-revert saves its revert there). A stack waiting for the confirmation of an
     earlier apply is not changed (LockError). `lock_timeout`: seconds to wait for the stack's
     lock held by another process (LockError after that; at once by default)."""
+    from nkplan.run.lock import stack_lock
+    from nkplan.run.workflow import interrupted_after
+
+    target = on or kernel()
+    completed: list[bool] = []  # set by _apply_locked the moment a verified apply is over
+    try:
+        with stack_lock(spec.spec.stack, lock_timeout):
+            chosen = _apply_locked(
+                target, spec, adopt, saved, review, progress, keep_on_check_failure, before_change, completed
+            )
+    except KeyboardInterrupt as exc:
+        if completed:  # between the verified apply and here: the change is there, and stays
+            raise interrupted_after(exc, "after the apply") from None
+        raise
+    return chosen
+
+
+def _apply_locked(
+    target: Kernel,
+    spec: Loaded,
+    adopt: bool,
+    saved: Plan | None,
+    review: Review | None,
+    progress: Progress | None,
+    keep_on_check_failure: bool,
+    before_change: BeforeChange | None,
+    completed: list[bool],
+) -> Plan:
     from nkplan.documents.savedplan import check_fresh
     from nkplan.run.confirm import refuse_if_pending
     from nkplan.run.identity import host_identity
-    from nkplan.run.lock import stack_lock
     from nkplan.run.workflow import apply_and_verify, plan_for, require_checks
 
-    target = on or kernel()
-    with stack_lock(spec.spec.stack, lock_timeout):
-        refuse_if_pending(spec.spec.stack)
-        if saved is not None:
-            try:
-                planned = plan_for(target, spec, adopt=bool(saved.meta.get("adopt")))
-            except PlanError as exc:  # e.g. an object made by hand since: the plan no longer holds
-                raise StalePlanError(f"the live state changed since the plan was made: {exc}") from None
-            check_fresh(saved, planned.plan, host_identity())
-            chosen = saved
-        else:
-            planned = plan_for(target, spec, adopt=adopt)
-            chosen = planned.plan
-        if review is not None:
-            review(chosen)
-        if chosen.has_changes and before_change is not None:
-            before_change(chosen, planned.live)
-        if chosen.has_changes:
-            apply_and_verify(target, spec, chosen, progress=progress, keep_on_check_failure=keep_on_check_failure)
-        else:
-            require_checks(target, spec.spec, note="nothing was changed (the plan had no changes)")
+    refuse_if_pending(spec.spec.stack)
+    if saved is not None:
+        try:
+            planned = plan_for(target, spec, adopt=bool(saved.meta.get("adopt")))
+        except PlanError as exc:  # e.g. an object made by hand since: the plan no longer holds
+            raise StalePlanError(f"the live state changed since the plan was made: {exc}") from None
+        check_fresh(saved, planned.plan, host_identity())
+        chosen = saved
+    else:
+        planned = plan_for(target, spec, adopt=adopt)
+        chosen = planned.plan
+    if review is not None:
+        review(chosen)
+    if chosen.has_changes and before_change is not None:
+        before_change(chosen, planned.live)
+    if chosen.has_changes:
+        apply_and_verify(target, spec, chosen, progress=progress, keep_on_check_failure=keep_on_check_failure)
+        completed.append(True)
+    else:
+        require_checks(target, spec.spec, note="nothing was changed (the plan had no changes)")
     return chosen
 
 

@@ -212,8 +212,20 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
         from nkplan.run import confirm
 
         assert within is not None
+        if plan.meta.get("adopt"):  # the revert would delete what the apply adopted: made by hand
+            raise NkplanError(
+                "--confirm-within cannot be combined with adopting (the revert would delete the adopted "
+                "objects, which were there before): adopt first, then change with --confirm-within"
+            )
         doc = api.revert_document(live, loaded)
         pending = confirm.start(loaded.spec.stack, doc, within, loaded.source.filename, confirm.marks_of(plan))
+
+    def waiting(why: str) -> str:
+        assert pending is not None
+        return (
+            f"{why}; the change waits for confirmation: the watcher (pid {pending.pid}) reverts it unless "
+            f"`nkplan confirm {loaded.spec.stack}` comes within {pending.within:g} s"
+        )
 
     keep = getattr(args, "keep_on_check_failure", False)
     try:
@@ -229,43 +241,43 @@ def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | 
         )
     except ChecksFailed as exc:
         if pending is not None and keep:  # the change stayed: it still needs confirming
-            _await_confirmation(pending)
+            _await_confirmation(pending, pending.applied())
         elif pending is not None:
             pending.aborted(f"apply failed and rolled back: {exc}")
+        raise
+    except Interrupted as exc:  # after the change was complete: it is kept (api.apply)
+        if pending is not None:
+            pending.applied()
+            raise Interrupted(waiting(str(exc))) from None
         raise
     except BaseException as exc:
         if pending is not None:
             pending.aborted(f"apply failed and rolled back: {exc or type(exc).__name__}")
         raise
+    deadline = pending.applied() if pending is not None else 0.0  # the clock runs from here
     try:
         if done.has_changes:
             print(f"{verb.capitalize()} complete! {summary_line(done)[len('Plan: ') :]}")
         _checks_passed(loaded)
         if pending is not None:
-            return _await_confirmation(pending)
+            return _await_confirmation(pending, deadline)
         if within is not None:
             print("Nothing was changed: nothing to confirm.")
         return EXIT_OK
     except KeyboardInterrupt as exc:
         by = f" by {exc.args[0]}" if exc.args else ""
         if pending is not None:
-            what = (
-                f"the change stays pending: the watcher (pid {pending.pid}) reverts it unless "
-                f"`nkplan confirm {loaded.spec.stack}` comes in time"
-            )
-        else:
-            what = f"the {verb} had completed and is kept"
-        raise Interrupted(f"interrupted{by} after the {verb}: {what}") from None
+            raise Interrupted(waiting(f"interrupted{by} after the {verb}")) from None
+        raise Interrupted(f"interrupted{by} after the {verb}: the {verb} had completed and is kept") from None
 
 
-def _await_confirmation(pending: Pending) -> int:
+def _await_confirmation(pending: Pending, deadline: float) -> int:
     """Wait for Enter (on a terminal), `nkplan confirm STACK`, or the watcher's revert."""
     import select
 
     from nkplan.run import confirm
 
     stack, files = pending.files.stack, pending.files
-    deadline = pending.applied()
     tty = sys.stdin.isatty()
     how = "press Enter here or run" if tty else "run"
     print(
@@ -286,7 +298,7 @@ def _await_confirmation(pending: Pending) -> int:
                     tty = False  # stdin closed: the watcher still decides
         else:
             time.sleep(confirm.POLL)
-        if time.time() > deadline + 600:  # the watcher should have ended long ago
+        if confirm.clock() > deadline + 600:  # the watcher should have ended long ago
             break
     state = pending.wait_end(5.0)
     phase = state.get("phase")
@@ -669,8 +681,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from nkplan.entry import EARLY
-    from nkplan.run.signals import as_interrupt, received, restore
+    from nkplan.run.signals import RECEIVED, as_interrupt, received, restore
 
+    RECEIVED.clear()  # main() may run more than once in a process (tests, embedding programs)
     old = as_interrupt()  # SIGINT, SIGTERM and SIGHUP end a command from now on (run/signals.py)
     try:
         if EARLY:

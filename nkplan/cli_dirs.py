@@ -16,14 +16,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from nkplan.errors import NkplanError, StalePlanError
+from nkplan.errors import Interrupted, NkplanError, StalePlanError
 
 if TYPE_CHECKING:
     from nkplan.core.plan import Plan
     from nkplan.documents.many import StackResult
+    from nkplan.kernel.seam import Kernel
     from nkplan.run.many import Member
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -100,10 +101,9 @@ def plan_dir(args: argparse.Namespace) -> int:
 def execute_dir(args: argparse.Namespace, verb: str) -> int:
     """apply DIR / destroy DIR: plan all, change nothing unless all planned, then stack by stack."""
     from nkplan import api
-    from nkplan.cli import _colour, _confirm, _progress
+    from nkplan.cli import _colour, _confirm
     from nkplan.documents.many import render_set_text
-    from nkplan.documents.text import summary_line
-    from nkplan.run.many import plan_all, planner, same_steps
+    from nkplan.run.many import plan_all, planner
     from nkplan.run.workflow import empty_spec
 
     _refuse(args, verb)
@@ -134,6 +134,29 @@ def execute_dir(args: argparse.Namespace, verb: str) -> int:
     if any(r.plan is not None and r.plan.has_changes for r in results):
         _confirm(args, verb)
     done: list[str] = []
+    try:
+        return _execute_each(args, verb, kernel, results, by_file, has_checks, done)
+    except KeyboardInterrupt as exc:  # between two stacks, or before a stack's first step
+        by = f" by {exc.args[0]}" if exc.args else ""
+        kept = f"already {DONE[verb]} and kept: {', '.join(done)}" if done else "nothing was changed"
+        raise Interrupted(f"interrupted{by}; {kept}") from None
+
+
+def _execute_each(
+    args: argparse.Namespace,
+    verb: str,
+    kernel: Kernel,
+    results: Sequence[StackResult],
+    by_file: dict[str, Member],
+    has_checks: Callable[[StackResult], bool],
+    done: list[str],
+) -> int:
+    from nkplan import api
+    from nkplan.cli import _progress
+    from nkplan.documents.text import summary_line
+    from nkplan.run.many import same_steps
+
+    adopt = bool(getattr(args, "adopt", False))
     for i, r in enumerate(results):
         assert r.plan is not None
         m = by_file[r.file]
@@ -165,8 +188,8 @@ def execute_dir(args: argparse.Namespace, verb: str) -> int:
             # what happened to its own steps (rolled back, kept, untouched) is the error's to say
             _report(verb, r, done, _rest(results, i), f"{verb} failed (above: what became of its steps)")
             return exc.exit_code
-        except KeyboardInterrupt:
-            _report(verb, r, done, _rest(results, i), "interrupted; its completed steps were rolled back")
+        except KeyboardInterrupt:  # before its first step (its plan, the lock): it is untouched
+            _report(verb, r, done, _rest(results, i), "interrupted before its first step; it is unchanged")
             raise
         done.append(r.file)
         print(f"{verb.capitalize()} of stack {r.stack!r} complete! {summary_line(applied)[len('Plan: ') :]}")

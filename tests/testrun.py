@@ -11,8 +11,8 @@ kernel then trips over what it left: the same fixed test addresses on a device t
 2. holding it, knows no other test run is alive on this kernel, and removes what earlier runs
    left: each run marks itself with a namespace `nkt-<TOKEN>` for its lifetime; a mark found at
    start belongs to a dead run, whose namespaces, host devices, bpffs stack trees and host rules
-   (found through the stack's rule markers) are removed — only objects whose names carry that
-   run's token;
+   (found through the stack's rule markers) are removed — only objects named exactly as test runs
+   name theirs, with that run's token (`_test_name`);
 3. marks itself and removes its mark when it ends cleanly.
 Host sysctls a killed run changed cannot be put back (nothing recorded their old values)."""
 
@@ -64,6 +64,28 @@ def acquire(limit: float = WAIT_LIMIT) -> None:
     _lock = sock
 
 
+def _test_name(token: str) -> re.Pattern[str]:
+    """The names test runs give their objects (tests/host/conftest.py Names, tests/host/
+    test_cli_veth.py Names, the decoy, tests/ansible), with `token` where they put it: a name must
+    match one of these whole patterns, so a device or stack that merely contains the four hex
+    digits (a container runtime's vethcafe123, a stack named edge-cafe) is never taken."""
+    t = re.escape(token)
+    families = [
+        rf"k{t}[0-9a-f]{{2}}.*",  # tests/host/conftest.py Names: k<TOKEN><serial><suffix>
+        rf"stk{t}[0-9a-f]{{2}}",  # ... and its stack
+        rf"decoy-{t}x|dcy{t}[hp]",  # the session decoy
+        rf"(e2e|pa|pb|va|vb|vc)-{t}[0-9]*",  # tests/host/test_cli_veth.py Names (+ pod numbers)
+        rf"kx{t}z[yz]",  # tests/host/test_testrun.py
+        rf"ans[0-9a-z]{{0,4}}-{t}(-a)?|a[vh][0-9a-z]{{0,4}}{t}",  # tests/ansible/test_playbooks.py
+        rf"fleet[0-9]+-{t}|afl[0-9]+-{t}(-a)?|af[0-9]+{t}|bad-{t}",  # tests/ansible/test_fleet.py
+    ]
+    return re.compile("|".join(f"(?:{f})" for f in families))
+
+
+def _ours(name: str, token: str) -> bool:
+    return _test_name(token).fullmatch(name) is not None
+
+
 def _netns() -> list[str]:
     return [n["name"] for n in ip_json("netns", "list")]
 
@@ -72,11 +94,20 @@ def _quiet(*cmd: str) -> None:
     subprocess.run(cmd, capture_output=True)
 
 
+def _rule_markers(stack_dir: Path) -> set[str]:
+    """The <family>-<priority> of a stack's host rule markers (<stack>/:host/:rules/…@<digest>)."""
+    return {m.name.partition("@")[0] for m in stack_dir.glob("*/:rules/*")}
+
+
 def _reap_rules(stack_dir: Path) -> None:
-    """Host rules the dead run's stack applied: family and priority from its markers
-    (<stack>/:host/:rules/<family>-<priority>@<digest>), and nkplan's protocol."""
-    for marker in stack_dir.glob("*/:rules/*"):
-        head = marker.name.partition("@")[0]
+    """Host rules the dead run's stack applied (nkplan's protocol, family and priority from its
+    markers) — unless another stack's marker claims the same family and priority: then it is that
+    stack's rule as much as the dead run's, and it stays."""
+    others = set()
+    for other in BPFFS_ROOT.iterdir():
+        if other != stack_dir:
+            others |= _rule_markers(other)
+    for head in _rule_markers(stack_dir) - others:
         family, _, prio = head.partition("-")
         if family in ("inet", "inet6") and prio.isdigit():
             flag = "-4" if family == "inet" else "-6"
@@ -95,18 +126,18 @@ def reap(token: str) -> list[str]:
     gone = []
     if BPFFS_ROOT.is_dir():
         for stack in BPFFS_ROOT.iterdir():
-            if token in stack.name:
+            if _ours(stack.name, token):
                 _reap_rules(stack)
                 _remove_tree(stack)
                 gone.append(f"bpffs {stack.name}")
     for dev in ip_json("-d", "link", "show"):
         # devices first: a namespace goes away asynchronously, and its veth peers with it
         # only virtual devices (a kind: veth, netkit, dummy, …) can be a test's
-        if token in dev["ifname"] and dev.get("linkinfo", {}).get("info_kind"):
+        if _ours(dev["ifname"], token) and dev.get("linkinfo", {}).get("info_kind"):
             _quiet("ip", "link", "del", dev["ifname"])
             gone.append(f"link {dev['ifname']}")
     for ns in _netns():
-        if token in ns and ns != f"{MARK_PREFIX}{token}":
+        if _ours(ns, token):
             _quiet("ip", "netns", "del", ns)
             gone.append(f"netns {ns}")
     _quiet("ip", "netns", "del", f"{MARK_PREFIX}{token}")

@@ -54,6 +54,42 @@ def net_key_problems(spec: StackSpec, live: LiveState, locate: Locate) -> list[s
     return problems
 
 
+SNAPSHOT_HINT = "take the snapshot with the spec (`nkplan show SPEC --format json`; Ansible: state: gathered with src)"
+
+
+def snapshot_sysctl_problems(spec: StackSpec, live: LiveState, locate: Locate) -> list[str]:
+    """A snapshot holds the sysctl values of the keys the spec given to `show` declared, no
+    others. A declared key it has no value of, on a namespace or device end that the snapshot
+    holds, is unknown, not absent: planning it would show a false change (and the saved plan
+    would be refused on the host as stale), so it is a plan error saying how to snapshot."""
+    problems: list[str] = []
+    for path, ns, declared in namespace_sysctls(spec):
+        if ns != HOST and ns not in live.namespaces:
+            continue  # a namespace still to be made: its values are the plan's to set
+        have = live.sysctls.get(ns)
+        known = {k for k, _ in have.values} if have is not None else set()
+        for key in sorted(set(declared) - known):
+            where = "the host" if ns == HOST else f"namespace {ns!r}"
+            unknown = f"the snapshot holds no value of {key} for {where}"
+            problems.append(f"{locate((*path, key))}: {unknown}; {SNAPSHOT_HINT}")
+    for i, link in enumerate(spec.links):
+        held = live.links.get((link.namespace or HOST, link.name))
+        if held is None:
+            continue
+        for end, base in link_ends(link, ("links", i)):
+            ns = end.namespace or HOST
+            live_end = next((e for e in held.ends if e.name == end.name and e.namespace == ns), None)
+            if live_end is None:
+                continue
+            known = {k for k, _ in live_end.sysctls}
+            for key in sorted(set(end.sysctls or {}) - known):
+                problems.append(
+                    f"{locate((*base, 'sysctls', key))}: the snapshot holds no value of {key} for device "
+                    f"{end.name!r}; {SNAPSHOT_HINT}"
+                )
+    return problems
+
+
 def capability_problems(spec: StackSpec, info: KernelInfo, locate: Locate) -> list[str]:
     problems: list[str] = []
     if info.sysctl_keys is not None:

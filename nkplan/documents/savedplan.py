@@ -171,6 +171,12 @@ def check_fresh(saved: Plan, fresh: Plan, here: dict[str, str]) -> None:
     # a plan made offline against a snapshot (`plan --state`, the fleet review) applies on the host
     # the snapshot was taken on, as long as that host still holds exactly what the snapshot held
     against = "the snapshot the plan was made against" if saved.meta.get("source") == "snapshot" else None
+    # hosts cloned from one image share a machine-id: a plan made offline for a fleet (one per
+    # host, copied by name) must also name this host
+    if against and host.get("hostname") != here.get("hostname"):
+        raise StalePlanError(
+            f"this plan was made against a snapshot of host {host.get('hostname')!r}; this is {here.get('hostname')!r}"
+        )
     if host.get("machine_id") != here.get("machine_id"):
         raise StalePlanError(
             f"this plan was made on host {host.get('hostname')!r} (machine-id {host.get('machine_id')}); "

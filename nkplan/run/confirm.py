@@ -58,6 +58,12 @@ APPLYING, WAITING, ABORTED, CONFIRMED, REVERTING, REVERTED, REVERT_FAILED = (
 FINAL = (ABORTED, CONFIRMED, REVERTED, REVERT_FAILED)
 
 
+def clock() -> float:
+    """Seconds since boot, counting suspend: the same in every process, and not moved by NTP
+    stepping the wall clock (common right after boot), which would revert early or hours late."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 def confirm_dir() -> Path:
     return lock_dir() / "confirm"
 
@@ -130,7 +136,7 @@ def refuse_if_pending(stack: str) -> None:
     pid = watcher_pid(stack)
     if pid is not None and pid != os.getpid():
         state = read_state(Files(stack))
-        left = max(0.0, float(state.get("deadline", 0)) - time.time()) if state.get("deadline") else None
+        left = max(0.0, float(state.get("deadline", 0)) - clock()) if state.get("deadline") else None
         when = f"; it reverts in {left:.0f} s" if left is not None else ""
         raise LockError(
             f"stack {stack!r} waits for confirmation of an earlier apply (watcher pid {pid}{when}): "
@@ -151,7 +157,8 @@ class Pending:
 
     def applied(self) -> float:
         """The apply finished: start the clock. Returns the deadline (epoch seconds)."""
-        deadline = time.time() + self.within
+        deadline = clock() + self.within
+        self.files.confirm.unlink(missing_ok=True)  # only a confirmation given from now on counts
         update_state(self.files, phase=WAITING, deadline=deadline)
         return deadline
 
@@ -217,6 +224,8 @@ def confirm(stack: str, wait: float = 10.0) -> dict[str, Any]:
     phase = read_state(files).get("phase")
     if phase in (REVERTING, REVERTED, REVERT_FAILED):
         raise NkplanError(f"too late: the revert of stack {stack!r} has already started")
+    if phase == APPLYING:  # confirm what you have seen verified, not a change still under way
+        raise NkplanError(f"the apply of stack {stack!r} is still running: confirm once it waits for confirmation")
     files.confirm.touch()
     return Pending(files, 0, 0).wait_end(wait)
 
@@ -334,7 +343,7 @@ def watch(stack: str, apply_doc: ApplyDoc = _apply_doc) -> int:
                     update_state(files, phase=CONFIRMED, outcome="confirmed")
                     _say("confirmed: the change is kept")
                     return 0
-                if time.time() >= float(state["deadline"]):
+                if clock() >= float(state["deadline"]):
                     _revert(files, state, f"not confirmed within {state.get('within', 0):g} s", apply_doc)
                     return 0
             time.sleep(POLL)

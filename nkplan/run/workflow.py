@@ -15,13 +15,14 @@ from nkplan.core.capabilities import (
     declared_sysctls,
     needs_netkit,
     net_key_problems,
+    snapshot_sysctl_problems,
 )
 from nkplan.core.desired import Desired, desired
 from nkplan.core.plan import Plan
 from nkplan.core.planner import make_plan
 from nkplan.core.reach import CheckResult, ChecksFailed, Expect, Probe, results
 from nkplan.core.records import HOST, KernelInfo, LiveState
-from nkplan.errors import PlanError, VerifyError
+from nkplan.errors import Interrupted, PlanError, VerifyError
 from nkplan.kernel.seam import Kernel
 from nkplan.run.applier import Progress, apply_plan
 from nkplan.run.identity import host_identity
@@ -59,6 +60,8 @@ def plan_for(
     problems = capability_problems(spec, live.kernel, locate)
     if live.kernel.host_net_keys is not None:  # a snapshot holds no sysctls to check against
         problems += net_key_problems(spec, live, locate)
+    if source == "snapshot":  # ... and only the values of the keys its `show` was asked for
+        problems += snapshot_sysctl_problems(spec, live, locate)
     if kernel is not None and loaded.objects:
         problems += [f"{loaded.source.filename}: cannot manage BPF programs here: {p}" for p in kernel.bpf_problems()]
     if problems:
@@ -118,8 +121,17 @@ def apply_and_verify(
             require_checks(kernel, loaded.spec)
 
     apply_plan(kernel, plan, progress, confirm)
-    if keep_on_check_failure:
-        require_checks(kernel, loaded.spec, note="the apply was kept (--keep-on-check-failure)")
+    try:
+        if keep_on_check_failure:
+            require_checks(kernel, loaded.spec, note="the apply was kept (--keep-on-check-failure)")
+    except KeyboardInterrupt as exc:  # the apply is over and verified: it stays
+        raise interrupted_after(exc, "during the checks (--keep-on-check-failure)") from None
+
+
+def interrupted_after(exc: KeyboardInterrupt, when: str) -> Interrupted:
+    """A signal once an apply's steps are all done and verified: the change is kept."""
+    by = f" by {exc.args[0]}" if exc.args else ""
+    return Interrupted(f"interrupted{by} {when}: the apply had completed and is kept")
 
 
 def check_list(spec: StackSpec) -> list[tuple[Probe, Expect]]:

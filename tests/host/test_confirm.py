@@ -292,3 +292,15 @@ def test_enter_on_the_terminal_confirms_and_a_closed_terminal_reverts(n: Names, 
     wait_for(lambda: state(tmp_path, n).get("phase") in ("reverted", "revert-failed"), 60, "the watcher's revert")
     assert state(tmp_path, n)["phase"] == "reverted", state(tmp_path, n)
     same(view(n), before)
+
+
+def test_adopting_with_confirm_within_is_refused_before_any_change(n: Names, tmp_path: Path) -> None:
+    """The revert would delete what the apply adopted (made by hand before it): refused up front."""
+    s1, s2 = write(tmp_path, S1, n, "s1.yaml"), write(tmp_path, S2, n, "s2.yaml")
+    nkplan("apply", s1, "--yes", "-q")
+    subprocess.run(["ip", "netns", "add", n.pb], check=True)  # S2 declares it: adopting takes it over
+    before = view(n)
+    proc = nkplan("apply", s2, "--yes", "--adopt", "--confirm-within", "30", check=1)
+    assert "--confirm-within cannot be combined with adopting" in proc.stderr, proc.stderr
+    same(view(n), before)
+    assert not (tmp_path / "run" / "confirm" / f"{n.stack}.pending").exists()

@@ -54,6 +54,6 @@ def test_fleet_plan_of_host_snapshots(names: Names, tmp_path: Path) -> None:
         assert saved["planned_against"]["host"]["hostname"] == "beta"
         # on this machine (another machine-id) beta's plan is refused and changes nothing
         refused = run("apply", str(public / "plans" / "beta.json"), check=3)
-        assert "this plan was made on host 'beta'" in refused.stderr
+        assert "this plan was made against a snapshot of host 'beta'" in refused.stderr
     finally:
         shutil.rmtree(public, ignore_errors=True)

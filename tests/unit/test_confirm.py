@@ -37,7 +37,7 @@ def start_watcher(state: dict[str, Any]) -> tuple[threading.Thread, list[dict[st
 
 
 def test_deadline_passed_reverts() -> None:
-    t, reverts = start_watcher({"phase": confirm.WAITING, "deadline": time.time() + 0.3})
+    t, reverts = start_watcher({"phase": confirm.WAITING, "deadline": confirm.clock() + 0.3})
     t.join(5)
     assert reverts == [{"stack": "s"}]
     assert confirm.read_state(confirm.Files("s"))["phase"] == confirm.REVERTED
@@ -45,7 +45,7 @@ def test_deadline_passed_reverts() -> None:
 
 
 def test_confirmation_before_the_deadline_keeps() -> None:
-    t, reverts = start_watcher({"phase": confirm.WAITING, "deadline": time.time() + 30})
+    t, reverts = start_watcher({"phase": confirm.WAITING, "deadline": confirm.clock() + 30})
     state = confirm.confirm("s", wait=5)
     t.join(5)
     assert state["phase"] == confirm.CONFIRMED and reverts == []
@@ -81,7 +81,7 @@ def test_a_failed_revert_is_reported() -> None:
 
 def test_changes_are_refused_while_another_process_waits() -> None:
     # the watcher is this process: its own revert may change the stack ...
-    t, _ = start_watcher({"phase": confirm.WAITING, "deadline": time.time() + 30})
+    t, _ = start_watcher({"phase": confirm.WAITING, "deadline": confirm.clock() + 30})
     confirm.refuse_if_pending("s")
     # ... another process may not
     code = "from nkplan.run import confirm; confirm.refuse_if_pending('s')"
@@ -104,3 +104,13 @@ def test_a_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (tmp_path / "specs").mkdir()
     assert main(["apply", str(tmp_path / "specs"), "--yes", "--confirm-within", "5"]) == 1
     assert "--confirm-within keeps one stack's revert" in capsys.readouterr().err
+
+
+def test_a_confirmation_while_the_apply_still_runs_is_refused() -> None:
+    t, reverts = start_watcher({"phase": confirm.APPLYING, "apply_pid": os.getpid()})
+    with pytest.raises(NkplanError, match="is still running: confirm once it waits"):
+        confirm.confirm("s")
+    assert not confirm.Files("s").confirm.exists()
+    confirm.update_state(confirm.Files("s"), phase=confirm.ABORTED)
+    t.join(5)
+    assert reverts == []

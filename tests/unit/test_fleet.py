@@ -116,3 +116,43 @@ def test_the_example_fleet_map_plans_fresh_hosts(tmp_path: Path, capsys: pytest.
     doc = json.loads(out)
     assert code == 2 and [g["hosts"] for g in doc["groups"]] == [["node1", "node2"], ["edge1"]]
     assert [h["plan"]["stack"] for h in doc["hosts"]] == ["edge", "pods", "pods"]
+
+
+SYSCTL_SPEC = """\
+stack: s
+host: {sysctls: {net.ipv4.ip_forward: 1}}
+namespaces: [{name: p1, sysctls: {net.ipv4.conf.all.rp_filter: 0}}]
+links:
+  - {name: v1, kind: veth, sysctls: {ipv4.forwarding: 1}, peer: {name: eth0, namespace: p1}}
+"""
+
+
+def test_a_snapshot_without_the_declared_sysctls_is_a_plan_error(tmp_path: Path) -> None:
+    """A snapshot taken without the spec holds no sysctl values: planning them would show false
+    changes (and the saved plan would be refused on its host); taken with it, it plans clean."""
+    from nkplan.core.capabilities import declared_net_keys, declared_sysctls
+    from nkplan.documents import snapshot
+    from nkplan.errors import PlanError
+    from nkplan.kernel.fake import FakeKernel
+    from nkplan.run.workflow import apply_and_verify, plan_for
+    from nkplan.spec.loader import load_text
+
+    loaded = load_text(SYSCTL_SPEC, str(tmp_path / "s.yaml"))
+    kernel = FakeKernel()
+    apply_and_verify(kernel, loaded, plan_for(kernel, loaded).plan, sleep=lambda s: None)
+    host = {"hostname": "h", "machine_id": "0" * 32, "kernel": "fake"}
+
+    def offline(live: object) -> object:
+        state, ident = snapshot.from_json(json.loads(json.dumps(snapshot.to_json(live, host))))  # type: ignore[arg-type]
+        return plan_for(None, loaded, live=state, source="snapshot", host=ident).plan
+
+    with pytest.raises(PlanError) as info:
+        offline(kernel.read(probe_netkit=True))
+    text = "\n".join(info.value.problems)
+    for where in ("s.yaml:2:39: the snapshot holds no value of net.ipv4.ip_forward for the host",
+                  "namespace 'p1'", "ipv4.forwarding for device 'v1'"):  # fmt: skip
+        assert where in text, text
+    assert "nkplan show SPEC --format json" in text
+    spec = loaded.spec
+    full = kernel.read(probe_netkit=True, sysctls=declared_sysctls(spec), net_keys=declared_net_keys(spec))
+    assert not offline(full).has_changes  # type: ignore[attr-defined]

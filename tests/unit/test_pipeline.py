@@ -193,7 +193,10 @@ def test_snapshot_round_trip_plans_the_same(spec: Spec) -> None:
             HOST,
         )
     with pytest.raises(StalePlanError, match="this plan was made on host 'testhost'"):
-        check_fresh(offline, offline, {**HOST, "machine_id": "other", "hostname": "elsewhere"})
+        check_fresh(offline, offline, {**HOST, "machine_id": "other"})
+    # a clone sharing the machine-id but not the name (fleet plans are copied to hosts by name)
+    with pytest.raises(StalePlanError, match="made against a snapshot of host 'testhost'; this is 'elsewhere'"):
+        check_fresh(offline, offline, {**HOST, "hostname": "elsewhere"})
 
 
 def test_x_keys_are_ignored_by_the_loader() -> None:

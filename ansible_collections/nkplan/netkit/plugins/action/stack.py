@@ -34,7 +34,11 @@ def write_if_changed(path, data):
         pass
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
-        os.makedirs(directory)
+        try:
+            os.makedirs(directory)
+        except OSError:  # several forks make it at once on a first gather: made is made
+            if not os.path.isdir(directory):
+                raise
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
     try:
         with os.fdopen(fd, 'wb') as f:

@@ -522,6 +522,9 @@ def stale_reason(saved, fresh):
     spec (nkplan's own check compares the same host, kernel and state fingerprint); None if fresh."""
     was, now = saved.get('planned_against') or {}, fresh.get('planned_against') or {}
     was_host, now_host = was.get('host') or {}, now.get('host') or {}
+    if was.get('source') == 'snapshot' and was_host.get('hostname') != now_host.get('hostname'):
+        return ('this plan was made against a snapshot of host %r; this is %r'
+                % (was_host.get('hostname'), now_host.get('hostname')))
     if was_host.get('machine_id') != now_host.get('machine_id'):
         return ('this plan was made on host %r (machine-id %s); this is %r (machine-id %s)'
                 % (was_host.get('hostname'), was_host.get('machine_id'), now_host.get('hostname'),
