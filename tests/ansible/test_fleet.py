@@ -86,16 +86,23 @@ class Fleet:
                         "ansible_become": False,  # the tests run as root; there is no sudo here
                         "nkplan_stack": h.stack,
                         "nkplan_plan_dir": str(tmp / "on-host" / h.name),
+                        # one host snapshots with its spec (gather.yml's config: path), the others without
+                        **({"nkplan_spec": str(self.spec_file(h))} if h.index == 2 else {}),
                     }
                     for h in hosts
                 }
             }
         }
+        for h in hosts:
+            self.spec_file(h).write_text(json.dumps(h.spec(1400 + h.index), indent=2))
         self.inventory = tmp / "inventory.yml"
         self.inventory.write_text(json.dumps(inventory, indent=2))
 
     def run(self, name: str, *flags: str) -> Run:
         return run_playbook(self.tmp, self.tmp / name, self.inventory, *flags)
+
+    def spec_file(self, h: Host) -> Path:
+        return self.tmp / "specs" / f"{h.name}.yaml"
 
     def snapshot(self, h: Host) -> Path:
         return self.tmp / "snapshots" / f"{h.name}.json"
