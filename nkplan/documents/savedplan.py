@@ -120,12 +120,16 @@ def read_saved(
         raw = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanFileError(f"cannot read the plan {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise PlanFileError(f"{path} is not a saved plan: not UTF-8 at byte {exc.start}") from None
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise PlanFileError(
             f"{path} is not a complete JSON plan (truncated?): {exc.msg} at line {exc.lineno}"
         ) from None
+    except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
+        raise PlanFileError(f"{path} is not a saved plan: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(doc, dict) or "checksum" not in doc:
         raise PlanFileError(f"{path} is not a saved nkplan plan (no checksum; write one with `nkplan plan --out`)")
     if doc.get("format_version") != DOCUMENT_VERSION:

@@ -85,6 +85,10 @@ def load(path: str) -> tuple[LiveState, dict[str, str]]:
         raise PlanFileError(f"cannot read the snapshot {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise PlanFileError(f"{path} is not valid JSON (truncated?): {exc.msg} at line {exc.lineno}") from None
+    except UnicodeDecodeError as exc:
+        raise PlanFileError(f"{path} is not an nkplan snapshot: not UTF-8 at byte {exc.start}") from None
+    except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
+        raise PlanFileError(f"{path} is not an nkplan snapshot: {type(exc).__name__}: {str(exc)[:200]}") from None
     data = doc.get(SNAPSHOT_KEY, doc) if isinstance(doc, dict) else None
     try:
         if not isinstance(data, dict):

@@ -20,6 +20,7 @@ from ruamel.yaml.resolver import VersionedResolver
 
 from nkplan.core.records import MapDef
 from nkplan.errors import InternalError, SpecError
+from nkplan.spec import limits
 from nkplan.spec.checks import declared_hooks, semantic_problems
 from nkplan.spec.defaults import apply_defaults
 from nkplan.spec.expand import expand
@@ -167,7 +168,10 @@ def _fast_plain(text: str, smap: SourceMap) -> Any:
                 smap.values[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
                 items.append(walk(item, child))
             return items
-        return construct(node)
+        try:
+            return construct(node)
+        except (ValueError, OverflowError):  # the slow path reports it, with its position
+            raise _Fallback from None
 
     return walk(root, ()) if root is not None else None
 
@@ -189,13 +193,18 @@ def _slow_plain(text: str, smap: SourceMap) -> Any:
 
 
 def _parse(text: str, smap: SourceMap) -> Any:
-    """YAML text → plain data, positions recorded in `smap` (libyaml when it can, else ruamel's)."""
+    """YAML text → plain data, positions recorded in `smap` (libyaml when it can, else ruamel's);
+    within the bounds of spec/limits.py first."""
+    limits.check(text, smap.filename)
     try:
-        return _fast_plain(text, smap)
-    except _Fallback:
-        smap.values.clear()
-        smap.keys.clear()
-        return _slow_plain(text, smap)
+        try:
+            return _fast_plain(text, smap)
+        except _Fallback:
+            smap.values.clear()
+            smap.keys.clear()
+            return _slow_plain(text, smap)
+    except RecursionError:  # limits.check bounds the nesting; this is the last line of defence
+        raise SpecError([f"{smap.filename}:1:1: nested too deeply to read; refused"]) from None
 
 
 def load_text(text: str, filename: str, inspect: Inspect | None = None, root: str | None = None) -> Loaded:
@@ -312,6 +321,10 @@ def load_file(path: str, inspect: Inspect | None = None, root: str | None = None
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError([f"{path}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # say where, as for any other spec error
+        head = Path(path).read_bytes()[: exc.start]
+        line, col = head.count(b"\n") + 1, exc.start - (head.rfind(b"\n") + 1) + 1
+        raise SpecError([f"{path}:{line}:{col}: not UTF-8 (byte 0x{exc.object[exc.start]:02x}); refused"]) from None
+    except OSError as exc:
         raise SpecError([f"{path}: cannot read: {exc}"]) from None
     return load_text(text, path, inspect, root)

@@ -25,6 +25,9 @@ def _name_problem(value: str, limit: int) -> str | None:
             return f"must not contain {what}"
     if any(c.isspace() for c in value):
         return "must not contain whitespace"
+    odd = next((c for c in value if not (c.isascii() and c.isprintable())), None)
+    if odd is not None:  # the kernel takes any byte, but a Cyrillic 'а' that reads as 'a' misleads a review
+        return f"must be printable ASCII (it has {odd!r}, U+{ord(odd):04X})"
     return None
 
 
