@@ -168,12 +168,17 @@ class Pending:
         self.wait_end(5.0)
 
     def wait_end(self, limit: float) -> dict[str, Any]:
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            if watcher_pid(self.files.stack) is None:
-                break
-            time.sleep(POLL)
-        return read_state(self.files)
+        return wait_end(self.files, limit)
+
+
+def wait_end(files: Files, limit: float) -> dict[str, Any]:
+    """The state once the watcher has ended (released the pending lock), or after `limit` s."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if watcher_pid(files.stack) is None:
+            break
+        time.sleep(POLL)
+    return read_state(files)
 
 
 def start(stack: str, revert: dict[str, Any], within: float, spec_file: str, marks: dict[str, str]) -> Pending:
@@ -227,7 +232,7 @@ def confirm(stack: str, wait: float = 10.0) -> dict[str, Any]:
     if phase == APPLYING:  # confirm what you have seen verified, not a change still under way
         raise NkplanError(f"the apply of stack {stack!r} is still running: confirm once it waits for confirmation")
     files.confirm.touch()
-    return Pending(files, 0, 0).wait_end(wait)
+    return wait_end(files, wait)
 
 
 # the watcher ------------------------------------------------------------------------------------------

@@ -112,8 +112,7 @@ def _wanted(path: str, loaded: Any) -> Callable[[KernelInfo], Desired]:
     def get(info: KernelInfo) -> Desired:
         key = (path, info)
         if key not in _desired:
-            s = loaded
-            _desired[key] = desired(s.spec, info, s.source.filename, s.objects, s.object_maps)
+            _desired[key] = desired(loaded.spec, info, loaded.source.filename, loaded.objects, loaded.object_maps)
         return _desired[key]
 
     return get
