@@ -14,6 +14,7 @@ from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import kind_of
 from nkplan.core.records import (
     HOST,
+    MAP_TYPE_NAMES,
     EndRec,
     HookRec,
     KernelInfo,
@@ -24,6 +25,7 @@ from nkplan.core.records import (
     ProgramRec,
     RouteRec,
     RuleRec,
+    SharedMapRec,
     SysctlsRec,
     digest,
     plain,
@@ -40,6 +42,7 @@ from nkplan.spec.checks import (
 )
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
+from nkplan.spec.sharedmaps import shared_definitions
 
 DEFAULT_MTU = 1500
 
@@ -62,6 +65,7 @@ class Desired:
     hooks: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
     sysctls: dict[str, tuple[SysctlsRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
     rules: dict[tuple[str, str, int], tuple[RuleRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
+    shared_maps: dict[str, tuple[SharedMapRec, tuple[str | int, ...]]] = dataclasses.field(default_factory=dict)
 
 
 def hook_records(
@@ -199,4 +203,26 @@ def desired(
     for i, rule in enumerate(spec.rules):
         rule_rec = rule_record(rule, spec.stack)
         rules[rule_rec.key] = (rule_rec, ("rules", i))
-    return Desired(spec.stack, namespaces, links, routes, hooks, sysctls_records(spec), rules)
+    shared = shared_map_records(spec, spec_file, object_maps or {})
+    if shared:
+        hooks = {key: (_use_shared(rec, shared), path) for key, (rec, path) in hooks.items()}
+    return Desired(spec.stack, namespaces, links, routes, hooks, sysctls_records(spec), rules, shared)
+
+
+def shared_map_records(
+    spec: StackSpec, spec_file: str, object_maps: dict[str, tuple[MapDef, ...]]
+) -> dict[str, tuple[SharedMapRec, tuple[str | int, ...]]]:
+    out: dict[str, tuple[SharedMapRec, tuple[str | int, ...]]] = {}
+    for name, d in shared_definitions(spec, spec_file, object_maps).items():
+        rec = SharedMapRec(name, MAP_TYPE_NAMES[d.type], d.key_size, d.value_size, d.max_entries, d.flags, spec.stack)
+        out[name] = (rec, ("maps", name))
+    return out
+
+
+def _use_shared(hook: HookRec, shared: dict[str, tuple[SharedMapRec, tuple[str | int, ...]]]) -> HookRec:
+    """Each program uses the shared maps its object has a map of (the loader checked the
+    definitions are the same)."""
+    progs = tuple(
+        dataclasses.replace(p, shared=tuple(sorted({m.name for m in p.maps} & shared.keys()))) for p in hook.programs
+    )
+    return dataclasses.replace(hook, programs=progs)

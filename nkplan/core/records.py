@@ -121,6 +121,42 @@ class MapDef:
     flags: int
 
 
+# The map types a stack-level `maps:` entry may declare, by the names of the kernel's
+# BPF_MAP_TYPE_* (lower case, as bpftool prints them): the ones BPF_MAP_CREATE makes from a
+# definition alone (no BTF, no inner map, no value type of the kernel's).
+MAP_TYPES: dict[str, int] = {
+    "hash": 1,
+    "array": 2,
+    "percpu_hash": 5,
+    "percpu_array": 6,
+    "lru_hash": 9,
+    "lru_percpu_hash": 10,
+    "lpm_trie": 11,
+}
+MAP_TYPE_NAMES: dict[int, str] = {v: k for k, v in MAP_TYPES.items()}
+
+
+@dataclass(frozen=True)
+class SharedMapRec:
+    """A map the stack declares by name (`maps:`), pinned at
+    /sys/fs/bpf/nkplan/STACK/:maps/NAME; programs whose object has a map of that name (and the
+    same definition) use this one instead of their own (libbpf's reuse of a pinned map).
+    `type` is the kernel's BPF_MAP_TYPE_* name in lower case (MAP_TYPES)."""
+
+    name: str
+    type: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+    owner: str | None = None
+    map_id: int | None = field(default=None, compare=False)  # live side, for `show`
+
+    def definition(self) -> MapDef:
+        kind = MAP_TYPES.get(self.type, -1)
+        return MapDef(self.name, kind, self.key_size, self.value_size, self.max_entries, self.flags)
+
+
 @dataclass(frozen=True)
 class ProgramRec:
     """One BPF program on a hook, identified by its ELF program name and the content digest of
@@ -139,6 +175,10 @@ class ProgramRec:
     # from the kernel on the live side; () where unknown. Lets a plan say which maps an update
     # in place carries over.
     maps: tuple[MapDef, ...] = field(default=(), compare=False)
+    # the stack's shared maps (`maps:`, SharedMapRec) this program uses instead of maps of its
+    # own, sorted: desired, its object's maps of a declared name; live, the pinned shared maps
+    # whose map ids the program holds. A difference loads a new instance.
+    shared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -337,6 +377,8 @@ class LiveState:
     # named namespaces whose lo mark carries the digest of applied sysctls (namespace → digest),
     # whether or not the read was asked for their keys: tells `nkplan stacks` a stack sets some
     ns_sysctl_marks: dict[str, str] = field(default_factory=dict)
+    # the shared maps pinned in each stack's bpffs tree, key (stack, name)
+    shared_maps: dict[tuple[str, str], SharedMapRec] = field(default_factory=dict)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

@@ -18,6 +18,7 @@ from nkplan.core.records import (
     LiveState,
     RouteRec,
     RuleRec,
+    SharedMapRec,
     default_scope,
     plain,
 )
@@ -189,7 +190,18 @@ def stack_document(
         for r in sorted(live.rules, key=lambda r: (r.namespace, r.family, r.priority))
         if r.owner in wanted and not r.stale and not r.extra and r.namespace in known
     ]
+    shared = {name: m for (st, name), m in sorted(live.shared_maps.items()) if st == stack}
+    if shared:  # documents of stacks without shared maps read as before
+        doc["maps"] = {name: _shared_map(m) for name, m in shared.items()}
     return doc
+
+
+def _shared_map(m: SharedMapRec) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": m.type, "key_size": m.key_size, "value_size": m.value_size}
+    out["max_entries"] = m.max_entries
+    if m.flags:
+        out["map_flags"] = m.flags
+    return out
 
 
 def _rule(r: RuleRec) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from nkplan.core.records import (
     NamespaceRec,
     RouteRec,
     RuleRec,
+    SharedMapRec,
     SysctlsRec,
     plain,
 )
@@ -29,7 +30,7 @@ SNAPSHOT_FORMAT = 1
 
 def to_json(live: LiveState, host: dict[str, str]) -> dict[str, Any]:
     # plain(): records as the documents write them (sysctls as a mapping, as in saved plans)
-    return {
+    doc: dict[str, Any] = {
         "format": SNAPSHOT_FORMAT,
         "host": host,
         "kernel": plain(live.kernel),
@@ -43,6 +44,9 @@ def to_json(live: LiveState, host: dict[str, str]) -> dict[str, Any]:
         "sysctls": [plain(s) for _, s in sorted(live.sysctls.items())],
         "rules": [plain(r) for r in sorted(live.rules, key=lambda r: (r.namespace, r.family, r.priority))],
     }
+    if live.shared_maps:  # snapshots of stacks without shared maps read as before
+        doc["shared_maps"] = [plain(m) for _, m in sorted(live.shared_maps.items())]
+    return doc
 
 
 def from_json(data: dict[str, Any]) -> tuple[LiveState, dict[str, str]]:
@@ -74,6 +78,10 @@ def from_json(data: dict[str, Any]) -> tuple[LiveState, dict[str, str]]:
         rule = from_plain("rule", raw)
         assert isinstance(rule, RuleRec)
         live.rules.append(rule)
+    for raw in data.get("shared_maps", ()):
+        shared = from_plain("map", raw)
+        assert isinstance(shared, SharedMapRec)
+        live.shared_maps[(shared.owner or "", shared.name)] = shared
     return live, dict(data["host"])
 
 

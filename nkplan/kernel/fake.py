@@ -22,6 +22,7 @@ from nkplan.core.records import (
     NamespaceRec,
     RouteRec,
     RuleRec,
+    SharedMapRec,
     SysctlsRec,
     ns_label,
 )
@@ -354,6 +355,16 @@ class FakeKernel(Writers):
             self.state.hooks.pop(key, None)
         else:
             self.state.hooks[key] = after
+
+    def create_shared_map(self, rec: SharedMapRec) -> None:
+        self._enter("create_shared_map", rec)
+        assert rec.owner
+        self.state.shared_maps[(rec.owner, rec.name)] = rec
+
+    def delete_shared_map(self, rec: SharedMapRec) -> None:
+        self._enter("delete_shared_map", rec)
+        assert rec.owner
+        self.state.shared_maps.pop((rec.owner, rec.name), None)
 
     def bpf_problems(self) -> list[str]:
         return []

@@ -23,6 +23,7 @@ from nkplan.core.records import (
     LiveState,
     RouteRec,
     RuleRec,
+    SharedMapRec,
     SysctlsRec,
     owner_alias,
 )
@@ -30,7 +31,7 @@ from nkplan.core.sysctls import net_proc_path
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel import caps
 from nkplan.kernel.bpf import probe as bpf_probe
-from nkplan.kernel.bpf import rulemarks, scan
+from nkplan.kernel.bpf import rulemarks, scan, sharedmaps
 from nkplan.kernel.netlink import batch, links, netns, probe, reader, rtnl, rules
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, query_nsid
@@ -58,6 +59,7 @@ class LinuxKernel(Writers):
         scanner = scan.HookScanner()
         got = reader.read_state(visit=scanner, sysctls=sysctls, net_keys=net_keys)
         live = got.live
+        sharedmaps.fill(live)  # before the hooks: which programs use them
         scan.fill_state(live, scanner.found)
         rulemarks.fill_owners(live)
         info = probe.probe() if probe_netkit else KernelInfo(os.uname().release)
@@ -230,6 +232,13 @@ class LinuxKernel(Writers):
             rulemarks.remove(before.owner, before.family, before.priority)
         if after.owner:
             rulemarks.write(after.owner, after.family, after.priority, after.applied or "")
+
+    # shared BPF maps --------------------------------------------------------------------------
+    def create_shared_map(self, rec: SharedMapRec) -> None:
+        sharedmaps.create(rec)
+
+    def delete_shared_map(self, rec: SharedMapRec) -> None:
+        sharedmaps.delete(rec)
 
     # BPF programs -----------------------------------------------------------------------------
     def set_programs(

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from nkplan.core.reach import Outcome, Probe
-from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec, RuleRec, SysctlsRec
+from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec, RuleRec, SharedMapRec, SysctlsRec
 from nkplan.core.resources import TYPE_NAMES, type_of
 from nkplan.errors import InternalError
 
@@ -208,6 +208,15 @@ class Kernel(Protocol):
         record their digest where the namespace can hold it."""
         ...
 
+    # shared BPF maps --------------------------------------------------------------------------
+    def create_shared_map(self, rec: SharedMapRec) -> None:
+        """Make the map from its definition and pin it in rec.owner's bpffs tree."""
+        ...
+
+    def delete_shared_map(self, rec: SharedMapRec) -> None:
+        """Unpin it (programs still using it keep it until they go)."""
+        ...
+
     # BPF programs -----------------------------------------------------------------------------
     def set_programs(
         self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
@@ -258,6 +267,12 @@ def typed_writers(kernel: Kernel) -> dict[str, Writer]:
             create=lambda r, s: kernel.add_rule(r),
             update=lambda b, a, s: kernel.set_rule_owner(b, a),
             delete=lambda r, s: kernel.delete_rule(r),
+        ),
+        # a definition cannot change in place: the planner replaces a map
+        "map": Writer(
+            create=lambda r, s: kernel.create_shared_map(r),
+            update=lambda b, a, s: kernel.create_shared_map(a),
+            delete=lambda r, s: kernel.delete_shared_map(r),
         ),
         "hook": Writer(
             create=lambda r, s: kernel.set_programs(None, r, s),

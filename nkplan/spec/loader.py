@@ -28,6 +28,7 @@ from nkplan.spec.include import merge_includes
 from nkplan.spec.models import CheckSpec, LinkSpec, NamespaceSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import Inspect, ObjectFacts, object_problems
 from nkplan.spec.rules import RuleSpec
+from nkplan.spec.sharedmaps import shared_map_problems
 from nkplan.spec.source import Path_, SourceMap, dotted
 
 __all__ = ["Loaded", "SourceMap", "dotted", "load_file", "load_text"]
@@ -237,6 +238,8 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None, root: st
             raise InternalError("the spec declares BPF programs but the loader was given no object inspector")
         more, facts = object_problems(spec, filename, inspect)
         found += more
+    if spec.maps:
+        found += shared_map_problems(spec, filename, inspect, facts, lambda p: smap.where(p, key=True))
     problems = [f"{smap.describe(loc)}: {msg}" for loc, msg in found]
     if problems:
         raise SpecError(_unique(problems))

@@ -128,6 +128,23 @@ class CheckSpec(_Model):
     timeout: float = Field(default=1.0, gt=0, le=60, description="seconds to wait for an answer (default 1)")
 
 
+class SharedMapSpec(_Model):
+    """A stack-level BPF map (`maps: {NAME: …}`), pinned in the stack's bpffs tree and used by
+    every declared program whose object has a map of that name and definition. The definition
+    in the kernel's words (BPF_MAP_TYPE_*, libbpf's `__uint(key_size, …)` fields), or `like`."""
+
+    type: Literal["hash", "array", "percpu_hash", "percpu_array", "lru_hash", "lru_percpu_hash", "lpm_trie"] | None = (
+        Field(default=None, description="BPF_MAP_TYPE_* in lower case")
+    )
+    key_size: int | None = Field(default=None, ge=1, le=65535, description="bytes of a key")
+    value_size: int | None = Field(default=None, ge=1, le=1 << 20, description="bytes of a value")
+    max_entries: int | None = Field(default=None, ge=1, le=(1 << 32) - 1, description="capacity")
+    map_flags: int = Field(default=0, ge=0, le=(1 << 32) - 1, description="BPF_F_* flags (e.g. 1: BPF_F_NO_PREALLOC)")
+    like: str | None = Field(
+        default=None, description="OBJECT:MAP: the definition of map MAP in object file OBJECT (relative to the spec)"
+    )
+
+
 class StackSpec(_Model):
     stack: StackName
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
@@ -136,3 +153,4 @@ class StackSpec(_Model):
     host: HostSpec | None = None
     rules: list[RuleSpec] = Field(default_factory=list)  # policy routing rules (spec/rules.py)
     checks: list[CheckSpec] = Field(default_factory=list)  # reachability checks (run/reach.py); no templates
+    maps: dict[str, SharedMapSpec] = Field(default_factory=dict)  # shared BPF maps (spec/sharedmaps.py)

@@ -42,7 +42,8 @@ def _variant(defs: dict[str, Any], suffix: str, expressions: bool) -> dict[str, 
             return [walk(v) for v in node]
         return node
 
-    return {name + suffix: walk(copy.deepcopy(d)) for name, d in defs.items()}
+    # shared maps are a stack-level section, made by no template and no defaults
+    return {name + suffix: walk(copy.deepcopy(d)) for name, d in defs.items() if name != "SharedMapSpec"}
 
 
 def spec_schema() -> dict[str, Any]:

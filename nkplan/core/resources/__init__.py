@@ -13,12 +13,14 @@ from nkplan.core.resources.link import LinkType
 from nkplan.core.resources.namespace import NamespaceType
 from nkplan.core.resources.route import RouteType
 from nkplan.core.resources.rule import RuleType
+from nkplan.core.resources.sharedmap import SharedMapType
 from nkplan.core.resources.sysctl import SysctlType
 
 REGISTRY: tuple[ResourceType[Any], ...] = (
     NamespaceType(),
     LinkType(),
     RouteType(),
+    SharedMapType(),
     HookType(),
     SysctlType(),
     RuleType(),

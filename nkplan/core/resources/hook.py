@@ -11,6 +11,7 @@ from nkplan.core.records import HookRec, MapDef, ProgramRec
 from nkplan.core.resources.base import Claims, Need, ResourceType
 from nkplan.core.resources.link import on_device
 from nkplan.core.resources.namespace import in_namespace
+from nkplan.core.resources.sharedmap import map_token
 
 
 def hook_address(ns: str, device: str, hook: str) -> str:
@@ -51,10 +52,25 @@ class HookType(ResourceType[HookRec]):
         for token in in_namespace(rec.namespace):
             yield Need(token)
         yield on_device(rec.namespace, rec.device)
+        # a shared map of a name one of the programs has: made first, gone last, and when it is
+        # replaced (a new definition) the programs are loaded again to use the new one
+        names = {m.name for p in rec.programs for m in p.maps} | {n for p in rec.programs for n in p.shared}
+        for name in sorted(names):
+            yield Need(map_token(name), lives_on=True)
+
+    def attrs(self, rec: HookRec) -> dict[str, Any]:
+        data = super().attrs(rec)
+        for p in data["programs"]:  # plans of stacks without shared maps read as before
+            if not p.get("shared"):
+                p.pop("shared", None)
+        return data
 
     def from_plain(self, data: dict[str, Any]) -> HookRec:
         progs = tuple(
-            ProgramRec(**{**p, "maps": tuple(MapDef(**m) for m in p.get("maps", ()))}) for p in data["programs"]
+            ProgramRec(
+                **{**p, "maps": tuple(MapDef(**m) for m in p.get("maps", ())), "shared": tuple(p.get("shared", ()))}
+            )
+            for p in data["programs"]
         )
         return HookRec(**{**data, "programs": progs})
 
@@ -89,6 +105,10 @@ def describe_programs(have: HookRec, want: HookRec) -> str:
         if n in old and new[n].digest != old[n].digest
     ]
     words += [f"pin maps of {n}" for n in new if n in old and new[n].pin_maps != old[n].pin_maps]
+    for n in new:
+        if n in old and new[n].digest == old[n].digest and new[n].shared != old[n].shared:
+            uses = ", ".join(new[n].shared) or "none"
+            words.append(f"load {n} again to use the shared maps: {uses}")
     kept_old = [n for n in old if n in new]
     kept_new = [n for n in new if n in old]
     if kept_old != kept_new:

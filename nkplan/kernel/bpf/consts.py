@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 # bpf() commands (enum bpf_cmd)
+BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from nkplan.core.records import HookRec, ProgramRec
 from nkplan.errors import InternalError, KernelError
-from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins
+from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins, sharedmaps
 from nkplan.kernel.bpf.errors import BpfObjectError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
@@ -205,6 +205,31 @@ class _HookWriter:
     def __init__(self, ref: HookRef, owner: str, stacks: Sequence[str], cleanup: ExitStack, retired: Retired) -> None:
         self.ref, self.owner, self.stacks, self.cleanup = ref, owner, stacks, cleanup
         self.retired = retired
+        self._shared_ids: dict[int, str] | None = None
+        # the shared maps each program used when the plan was made: a map no longer declared is
+        # unpinned before the hooks change (deletes go first), so the pins cannot tell it any more
+        self.was_shared: dict[str, tuple[str, ...]] = {}
+
+    def shared_ids(self) -> dict[int, str]:
+        """{map id: name} of the owner stack's pinned shared maps (read once)."""
+        if self._shared_ids is None:
+            self._shared_ids = sharedmaps.pinned_ids(self.owner)
+        return self._shared_ids
+
+    def shared_of(self, o: _Owned) -> tuple[str, ...]:
+        """The shared maps the program of an owned link uses, or used when the plan was made."""
+        return tuple(sorted(set(self.uses_shared(o.prog_id)) | set(self.was_shared.get(o.pin.program, ()))))
+
+    def uses_shared(self, prog_id: int) -> tuple[str, ...]:
+        """The owner's shared maps a loaded program holds, sorted by name."""
+        ids = self.shared_ids()
+        if not ids:
+            return ()
+        fd = info.open_prog(prog_id)
+        try:
+            return tuple(sorted(ids[i] for i in info.prog_info(fd).map_ids if i in ids))
+        finally:
+            os.close(fd)
 
     def what(self, program: str) -> str:
         return f"{program} at {self.ref.words()}"
@@ -277,7 +302,7 @@ class _HookWriter:
             if rec.program in stay:
                 o = live[rec.program]
                 new = None
-                if o.pin.digest != rec.digest[: objfile.DIGEST_CHARS]:
+                if o.pin.digest != rec.digest[: objfile.DIGEST_CHARS] or self.shared_of(o) != rec.shared:
                     new = self.load(rec, o)
                 updates.append((o, rec, new))
             else:
@@ -330,9 +355,34 @@ class _HookWriter:
             self.cleanup.callback(os.close, fd)
             return _Prog(fd)
         _check_digest(rec)
-        obj = libbpf.load_program(rec.object, rec.program, reuse=self.maps_of(old) if old is not None else None)
+        reuse: dict[str, int] = {}
+        if old is not None:
+            # a map that was shared and no longer is: the new instance starts with one of its own
+            dropped = set(self.shared_of(old)) - set(rec.shared)
+            reuse = {name: fd for name, fd in self.maps_of(old).items() if name not in dropped}
+        if rec.shared:
+            shared = sharedmaps.open_shared(self.owner, rec.shared)
+            for fd in shared.values():
+                self.cleanup.callback(os.close, fd)
+            reuse.update(shared)
+        obj = libbpf.load_program(rec.object, rec.program, reuse=reuse or None)
         self.cleanup.callback(obj.close)
-        return _Prog(obj.program_fd(rec.program), obj)
+        prog_fd = obj.program_fd(rec.program)
+        if rec.shared:
+            self.check_shared(rec, prog_fd)
+        return _Prog(prog_fd, obj)
+
+    def check_shared(self, rec: ProgramRec, prog_fd: int) -> None:
+        """libbpf takes a pinned map only if the definitions agree (the plan checked the object
+        files; a map changed by hand since would otherwise go unnoticed)."""
+        ids = self.shared_ids()
+        held = {ids[i] for i in info.prog_info(prog_fd).map_ids if i in ids}
+        missing = sorted(set(rec.shared) - held)
+        if missing:
+            raise KernelError(
+                f"loading {self.what(rec.program)}: the pinned shared map {missing[0]} no longer has the definition "
+                f"the program's object gives it (changed outside nkplan?): plan again"
+            )
 
     def attach_all(
         self,
@@ -443,4 +493,7 @@ def set_programs(before: HookRec | None, after: HookRec | None, retired: Retired
     if before is not None and before.owner and before.owner != owner:
         stacks.append(before.owner)  # adopted from another stack: its pins of this hook are ours now
     with ExitStack() as cleanup:
-        _HookWriter(HookRef(rec.namespace, rec.device, rec.hook), owner, stacks, cleanup, retired).run(wanted)
+        writer = _HookWriter(HookRef(rec.namespace, rec.device, rec.hook), owner, stacks, cleanup, retired)
+        if before is not None:
+            writer.was_shared = {p.program: p.shared for p in before.programs if p.shared}
+        writer.run(wanted)

@@ -67,6 +67,18 @@ def ns_of_component(component: str) -> str:
     return HOST if component == HOST_DIR else unescape(component)
 
 
+SHARED_MAPS_DIR = ":maps"  # ':' starts no namespace or device name: never a namespace directory
+
+
+def shared_maps_dir(stack: str, root: str = ROOT) -> str:
+    """The stack's shared maps (`maps:`), one pin each, named as declared."""
+    return posixpath.join(stack_dir(stack, root), SHARED_MAPS_DIR)
+
+
+def shared_map_pin(stack: str, name: str, root: str = ROOT) -> str:
+    return posixpath.join(shared_maps_dir(stack, root), _component("map", name))
+
+
 def device_dir(stack: str, namespace: str, device: str, root: str = ROOT) -> str:
     """Every pin of one device (remove it when the device is deleted)."""
     return posixpath.join(stack_dir(stack, root), ns_component(namespace), _component("device", device))

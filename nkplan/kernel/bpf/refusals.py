@@ -31,6 +31,10 @@ REASONS: dict[tuple[str, int], str] = {
     ("update", E.ENOLINK): "the link is defunct: its device is gone or the program was detached",
     ("update", E.EEXIST): "the new program is already attached elsewhere at this hook",
     ("update", E.EINVAL): "the kernel rejects the swap (EINVAL): the new program must be a tc (SCHED_CLS) program",
+    ("create", E.EINVAL): "the kernel refuses this definition (EINVAL): sizes or flags do not suit the map type "
+    "(an lpm_trie needs map_flags 1, BPF_F_NO_PREALLOC, and a key of 4 bytes of prefix length and the address)",
+    ("create", E.E2BIG): "the map would be too large (E2BIG)",
+    ("create", E.ENOMEM): "the kernel cannot allocate that much memory for the map (ENOMEM)",
     ("pin", E.EEXIST): "something is already pinned at that path",
     ("pin", E.ENOENT): "its directory does not exist",
     ("pin", E.EPERM): "not permitted: the path is not in a bpffs, or BPF needs root",

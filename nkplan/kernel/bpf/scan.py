@@ -174,6 +174,21 @@ def _map_defs(map_ids: Sequence[int]) -> tuple[MapDef, ...]:
     return tuple(out)
 
 
+def _uses(prog_id: int, shared: dict[int, str]) -> tuple[str, ...]:
+    """The shared maps (map id → name) the program holds, sorted by name."""
+    try:
+        fd = info.open_prog(prog_id)
+    except KernelError:
+        return ()
+    try:
+        ids = info.prog_info(fd).map_ids
+    except OSError:
+        return ()
+    finally:
+        os.close(fd)
+    return tuple(sorted(shared[i] for i in ids if i in shared))
+
+
 def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
     """live.hooks and live.foreign_programs from the scanned hooks: owned links (matched to the
     owner stack's pins by link id) in kernel run order; every other link is foreign. A hook of an
@@ -190,6 +205,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
             if link_id is not None:
                 owned[link_id] = pe
         programs: list[ProgramRec] = []
+        shared = {m.map_id: m.name for (st, _), m in live.shared_maps.items() if st == sc.owner and m.map_id}
         for entry in sc.state.entries:
             pin = owned.get(entry.link_id) if entry.link_id is not None else None
             if pin is not None:
@@ -203,6 +219,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
                         tag=tag,
                         link_id=entry.link_id,
                         maps=maps,
+                        shared=_uses(entry.prog_id, shared) if shared else (),
                     )
                 )
             else:

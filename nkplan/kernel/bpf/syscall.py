@@ -105,6 +105,13 @@ def info_by_fd(fd: int, fill: dict[int, int] | None = None) -> bytes:
 
 
 # maps -----------------------------------------------------------------------------------------
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int, name: str) -> int:
+    """MAP_CREATE without BTF: an fd of the new map (close it; a pin keeps the map)."""
+    attr = Attr().u32(0, map_type).u32(4, key_size).u32(8, value_size).u32(12, max_entries).u32(16, flags)
+    struct.pack_into("=16s", attr.buf, 28, name.encode()[: C.BPF_OBJ_NAME_LEN - 1])  # map_name[16]
+    return bpf(C.BPF_MAP_CREATE, attr)
+
+
 def map_lookup_raw(map_fd: int, key: bytes, value_size: int) -> bytes | None:
     """MAP_LOOKUP_ELEM: value_size bytes for key, or None when the map has no such key."""
     k = ctypes.create_string_buffer(key, len(key))
