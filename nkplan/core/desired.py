@@ -30,6 +30,7 @@ from nkplan.core.records import (
     digest,
     plain,
 )
+from nkplan.core.resources.hook import programs_digest
 from nkplan.core.resources.rule import rule_record
 from nkplan.core.sysctls import canonical
 from nkplan.spec.checks import (
@@ -206,6 +207,8 @@ def desired(
     shared = shared_map_records(spec, spec_file, object_maps or {})
     if shared:
         hooks = {key: (_use_shared(rec, shared), path) for key, (rec, path) in hooks.items()}
+    # the digest apply writes into each hook's marker, to tell drift later
+    hooks = {k: (dataclasses.replace(r, applied=programs_digest(r.programs)), p) for k, (r, p) in hooks.items()}
     return Desired(spec.stack, namespaces, links, routes, hooks, sysctls_records(spec), rules, shared)
 
 

@@ -128,15 +128,21 @@ class _Planner:
         attributes differ: someone changed them outside nkplan."""
         out = []
         for addr, item in sorted(self.items.items(), key=lambda kv: kv[1].order):
+            if item.want is None and item.have is not None:
+                why = item.rtype.orphan(item.have)
+                if why is not None:  # as last applied: absent; now: there
+                    decision = Decision("create", (), (), why, "changed_outside_nkplan")
+                    out.append(Change(addr, item.rtype.name, decision, None, item.have))
+                continue
             if item.want is None or item.have is None:
                 continue
             applied = item.rtype.drift(item.want, item.have, self.claims.ours(getattr(item.have, "owner", None)))
             if applied is None:
                 continue
-            decision = Decision(
-                "update", changed_paths(applied, item.have), (), "changed outside nkplan", "changed_outside_nkplan"
-            )
-            out.append(Change(addr, item.rtype.name, decision, applied, item.have))
+            now = item.rtype.drift_now(item.have)
+            paths = changed_paths(applied, now)
+            decision = Decision("update", paths, (), "changed outside nkplan", "changed_outside_nkplan")
+            out.append(Change(addr, item.rtype.name, decision, applied, now))
         return tuple(out)
 
     def _cascade(self, decided: dict[str, Decision]) -> None:

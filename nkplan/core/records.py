@@ -192,6 +192,29 @@ class HookRec:
     hook: Hook
     programs: tuple[ProgramRec, ...] = ()
     owner: str | None = None
+    # Drift (core/resources/hook.py). `applied`: the digest of the programs as last applied,
+    # which apply writes into a marker in the hook's pin directory (desired: of these programs);
+    # never compared. `foreign`: the programs others had attached at the hook ("NAME (id N)")
+    # when nkplan last applied it (live, from the marker; None: no marker, a hook applied by an
+    # older nkplan); desired, those there now, so a program attached since is acknowledged by
+    # apply (left attached, never detached). `foreign_now` (live): those there now.
+    applied: str | None = field(default=None, compare=False)
+    foreign: tuple[str, ...] | None = None
+    foreign_now: tuple[str, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class OrphanPin:
+    """Something pinned in a stack's bpffs tree that no declared program, map or rule owns: a
+    link pin whose link is gone from its hook (detached outside nkplan, or its device deleted),
+    a stray pin. `path` is relative to the stack's directory; `hook` and `program` say which
+    program a stale link pin was (a declared one is re-attached instead)."""
+
+    owner: str
+    path: str
+    what: str
+    hook: tuple[str, str, str] | None = None  # (namespace, device, hook) of a stale link pin
+    program: str | None = None
 
 
 @dataclass(frozen=True)
@@ -379,6 +402,8 @@ class LiveState:
     ns_sysctl_marks: dict[str, str] = field(default_factory=dict)
     # the shared maps pinned in each stack's bpffs tree, key (stack, name)
     shared_maps: dict[tuple[str, str], SharedMapRec] = field(default_factory=dict)
+    # pins in stacks' bpffs trees that nothing nkplan manages holds (kernel/bpf/orphans.py)
+    orphan_pins: list[OrphanPin] = field(default_factory=list)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

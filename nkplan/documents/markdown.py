@@ -110,7 +110,7 @@ def _drift_note(stack: str, drift: Sequence[Change]) -> list[str]:
             f"{_code(p)} {_code(fmt(get(c.before_attrs, p), p))} → {_code(fmt(get(c.after_attrs, p), p))}"
             for p in c.changed_paths
         )
-        items.append(f"{_code(c.address)}: {attrs}" if attrs else f"{_code(c.address)} ({c.action})")
+        items.append(f"{_code(c.address)}: {attrs}" if attrs else f"{_code(c.address)} ({c.reason or c.action})")
     return lines + _capped(items, "see the full plan below")
 
 

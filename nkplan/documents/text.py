@@ -56,6 +56,8 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
         out += [paint("Objects changed outside nkplan since the last apply (drift):", "bold"), ""]
         for change in plan.drift:
             out.append(f"  {paint('~', 'update')} {paint(change.address, 'bold')}")
+            if not change.changed_paths and change.reason:  # made outside nkplan (an orphan pin)
+                out.append(f"        {change.reason}")
             for path in change.changed_paths:
                 before, after = fmt(get(change.before_attrs, path), path), fmt(get(change.after_attrs, path), path)
                 out.append(f"        {path}: {before} (applied) → {after} (now)")

@@ -20,6 +20,7 @@ from nkplan.core.records import (
     LinkRec,
     LiveState,
     NamespaceRec,
+    OrphanPin,
     RouteRec,
     RuleRec,
     SharedMapRec,
@@ -115,6 +116,7 @@ class FakeKernel(Writers):
             values.update((k, v) for k, v in held.values if k in keys)
             owner = self.state.namespaces[ns].owner if ns != HOST else None
             snap.sysctls[ns] = SysctlsRec(ns, Sysctls(sorted(values.items())), owner, held.applied)
+        snap.hooks = {k: dataclasses.replace(h, foreign_now=self._foreign_at(k)) for k, h in snap.hooks.items()}
         # as the reader: a named namespace's owner owns the rules with nkplan's protocol there
         snap.rules = [
             dataclasses.replace(r, owner=self.state.namespaces[r.namespace].owner)
@@ -353,8 +355,12 @@ class FakeKernel(Writers):
         key = (rec.namespace, rec.device, rec.hook)
         if after is None or not after.programs:
             self.state.hooks.pop(key, None)
-        else:
-            self.state.hooks[key] = after
+        else:  # as the hook's marker: the programs others attached are acknowledged
+            self.state.hooks[key] = dataclasses.replace(after, foreign=self._foreign_at(key))
+
+    def _foreign_at(self, key: tuple[str, str, str]) -> tuple[str, ...]:
+        found = [(f.prog_id, f.name) for f in self.state.foreign_programs if (f.namespace, f.device, f.hook) == key]
+        return tuple(f"{name} (id {pid})" for pid, name in sorted(found))
 
     def create_shared_map(self, rec: SharedMapRec) -> None:
         self._enter("create_shared_map", rec)
@@ -365,6 +371,10 @@ class FakeKernel(Writers):
         self._enter("delete_shared_map", rec)
         assert rec.owner
         self.state.shared_maps.pop((rec.owner, rec.name), None)
+
+    def remove_orphan_pin(self, rec: OrphanPin) -> None:
+        self._enter("remove_orphan_pin", rec)
+        self.state.orphan_pins = [p for p in self.state.orphan_pins if p != rec]
 
     def bpf_problems(self) -> list[str]:
         return []

@@ -21,6 +21,7 @@ from nkplan.core.records import (
     KernelInfo,
     LinkRec,
     LiveState,
+    OrphanPin,
     RouteRec,
     RuleRec,
     SharedMapRec,
@@ -30,8 +31,8 @@ from nkplan.core.records import (
 from nkplan.core.sysctls import net_proc_path
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel import caps
+from nkplan.kernel.bpf import orphans, rulemarks, scan, sharedmaps
 from nkplan.kernel.bpf import probe as bpf_probe
-from nkplan.kernel.bpf import rulemarks, scan, sharedmaps
 from nkplan.kernel.netlink import batch, links, netns, probe, reader, rtnl, rules
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket, query_nsid
@@ -61,6 +62,7 @@ class LinuxKernel(Writers):
         live = got.live
         sharedmaps.fill(live)  # before the hooks: which programs use them
         scan.fill_state(live, scanner.found)
+        orphans.fill(live)
         rulemarks.fill_owners(live)
         info = probe.probe() if probe_netkit else KernelInfo(os.uname().release)
         if sysctls:
@@ -239,6 +241,9 @@ class LinuxKernel(Writers):
 
     def delete_shared_map(self, rec: SharedMapRec) -> None:
         sharedmaps.delete(rec)
+
+    def remove_orphan_pin(self, rec: OrphanPin) -> None:
+        orphans.remove(rec)
 
     # BPF programs -----------------------------------------------------------------------------
     def set_programs(

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from nkplan.core.reach import Outcome, Probe
-from nkplan.core.records import HookRec, LinkRec, LiveState, RouteRec, RuleRec, SharedMapRec, SysctlsRec
+from nkplan.core.records import HookRec, LinkRec, LiveState, OrphanPin, RouteRec, RuleRec, SharedMapRec, SysctlsRec
 from nkplan.core.resources import TYPE_NAMES, type_of
 from nkplan.errors import InternalError
 
@@ -217,6 +217,10 @@ class Kernel(Protocol):
         """Unpin it (programs still using it keep it until they go)."""
         ...
 
+    def remove_orphan_pin(self, rec: OrphanPin) -> None:
+        """Remove a pin (or directory) from rec.owner's bpffs tree that nothing nkplan manages holds."""
+        ...
+
     # BPF programs -----------------------------------------------------------------------------
     def set_programs(
         self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
@@ -273,6 +277,13 @@ def typed_writers(kernel: Kernel) -> dict[str, Writer]:
             create=lambda r, s: kernel.create_shared_map(r),
             update=lambda b, a, s: kernel.create_shared_map(a),
             delete=lambda r, s: kernel.delete_shared_map(r),
+        ),
+        # never declared, so never made: apply only removes them (core/resources/orphan.py)
+        # (a rollback cannot put a removed one back: its create does nothing)
+        "pin": Writer(
+            create=lambda r, s: None,
+            update=lambda b, a, s: None,
+            delete=lambda r, s: kernel.remove_orphan_pin(r),
         ),
         "hook": Writer(
             create=lambda r, s: kernel.set_programs(None, r, s),

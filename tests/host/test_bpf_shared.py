@@ -106,3 +106,59 @@ def test_bad_shared_maps_change_nothing(names: Names, objs: Path) -> None:
     assert not os.path.exists(f"/sys/fs/bpf/nkplan/{n.stack}")
     assert n.pa not in netns()
     assert run("plan", write(objs, spec(n)), "--detailed-exitcode", check=2).returncode == 2  # nothing was made
+
+
+def test_hook_drift_is_shown_and_repaired(names: Names, objs: Path) -> None:
+    """Each change made outside nkplan with bpftool or the test's own libbpf: in the drift section
+    of `plan` (text and JSON), repaired by apply, and the next plan is empty."""
+    import json
+
+    from nkplan.kernel.bpf import hooks, libbpf
+    from nkplan.kernel.bpf.hooks import HookRef
+    from nkplan.kernel.bpf.mprog import Anchor
+
+    n = names
+    path = write(objs, spec(n, maps="", pod=f"{COUNT}, {POLICY}"))
+    run("apply", path, "--yes")
+    hook = f"hook[{n.va} ingress]"
+
+    def drift() -> list[tuple[str, list[str]]]:
+        doc = json.loads(run("plan", path, "--format", "json").stdout)
+        return [(c["address"], c["change"].get("changed_paths", [])) for c in doc["resource_drift"]]
+
+    # 1. a managed program detached outside nkplan
+    ((_name, _prog, link_id),) = obs.hook_progs("tcx/ingress", dev=n.va)
+    obs.bpftool("link", "detach", "id", str(link_id))
+    assert obs.hook_progs("tcx/ingress", dev=n.va) == []
+    text = run("plan", path).stdout
+    assert "Objects changed outside nkplan since the last apply (drift):" in text and f"~ {hook}" in text, text
+    assert [a for a, _ in drift()] == [hook]
+    run("apply", path, "--yes")
+    assert [p[0] for p in obs.hook_progs("tcx/ingress", dev=n.va)] == ["count_pass"]
+    assert "No changes" in run("plan", path, "--detailed-exitcode").stdout
+
+    # 2. an orphan pin in the stack's bpffs tree
+    stray = f"/sys/fs/bpf/nkplan/{n.stack}/stray"
+    obs.bpftool("map", "create", stray, "type", "array", "key", "4", "value", "4", "entries", "1", "name", "stray")
+    text = run("plan", path).stdout
+    assert "~ pin[stray]" in text and "pinned outside nkplan; no declared program, map or rule owns it" in text, text
+    assert [a for a, _ in drift()] == ["pin[stray]"]
+    run("apply", path, "--yes")
+    assert not os.path.exists(stray)
+    assert "No changes" in run("plan", path, "--detailed-exitcode").stdout
+
+    # 3. a program someone else attaches at a managed hook: drift, acknowledged, never detached
+    ref = HookRef(n.pa, "eth0", "ingress")
+    with libbpf.load_program(obs.obj("count"), "count_pass") as theirs:
+        link_fd = hooks.attach(ref, theirs.program_fd("count_pass"), anchor=Anchor.first())
+        try:
+            pod_hook = f"hook[{n.pa}/eth0 ingress]"
+            assert drift() == [(pod_hook, ["foreign"])]
+            text = run("plan", path).stdout
+            assert "acknowledge count_pass (id" in text and "attached outside nkplan (left attached)" in text, text
+            run("apply", path, "--yes")
+            progs = [p[0] for p in obs.hook_progs("tcx/ingress", ns=n.pa, dev="eth0")]
+            assert progs == ["count_pass", "count_pass", "pod_egress"], progs  # theirs first, ours in order
+            assert "No changes" in run("plan", path, "--detailed-exitcode").stdout
+        finally:
+            hooks.detach(link_fd)

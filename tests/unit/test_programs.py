@@ -101,16 +101,25 @@ def test_replaced_device_takes_its_programs_along(objs: Path) -> None:
     assert ops.index(("create", "link[nk1]")) < ops.index(("create", "hook[nk1 primary]"))
 
 
-def test_foreign_programs_are_a_warning(objs: Path) -> None:
+def test_foreign_programs_are_a_warning_and_one_attached_since_is_drift(objs: Path) -> None:
     kernel = FakeKernel()
     loaded = spec_with(objs, f"    programs:\n      primary: [{COUNT}]\n")
     converge(kernel, loaded)
     kernel.state.foreign_programs.append(ForeignProgram("", "nk1", "primary", 99, "theirs", 7))
     plan = plan_for(kernel, loaded).plan
-    assert not plan.has_changes
-    assert plan.warnings == (
-        "hook[nk1 primary]: program 'theirs' (id 99) was attached by someone else; nkplan leaves it alone",
-    )
+    warning = "hook[nk1 primary]: program 'theirs' (id 99) was attached by someone else; nkplan leaves it alone"
+    assert plan.warnings == (warning,)
+    assert [(c.address, c.changed_paths, c.before_attrs and c.before_attrs.get("foreign")) for c in plan.drift] == [
+        ("hook[nk1 primary]", ("foreign",), None)
+    ]
+    assert plan.drift[0].after_attrs is not None and plan.drift[0].after_attrs["foreign"] == ["theirs (id 99)"]
+    assert changes(plan) == {
+        "hook[nk1 primary]": ("update", "acknowledge theirs (id 99), attached outside nkplan (left attached)")
+    }
+    converge(kernel, loaded)  # acknowledged: still attached, no longer drift
+    plan = plan_for(kernel, loaded).plan
+    assert not plan.has_changes and not plan.drift and plan.warnings == (warning,)
+    assert kernel.state.foreign_programs[0].prog_id == 99
 
 
 def problems(tmp: Path, programs: str, tcx: str = "", kind: str = "netkit") -> list[str]:
@@ -185,6 +194,7 @@ def test_a_snapshot_carries_the_programs(objs: Path) -> None:
     loaded = spec_with(objs, f"    programs:\n      primary: [{COUNT}, {POLICY}]\n")
     converge(kernel, loaded)
     kernel.state.foreign_programs.append(ForeignProgram("", "nk1", "primary", 77, "theirs", 78))
+    converge(kernel, loaded)  # acknowledged
     host = {"hostname": "h", "machine_id": "0" * 32, "kernel": "6.12.0"}
     state, _ = snapshot.from_json(json.loads(json.dumps(snapshot.to_json(kernel.read(probe_netkit=True), host))))
     assert state.hooks == kernel.state.hooks and state.foreign_programs == kernel.state.foreign_programs

@@ -11,6 +11,7 @@ from nkplan.core.resources.base import Claims, Need, ResourceType
 from nkplan.core.resources.hook import HookType
 from nkplan.core.resources.link import LinkType
 from nkplan.core.resources.namespace import NamespaceType
+from nkplan.core.resources.orphan import OrphanType
 from nkplan.core.resources.route import RouteType
 from nkplan.core.resources.rule import RuleType
 from nkplan.core.resources.sharedmap import SharedMapType
@@ -24,6 +25,7 @@ REGISTRY: tuple[ResourceType[Any], ...] = (
     HookType(),
     SysctlType(),
     RuleType(),
+    OrphanType(),
 )
 BY_NAME: dict[str, ResourceType[Any]] = {t.name: t for t in REGISTRY}
 _BY_RECORD: dict[type, ResourceType[Any]] = {t.record: t for t in REGISTRY}

@@ -126,6 +126,15 @@ class ResourceType(Generic[R]):
         (a change made outside nkplan); None when that cannot be told or there is none."""
         return None
 
+    def drift_now(self, have: R) -> R:
+        """The live record as the drift section shows it (as `drift` compares it)."""
+        return have
+
+    def orphan(self, have: R) -> str | None:
+        """Why an owned live record nothing declares was made or left outside nkplan (shown in
+        the drift section, deleted by apply); None for an ordinary undeclared one."""
+        return None
+
     # ordering ---------------------------------------------------------------------------------
     def provides(self, rec: R) -> Iterable[Token]:
         return ()

@@ -3,11 +3,12 @@ ingress/egress on any end), nkplan's own, in run order."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
 from nkplan.core.hostns import document_ns, qualified
-from nkplan.core.records import HookRec, MapDef, ProgramRec
+from nkplan.core.records import HookRec, MapDef, ProgramRec, digest
 from nkplan.core.resources.base import Claims, Need, ResourceType
 from nkplan.core.resources.link import on_device
 from nkplan.core.resources.namespace import in_namespace
@@ -21,7 +22,10 @@ def hook_address(ns: str, device: str, hook: str) -> str:
 class HookType(ResourceType[HookRec]):
     name = "hook"
     record = HookRec
-    hidden = ("programs.prog_id", "programs.tag", "programs.link_id", "programs.maps")  # kernel ids: for `show`
+    hidden = (
+        "programs.prog_id", "programs.tag", "programs.link_id", "programs.maps",  # kernel ids: for `show`
+        "applied", "foreign_now",  # bookkeeping
+    )  # fmt: skip
 
     def address(self, rec: HookRec) -> str:
         return hook_address(rec.namespace, rec.device, rec.hook)
@@ -48,6 +52,27 @@ class HookType(ResourceType[HookRec]):
     def describe_update(self, have: HookRec, want: HookRec) -> str:
         return describe_programs(have, want)
 
+    def fill_unspecified(self, want: HookRec, have: HookRec) -> HookRec:
+        """The programs others attached are not declared: those at the hook now are acknowledged
+        (a hook without a marker, applied by an older nkplan, keeps none)."""
+        if have.foreign is None or want.foreign == have.foreign_now:
+            return want
+        return dataclasses.replace(want, foreign=have.foreign_now)
+
+    def drift(self, want: HookRec, have: HookRec, ours: bool) -> HookRec | None:
+        """As last applied (the hook's marker): the declared programs, if the spec did not change
+        them since (else the live ones), with the foreign programs there then. Drift: a managed
+        program detached or swapped outside nkplan, one attached by someone else since."""
+        if not ours or have.applied is None or have.foreign is None:
+            return None
+        applied = want if have.applied == want.applied else have
+        applied = dataclasses.replace(applied, foreign=have.foreign, applied=have.applied)
+        now = self.drift_now(have)
+        return applied if (applied.programs, applied.foreign) != (now.programs, now.foreign) else None
+
+    def drift_now(self, have: HookRec) -> HookRec:
+        return dataclasses.replace(have, foreign=have.foreign_now) if have.foreign is not None else have
+
     def needs(self, rec: HookRec) -> Iterable[Need]:
         for token in in_namespace(rec.namespace):
             yield Need(token)
@@ -63,6 +88,8 @@ class HookType(ResourceType[HookRec]):
         for p in data["programs"]:  # plans of stacks without shared maps read as before
             if not p.get("shared"):
                 p.pop("shared", None)
+        if not data.get("foreign"):  # ... and of hooks without foreign programs
+            data.pop("foreign", None)
         return data
 
     def from_plain(self, data: dict[str, Any]) -> HookRec:
@@ -72,7 +99,20 @@ class HookType(ResourceType[HookRec]):
             )
             for p in data["programs"]
         )
-        return HookRec(**{**data, "programs": progs})
+        foreign = data.get("foreign")
+        return HookRec(
+            **{
+                **data,
+                "programs": progs,
+                "foreign": tuple(foreign) if foreign is not None else None,
+                "foreign_now": tuple(data.get("foreign_now", ())),
+            }
+        )
+
+
+def programs_digest(programs: Iterable[ProgramRec]) -> str:
+    """The digest a hook's marker holds: which programs, in which order, as which instance."""
+    return digest([[p.program, p.digest[:16], p.pin_maps, list(p.shared)] for p in programs])
 
 
 def _what_maps_do(old: ProgramRec, new: ProgramRec) -> str:
@@ -113,4 +153,11 @@ def describe_programs(have: HookRec, want: HookRec) -> str:
     kept_new = [n for n in new if n in old]
     if kept_old != kept_new:
         words.append("reorder: " + ", ".join(kept_new))
+    seen = set(have.foreign or ())
+    added = [f for f in want.foreign or () if f not in seen]
+    if added:
+        words.append(f"acknowledge {', '.join(added)}, attached outside nkplan (left attached)")
+    gone = [f for f in have.foreign or () if f not in set(want.foreign or ())]
+    if gone and want.foreign is not None:
+        words.append(f"forget {', '.join(gone)} (no longer attached)")
     return "; ".join(words) or "re-attach"

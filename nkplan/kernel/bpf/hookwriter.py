@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from nkplan.core.records import HookRec, ProgramRec
 from nkplan.errors import InternalError, KernelError
-from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins, sharedmaps
+from nkplan.kernel.bpf import bpffs, hookmarks, hooks, info, libbpf, pins, sharedmaps
 from nkplan.kernel.bpf.errors import BpfObjectError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
@@ -209,6 +209,7 @@ class _HookWriter:
         # the shared maps each program used when the plan was made: a map no longer declared is
         # unpinned before the hooks change (deletes go first), so the pins cannot tell it any more
         self.was_shared: dict[str, tuple[str, ...]] = {}
+        self.applied: str | None = None  # the digest for the hook's marker (after.applied)
 
     def shared_ids(self) -> dict[int, str]:
         """{map id: name} of the owner stack's pinned shared maps (read once)."""
@@ -327,6 +328,29 @@ class _HookWriter:
             for stack in self.stacks:
                 if stack != self.owner:  # adopted from another stack: its directory is empty now
                     bpffs.remove_tree(hook_dir(stack, r.namespace, r.device, r.hook))
+            self.mark()
+
+    def mark(self) -> None:
+        """The hook's marker (hookmarks.py): the digest of the programs as applied, and the
+        programs others have attached there now (acknowledged: drift is what changes after)."""
+        r = self.ref
+        directory = hook_dir(self.owner, r.namespace, r.device, r.hook)
+        if self.applied is None:  # a record without one (an older saved plan): no drift to tell
+            hookmarks.remove(directory)
+            return
+        ours = {p.link.id for p in pinned_links(self.owner, r.namespace, r.device, r.hook)}
+        foreign = []
+        for e in hooks.query(r).entries:
+            if e.link_id not in ours:
+                try:
+                    fd = info.open_prog(e.prog_id)
+                except KernelError:
+                    continue  # detached meanwhile
+                try:
+                    foreign.append((e.prog_id, info.prog_info(fd).name))
+                finally:
+                    os.close(fd)
+        hookmarks.write(directory, self.applied, foreign)
 
     def loadable(self, rec: ProgramRec) -> bool:
         return bool(rec.object) or self.retired.has(self.ref, rec.program, rec.digest)
@@ -496,4 +520,5 @@ def set_programs(before: HookRec | None, after: HookRec | None, retired: Retired
         writer = _HookWriter(HookRef(rec.namespace, rec.device, rec.hook), owner, stacks, cleanup, retired)
         if before is not None:
             writer.was_shared = {p.program: p.shared for p in before.programs if p.shared}
+        writer.applied = after.applied if after is not None else None
         writer.run(wanted)

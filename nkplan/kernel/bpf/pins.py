@@ -50,8 +50,13 @@ def _component(kind: str, value: str) -> str:
     return value.replace("%", "%25").replace(".", "%2e")
 
 
+def escape(value: str) -> str:
+    """value as (part of) a path component, "%" and "." escaped (unescape undoes it)."""
+    return value.replace("%", "%25").replace(".", "%2e").replace("/", "%2f")
+
+
 def unescape(component: str) -> str:
-    return component.replace("%2e", ".").replace("%25", "%")
+    return component.replace("%2e", ".").replace("%2f", "/").replace("%25", "%")
 
 
 def stack_dir(stack: str, root: str = ROOT) -> str:

@@ -26,9 +26,19 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from nkplan.core.records import HOST, ForeignProgram, Hook, HookRec, LiveState, MapDef, ProgramRec, parse_owner_alias
+from nkplan.core.records import (
+    HOST,
+    ForeignProgram,
+    Hook,
+    HookRec,
+    LiveState,
+    MapDef,
+    OrphanPin,
+    ProgramRec,
+    parse_owner_alias,
+)
 from nkplan.errors import KernelError
-from nkplan.kernel.bpf import bpffs, info, mprog, pins
+from nkplan.kernel.bpf import bpffs, hookmarks, info, mprog, pins
 from nkplan.kernel.bpf import consts as BC
 from nkplan.kernel.bpf.bpffs import PinEntry
 from nkplan.kernel.bpf.mprog import HookState
@@ -189,21 +199,42 @@ def _uses(prog_id: int, shared: dict[int, str]) -> tuple[str, ...]:
     return tuple(sorted(shared[i] for i in ids if i in shared))
 
 
+def _stale(live: LiveState, key: bpffs.HookKey, pin: PinEntry) -> None:
+    """A link pin whose link is not on its hook (detached outside nkplan, or its device gone)."""
+    stack, ns, device, hook = key
+    rel = posixpath.relpath(pin.path, pins.stack_dir(stack))
+    what = "the pin of a link that is no longer on its hook (detached outside nkplan?)"
+    live.orphan_pins.append(OrphanPin(stack, rel, what, (ns, device, hook), pin.program))
+
+
+def _marked(live: LiveState, key: bpffs.HookKey, programs: tuple[ProgramRec, ...], foreign: list[str]) -> HookRec:
+    """The hook's record with what its marker says (hookmarks.py)."""
+    stack, ns, device, hook = key
+    mark = hookmarks.read(pins.hook_dir(stack, ns, device, hook))
+    applied, was = mark if mark is not None else (None, None)
+    return HookRec(ns, device, hook, programs, stack, applied, was, tuple(foreign))
+
+
 def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
     """live.hooks and live.foreign_programs from the scanned hooks: owned links (matched to the
     owner stack's pins by link id) in kernel run order; every other link is foreign. A hook of an
-    owned device where the owner has pins but none of them holds a link on the hook (all detached
-    out of band) is reported with no programs, so the plan says what nkplan would re-attach."""
+    owned device where the owner has pins (or a marker) but none of them holds a link on the hook
+    (all detached out of band) is reported with no programs, so the plan says what nkplan would
+    re-attach. Pins whose link is not on their hook go to live.orphan_pins."""
     index = pin_index()
     seen: set[bpffs.HookKey] = set()
     for sc in found:
         pkey = (sc.owner, sc.namespace, sc.device, sc.hook)
         seen.add(pkey)
         owned: dict[int, PinEntry] = {}
+        on_hook = {e.link_id for e in sc.state.entries}
         for pe in index.get(pkey, ()):
             link_id = _link_id(pe.path)
-            if link_id is not None:
+            if link_id is not None and link_id in on_hook:
                 owned[link_id] = pe
+            else:
+                _stale(live, pkey, pe)
+        foreign: list[tuple[int, str]] = []
         programs: list[ProgramRec] = []
         shared = {m.map_id: m.name for (st, _), m in live.shared_maps.items() if st == sc.owner and m.map_id}
         for entry in sc.state.entries:
@@ -224,16 +255,23 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
                 )
             else:
                 name = _prog_info(entry.prog_id)[0]
+                foreign.append((entry.prog_id, name))
                 live.foreign_programs.append(
                     ForeignProgram(sc.namespace, sc.device, sc.hook, entry.prog_id, name, entry.link_id)
                 )
-        if programs or pkey in index:
-            key = (sc.namespace, sc.device, sc.hook)
-            live.hooks[key] = HookRec(sc.namespace, sc.device, sc.hook, tuple(programs), sc.owner)
-    for stack, ns, device, hook in sorted(index.keys() - seen):  # pins, and nothing at all on the hook
+        if programs or pkey in index or hookmarks.read(pins.hook_dir(*pkey)) is not None:
+            now = [f"{name} (id {pid})" for pid, name in sorted(foreign)]
+            live.hooks[(sc.namespace, sc.device, sc.hook)] = _marked(live, pkey, tuple(programs), now)
+    for key, directory in bpffs.hook_dirs():  # pins or a marker, and nothing at all on the hook
+        if key in seen:
+            continue
+        stack, ns, device, hook = key
+        for pe in index.get(key, ()):
+            _stale(live, key, pe)
         dev = live.devices.get((ns, device))
         if dev is not None and dev.owner == stack and dev.kind in PAIR_KINDS:
-            live.hooks[(ns, device, hook)] = HookRec(ns, device, hook, (), stack)
+            if key in index or hookmarks.read(directory) is not None:
+                live.hooks[(ns, device, hook)] = _marked(live, key, (), [])
 
 
 # pins of deleted devices ----------------------------------------------------------------------------
