@@ -14,8 +14,9 @@ re-attaches it, and the writer replaces the stale pin.
 Cost: one PROG_QUERY per hook of every owned device end (tcx ingress/egress; a netkit primary
 also its primary and peer hooks, which a single netkit device does not have), made by the
 reader's worker thread while it is inside each namespace anyway, with the ifindexes of the link
-dump (no lookups, no extra thread); bpffs is walked once (bpffs.hook_dirs: one scandir per
-directory of nkplan's pin tree), and each pin of a hook that has programs is opened once.
+dump (no lookups, no extra thread); bpffs is walked once for the hooks (bpffs.hook_dirs: one
+scandir per directory of nkplan's pin tree) and once more for orphan pins (orphans.py), each pin
+of a hook that has programs is opened once, and each hook's marker is one listdir.
 Nothing here imports pyroute2."""
 
 from __future__ import annotations
@@ -93,17 +94,6 @@ class Pinned:
     pin: LinkPin
     link: info.LinkInfo
     fd: int | None = None  # kept open only when asked (the writer); the caller closes it
-
-
-def pin_index() -> dict[bpffs.HookKey, list[PinEntry]]:
-    """Every link pin of every stack, by (stack, namespace, device, hook), from the names alone
-    (nothing opened)."""
-    found: dict[bpffs.HookKey, list[PinEntry]] = {}
-    for key, directory in bpffs.hook_dirs():
-        entries = bpffs.hook_pins(directory)
-        if entries:
-            found[key] = entries
-    return found
 
 
 def _link_id(path: str) -> int | None:
@@ -207,10 +197,12 @@ def _stale(live: LiveState, key: bpffs.HookKey, pin: PinEntry) -> None:
     live.orphan_pins.append(OrphanPin(stack, rel, what, (ns, device, hook), pin.program))
 
 
-def _marked(live: LiveState, key: bpffs.HookKey, programs: tuple[ProgramRec, ...], foreign: list[str]) -> HookRec:
+Mark = tuple[str, tuple[str, ...]] | None
+
+
+def _marked(key: bpffs.HookKey, mark: Mark, programs: tuple[ProgramRec, ...], foreign: list[str]) -> HookRec:
     """The hook's record with what its marker says (hookmarks.py)."""
     stack, ns, device, hook = key
-    mark = hookmarks.read(pins.hook_dir(stack, ns, device, hook))
     applied, was = mark if mark is not None else (None, None)
     return HookRec(ns, device, hook, programs, stack, applied, was, tuple(foreign))
 
@@ -221,7 +213,8 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
     owned device where the owner has pins (or a marker) but none of them holds a link on the hook
     (all detached out of band) is reported with no programs, so the plan says what nkplan would
     re-attach. Pins whose link is not on their hook go to live.orphan_pins."""
-    index = pin_index()
+    every = list(bpffs.hook_dirs())
+    index = {key: entries for key, directory in every if (entries := bpffs.hook_pins(directory))}
     seen: set[bpffs.HookKey] = set()
     for sc in found:
         pkey = (sc.owner, sc.namespace, sc.device, sc.hook)
@@ -259,10 +252,11 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
                 live.foreign_programs.append(
                     ForeignProgram(sc.namespace, sc.device, sc.hook, entry.prog_id, name, entry.link_id)
                 )
-        if programs or pkey in index or hookmarks.read(pins.hook_dir(*pkey)) is not None:
+        mark = hookmarks.read(pins.hook_dir(*pkey))  # one listdir
+        if programs or pkey in index or mark is not None:
             now = [f"{name} (id {pid})" for pid, name in sorted(foreign)]
-            live.hooks[(sc.namespace, sc.device, sc.hook)] = _marked(live, pkey, tuple(programs), now)
-    for key, directory in bpffs.hook_dirs():  # pins or a marker, and nothing at all on the hook
+            live.hooks[(sc.namespace, sc.device, sc.hook)] = _marked(pkey, mark, tuple(programs), now)
+    for key, directory in every:  # pins or a marker, and nothing at all on the hook
         if key in seen:
             continue
         stack, ns, device, hook = key
@@ -270,8 +264,9 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
             _stale(live, key, pe)
         dev = live.devices.get((ns, device))
         if dev is not None and dev.owner == stack and dev.kind in PAIR_KINDS:
-            if key in index or hookmarks.read(directory) is not None:
-                live.hooks[(ns, device, hook)] = _marked(live, key, (), [])
+            mark = hookmarks.read(directory)
+            if key in index or mark is not None:
+                live.hooks[(ns, device, hook)] = _marked(key, mark, (), [])
 
 
 # pins of deleted devices ----------------------------------------------------------------------------
