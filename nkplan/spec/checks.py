@@ -18,7 +18,7 @@ from nkplan.core.linkkinds import (
     mac_settable,
 )
 from nkplan.core.records import HOST, RT_TABLE_LOCAL, RT_TABLE_MAIN, Hook
-from nkplan.core.sysctls import key_problem, net_key_problem
+from nkplan.core.sysctls import key_problem, net_key_device, net_key_problem
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
 from nkplan.spec.rules import rule_problems
 from nkplan.spec.source import dotted
@@ -48,6 +48,7 @@ def semantic_problems(spec: StackSpec, name: Name = dotted) -> list[Problem]:
     """`name` names an item in messages that cite another (`links[3]`, or the template instance
     that made it: `pods[17].links[0]`)."""
     problems = list(_namespaces(spec, name)) + list(_links(spec, name)) + list(_routes(spec, name))
+    problems += list(_overriding_sysctls(spec, name))
     problems += list(_hooks(spec)) + list(_checks(spec))
     return problems + list(rule_problems(spec.rules, {ns.name for ns in spec.namespaces}, name))
 
@@ -131,6 +132,43 @@ def _namespaces(spec: StackSpec, name: Name) -> Iterator[Problem]:
             problem = net_key_problem(key)
             if problem is not None:
                 yield (*path, key), problem
+
+
+# Namespace keys whose every write the kernel copies to every device of the namespace (and its
+# `default`): net/ipv4/devinet.c inet_forward_change, net/ipv6/addrconf.c addrconf_forward_change
+# and addrconf_disable_change. Declared together with the per-device key in the same namespace,
+# the two fight: whichever nkplan writes last wins, and a namespace key written after a device is
+# made (or changed later) silently overrides the device's value, so no apply could verify.
+OVERRIDING_SYSCTLS = {
+    "net.ipv4.ip_forward": "ipv4.forwarding",
+    "net.ipv4.conf.all.forwarding": "ipv4.forwarding",
+    "net.ipv6.conf.all.forwarding": "ipv6.forwarding",
+    "net.ipv6.conf.all.disable_ipv6": "ipv6.disable_ipv6",
+}
+
+
+def _overriding_sysctls(spec: StackSpec, name: Name) -> Iterator[Problem]:
+    per_device: dict[tuple[str, str], list[str]] = {}  # (namespace, device key) → where declared
+    for i, link in enumerate(spec.links):
+        for end, path in link_ends(link, ("links", i)):
+            for key in end.sysctls or {}:
+                per_device.setdefault((record_ns(end.namespace), key), []).append(f"{end.name!r} ({name(path)})")
+    for path, ns, declared in namespace_sysctls(spec):  # net.ipv4.conf.DEV.KEY there too
+        for key in declared:
+            dev = net_key_device(key)
+            parts = key.split(".")
+            if dev is not None and parts[2] == "conf":
+                where = f"{dev!r} ({name((*path, key))})"
+                per_device.setdefault((ns, f"{parts[1]}.{parts[4]}"), []).append(where)
+    for path, ns, declared in namespace_sysctls(spec):
+        for key in declared:
+            dev_key = OVERRIDING_SYSCTLS.get(key)
+            clashing = per_device.get((ns, dev_key or ""), [])
+            if clashing:
+                yield (*path, key), (
+                    f"{key} sets {dev_key} of every device in {_label(ns)} each time it is written, overriding "
+                    f"the {dev_key} declared on {', '.join(clashing)}: declare one or the other"
+                )
 
 
 def namespace_sysctls(spec: StackSpec) -> Iterator[tuple[tuple[str | int, ...], str, dict[str, int | str]]]:
