@@ -136,9 +136,9 @@ def _namespaces(spec: StackSpec, name: Name) -> Iterator[Problem]:
 
 # Namespace keys whose every write the kernel copies to every device of the namespace (and its
 # `default`): net/ipv4/devinet.c inet_forward_change, net/ipv6/addrconf.c addrconf_forward_change
-# and addrconf_disable_change. Declared together with the per-device key in the same namespace,
-# the two fight: whichever nkplan writes last wins, and a namespace key written after a device is
-# made (or changed later) silently overrides the device's value, so no apply could verify.
+# and addrconf_disable_change. Declared with another value for the per-device key of a device
+# in the same namespace, the two fight: a namespace key written after the device is made (or
+# changed later) silently overrides the device's value, so the apply could not verify.
 OVERRIDING_SYSCTLS = {
     "net.ipv4.ip_forward": "ipv4.forwarding",
     "net.ipv4.conf.all.forwarding": "ipv4.forwarding",
@@ -148,26 +148,28 @@ OVERRIDING_SYSCTLS = {
 
 
 def _overriding_sysctls(spec: StackSpec, name: Name) -> Iterator[Problem]:
-    per_device: dict[tuple[str, str], list[str]] = {}  # (namespace, device key) → where declared
+    # (namespace, device key) → (where declared, value)
+    per_device: dict[tuple[str, str], list[tuple[str, int | str]]] = {}
     for i, link in enumerate(spec.links):
         for end, path in link_ends(link, ("links", i)):
-            for key in end.sysctls or {}:
-                per_device.setdefault((record_ns(end.namespace), key), []).append(f"{end.name!r} ({name(path)})")
+            for key, dev_value in (end.sysctls or {}).items():
+                where = f"{end.name!r} ({name(path)})"
+                per_device.setdefault((record_ns(end.namespace), key), []).append((where, dev_value))
     for path, ns, declared in namespace_sysctls(spec):  # net.ipv4.conf.DEV.KEY there too
-        for key in declared:
+        for key, value in declared.items():
             dev = net_key_device(key)
             parts = key.split(".")
             if dev is not None and parts[2] == "conf":
                 where = f"{dev!r} ({name((*path, key))})"
-                per_device.setdefault((ns, f"{parts[1]}.{parts[4]}"), []).append(where)
+                per_device.setdefault((ns, f"{parts[1]}.{parts[4]}"), []).append((where, value))
     for path, ns, declared in namespace_sysctls(spec):
-        for key in declared:
-            dev_key = OVERRIDING_SYSCTLS.get(key)
-            clashing = per_device.get((ns, dev_key or ""), [])
-            if clashing:
+        for key, value in declared.items():
+            dev_key = OVERRIDING_SYSCTLS.get(key, "")
+            clashing = [f"{where} as {other}" for where, other in per_device.get((ns, dev_key), []) if other != value]
+            if clashing:  # the same value everywhere agrees with the kernel's copying
                 yield (*path, key), (
-                    f"{key} sets {dev_key} of every device in {_label(ns)} each time it is written, overriding "
-                    f"the {dev_key} declared on {', '.join(clashing)}: declare one or the other"
+                    f"{key}: {value} sets {dev_key} of every device in {_label(ns)} to {value} each time it is "
+                    f"written, overriding the {dev_key} declared on {', '.join(clashing)}: declare one or the other"
                 )
 
 
