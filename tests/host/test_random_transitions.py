@@ -33,7 +33,7 @@ from tests.realkernel import TOKEN, _volatile, host_snapshot, ip_json
 from tests.transitions import LONG, Tally, run_steps, save_failures
 
 pytestmark = pytest.mark.host
-EXAMPLES = 400 if LONG else int(os.environ.get("NKPLAN_RANDOM_EXAMPLES", "44"))
+EXAMPLES = 400 if LONG else 64
 STEPS = 8
 MIN_TRANSITIONS = 200
 TALLY = Tally()
