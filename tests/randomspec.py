@@ -13,6 +13,7 @@ route through a device that is down, an IPv6 address on a device with IPv6 disab
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
 from dataclasses import dataclass
@@ -285,8 +286,6 @@ REGRESSIONS = ROOT / "tests" / "unit" / "regressions"
 def save_regression(kernel: str, before: dict[str, Any], after: dict[str, Any], error: str) -> Path:
     """Write a shrunk failing pair as a regression case (replayed by every later run)."""
     text = json.dumps({"kernel": kernel, "before": before, "after": after, "error": error}, indent=1, sort_keys=True)
-    import hashlib
-
     path = REGRESSIONS / f"{kernel}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
     REGRESSIONS.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
