@@ -146,21 +146,27 @@ class _Planner:
         return tuple(out)
 
     def _cascade(self, decided: dict[str, Decision]) -> None:
-        """What lives on a device (routes, programs) is replaced when the device is."""
+        """What lives on a device (routes, programs) is replaced when the device is, and also
+        when the record holding the device is deleted while another one makes the device again
+        (a pair whose primary moves to another namespace has another address: delete + create,
+        and its peer, still at the same place, loses what lived on it)."""
         replaced = {a: self.items[a].want for a, d in decided.items() if d.action == "replace"}
-        if not replaced:
+        gone = {a: self.items[a].have for a, d in decided.items() if d.action in ("replace", "delete")}
+        if not replaced and not gone:
             return
-        graph = _Graph(self.items, replaced)
+        graphs = (_Graph(self.items, replaced), _Graph(self.items, gone))
         for addr, item in self.items.items():
             if item.want is None or item.have is None or decided[addr].action not in ("no-op", "update"):
                 continue
-            hit = graph.deps(addr, item.want, lives_on_only=True)
+            hit = set().union(*(g.deps(addr, item.want, lives_on_only=True) for g in graphs))
             if hit:
+                first = sorted(hit)[0]
+                how = "replaced" if decided[first].action == "replace" else "deleted (and made again elsewhere)"
                 decided[addr] = Decision(
                     "replace",
                     decided[addr].changed_paths,
                     (),
-                    f"its device {sorted(hit)[0]} is replaced",
+                    f"its device {first} is {how}",
                     action_reason="replace_because_dependency_replaced",
                 )
 

@@ -18,7 +18,7 @@ from nkplan.core.linkkinds import (
     mac_settable,
 )
 from nkplan.core.records import HOST, RT_TABLE_LOCAL, RT_TABLE_MAIN, Hook
-from nkplan.core.sysctls import key_problem, net_key_problem
+from nkplan.core.sysctls import key_problem, net_key_device, net_key_problem
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
 from nkplan.spec.rules import rule_problems
 from nkplan.spec.source import dotted
@@ -48,6 +48,7 @@ def semantic_problems(spec: StackSpec, name: Name = dotted) -> list[Problem]:
     """`name` names an item in messages that cite another (`links[3]`, or the template instance
     that made it: `pods[17].links[0]`)."""
     problems = list(_namespaces(spec, name)) + list(_links(spec, name)) + list(_routes(spec, name))
+    problems += list(_overriding_sysctls(spec, name))
     problems += list(_hooks(spec)) + list(_checks(spec))
     return problems + list(rule_problems(spec.rules, {ns.name for ns in spec.namespaces}, name))
 
@@ -131,6 +132,45 @@ def _namespaces(spec: StackSpec, name: Name) -> Iterator[Problem]:
             problem = net_key_problem(key)
             if problem is not None:
                 yield (*path, key), problem
+
+
+# Namespace keys whose every write the kernel copies to every device of the namespace (and its
+# `default`): net/ipv4/devinet.c inet_forward_change, net/ipv6/addrconf.c addrconf_forward_change
+# and addrconf_disable_change. Declared with another value for the per-device key of a device
+# in the same namespace, the two fight: a namespace key written after the device is made (or
+# changed later) silently overrides the device's value, so the apply could not verify.
+OVERRIDING_SYSCTLS = {
+    "net.ipv4.ip_forward": "ipv4.forwarding",
+    "net.ipv4.conf.all.forwarding": "ipv4.forwarding",
+    "net.ipv6.conf.all.forwarding": "ipv6.forwarding",
+    "net.ipv6.conf.all.disable_ipv6": "ipv6.disable_ipv6",
+}
+
+
+def _overriding_sysctls(spec: StackSpec, name: Name) -> Iterator[Problem]:
+    # (namespace, device key) → (where declared, value)
+    per_device: dict[tuple[str, str], list[tuple[str, int | str]]] = {}
+    for i, link in enumerate(spec.links):
+        for end, path in link_ends(link, ("links", i)):
+            for key, dev_value in (end.sysctls or {}).items():
+                where = f"{end.name!r} ({name(path)})"
+                per_device.setdefault((record_ns(end.namespace), key), []).append((where, dev_value))
+    for path, ns, declared in namespace_sysctls(spec):  # net.ipv4.conf.DEV.KEY there too
+        for key, value in declared.items():
+            dev = net_key_device(key)
+            parts = key.split(".")
+            if dev is not None and parts[2] == "conf":
+                where = f"{dev!r} ({name((*path, key))})"
+                per_device.setdefault((ns, f"{parts[1]}.{parts[4]}"), []).append((where, value))
+    for path, ns, declared in namespace_sysctls(spec):
+        for key, value in declared.items():
+            dev_key = OVERRIDING_SYSCTLS.get(key, "")
+            clashing = [f"{where} as {other}" for where, other in per_device.get((ns, dev_key), []) if other != value]
+            if clashing:  # the same value everywhere agrees with the kernel's copying
+                yield (*path, key), (
+                    f"{key}: {value} sets {dev_key} of every device in {_label(ns)} to {value} each time it is "
+                    f"written, overriding the {dev_key} declared on {', '.join(clashing)}: declare one or the other"
+                )
 
 
 def namespace_sysctls(spec: StackSpec) -> Iterator[tuple[tuple[str | int, ...], str, dict[str, int | str]]]:

@@ -164,6 +164,21 @@ CASES = [
         "links[0].sysctls.ipv4.forwarding: Input should be a valid integer (got 'yes')",
     ),
     (
+        "namespace forwarding overrides a device's",  # found by the random transitions (host kernel)
+        "stack: s\nnamespaces: [{name: n, sysctls: {net.ipv4.ip_forward: 1}}]\n"
+        "links:\n  - {name: a, kind: veth, namespace: n, sysctls: {ipv4.forwarding: 0}, peer: {name: b}}\n",
+        "t.yaml:2:55: namespaces[0].sysctls.net.ipv4.ip_forward: net.ipv4.ip_forward: 1 sets ipv4.forwarding of "
+        "every device in namespace 'n' to 1 each time it is written, overriding the ipv4.forwarding declared on "
+        "'a' (links[0]) as 0: declare one or the other",
+    ),
+    (
+        "host all.disable_ipv6 overrides a device's",
+        "stack: s\nhost: {sysctls: {net.ipv6.conf.all.disable_ipv6: 0, net.ipv6.conf.b.disable_ipv6: 1}}\n",
+        "host.sysctls.net.ipv6.conf.all.disable_ipv6: net.ipv6.conf.all.disable_ipv6: 0 sets ipv6.disable_ipv6 of "
+        "every device in the host namespace to 0 each time it is written, overriding the ipv6.disable_ipv6 "
+        "declared on 'b' (host.sysctls.net.ipv6.conf.b.disable_ipv6) as 1",
+    ),
+    (
         "blackhole with a device",
         R + "{namespace: p, to: 10.0.0.0/8, type: blackhole, dev: b}\n",
         "routes[0].dev: a blackhole route sends nowhere: 'dev' does not apply to it",

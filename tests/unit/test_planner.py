@@ -462,3 +462,32 @@ def test_a_route_is_replaced_with_the_device_holding_its_source_address(spec: Sp
     replaced = text.replace("{name: ve3, kind: veth,", "{name: ve3, kind: netkit,")
     changes = {c.address: c for c in plan_for(kernel, spec(replaced)).plan.changes}
     assert changes["route[10.7.0.0/24]"].action == "replace", changes["route[10.7.0.0/24]"]
+
+
+def test_what_lives_on_a_peer_is_made_again_when_its_primary_moves(spec: Spec) -> None:
+    """A pair whose primary moves to another namespace has another address (delete + create), while
+    its peer stays where it was: the peer's device is made again, so the routes and programs on it
+    are replaced too (found by the random transitions: they were left as no-op and lost)."""
+    obj = Path(__file__).resolve().parents[2] / "bpf" / "build" / "count.o"
+    text = f"""\
+stack: t
+namespaces: [{{name: p1}}, {{name: p2}}]
+links:
+  - name: ve1
+    kind: veth
+    peer: {{name: eth0, namespace: p2, tcx: {{egress: [{{object: {obj}, program: count_pass}}]}}}}
+routes:
+  - {{namespace: p2, to: 10.7.0.0/24, dev: eth0}}
+"""
+    kernel = FakeKernel()
+    converge(kernel, spec(text))
+    moved = spec(text.replace("  - name: ve1\n", "  - name: ve1\n    namespace: p1\n"))
+    changes = {c.address: c for c in plan_for(kernel, moved).plan.changes}
+    assert (changes["link[ve1]"].action, changes["link[p1/ve1]"].action) == ("delete", "create")
+    for addr in ("route[p2 10.7.0.0/24]", "hook[p2/eth0 egress]"):
+        assert (changes[addr].action, changes[addr].reason) == ("replace", DELETED), addr
+    converge(kernel, moved)
+    assert not plan_for(kernel, moved).plan.has_changes
+
+
+DELETED = "its device link[ve1] is deleted (and made again elsewhere)"
