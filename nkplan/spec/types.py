@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Annotated
@@ -75,11 +76,19 @@ def check_mac(value: str) -> str:
     return low
 
 
+@functools.cache
+def interface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """ipaddress.ip_interface, parsed once per distinct text: a spec's addresses are checked,
+    compared and sorted in several places, and the parse is most of what those cost (an address
+    of 1000 pods was parsed three times: a tenth of a plan). ValueError as ip_interface."""
+    return ipaddress.ip_interface(text)
+
+
 def check_interface_cidr(value: str) -> str:
     if "/" not in value:
         raise ValueError(f"address {value!r} needs a prefix length, e.g. {value}/32 or {value}/128")
     try:
-        iface = ipaddress.ip_interface(value)
+        iface = interface(value)
     except ValueError:
         raise ValueError(f"invalid address {value!r} (expected CIDR like 10.0.0.1/24 or fd00::1/64)") from None
     return iface.with_prefixlen
