@@ -6,6 +6,7 @@ ints here (kind settings, flags); reader.py turns them into the canonical record
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -132,15 +133,13 @@ def address(data: bytes, start: int, end: int) -> tuple[int, tuple[int, int, str
     raw = a.get(C.IFA_LOCAL) or a.get(C.IFA_ADDRESS)  # IFA_LOCAL is ours; IFA_ADDRESS the peer's on ptp
     if raw is None:
         return None
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
-    if family == C.AF_INET:
-        ip = ipaddress.IPv4Address(raw)
-    else:
-        ip = ipaddress.IPv6Address(raw)
-        if ip.is_link_local:  # fe80::/10
-            return None
+    if family == C.AF_INET:  # inet_ntoa writes IPv4 exactly as ipaddress does, without its cost
+        return index, (4, int.from_bytes(raw, "big"), f"{socket.inet_ntoa(raw)}/{plen}")
+    ip = ipaddress.IPv6Address(raw)
+    if ip.is_link_local:  # fe80::/10
+        return None
     # canonical form = ipaddress' own (what the spec side uses), IPv6 compressed
-    return index, (ip.version, int(ip), f"{ip}/{plen}")
+    return index, (6, int(ip), f"{ip}/{plen}")
 
 
 def _ip(raw: bytes, v6: bool) -> str:
