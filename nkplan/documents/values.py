@@ -19,6 +19,11 @@ def fmt(value: Any, path: str = "") -> str:
         return "(host)"
     if path.endswith("programs") and isinstance(value, list):  # a hook's programs, in run order
         return "[" + ", ".join(_program(p) for p in value) + "]"
+    cls = type(value)
+    if cls is int:  # what json.dumps writes, without its cost: a plan of 1000 pods shows 26,000 values
+        return int.__repr__(value)
+    if cls is str and value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # json.dumps escapes nothing in such a string
     return json.dumps(value)
 
 
