@@ -161,6 +161,16 @@ def tcx_floor(prefix: str, pods: int) -> float:
         obj.close()
 
 
+def child_env(tree: str | None = None) -> dict[str, str]:
+    """nkplan's environment as a user's: bytecode caches written and used (a CI or agent shell
+    may set PYTHONDONTWRITEBYTECODE, and every start then compiles pydantic anew); PYTHONPATH=tree
+    runs that tree's nkplan package."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if tree is not None:
+        env["PYTHONPATH"] = tree
+    return env
+
+
 Row = tuple[str, float, float, float, float]  # label, wall s, user s, sys s, peak RSS MiB (0: not measured)
 STEPS = ("validate", "plan (from empty)", "apply", "plan (no-op)", "destroy")
 
@@ -175,11 +185,15 @@ def run_size(args: argparse.Namespace, pods: int, tmp: Path) -> dict[str, Row]:
     try:
         for label, verb in zip(STEPS, ("validate", "plan", "apply", "plan", "destroy"), strict=True):
             cmd = [*nkplan, verb, str(path)]
+            if args.profile:  # sample each command with py-spy, all threads (the times then include it)
+                out = Path(args.profile) / f"{pods}-{label.split()[0]}{'-noop' if 'no-op' in label else ''}.txt"
+                spy = Path(sys.executable).with_name("py-spy")
+                cmd[0:0] = [str(spy), "record", "-r", "250", "--format", "raw", "-o", str(out), "--"]
             if verb in ("apply", "destroy"):
                 cmd += ["--yes", "-q"]
             if label == "plan (no-op)":
                 cmd.append("--detailed-exitcode")
-            wall, user, sys_, rss, code = measure(cmd)
+            wall, user, sys_, rss, code = measure(cmd, env=child_env())
             if label == "plan (no-op)" and code != 0:
                 print("  ! the no-op plan was not empty", file=sys.stderr)
             rows[label] = (label, wall, user, sys_, rss)
@@ -187,7 +201,7 @@ def run_size(args: argparse.Namespace, pods: int, tmp: Path) -> dict[str, Row]:
                 # the same command from another tree, alternated, on the same kernel state
                 for _ in range(args.repeat):
                     for tree in (args.compare, str(ROOT)):
-                        w, u, s, _r, _c = measure(cmd, env={**os.environ, "PYTHONPATH": tree})
+                        w, u, s, _r, _c = measure(cmd, env=child_env(tree))
                         compare.setdefault(f"{label} @ {tree}", []).extend([w, u + s])
         time.sleep(1)  # let asynchronous namespace teardown finish before the baseline
         t_host, t_total = ip_batch(prefix, pods, args.kind)
@@ -269,6 +283,8 @@ def main() -> int:
     ap.add_argument("--sysctls", action="store_true", help="also declare one sysctl on every device end")
     ap.add_argument("--compare", metavar="TREE", help="also run validate and both plans from TREE's nkplan package "
                     "(PYTHONPATH=TREE), alternating with this tree's, and print the medians")  # fmt: skip
+    ap.add_argument("--profile", metavar="DIR", help="sample each nkplan command with py-spy (pip install py-spy): "
+                    "collapsed stacks into DIR")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3, help="alternations for --compare (default 3)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.pods]
