@@ -216,8 +216,11 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
     frames: list[list[Any]] = []
     root: Any = None
     nodes = documents = 0
+    _, parser = yaml.get_constructor_parser(text)  # yaml.parse's generator would double the calls
+    get_event = parser.get_event
     try:
-        for event in yaml.parse(text):
+        while True:
+            event = get_event()
             cls = event.__class__
             if cls is ScalarEvent:
                 value = event.value
@@ -226,14 +229,16 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
                 if not event.style:
                     if len(value) > max_digits:
                         raise _Fallback
-                    if value and value[0] not in first:  # no implicit type starts so: a string
-                        obj: Any = value
-                    else:
+                    # what resolve() does, without its cost for the strings no implicit type matches
+                    candidates = first.get(value[0] if value else "")
+                    if candidates and any(regexp.match(value) for _tag, regexp in candidates):
                         tag = resolve(ScalarNode, value, event.implicit)
                         if str(tag) == _STR:
-                            obj = value
+                            obj: Any = value
                         else:
                             obj = construct(ScalarNode(tag, value, event.start_mark, event.end_mark, style=""))
+                    else:
+                        obj = value
                 else:  # quoted or block: always a string here (no path resolvers)
                     obj = value
                 is_collection = False
@@ -252,7 +257,9 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
                 if documents > 1 or event.version is not None or event.tags:
                     raise _Fallback
                 continue
-            elif cls is DocumentEndEvent or cls is StreamStartEvent or cls is StreamEndEvent:
+            elif cls is StreamEndEvent:
+                break
+            elif cls is DocumentEndEvent or cls is StreamStartEvent:
                 continue
             else:  # an alias
                 raise _Fallback
@@ -292,6 +299,8 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
         raise
     except Exception:  # a YAML or construction error: the slower paths report it, located
         raise _Fallback from None
+    finally:
+        parser.dispose()
     return root
 
 
