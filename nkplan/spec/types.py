@@ -15,6 +15,14 @@ IFNAMSIZ = 16  # kernel limit incl. NUL: device names are at most 15 bytes
 
 
 def _name_problem(value: str, limit: int) -> str | None:
+    if value and value.isascii() and value.isprintable() and len(value) <= limit and value not in (".", ".."):
+        # the usual name, answered at once (the checks below walk it character by character);
+        # printable ASCII holds no whitespace but the space
+        if "/" in value:
+            return "must not contain '/'"
+        if ":" in value:
+            return "must not contain ':'"
+        return "must not contain whitespace" if " " in value else None
     if not value:
         return "must not be empty"
     if len(value.encode()) > limit:
@@ -107,10 +115,11 @@ def check_route_to(value: str) -> str:
     if "/" not in value:
         raise ValueError(f"route destination {value!r} needs a prefix length, e.g. {value}/32")
     try:
-        loose = ipaddress.ip_network(value, strict=False)
+        iface = interface(value)
     except ValueError:
         raise ValueError(f"invalid route destination {value!r} (expected CIDR or 'default')") from None
-    if loose.with_prefixlen != ipaddress.ip_interface(value).with_prefixlen:
+    loose = iface.network  # ip_network(value, strict=False)
+    if loose.with_prefixlen != iface.with_prefixlen:
         raise ValueError(f"route destination {value!r} has host bits set; did you mean {loose.with_prefixlen}?")
     return loose.with_prefixlen
 
