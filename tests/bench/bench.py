@@ -68,8 +68,8 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, f
     """(wall s, user CPU s, system CPU s, peak RSS MiB, exit code) of one child process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-    )
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd="/"
+    )  # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH
     assert proc.stderr
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -164,10 +164,9 @@ def tcx_floor(prefix: str, pods: int) -> float:
 def child_env(tree: str | None = None) -> dict[str, str]:
     """nkplan's environment as a user's: bytecode caches written and used (a CI or agent shell
     may set PYTHONDONTWRITEBYTECODE, and every start then compiles pydantic anew); PYTHONPATH=tree
-    runs that tree's nkplan package."""
+    runs that tree's nkplan package (default: this benchmark's own tree)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    if tree is not None:
-        env["PYTHONPATH"] = tree
+    env["PYTHONPATH"] = tree or str(ROOT)
     return env
 
 
