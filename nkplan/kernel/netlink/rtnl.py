@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import resource
 import struct
 import threading
 from collections.abc import Iterator, Sequence
@@ -30,12 +31,16 @@ class SocketCache:
     the pod's routes) need no thread hopping in to open another — that hop was a fifth of
     applying 1000 pods. A socket is reused only while the name still leads to the namespace it
     was opened in (same nsfs inode), is closed before its namespace is deleted (a socket holds
-    its namespace alive), and all are closed with the session. At most LIMIT are kept (fds)."""
+    its namespace alive), and all are closed with the session. A plan creates every namespace
+    before any pair and route, so the cache must hold them all to help: up to a quarter of the
+    open-files limit, at most MAX (least recently used closed first)."""
 
-    LIMIT = 8
+    MAX = 4096
     active: SocketCache | None = None
 
     def __init__(self) -> None:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.limit = self.MAX if soft == resource.RLIM_INFINITY else max(8, min(self.MAX, soft // 4))
         self._socks: dict[str, tuple[tuple[int, int], RtnlSocket]] = {}
         if threading.current_thread() is threading.main_thread():  # the applier's thread only
             SocketCache.active = self
@@ -52,7 +57,7 @@ class SocketCache:
 
     def keep(self, ns: str, key: tuple[int, int], sock: RtnlSocket) -> None:
         self.forget(ns)
-        if len(self._socks) >= self.LIMIT:
+        if len(self._socks) >= self.limit:
             self.forget(next(iter(self._socks)))
         self._socks[ns] = (key, sock)
 
