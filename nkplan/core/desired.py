@@ -6,7 +6,6 @@ cannot report an attribute never yields a diff that can't go away."""
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -44,13 +43,14 @@ from nkplan.spec.checks import (
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 from nkplan.spec.sharedmaps import shared_definitions
+from nkplan.spec.types import interface
 
 DEFAULT_MTU = 1500
 
 
 def sort_cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
     """Canonical order of interface addresses: IPv4 before IPv6, then numerically."""
-    ifaces = [ipaddress.ip_interface(c) for c in cidrs]
+    ifaces = [interface(c) for c in cidrs]
     ifaces.sort(key=lambda i: (i.version, int(i.ip), i.network.prefixlen))
     return tuple(i.with_prefixlen for i in ifaces)
 

@@ -407,6 +407,7 @@ class LiveState:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_SCALARS = frozenset({str, int, bool, float, type(None)})
 
 
 def digest(data: object) -> str:
@@ -421,6 +422,8 @@ def plain(value: Any) -> Any:
     json.loads(json.dumps(dataclasses.asdict(rec))) gives it, several times faster: plans
     convert every record they compare, and a stack of 1000 pods has over 10,000."""
     cls = type(value)
+    if cls in _SCALARS:  # most of the calls: answered before any lookup
+        return value
     if cls is Sysctls:  # a record value with a document form of its own
         return value.__plain__()
     names = _FIELD_NAMES.get(cls)

@@ -19,6 +19,19 @@ def fmt(value: Any, path: str = "") -> str:
         return "(host)"
     if path.endswith("programs") and isinstance(value, list):  # a hook's programs, in run order
         return "[" + ", ".join(_program(p) for p in value) + "]"
+    return _json(value)
+
+
+def _json(value: Any) -> str:
+    """json.dumps(value), without its cost for ints, plain ASCII strings and lists of them: a
+    plan of 1000 pods shows 26,000 values."""
+    cls = type(value)
+    if cls is int:
+        return int.__repr__(value)
+    if cls is str and value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # json.dumps escapes nothing in such a string
+    if cls is list:
+        return "[" + ", ".join(_json(v) for v in value) + "]"
     return json.dumps(value)
 
 

@@ -22,6 +22,7 @@ from nkplan.core.sysctls import key_problem, net_key_device, net_key_problem
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
 from nkplan.spec.rules import rule_problems
 from nkplan.spec.source import dotted
+from nkplan.spec.types import interface
 
 Problem = tuple[tuple[str | int, ...], str]
 MAX_ROUTE_METRIC = 2**32 - 1
@@ -197,7 +198,7 @@ def _end_problems(end: EndFields, base: tuple[str | int, ...], link: LinkSpec, d
             yield (*base, "sysctls", key), problem
     seen: set[str] = set()
     for j, addr in enumerate(end.addresses):
-        ip = str(ipaddress.ip_interface(addr).ip)
+        ip = str(interface(addr).ip)
         if ip in seen:
             yield (*base, "addresses", j), f"address {addr!r} is listed twice on {end.name!r}"
         seen.add(ip)

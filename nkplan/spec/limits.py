@@ -43,11 +43,16 @@ def _where(filename: str, event: Any) -> str:
     return f"{filename}:{mark.line + 1}:{mark.column + 1}"
 
 
-def check(text: str, filename: str) -> None:
-    """SpecError (located) when the text exceeds a bound; nothing when within them."""
+def check_size(text: str, filename: str) -> None:
+    """SpecError when the text is larger than MAX_BYTES."""
     if len(text) > MAX_BYTES:
         raise SpecError([f"{filename}:1:1: the file is {len(text) / 2**20:.0f} MiB; specs may be at most "
                          f"{MAX_BYTES // 2**20} MiB"])  # fmt: skip
+
+
+def check(text: str, filename: str) -> None:
+    """SpecError (located) when the text exceeds a bound; nothing when within them."""
+    check_size(text, filename)
     try:
         importlib.import_module("ruamel.yaml.clib._ruamel_yaml")
         yaml = YAML(typ="safe", pure=False)

@@ -1,21 +1,34 @@
 #!/usr/bin/env python3
 """Scale benchmark (not a test): N pods, each a namespace + a veth (or netkit) pair with the peer in
-the namespace + addresses + routes. Prints wall time and peak RSS of each nkplan command, run as a
-separate process exactly as a user runs it (interpreter start included), beside `ip -batch` doing
-the same kernel work.
+the namespace + addresses + routes. Prints wall time, CPU time (user, system) and peak RSS of each
+nkplan command, run as a separate process exactly as a user runs it (interpreter start included),
+beside the kernel's own cost of the same work, and the ratios and growth the targets are set in.
 
-    sudo .venv/bin/python tests/bench/bench.py --pods 1000 [--kind veth|netkit] [--programs]
+    sudo .venv/bin/python tests/bench/bench.py --sizes 1000,2000,5000,10000 [--kind veth|netkit]
+    sudo .venv/bin/python tests/bench/bench.py --pods 1000 --programs
+    sudo .venv/bin/python tests/bench/bench.py --pods 1000 --compare /path/to/other/tree
 
 --programs also declares count_pass (bpf/build/count.o) at every pod end's tcx ingress: one
 program load (verifier included), attach and pin per pod on apply, one hook read per pod on plan.
+--compare runs validate and both plans also from another tree's nkplan package, alternated with
+this one's on the same kernel state, and prints the medians (the fair before/after on a shared
+machine: compare the CPU column).
 
-Targets (host, veth, N=1000): no-op plan <= 1.5 s wall; apply within 2x of ip -batch.
-The `ip` baseline is one `ip -batch` for the host namespace plus one `ip -n POD -batch` per pod
-(iproute2's batch mode cannot switch namespaces per line); both parts are printed."""
+Kernel baselines: `ip -batch` creating the same objects (one batch for the host namespace plus one
+`ip -n POD -batch` per pod, since batch mode cannot switch namespaces per line); the kernel's
+teardown (`ip -batch netns del`, then waiting until every host end is gone); with --programs, a
+minimal loop detaching N tcx links.
+
+Targets (issue 15; host, veth): at N = 1000 no-op plan and plan from empty <= 0.5 s, apply <= 0.7x
+`ip -batch`, destroy <= 2x the kernel teardown; every command grows <= 2.1x per doubling up to
+10,000; peak RSS <= 150 MiB at 1000, <= 800 MiB at 10,000. With --programs: apply <= 5 s, no-op plan
+<= 0.8 s, destroy <= 1.2x the tcx link removal."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import os
 import resource
 import secrets
@@ -51,20 +64,12 @@ def spec(prefix: str, pods: int, kind: str, programs: bool = False, sysctls: boo
     return "\n".join(lines) + "\n"
 
 
-def measure(cmd: list[str], stdin: str | None = None) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, exit code) of one child process."""
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, float, int]:
+    """(wall s, user CPU s, system CPU s, peak RSS MiB, exit code) of one child process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    if stdin is not None:
-        assert proc.stdin
-        proc.stdin.write(stdin)
-        proc.stdin.close()
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd="/"
+    )  # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH
     assert proc.stderr
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -72,7 +77,7 @@ def measure(cmd: list[str], stdin: str | None = None) -> tuple[float, float, int
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 2):
         print(f"  ! {' '.join(cmd[:4])} exited {code}: {err.strip()[:2000]}", file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, code
+    return wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024, code
 
 
 def ip_batch(prefix: str, pods: int, kind: str) -> tuple[float, float]:
@@ -122,54 +127,179 @@ def leftovers(prefix: str) -> list[str]:
     return [n for n in names + ns if n.startswith(prefix)]
 
 
+def pod_links(prefix: str) -> int:
+    """How many of the bench's host ends exist now (sysfs: no process per look)."""
+    return sum(1 for name in os.listdir("/sys/class/net") if name.startswith(prefix))
+
+
+def ip_teardown(prefix: str, pods: int) -> float:
+    """The kernel's own teardown of the pods: `ip -batch` deletes the namespaces, then wait until
+    every host end is gone (namespace cleanup is asynchronous; nkplan's destroy waits for it too)."""
+    t0 = time.perf_counter()
+    ip_cleanup(prefix, pods)
+    while pod_links(prefix) and time.perf_counter() - t0 < 600:
+        time.sleep(0.01)
+    return time.perf_counter() - t0
+
+
+def tcx_floor(prefix: str, pods: int) -> float:
+    """The kernel's own cost of removing `pods` tcx links: count_pass loaded once, one link at the
+    tcx ingress of every host end the ip baseline made, then a minimal loop detaching and closing
+    them, timed (each removal waits for an RCU grace period)."""
+    from nkplan.kernel.bpf import hooks, libbpf, mprog
+
+    obj = libbpf.load_program(str(ROOT / "bpf" / "build" / "count.o"), "count_pass")
+    try:
+        prog = obj.program_fd("count_pass")
+        links = [hooks.attach(hooks.HookRef("", f"{prefix}h{i}", "ingress"), prog) for i in range(pods)]
+        t0 = time.perf_counter()
+        for fd in links:
+            mprog.link_detach(fd)
+            os.close(fd)
+        return time.perf_counter() - t0
+    finally:
+        obj.close()
+
+
+def child_env(tree: str | None = None) -> dict[str, str]:
+    """nkplan's environment as a user's: bytecode caches written and used (a CI or agent shell
+    may set PYTHONDONTWRITEBYTECODE, and every start then compiles pydantic anew); PYTHONPATH=tree
+    runs that tree's nkplan package (default: this benchmark's own tree)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = tree or str(ROOT)
+    return env
+
+
+Row = tuple[str, float, float, float, float]  # label, wall s, user s, sys s, peak RSS MiB (0: not measured)
+STEPS = ("validate", "plan (from empty)", "apply", "plan (no-op)", "destroy")
+
+
+def run_size(args: argparse.Namespace, pods: int, tmp: Path) -> dict[str, Row]:
+    prefix = "b" + secrets.token_hex(2)
+    nkplan = [sys.executable, "-m", "nkplan.cli"]
+    path = tmp / f"bench-{pods}.yaml"
+    path.write_text(spec(prefix, pods, args.kind, args.programs, args.sysctls))
+    rows: dict[str, Row] = {}
+    compare: dict[str, list[float]] = {}
+    try:
+        for label, verb in zip(STEPS, ("validate", "plan", "apply", "plan", "destroy"), strict=True):
+            cmd = [*nkplan, verb, str(path)]
+            if args.profile:  # sample each command with py-spy, all threads (the times then include it)
+                out = Path(args.profile) / f"{pods}-{label.split()[0]}{'-noop' if 'no-op' in label else ''}.txt"
+                spy = Path(sys.executable).with_name("py-spy")
+                cmd[0:0] = [str(spy), "record", "-r", "250", "--format", "raw", "-o", str(out), "--"]
+            if verb in ("apply", "destroy"):
+                cmd += ["--yes", "-q"]
+            if label == "plan (no-op)":
+                cmd.append("--detailed-exitcode")
+            wall, user, sys_, rss, code = measure(cmd, env=child_env())
+            if label == "plan (no-op)" and code != 0:
+                print("  ! the no-op plan was not empty", file=sys.stderr)
+            rows[label] = (label, wall, user, sys_, rss)
+            if args.compare and verb in ("validate", "plan"):
+                # the same command from another tree, alternated, on the same kernel state
+                for _ in range(args.repeat):
+                    for tree in (args.compare, str(ROOT)):
+                        w, u, s, _r, _c = measure(cmd, env=child_env(tree))
+                        compare.setdefault(f"{label} @ {tree}", []).extend([w, u + s])
+        time.sleep(1)  # let asynchronous namespace teardown finish before the baseline
+        t_host, t_total = ip_batch(prefix, pods, args.kind)
+        rows["ip create (host part)"] = ("ip -batch create (host part)", t_host, 0, 0, 0)
+        rows["ip create"] = ("ip -batch create (total)", t_total, 0, 0, 0)
+        if args.programs:
+            rows["tcx floor"] = (f"kernel: remove {pods} tcx links", tcx_floor(prefix, pods), 0, 0, 0)
+        rows["teardown"] = ("kernel teardown (netns del, wait)", ip_teardown(prefix, pods), 0, 0, 0)
+    finally:
+        subprocess.run([*nkplan, "destroy", "--stack", f"bench-{prefix}", "--yes", "-q"], capture_output=True)
+        ip_cleanup(prefix, pods)
+        left = leftovers(prefix)
+        if left:
+            print(f"WARNING: leftovers: {left[:10]}")
+    for key, vals in compare.items():
+        walls, cpus = sorted(vals[0::2]), sorted(vals[1::2])
+        rows[key] = (key, walls[len(walls) // 2], cpus[len(cpus) // 2], 0, -1)
+    return rows
+
+
+def ratio_lines(rows: dict[str, Row], programs: bool) -> list[str]:
+    pairs = [("apply", "ip create", "apply / ip -batch create", "<= 0.7x")]
+    pairs.append(("destroy", "teardown", "destroy / kernel teardown", "<= 2x"))
+    if programs:
+        pairs.append(("destroy", "tcx floor", "destroy / tcx link removal", "<= 1.2x"))
+    return [
+        f"{what:42} {rows[a][1] / rows[b][1]:8.2f}x  (target {target})"
+        for a, b, what, target in pairs
+        if a in rows and b in rows
+    ]
+
+
+def print_table(pods: int, args: argparse.Namespace, rows: dict[str, Row]) -> None:
+    extra = ", count_pass on every pod end's tcx ingress (the ip baseline has no programs)" if args.programs else ""
+    extra += ", one sysctl per device end (the ip baseline sets none)" if args.sysctls else ""
+    print(f"\nnkplan benchmark: {pods} pods, {args.kind}{extra}, kernel {os.uname().release}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'step':42} {'wall s':>8} {'user s':>7} {'sys s':>7} {'peak RSS MiB':>13}")
+    for label, wall, user, sys_, rss in rows.values():
+        if rss < 0:  # a --compare median: wall and CPU (user+sys)
+            print(f"{label:42} {wall:8.2f} {'cpu':>7} {user:7.2f}")
+        elif rss:
+            print(f"{label:42} {wall:8.2f} {user:7.2f} {sys_:7.2f} {rss:13.1f}")
+        else:
+            print(f"{label:42} {wall:8.2f} {'-':>7} {'-':>7} {'-':>13}")
+    for line in ratio_lines(rows, args.programs):
+        print(line)
+
+
+def print_growth(results: dict[int, dict[str, Row]]) -> None:
+    """Growth per doubling of pods between consecutive sizes: (t2/t1) ** (1 / log2(n2/n1)); wall
+    and, for nkplan's own share, user CPU."""
+    sizes = sorted(results)
+    if len(sizes) < 2:
+        return
+    print("\ngrowth per doubling (target <= 2.1x): wall [user CPU]")
+    head = "".join(f"{f'{a}->{b}':>18}" for a, b in itertools.pairwise(sizes))
+    print(f"{'step':42}{head}")
+    for key in [*STEPS, "ip create", "tcx floor", "teardown"]:
+        if not all(key in results[n] for n in sizes):
+            continue
+        cells = ""
+        for a, b in itertools.pairwise(sizes):
+            ra, rb = results[a][key], results[b][key]
+            exp = 1 / math.log2(b / a)
+            cell = f"{(rb[1] / ra[1]) ** exp:.2f}x"
+            if ra[2] and rb[2]:
+                cell += f" [{(rb[2] / ra[2]) ** exp:.2f}x]"
+            cells += f"{cell:>18}"
+        print(f"{results[sizes[0]][key][0]:42}{cells}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pods", type=int, default=1000)
+    ap.add_argument("--sizes", help="comma-separated pod counts, run in turn (e.g. 1000,2000,5000,10000)")
     ap.add_argument("--kind", choices=("veth", "netkit"), default="veth")
     ap.add_argument("--programs", action="store_true", help="also run count_pass at every pod end's tcx ingress")
     ap.add_argument("--sysctls", action="store_true", help="also declare one sysctl on every device end")
+    ap.add_argument("--compare", metavar="TREE", help="also run validate and both plans from TREE's nkplan package "
+                    "(PYTHONPATH=TREE), alternating with this tree's, and print the medians")  # fmt: skip
+    ap.add_argument("--profile", metavar="DIR", help="sample each nkplan command with py-spy (pip install py-spy): "
+                    "collapsed stacks into DIR")  # fmt: skip
+    ap.add_argument("--repeat", type=int, default=3, help="alternations for --compare (default 3)")
     args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.pods]
     sys.path.insert(0, str(ROOT))
     from tests import testrun
 
     testrun.acquire()  # not while a real-kernel test run uses this kernel: each would skew the other
-    prefix = "b" + secrets.token_hex(2)
-    nkplan = [sys.executable, "-m", "nkplan.cli"]
-    rows: list[tuple[str, float, float]] = []
+    if args.programs:
+        subprocess.run(["make", "-s", "-C", str(ROOT / "bpf")], check=True)
+    results: dict[int, dict[str, Row]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.yaml"
-        if args.programs:
-            subprocess.run(["make", "-s", "-C", str(ROOT / "bpf")], check=True)
-        path.write_text(spec(prefix, args.pods, args.kind, args.programs, args.sysctls))
-        try:
-            for label, cmd in [
-                ("validate", [*nkplan, "validate", str(path)]),
-                ("plan (from empty)", [*nkplan, "plan", str(path)]),
-                ("apply", [*nkplan, "apply", str(path), "--yes", "-q"]),
-                ("plan (no-op)", [*nkplan, "plan", str(path), "--detailed-exitcode"]),
-                ("destroy", [*nkplan, "destroy", str(path), "--yes", "-q"]),
-            ]:
-                wall, rss, code = measure(cmd)
-                if label == "plan (no-op)" and code != 0:
-                    print("  ! the no-op plan was not empty", file=sys.stderr)
-                rows.append((label, wall, rss))
-            time.sleep(1)  # let asynchronous namespace teardown finish before the baseline
-            t_host, t_total = ip_batch(prefix, args.pods, args.kind)
-            rows.append(("ip -batch create (host part)", t_host, 0.0))
-            rows.append(("ip -batch create (total)", t_total, 0.0))
-            rows.append(("ip -batch netns del", ip_cleanup(prefix, args.pods), 0.0))
-        finally:
-            subprocess.run([*nkplan, "destroy", "--stack", f"bench-{prefix}", "--yes", "-q"], capture_output=True)
-            ip_cleanup(prefix, args.pods)
-    extra = ", count_pass on every pod end's tcx ingress (the ip baseline has no programs)" if args.programs else ""
-    extra += ", one sysctl per device end (the ip baseline sets none)" if args.sysctls else ""
-    print(f"\nnkplan benchmark: {args.pods} pods, {args.kind}{extra}, kernel {os.uname().release}")
-    print(f"{'step':32} {'wall s':>8} {'peak RSS MiB':>13}")
-    for label, wall, rss in rows:
-        print(f"{label:32} {wall:8.2f} {rss:13.1f}" if rss else f"{label:32} {wall:8.2f} {'-':>13}")
-    left = leftovers(prefix)
-    if left:
-        print(f"WARNING: leftovers: {left[:10]}")
+        for pods in sizes:
+            results[pods] = run_size(args, pods, Path(tmp))
+            print_table(pods, args, results[pods])
+            sys.stdout.flush()
+    print_growth(results)
     print(f"\nmax RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
     return 0
 

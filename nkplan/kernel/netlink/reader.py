@@ -57,14 +57,20 @@ class NsScan:
     rules: list[rules.RawRule] = field(default_factory=list)  # all but the kernel's own
 
 
-def scan(sock: RtnlSocket, name: str, with_af: bool = False) -> NsScan:
-    """Links, addresses and nkplan routes of the socket's namespace (with_af: and each link's
-    IFLA_AF_SPEC, for sysctls)."""
-    out = NsScan(name)
+def links(sock: RtnlSocket, with_af: bool = False) -> dict[int, RawLink]:
+    """The devices of the socket's namespace by ifindex, without their addresses."""
+    out: dict[int, RawLink] = {}
     for mtype, data, start, end in sock.dump(C.RTM_GETLINK, _LINK_DUMP):
         if mtype == C.RTM_NEWLINK:
             dev = decode.link(data, start, end, with_af)
-            out.links[dev.ifindex] = dev
+            out[dev.ifindex] = dev
+    return out
+
+
+def scan(sock: RtnlSocket, name: str, with_af: bool = False) -> NsScan:
+    """Links, addresses and nkplan routes of the socket's namespace (with_af: and each link's
+    IFLA_AF_SPEC, for sysctls)."""
+    out = NsScan(name, links(sock, with_af))
     for mtype, data, start, end in sock.dump(C.RTM_GETADDR, _ADDR_DUMP):
         if mtype == C.RTM_NEWADDR:
             got = decode.address(data, start, end)
