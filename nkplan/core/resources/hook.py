@@ -34,7 +34,7 @@ class HookType(ResourceType[HookRec]):
             have = live.hooks.get(key)
             claims.declared(rec, have if have is not None and claims.ours(have.owner) else None, i)
         for key, have in live.hooks.items():
-            if claims.ours(have.owner) and key not in claims.want.hooks and have.programs:
+            if claims.ours(have.owner) and key not in claims.want.hooks and (have.programs or have.leftovers):
                 claims.undeclared(have, self.address(have))
         owned = {(d.namespace, d.name) for d in live.devices.values() if claims.ours(d.owner)}
         for f in live.foreign_programs:
@@ -52,11 +52,17 @@ class HookType(ResourceType[HookRec]):
             yield Need(token)
         yield on_device(rec.namespace, rec.device)
 
+    def attrs(self, rec: HookRec) -> dict[str, Any]:
+        data = super().attrs(rec)
+        if not rec.leftovers:  # the usual case: not worth a line in every plan
+            data.pop("leftovers", None)
+        return data
+
     def from_plain(self, data: dict[str, Any]) -> HookRec:
         progs = tuple(
             ProgramRec(**{**p, "maps": tuple(MapDef(**m) for m in p.get("maps", ()))}) for p in data["programs"]
         )
-        return HookRec(**{**data, "programs": progs})
+        return HookRec(**{**data, "programs": progs, "leftovers": tuple(data.get("leftovers", ()))})
 
 
 def _what_maps_do(old: ProgramRec, new: ProgramRec) -> str:
@@ -93,4 +99,7 @@ def describe_programs(have: HookRec, want: HookRec) -> str:
     kept_new = [n for n in new if n in old]
     if kept_old != kept_new:
         words.append("reorder: " + ", ".join(kept_new))
+    gone = [n for n in have.leftovers if n not in want.leftovers]
+    if gone:
+        words.append("remove the pin(s) an interrupted apply left: " + ", ".join(gone))
     return "; ".join(words) or "re-attach"

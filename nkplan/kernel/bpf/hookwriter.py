@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from nkplan.core.records import HookRec, ProgramRec
 from nkplan.errors import InternalError, KernelError
+from nkplan.kernel import faultpoint
 from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins
 from nkplan.kernel.bpf.errors import BpfObjectError
 from nkplan.kernel.bpf.hooks import HookRef
@@ -98,6 +99,7 @@ def _longest_in_order(positions: list[int], weights: list[int] | None = None) ->
 def _rename(src: str, dst: str) -> None:
     try:
         os.makedirs(posixpath.dirname(dst), mode=0o700, exist_ok=True)
+        faultpoint.reached(f"rename({src})")
         os.rename(src, dst)
     except OSError as exc:
         raise KernelError(f"renaming the pin {src} to {dst}: {os.strerror(exc.errno or 0)}", exc.errno) from None

@@ -85,15 +85,19 @@ class Pinned:
     fd: int | None = None  # kept open only when asked (the writer); the caller closes it
 
 
-def pin_index() -> dict[bpffs.HookKey, list[PinEntry]]:
+def pin_index() -> tuple[dict[bpffs.HookKey, list[PinEntry]], dict[bpffs.HookKey, list[str]]]:
     """Every link pin of every stack, by (stack, namespace, device, hook), from the names alone
-    (nothing opened)."""
+    (nothing opened); and the paths of the temporary pins an interrupted apply left, by hook."""
     found: dict[bpffs.HookKey, list[PinEntry]] = {}
+    temps: dict[bpffs.HookKey, list[str]] = {}
     for key, directory in bpffs.hook_dirs():
         entries = bpffs.hook_pins(directory)
         if entries:
             found[key] = entries
-    return found
+        left = bpffs.temp_pins(directory)
+        if left:
+            temps[key] = left
+    return found, temps
 
 
 def _link_id(path: str) -> int | None:
@@ -178,12 +182,16 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
     """live.hooks and live.foreign_programs from the scanned hooks: owned links (matched to the
     owner stack's pins by link id) in kernel run order; every other link is foreign. A hook of an
     owned device where the owner has pins but none of them holds a link on the hook (all detached
-    out of band) is reported with no programs, so the plan says what nkplan would re-attach."""
-    index = pin_index()
+    out of band) is reported with no programs, so the plan says what nkplan would re-attach.
+    Temporary pins of the owner's (a link pinned, killed before the rename) are the hook's
+    `leftovers`; the link such a pin holds is neither owned nor foreign: the next apply removes it."""
+    index, temps = pin_index()
     seen: set[bpffs.HookKey] = set()
     for sc in found:
         pkey = (sc.owner, sc.namespace, sc.device, sc.hook)
         seen.add(pkey)
+        left = temps.get(pkey, [])
+        leftover_links = {i for i in map(_link_id, left) if i is not None}
         owned: dict[int, PinEntry] = {}
         for pe in index.get(pkey, ()):
             link_id = _link_id(pe.path)
@@ -205,18 +213,23 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
                         maps=maps,
                     )
                 )
-            else:
+            elif entry.link_id is None or entry.link_id not in leftover_links:
                 name = _prog_info(entry.prog_id)[0]
                 live.foreign_programs.append(
                     ForeignProgram(sc.namespace, sc.device, sc.hook, entry.prog_id, name, entry.link_id)
                 )
-        if programs or pkey in index:
+        if programs or pkey in index or left:
             key = (sc.namespace, sc.device, sc.hook)
-            live.hooks[key] = HookRec(sc.namespace, sc.device, sc.hook, tuple(programs), sc.owner)
-    for stack, ns, device, hook in sorted(index.keys() - seen):  # pins, and nothing at all on the hook
+            live.hooks[key] = HookRec(sc.namespace, sc.device, sc.hook, tuple(programs), sc.owner, _names(left))
+    for stack, ns, device, hook in sorted((index.keys() | temps.keys()) - seen):  # nothing at all on the hook
         dev = live.devices.get((ns, device))
         if dev is not None and dev.owner == stack and dev.kind in PAIR_KINDS:
-            live.hooks[(ns, device, hook)] = HookRec(ns, device, hook, (), stack)
+            stray = _names(temps.get((stack, ns, device, hook), []))
+            live.hooks[(ns, device, hook)] = HookRec(ns, device, hook, (), stack, stray)
+
+
+def _names(paths: Sequence[str]) -> tuple[str, ...]:
+    return tuple(posixpath.basename(p) for p in paths)
 
 
 # pins of deleted devices ----------------------------------------------------------------------------
