@@ -85,6 +85,10 @@ class ResourceType(Generic[R]):
     hidden: ClassVar[tuple[str, ...]] = ()
     # what deleting one also does, for reviewers (the Markdown plan's disruption banner)
     delete_note: ClassVar[str | None] = None
+    # the kernel half reads the object afresh and converges from whatever it finds, so the
+    # inverse of a step also takes back that step half-done: the applier undoes a failed step
+    # of such a type too (BPF hooks: a step is several attaches, pins and renames)
+    converges: ClassVar[bool] = False
 
     # identity and names -------------------------------------------------------------------------
     def address(self, rec: R) -> str:
