@@ -105,24 +105,31 @@ _VOLATILE = {
     "link_index",
     "link_id",  # a program put back on its hook is attached by a new link
     "link_netnsid",
+    "tentative",  # IPv6 duplicate address detection still running
 }
 
 
-# what a device made again gets anew where the spec does not say: its MAC, and so its IPv6
-# link-local address (compared only between snapshots taken with ids=False)
-_MADE_AGAIN = frozenset({"prog_id", "id", "map_ids", "address", "permaddr", "tentative"})
+# what a device made again gets anew where the spec does not say: its MAC (compared only
+# between snapshots taken with ids=False)
+_MADE_AGAIN = frozenset({"prog_id", "id", "map_ids", "address", "permaddr"})
 
 
-def _link_local(addr: dict[str, Any]) -> bool:
-    return addr.get("scope") == "link" and addr.get("family") == "inet6"
+def _link_local(entry: dict[str, Any]) -> bool:
+    if "dst" in entry:  # a route; those of the local table follow from the addresses (compared)
+        return str(entry["dst"]).startswith(("fe80:", "ff00:")) or entry.get("table") == "local"
+    return entry.get("scope") == "link" and entry.get("family") == "inet6"
 
 
 def _clean(obj: Any, drop: frozenset[str] = frozenset()) -> Any:
     if isinstance(obj, dict):
-        return {k: _clean(v, drop) for k, v in obj.items() if k not in _VOLATILE and k not in drop}
+        out = {k: _clean(v, drop) for k, v in obj.items() if k not in _VOLATILE and k not in drop}
+        if isinstance(out.get("flags"), list):  # carrier comes and goes on its own schedule (as operstate)
+            out["flags"] = [f for f in out["flags"] if f not in ("NO-CARRIER", "LOWER_UP")]
+        return out
     if isinstance(obj, list):
-        if drop:  # link-local addresses follow the MAC
-            obj = [v for v in obj if not (isinstance(v, dict) and _link_local(v))]
+        # IPv6 link-local addresses and their routes come with every device (their local route only
+        # once duplicate address detection is over): the devices themselves are compared
+        obj = [v for v in obj if not (isinstance(v, dict) and _link_local(v))]
         return [_clean(v, drop) for v in obj]
     return obj
 
@@ -171,19 +178,26 @@ def snapshot(prefix: str, stack: str, *, ids: bool = True) -> dict[str, Any]:
     return _clean(view, drop)  # type: ignore[no-any-return]
 
 
-def difference(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """Where two snapshots differ, in a few lines (for assertion messages)."""
-    out = []
-    for key in sorted(a.keys() | b.keys()):
-        if a.get(key) != b.get(key):
-            x, y = a.get(key), b.get(key)
-            if isinstance(x, dict) and isinstance(y, dict):
-                for sub in sorted(x.keys() | y.keys()):
-                    if x.get(sub) != y.get(sub):
-                        out.append(f"{key}.{sub}: {x.get(sub)!r:.600} != {y.get(sub)!r:.600}")
-            else:
-                out.append(f"{key}: {x!r:.600} != {y!r:.600}")
-    return "\n".join(out)
+def _row_name(row: dict[str, Any]) -> str:
+    return str(row.get("ifname") or row.get("dst") or f"{row.get('devname')} {row.get('kind')} {row.get('name')}")
+
+
+def difference(a: Any, b: Any, where: str = "", out: list[str] | None = None) -> str:
+    """Where two snapshots differ, one line per differing leaf (for assertion messages)."""
+    lines: list[str] = [] if out is None else out
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(a.keys() | b.keys(), key=str):
+            difference(a.get(key), b.get(key), f"{where}.{key}", lines)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            name = _row_name(x) if isinstance(x, dict) else i
+            difference(x, y, f"{where}[{name}]", lines)
+    elif isinstance(a, list) and isinstance(b, list):
+        lines.append(f"{where}: only before: {[x for x in a if x not in b]!r:.500}")
+        lines.append(f"{where}: only after: {[x for x in b if x not in a]!r:.500}")
+    elif a != b:
+        lines.append(f"{where}: {a!r:.400} != {b!r:.400}")
+    return "\n".join(lines[:20])
 
 
 def leftover_temp_pins(stack: str) -> list[str]:

@@ -158,10 +158,10 @@ def apply_plan(
 
 def _undo_failed(kernel: Kernel, batch: list[Operation], session: ApplySession) -> list[str]:
     """A failed step may have done part of its job (a hook: one program attached and pinned,
-    the next refused). Where the kernel half converges from what it finds (ResourceType.converges),
+    the next refused). Where the kernel half converges from what it finds (ResourceType.undo_failed),
     the step's inverse takes that part back; elsewhere a step is all or nothing by itself."""
     op = batch[0]
-    if len(batch) != 1 or not BY_NAME[op.type].converges:
+    if len(batch) != 1 or op.kind not in BY_NAME[op.type].undo_failed:
         return []
     try:
         execute(kernel, inverse(op), session)

@@ -20,7 +20,7 @@ def hook_address(ns: str, device: str, hook: str) -> str:
 class HookType(ResourceType[HookRec]):
     name = "hook"
     record = HookRec
-    converges = True  # kernel/bpf/hookwriter.py reads the hook afresh
+    undo_failed = frozenset({"create", "update", "delete"})  # kernel/bpf/hookwriter.py reads the hook afresh
     hidden = ("programs.prog_id", "programs.tag", "programs.link_id", "programs.maps")  # kernel ids: for `show`
 
     def address(self, rec: HookRec) -> str:
