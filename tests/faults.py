@@ -18,19 +18,28 @@ stack's bpffs pin tree. Never through nkplan's own reader."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from nkplan import api
 from nkplan.kernel import faultpoint
 from nkplan.kernel.seam import ApplySession, Kernel
+from nkplan.run.applier import ApplyFailed
 from tests import bpfobserve as obs
 from tests.host import observe
 
 BPFFS_ROOT = Path("/sys/fs/bpf/nkplan")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -202,3 +211,200 @@ def difference(a: Any, b: Any, where: str = "", out: list[str] | None = None) ->
 
 def leftover_temp_pins(stack: str) -> list[str]:
     return [p for p in _pins(stack) if p.endswith("-new")]
+
+
+# the sweeps (host and VM tests) --------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    name: str
+    start: str | None  # spec name, None: nothing
+    goal: str | None  # spec name, None: destroy
+
+
+class Rig:
+    """One test's stack: converge to a spec (or destroy), run a plan with faults, look at the kernel.
+    `paths`: spec name → file; `prefix`: what the names of the test's namespaces and host devices
+    start with; `work`: a folder of the test's own (the lock directory is work/locks)."""
+
+    def __init__(self, stack: str, prefix: str, work: Path, paths: dict[str, str]) -> None:
+        from nkplan.kernel.linux import LinuxKernel
+
+        self.stack, self.prefix, self.work, self.paths = stack, prefix, work, paths
+        self.kernel = LinuxKernel()
+
+    def converge(self, spec: str | None) -> None:
+        if spec is None:
+            api.destroy(self.stack, on=self.kernel)
+        else:
+            api.apply(api.load_file(self.paths[spec]), on=self.kernel)
+
+    def run(self, goal: str | None, faults: Faults) -> None:
+        kernel = FaultKernel(self.kernel, faults)
+        if goal is None:
+            api.destroy(self.stack, on=kernel)  # type: ignore[arg-type]
+        else:
+            api.apply(api.load_file(self.paths[goal]), on=kernel)  # type: ignore[arg-type]
+
+    def pending(self, goal: str | None) -> list[str]:
+        from nkplan.run.workflow import empty_spec
+
+        loaded = api.load_file(self.paths[goal]) if goal else empty_spec(self.stack)
+        plan = api.plan(loaded, on=self.kernel).plan
+        return [f"{c.address} ({c.action})" for c in plan.changes if c.action != "no-op"]
+
+    def view(self, ids: bool = True) -> dict[str, Any]:
+        return snapshot(self.prefix, self.stack, ids=ids)
+
+    def nothing_left(self, said: str) -> None:
+        view = self.view()
+        assert view["netns"] == [] and view["pins"] == [], f"{said}\n{view}"
+        assert view["host"] == {"links": [], "addrs": [], "routes": [], "hooks": []}, f"{said}\n{view}"
+
+
+def fault_at_every_operation(rig: Rig, case: Case) -> None:
+    """Issue 14 item 2 for one plan (see tests/host/test_faults.py)."""
+    t0 = time.monotonic()
+    rig.converge(case.start)
+    counted = Faults()
+    rig.run(case.goal, counted)
+    goal_view = rig.view(ids=False)
+    ops, steps = len(counted.ops), len(counted.steps)
+    assert ops >= steps >= 1
+    rig.converge(case.start)
+    before = rig.view()
+    for k in range(1, ops + 1):
+        f = Faults(fail_op=k)
+        with pytest.raises(ApplyFailed) as failed:
+            rig.run(case.goal, f)
+        said = f"{case.name}: fault at operation {k} of {ops} ({counted.ops[k - 1]}): {failed.value}"
+        assert f.injected and ("EIO" in said or "Input/output error" in said), said  # as the kernel says it
+        assert not failed.value.rollback_errors, said
+        now = rig.view()
+        assert now == before, f"{said}\n{difference(before, now)}"
+        assert rig.pending(case.start) == [], said
+
+    # a rollback operation fails too: the error says what was left; applying again repairs it
+    rollback_faults = absorbed = 0
+    for k in sorted({max(1, ops // 2), ops}):
+        for j in (1, 2):
+            f = Faults(fail_op=k, fail_rollback=j)
+            with pytest.raises(ApplyFailed) as failed:
+                rig.run(case.goal, f)
+            said = f"{case.name}: fault at operation {k}, then at rollback operation {j}: {failed.value}"
+            if len(f.injected) < 2:  # the rollback had fewer than j operations
+                assert not failed.value.rollback_errors, said
+                continue
+            rollback_faults += 1
+            message = str(failed.value)
+            # a rollback step refused, or a failed step's own cleanup refused: either the error
+            # names what was left, or a later undo step repaired it and nothing was left
+            if "rollback step failed: " not in message and "it stays behind" not in message:
+                now = rig.view()
+                assert now == before, f"{said}\n{difference(before, now)}"
+                absorbed += 1
+                continue
+            assert "run `nkplan plan` to see it" in message, said
+            rig.converge(case.goal)
+            assert rig.pending(case.goal) == [], said
+            assert rig.view(ids=False) == goal_view, f"{said}\n{difference(goal_view, rig.view(ids=False))}"
+            rig.converge(case.start)
+            before = rig.view()
+    took = time.monotonic() - t0
+    print(
+        f"\n{case.name}: {steps} steps, {ops} operations: {ops} faults injected, "
+        f"{rollback_faults} with a failing rollback operation too ({absorbed} of them left nothing); {took:.1f} s"
+    )
+    assert rollback_faults >= 1, f"{case.name}: no rollback had an operation to fail"
+
+
+def driver(rig: Rig, goal: str | None, **kill: int) -> subprocess.CompletedProcess[str]:
+    target = f"destroy:{rig.stack}" if goal is None else rig.paths[goal]
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in kill.items()]
+    return subprocess.run(
+        [sys.executable, "-m", "tests.faultdriver", target, *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def lock_is_free(rig: Rig) -> bool:
+    path = rig.work / "locks" / f"{rig.stack}.lock"
+    if not path.exists():
+        return True
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def kill_at_every_step(rig: Rig, case: Case) -> None:
+    """Issue 14 item 3 for one plan (see tests/host/test_faults.py)."""
+    t0 = time.monotonic()
+    rig.converge(case.start)
+    counted = Faults()
+    rig.run(case.goal, counted)
+    goal_view = rig.view(ids=False)
+    steps = len(counted.steps)
+    kills = 0
+    for k in range(1, steps + 1):
+        rig.converge(case.start)
+        proc = driver(rig, case.goal, kill_step=k)
+        said = f"{case.name}: kill -9 before step {k} of {steps} ({counted.steps[k - 1]})\n{proc.stdout}{proc.stderr}"
+        assert proc.returncode == -9, said
+        kills += 1
+        assert lock_is_free(rig), said
+        assert leftover_temp_pins(rig.stack) == [], said  # a step boundary is never between pin and rename
+        rig.converge(case.goal)
+        assert rig.pending(case.goal) == [], said
+        assert rig.view(ids=False) == goal_view, f"{said}\n{difference(goal_view, rig.view(ids=False))}"
+        rig.converge(None)
+        rig.nothing_left(said)
+    rig.converge(case.start)
+    proc = driver(rig, case.goal, kill_step=steps + 1)  # past the last step: it finishes
+    assert proc.returncode == 0 and f"steps={steps} " in proc.stdout, proc.stdout + proc.stderr
+    took = time.monotonic() - t0
+    print(f"\n{case.name}: {kills} kills (one before each of {steps} steps); {took:.1f} s")
+
+
+def kill_between_pin_and_rename(rig: Rig, start: str | None, goal: str, at_least: int = 1) -> None:
+    """The window the temporary pin exists for: a new link attached and pinned at `…-new`, not yet
+    renamed into place. `plan` names the pin; destroy removes it (and the link it holds); so does
+    apply."""
+    rig.converge(start)
+    counted = Faults()
+    rig.run(goal, counted)
+    renames = [i + 1 for i, what in enumerate(counted.ops) if what.startswith("rename(") and what.endswith("-new)")]
+    assert len(renames) >= at_least, counted.ops
+    kills = 0
+    for k, then in zip(renames, ["destroy", *["apply"] * (len(renames) - 1)], strict=True):
+        rig.converge(start)
+        proc = driver(rig, goal, kill_op=k)
+        said = f"kill -9 before operation {k} ({counted.ops[k - 1]})\n{proc.stdout}{proc.stderr}"
+        assert proc.returncode == -9, said
+        kills += 1
+        left = leftover_temp_pins(rig.stack)
+        assert len(left) == 1, f"{said}\n{left}"
+        name = Path(left[0]).name
+        shown = subprocess.run(
+            [sys.executable, "-m", "nkplan.cli", "plan", rig.paths[goal]], capture_output=True, text=True
+        )
+        assert shown.returncode == 0 and "interrupted apply left: " in shown.stdout and name in shown.stdout, (
+            f"{said}\n{shown.stdout}{shown.stderr}"
+        )
+        # the destroy plan deletes the hook the pin is under (in the first case it holds nothing else)
+        assert any(p.startswith("hook[") and "(delete)" in p for p in rig.pending(None)), said
+        if then == "destroy":
+            rig.converge(None)
+            rig.nothing_left(said)
+        else:
+            rig.converge(goal)
+            assert leftover_temp_pins(rig.stack) == [] and rig.pending(goal) == [], said
+            rig.converge(None)
+            rig.nothing_left(said)
+    print(f"\n{start} -> {goal}: {kills} kills between pin and rename")
