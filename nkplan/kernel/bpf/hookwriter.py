@@ -448,13 +448,14 @@ class _HookWriter:
             try:
                 hooks.update(o.fd, old_prog, old_prog_fd=new.fd, what=what)
             except KernelError as back:
+                # kept, so the rollback (set_programs with the record read before) attaches it again
+                self.retired.retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
                 raise KernelError(
                     f"{exc}\nputting the old {what} back was refused too ({back}): its link, pinned as "
-                    f"{o.pin.path}, runs the new object; apply again",
+                    f"{o.pin.path}, runs the new object until the rollback or the next apply",
                     exc.errno,
                 ) from None
-            finally:
-                os.close(old_prog)
+            os.close(old_prog)
             _quietly(bpffs.remove_tree, final.maps_dir)
             raise
         self.retired.retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
