@@ -201,6 +201,10 @@ class HookRec:
     applied: str | None = field(default=None, compare=False)
     foreign: tuple[str, ...] | None = None
     foreign_now: tuple[str, ...] = field(default=(), compare=False)
+    # temporary pins ("<program>@<digest>-new", bpf/pins.py TEMP_SUFFIX) an apply killed between
+    # pinning a new link and renaming the pin into place left here: never declared, so a plan
+    # shows them as a change and the next apply (or destroy) detaches and removes them
+    leftovers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

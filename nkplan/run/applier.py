@@ -130,8 +130,9 @@ def apply_plan(
                     if not left_to_kernel:
                         _run(kernel, batch, session)
                 except NkplanError as exc:
-                    rolled, errors = _rollback(kernel, journal, progress, session)
-                    raise ApplyFailed(exc, batch[0], len(journal), rolled, errors) from None
+                    errors = _undo_failed(kernel, batch, session)
+                    rolled, more = _rollback(kernel, journal, progress, session)
+                    raise ApplyFailed(exc, batch[0], len(journal), rolled, errors + more) from None
                 journal.extend(_put_back(op) if left_to_kernel else op for op in batch)
                 if progress:
                     for op in batch:
@@ -153,6 +154,20 @@ def apply_plan(
         except KeyboardInterrupt as exc:
             rolled, errors = _rollback(kernel, journal, progress, session)
             raise ApplyFailed(exc, plan.operations[-1], len(journal), rolled, errors, signals.name, True) from None
+
+
+def _undo_failed(kernel: Kernel, batch: list[Operation], session: ApplySession) -> list[str]:
+    """A failed step may have done part of its job (a hook: one program attached and pinned,
+    the next refused). Where the kernel half converges from what it finds (ResourceType.undo_failed),
+    the step's inverse takes that part back; elsewhere a step is all or nothing by itself."""
+    op = batch[0]
+    if len(batch) != 1 or op.kind not in BY_NAME[op.type].undo_failed:
+        return []
+    try:
+        execute(kernel, inverse(op), session)
+    except NkplanError as exc:
+        return [f"{op.address} (undoing the failed step): {exc}"]
+    return []
 
 
 def _rollback(

@@ -85,6 +85,11 @@ class ResourceType(Generic[R]):
     hidden: ClassVar[tuple[str, ...]] = ()
     # what deleting one also does, for reviewers (the Markdown plan's disruption banner)
     delete_note: ClassVar[str | None] = None
+    # the operations (create, update, delete) whose kernel half converges from whatever it finds,
+    # so that the inverse also takes back the operation half-done: the applier undoes a failed
+    # one of these too (a hook's step is several attaches, pins and renames; a pair's update
+    # several netlink requests). Elsewhere a step is all or nothing by itself.
+    undo_failed: ClassVar[frozenset[str]] = frozenset()
 
     # identity and names -------------------------------------------------------------------------
     def address(self, rec: R) -> str:

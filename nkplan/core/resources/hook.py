@@ -22,6 +22,7 @@ def hook_address(ns: str, device: str, hook: str) -> str:
 class HookType(ResourceType[HookRec]):
     name = "hook"
     record = HookRec
+    undo_failed = frozenset({"create", "update", "delete"})  # kernel/bpf/hookwriter.py reads the hook afresh
     hidden = (
         "programs.prog_id", "programs.tag", "programs.link_id", "programs.maps",  # kernel ids: for `show`
         "applied", "foreign_now",  # bookkeeping
@@ -39,7 +40,7 @@ class HookType(ResourceType[HookRec]):
             have = live.hooks.get(key)
             claims.declared(rec, have if have is not None and claims.ours(have.owner) else None, i)
         for key, have in live.hooks.items():
-            if claims.ours(have.owner) and key not in claims.want.hooks and have.programs:
+            if claims.ours(have.owner) and key not in claims.want.hooks and (have.programs or have.leftovers):
                 claims.undeclared(have, self.address(have))
         owned = {(d.namespace, d.name) for d in live.devices.values() if claims.ours(d.owner)}
         for f in live.foreign_programs:
@@ -90,6 +91,8 @@ class HookType(ResourceType[HookRec]):
                 p.pop("shared", None)
         if not data.get("foreign"):  # ... and of hooks without foreign programs
             data.pop("foreign", None)
+        if not rec.leftovers:  # the usual case: not worth a line in every plan
+            data.pop("leftovers", None)
         return data
 
     def from_plain(self, data: dict[str, Any]) -> HookRec:
@@ -106,6 +109,7 @@ class HookType(ResourceType[HookRec]):
                 "programs": progs,
                 "foreign": tuple(foreign) if foreign is not None else None,
                 "foreign_now": tuple(data.get("foreign_now", ())),
+                "leftovers": tuple(data.get("leftovers", ())),
             }
         )
 
@@ -160,4 +164,7 @@ def describe_programs(have: HookRec, want: HookRec) -> str:
     gone = [f for f in have.foreign or () if f not in set(want.foreign or ())]
     if gone and want.foreign is not None:
         words.append(f"forget {', '.join(gone)} (no longer attached)")
+    left = [n for n in have.leftovers if n not in want.leftovers]
+    if left:
+        words.append("remove the pin(s) an interrupted apply left: " + ", ".join(left))
     return "; ".join(words) or "re-attach"

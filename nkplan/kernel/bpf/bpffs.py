@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from nkplan.errors import CapabilityError, KernelError
-from nkplan.kernel import libc
+from nkplan.kernel import faultpoint, libc
 from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf import pins
 from nkplan.kernel.bpf import syscall as S
@@ -96,6 +96,8 @@ def unpin(path: str, root: str = pins.ROOT) -> bool:
             removed = True
         else:
             try:
+                if os.path.lexists(target):
+                    faultpoint.reached(f"unlink({target})")
                 os.unlink(target)
                 removed = True
             except FileNotFoundError:
@@ -111,6 +113,7 @@ def remove_tree(directory: str, root: str = pins.ROOT) -> None:
     if not os.path.isdir(directory):
         return
     try:
+        faultpoint.reached(f"remove_tree({directory})")
         for base, dirs, files in os.walk(directory, topdown=False):
             for name in files:
                 os.unlink(posixpath.join(base, name))
@@ -176,6 +179,16 @@ def hook_pins(directory: str) -> list[PinEntry]:
         if named is not None:
             out.append(PinEntry(*named, f"{directory}/{name}", name in maps))
     return out
+
+
+def temp_pins(directory: str) -> list[str]:
+    """The temporary pins (pins.TEMP_SUFFIX) in one hook directory, sorted by name: what an apply
+    killed between pinning a new link and renaming the pin into place left behind."""
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [f"{directory}/{n}" for n in names if n.endswith(pins.TEMP_SUFFIX)]
 
 
 def link_pins(stack: str, root: str = pins.ROOT) -> list[LinkPin]:

@@ -33,18 +33,19 @@ import errno
 import os
 import posixpath
 import resource
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 from nkplan.core.records import HookRec, ProgramRec
 from nkplan.errors import InternalError, KernelError
+from nkplan.kernel import faultpoint
 from nkplan.kernel.bpf import bpffs, hookmarks, hooks, info, libbpf, pins, sharedmaps
 from nkplan.kernel.bpf.errors import BpfObjectError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor, HookState
-from nkplan.kernel.bpf.pins import TEMP_SUFFIX, LinkPin, hook_dir
+from nkplan.kernel.bpf.pins import MAPS_SUFFIX, TEMP_SUFFIX, LinkPin, hook_dir
 from nkplan.kernel.bpf.scan import Pinned, pinned_links
 from nkplan.spec import objfile
 
@@ -98,6 +99,7 @@ def _longest_in_order(positions: list[int], weights: list[int] | None = None) ->
 def _rename(src: str, dst: str) -> None:
     try:
         os.makedirs(posixpath.dirname(dst), mode=0o700, exist_ok=True)
+        faultpoint.reached(f"rename({src})")
         os.rename(src, dst)
     except OSError as exc:
         raise KernelError(f"renaming the pin {src} to {dst}: {os.strerror(exc.errno or 0)}", exc.errno) from None
@@ -266,9 +268,14 @@ class _HookWriter:
         for stack in self.stacks:  # temporary pins a crashed run left behind
             directory = hook_dir(stack, r.namespace, r.device, r.hook)
             if os.path.isdir(directory):
-                for name in sorted(os.listdir(directory)):
+                names = sorted(os.listdir(directory))
+                for name in names:
                     if name.endswith(TEMP_SUFFIX):
                         hooks.remove_pinned_link(posixpath.join(directory, name), what=self.what(name))
+                # ... and maps pinned for a link that was never renamed into place
+                for name in names:
+                    if name.endswith(MAPS_SUFFIX) and name.removesuffix(MAPS_SUFFIX) not in names:
+                        bpffs.remove_tree(posixpath.join(directory, name))
         try:
             state = hooks.query(r)
         except KernelError as exc:
@@ -294,7 +301,7 @@ class _HookWriter:
         # stay where it is: weigh those so heavily that the kept run includes them if it can
         weights = [1 + (1 << 8) * (not self.loadable(wanted[index[o.pin.program]])) for o in kept]
         in_order = _longest_in_order([index[o.pin.program] for o in kept], weights)
-        stay = {kept[i].pin.program for i in in_order}
+        stay = {kept[i].pin.program for i in in_order if not self.put_back(wanted[index[kept[i].pin.program]], kept[i])}
 
         # phase 0: load what must be loaded (nothing changes on the hook yet)
         attach: list[_Attach] = []
@@ -351,6 +358,12 @@ class _HookWriter:
                 finally:
                     os.close(fd)
         hookmarks.write(directory, self.applied, foreign)
+
+    def put_back(self, rec: ProgramRec, o: _Owned) -> bool:
+        """A rollback's record names the instance that ran before (prog_id) and this apply moved it
+        (a new instance of the same object runs now, the old one is retired): attach the old one
+        again, so the rollback leaves the very programs it found."""
+        return not rec.object and bool(rec.prog_id) and rec.prog_id != o.prog_id and self.loadable(rec)
 
     def loadable(self, rec: ProgramRec) -> bool:
         return bool(rec.object) or self.retired.has(self.ref, rec.program, rec.digest)
@@ -470,19 +483,7 @@ class _HookWriter:
         only if the link still runs the program it ran when read), then bring pin and maps in line."""
         final = self.final_pin(rec)
         if new is not None:
-            old_prog = info.open_prog(o.prog_id)
-            try:
-                hooks.update(o.fd, new.fd, old_prog_fd=old_prog, what=self.what(rec.program))
-            except BaseException:
-                os.close(old_prog)
-                raise
-            self.retired.retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
-            bpffs.remove_tree(final.maps_dir)
-            if rec.pin_maps:
-                _pin_maps(final, new)
-            _rename(o.pin.path, final.path)
-            if o.pin.maps_dir != final.maps_dir:
-                bpffs.remove_tree(o.pin.maps_dir)
+            self.swap(o, rec, new, final)
             return
         if o.pin.path != final.path:  # same program, another owner's directory (adoption)
             _rename(o.pin.path, final.path)
@@ -497,6 +498,51 @@ class _HookWriter:
                 os.close(prog_fd)
         elif has_maps and not rec.pin_maps:
             bpffs.remove_tree(final.maps_dir)
+
+
+    def swap(self, o: _Owned, rec: ProgramRec, new: _Prog, final: LinkPin) -> None:
+        """Update in place: the new instance's maps pinned (at the new digest's name), then
+        LINK_UPDATE, then the pin renamed to the new digest. A failure after the swap swaps the
+        old program back, so a pin never names a program other than the one its link runs (the
+        reader identifies programs by pin name)."""
+        what = self.what(rec.program)
+        old_prog = info.open_prog(o.prog_id)
+        try:
+            bpffs.remove_tree(final.maps_dir)  # a leftover of an interrupted attempt
+            if rec.pin_maps:
+                _pin_maps(final, new)
+            hooks.update(o.fd, new.fd, old_prog_fd=old_prog, what=what)
+        except BaseException:
+            os.close(old_prog)
+            _quietly(bpffs.remove_tree, final.maps_dir)
+            raise
+        try:
+            _rename(o.pin.path, final.path)
+        except KernelError as exc:
+            try:
+                hooks.update(o.fd, old_prog, old_prog_fd=new.fd, what=what)
+            except KernelError as back:
+                # kept, so the rollback (set_programs with the record read before) attaches it again
+                self.retired.retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
+                raise KernelError(
+                    f"{exc}\nputting the old {what} back was refused too ({back}): its link, pinned as "
+                    f"{o.pin.path}, runs the new object until the rollback or the next apply",
+                    exc.errno,
+                ) from None
+            os.close(old_prog)
+            _quietly(bpffs.remove_tree, final.maps_dir)
+            raise
+        self.retired.retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
+        if o.pin.maps_dir != final.maps_dir:
+            bpffs.remove_tree(o.pin.maps_dir)
+
+
+def _quietly(remove: Callable[[str], None], path: str) -> None:
+    """Best effort cleanup while another error is on its way out (that one is reported)."""
+    try:
+        remove(path)
+    except KernelError:
+        pass
 
 
 def set_programs(before: HookRec | None, after: HookRec | None, retired: Retired) -> None:

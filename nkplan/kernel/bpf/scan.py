@@ -200,11 +200,15 @@ def _stale(live: LiveState, key: bpffs.HookKey, pin: PinEntry) -> None:
 Mark = tuple[str, tuple[str, ...]] | None
 
 
-def _marked(key: bpffs.HookKey, mark: Mark, programs: tuple[ProgramRec, ...], foreign: list[str]) -> HookRec:
-    """The hook's record with what its marker says (hookmarks.py)."""
+def _marked(
+    key: bpffs.HookKey, mark: Mark, programs: tuple[ProgramRec, ...], foreign: list[str], temps: Sequence[str]
+) -> HookRec:
+    """The hook's record with what its marker says (hookmarks.py) and the temporary pins an
+    interrupted apply left (by name)."""
     stack, ns, device, hook = key
     applied, was = mark if mark is not None else (None, None)
-    return HookRec(ns, device, hook, programs, stack, applied, was, tuple(foreign))
+    leftovers = tuple(posixpath.basename(p) for p in temps)
+    return HookRec(ns, device, hook, programs, stack, applied, was, tuple(foreign), leftovers)
 
 
 def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
@@ -212,13 +216,18 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
     owner stack's pins by link id) in kernel run order; every other link is foreign. A hook of an
     owned device where the owner has pins (or a marker) but none of them holds a link on the hook
     (all detached out of band) is reported with no programs, so the plan says what nkplan would
-    re-attach. Pins whose link is not on their hook go to live.orphan_pins."""
+    re-attach. Pins whose link is not on their hook go to live.orphan_pins. Temporary pins of the
+    owner's (a link pinned, killed before the rename) are the hook's `leftovers`; the link such a
+    pin holds is neither owned nor foreign: the next apply removes it."""
     every = list(bpffs.hook_dirs())
     index = {key: entries for key, directory in every if (entries := bpffs.hook_pins(directory))}
+    temps = {key: left for key, directory in every if (left := bpffs.temp_pins(directory))}
     seen: set[bpffs.HookKey] = set()
     for sc in found:
         pkey = (sc.owner, sc.namespace, sc.device, sc.hook)
         seen.add(pkey)
+        left = temps.get(pkey, [])
+        leftover_links = {i for i in map(_link_id, left) if i is not None}
         owned: dict[int, PinEntry] = {}
         on_hook = {e.link_id for e in sc.state.entries}
         for pe in index.get(pkey, ()):
@@ -246,17 +255,17 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
                         shared=_uses(entry.prog_id, shared) if shared else (),
                     )
                 )
-            else:
+            elif entry.link_id is None or entry.link_id not in leftover_links:
                 name = _prog_info(entry.prog_id)[0]
                 foreign.append((entry.prog_id, name))
                 live.foreign_programs.append(
                     ForeignProgram(sc.namespace, sc.device, sc.hook, entry.prog_id, name, entry.link_id)
                 )
         mark = hookmarks.read(pins.hook_dir(*pkey))  # one listdir
-        if programs or pkey in index or mark is not None:
+        if programs or pkey in index or mark is not None or left:
             now = [f"{name} (id {pid})" for pid, name in sorted(foreign)]
-            live.hooks[(sc.namespace, sc.device, sc.hook)] = _marked(pkey, mark, tuple(programs), now)
-    for key, directory in every:  # pins or a marker, and nothing at all on the hook
+            live.hooks[(sc.namespace, sc.device, sc.hook)] = _marked(pkey, mark, tuple(programs), now, left)
+    for key, directory in every:  # pins, a marker or leftovers, and nothing at all on the hook
         if key in seen:
             continue
         stack, ns, device, hook = key
@@ -265,8 +274,9 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
         dev = live.devices.get((ns, device))
         if dev is not None and dev.owner == stack and dev.kind in PAIR_KINDS:
             mark = hookmarks.read(directory)
-            if key in index or mark is not None:
-                live.hooks[(ns, device, hook)] = _marked(key, mark, (), [])
+            stray = temps.get(key, [])
+            if key in index or mark is not None or stray:
+                live.hooks[(ns, device, hook)] = _marked(key, mark, (), [], stray)
 
 
 # pins of deleted devices ----------------------------------------------------------------------------

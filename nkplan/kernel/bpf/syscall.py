@@ -14,6 +14,7 @@ import errno
 import os
 import struct
 
+from nkplan.kernel import faultpoint
 from nkplan.kernel.bpf import consts as C
 
 SYS_BPF = 321  # x86_64 (arch/x86/entry/syscalls/syscall_64.tbl)
@@ -49,8 +50,20 @@ class Attr:
         return int(struct.unpack_from("=Q", self.buf, offset)[0])
 
 
+# the commands that change what a hook runs or what bpffs holds (faultpoint.py); loading a
+# program or making a map changes nothing another process sees until it is attached or pinned
+_CHANGES = {
+    C.BPF_OBJ_PIN: "OBJ_PIN",
+    C.BPF_LINK_CREATE: "LINK_CREATE",
+    C.BPF_LINK_UPDATE: "LINK_UPDATE",
+    C.BPF_LINK_DETACH: "LINK_DETACH",
+}
+
+
 def bpf(cmd: int, attr: Attr) -> int:
     """bpf(cmd, &attr, sizeof attr); the result (an fd for fd-returning commands), or OSError."""
+    if cmd in _CHANGES:
+        faultpoint.reached(f"bpf({_CHANGES[cmd]})")
     while True:
         rc = _libc.syscall(SYS_BPF, cmd, ctypes.addressof(attr.buf), C.BPF_ATTR_SIZE)
         if rc >= 0:

@@ -113,11 +113,13 @@ def _set_mac(sock: RtnlSocket, index: int, end: EndRec, is_up: bool) -> None:
         rtnl.set_up(sock, index, end.name, end.namespace, True)
 
 
-def _delete_by_name(sock: RtnlSocket, name: str) -> None:
+def _delete_by_name(sock: RtnlSocket, name: str) -> NetlinkRefusal | None:
+    """Best effort: the refusal, if the kernel refused."""
     try:
         sock.request(C.RTM_DELLINK, 0, setlink(0, ("IFLA_IFNAME", name)))
-    except NetlinkRefusal:
-        pass
+    except NetlinkRefusal as exc:
+        return exc
+    return None
 
 
 def _check_single(sock: RtnlSocket, link: LinkRec, op: Op) -> None:
@@ -159,9 +161,20 @@ def create_link(link: LinkRec) -> None:
             _configure(ps, p, "primary", link.owner, link.applied)
             if q is not None:
                 _configure(qs, q, "peer", link.owner, None)
+        except KernelError as exc:
+            # the original error is the one reported; a pair whose removal is refused too stays
+            # behind half-configured, and the error says so (no journal holds it: the applier
+            # records a step once it is done)
+            refused = _delete_by_name(ps, p.name)
+            if refused is None:
+                raise
+            left = f"{p.name} in {where(p.namespace)}"
+            raise KernelError(
+                f"{exc}\nremoving the half-made {left} was refused too ({refused}): it stays behind; "
+                "run `nkplan plan` to see it",
+                exc.errno,
+            ) from None
         except BaseException:
-            # best effort, so the original error is the one reported: a pair whose removal is
-            # refused too stays behind half-configured, and the next plan shows it
             _delete_by_name(ps, p.name)
             raise
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from nkplan.kernel import libc
+from nkplan.kernel import faultpoint, libc
 from nkplan.kernel.netlink import consts as C
 
 NETNS_RUN_DIR = "/run/netns"
@@ -124,6 +124,7 @@ def _ensure_run_dir() -> None:
 def create_named(name: str, setup: Callable[[], None]) -> None:
     """Create namespace NAME and run setup() inside it before returning. On any failure the
     half-made namespace is removed again. Raises FileExistsError if the name is taken."""
+    faultpoint.reached(f"create namespace {name}")
     _ensure_run_dir()
     path = ns_path(name)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
@@ -157,6 +158,7 @@ def delete_named(name: str) -> None:
     path = ns_path(name)
     if not os.path.lexists(path):
         raise FileNotFoundError(errno.ENOENT, f"no namespace {name}", path)
+    faultpoint.reached(f"delete namespace {name}")
     try:
         libc.umount2(path, C.MNT_DETACH)
     except OSError as exc:

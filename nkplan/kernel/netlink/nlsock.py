@@ -16,6 +16,7 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from nkplan.kernel import faultpoint
 from nkplan.kernel.netlink import consts as C
 
 _HDR = struct.Struct("=IHHII")  # struct nlmsghdr
@@ -185,6 +186,11 @@ class RtnlSocket:
     def request(self, mtype: int, flags: int, body: bytes) -> list[tuple[int, bytes, int, int]]:
         """Send one request, wait for its ack; return any replies that came before the ack
         (for GET requests). Raises NetlinkRefusal on an error ack."""
+        if mtype & 3 != 2:  # rtnetlink's GET types are 2 mod 4; every other request changes something
+            try:
+                faultpoint.reached(f"netlink({mtype})")
+            except OSError as exc:
+                raise NetlinkRefusal(exc.errno or 0, exc.strerror) from None
         seq = self._send(mtype, flags | C.NLM_F_ACK, body)
         replies: list[tuple[int, bytes, int, int]] = []
         while True:
