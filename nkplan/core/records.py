@@ -122,6 +122,39 @@ class MapDef:
 
 
 @dataclass(frozen=True)
+class ValueRef:
+    """Bytes [offset, offset+size) of a global's value take the ifindex of a device, filled in
+    at apply time (the device may not exist yet when the plan is made)."""
+
+    offset: int
+    size: int
+    namespace: str
+    device: str
+
+
+@dataclass(frozen=True)
+class GlobalRec:
+    """A declared global variable of a program instance: where it lives (data section, offset)
+    and its encoded bytes (hex; references left zero), with the value as the spec wrote it."""
+
+    name: str
+    section: str
+    offset: int
+    data: str
+    text: str
+    hint: str = "hex"  # how to show bytes read back (spec.bpfvalues.decode)
+    refs: tuple[ValueRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class SectionRec:
+    """A data section's bytes as a running program holds them (live side, hex)."""
+
+    name: str
+    data: str
+
+
+@dataclass(frozen=True)
 class ProgramRec:
     """One BPF program on a hook, identified by its ELF program name and the content digest of
     its object file (first 16 hex of SHA-256, as in its pin name). `object` is the file's path
@@ -139,6 +172,12 @@ class ProgramRec:
     # from the kernel on the live side; () where unknown. Lets a plan say which maps an update
     # in place carries over.
     maps: tuple[MapDef, ...] = field(default=(), compare=False)
+    # globals: declared on the desired side; `digest` then names the instance (object and
+    # values, spec.globals.instance_digest) and `object_digest` the object file alone
+    globals: tuple[GlobalRec, ...] = field(default=(), compare=False)
+    object_digest: str = field(default="", compare=False)
+    # live side: the instance's data sections (.rodata, .data, .bss) as the kernel holds them
+    sections: tuple[SectionRec, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
