@@ -30,6 +30,7 @@ from nkplan.core.records import (
 )
 from nkplan.core.resources.rule import rule_record
 from nkplan.core.sysctls import canonical
+from nkplan.spec.btf import read_object
 from nkplan.spec.checks import (
     declared_hooks,
     effective_metric,
@@ -38,6 +39,7 @@ from nkplan.spec.checks import (
     route_table,
     route_to_cidr,
 )
+from nkplan.spec.globals import device_resolver, program_globals, with_globals
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 
@@ -79,7 +81,11 @@ def hook_records(
         recs = []
         for p in progs:
             full = resolve(spec_file, p.object)
-            recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full, maps=maps.get(full, ())))
+            obj_digest = objects.get(full, "")
+            rec = ProgramRec(p.program, obj_digest, p.pin_maps, full, maps=maps.get(full, ()))
+            if p.globals:
+                rec = with_globals(rec, program_globals(read_object(full), p.globals, device_resolver(spec)))
+            recs.append(rec)
         out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)
     return out
 

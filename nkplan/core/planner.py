@@ -61,6 +61,14 @@ class _Graph:
             for token in items[addr].rtype.provides(rec):
                 self.providers[token].append(addr)
 
+    def referred(self, addr: str, rec: Any) -> list[str]:
+        """Why the record must change with the providers it refers to (Need.refers)."""
+        return [
+            need.refers
+            for need in self.items[addr].rtype.needs(rec)
+            if need.refers and set(self.providers.get(need.token, ())) - {addr}
+        ]
+
     def deps(self, addr: str, rec: Any, lives_on_only: bool = False) -> set[str]:
         out: set[str] = set()
         for need in self.items[addr].rtype.needs(rec):
@@ -140,7 +148,8 @@ class _Planner:
         return tuple(out)
 
     def _cascade(self, decided: dict[str, Decision]) -> None:
-        """What lives on a device (routes, programs) is replaced when the device is."""
+        """What lives on a device (routes, programs) is replaced when the device is; what refers
+        to it (a program value holding its ifindex) is updated with it."""
         replaced = {a: self.items[a].want for a, d in decided.items() if d.action == "replace"}
         if not replaced:
             return
@@ -156,6 +165,17 @@ class _Planner:
                     (),
                     f"its device {sorted(hit)[0]} is replaced",
                     action_reason="replace_because_dependency_replaced",
+                )
+                continue
+            why = graph.referred(addr, item.want)
+            if why:
+                was = decided[addr]
+                decided[addr] = Decision(
+                    "update",
+                    was.changed_paths,
+                    (),
+                    "; ".join([*why, *([was.reason] if was.reason else [])]),
+                    action_reason=was.action_reason,
                 )
 
     def _op(self, kind: str, addr: str) -> Operation:

@@ -25,6 +25,7 @@ from nkplan.core.records import (
     SysctlsRec,
     ns_label,
 )
+from nkplan.core.resources.programvalues import with_live_devices
 from nkplan.core.sysctls import DEVICE_KEYS, Sysctls, Value, proc_path, reference_key
 from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.seam import ApplySession, Writer, Writers, typed_writers
@@ -352,8 +353,8 @@ class FakeKernel(Writers):
         key = (rec.namespace, rec.device, rec.hook)
         if after is None or not after.programs:
             self.state.hooks.pop(key, None)
-        else:
-            self.state.hooks[key] = after
+        else:  # as the real writer: instance digests from the named devices' ifindexes of now
+            self.state.hooks[key] = with_live_devices(after, self.state)
 
     def bpf_problems(self) -> list[str]:
         return []

@@ -4,7 +4,7 @@ problem of a file can be reported at once with its location."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +34,11 @@ class ProgramSpec(_Model):
     object: str = Field(description="ELF BPF object file, relative to the spec file")
     program: str = Field(min_length=1, description="the program's name in the object")
     pin_maps: bool = Field(default=False, description="also pin the program's maps next to its link")
+    globals: dict[str, Any] | None = Field(
+        default=None,
+        description="global variables of the instance (.rodata const volatile, .data, .bss) by name, "
+        "typed from the object's BTF; {ifindex: DEVICE} names a declared device",
+    )
 
 
 class TcxPrograms(_Model):

@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nkplan.core.records import MapDef
-from nkplan.spec import objfile
+from nkplan.spec import btf, objfile
+from nkplan.spec.bpfvalues import ResolveDevice, ValueProblem
 from nkplan.spec.checks import Problem, declared_hooks
+from nkplan.spec.globals import device_resolver, program_globals
 from nkplan.spec.models import StackSpec
 
 # an object file's program names and own maps; raises InspectError when it cannot open the file
@@ -69,6 +72,7 @@ def object_problems(
     """(problems, what was learnt of the objects)."""
     problems: list[Problem] = []
     facts = ObjectFacts()
+    resolver: ResolveDevice | None = None
     contents: dict[str, list[str] | str] = {}
     for path, _end, _hook, progs in declared_hooks(spec):
         for j, prog in enumerate(progs):
@@ -92,4 +96,24 @@ def object_problems(
                 problems.append(
                     ((*path, j, "program"), f"object {prog.object!r} has no program {prog.program!r} (it has: {have})")
                 )
+            elif prog.globals:
+                resolver = resolver or device_resolver(spec)
+                problems += globals_problems(prog.globals, prog.object, full, (*path, j, "globals"), resolver)
     return problems, facts
+
+
+def globals_problems(
+    values: dict[str, Any], written: str, full: str, where: tuple[str | int, ...], resolver: ResolveDevice
+) -> list[Problem]:
+    """A program entry's `globals:` against its object's BTF: each value named, typed, in range."""
+    try:
+        tp = btf.read_object(full)
+    except (btf.BtfError, OSError) as exc:
+        return [(where, f"object {written!r}: cannot read its BTF types: {exc}")]
+    out: list[Problem] = []
+    for name, value in values.items():  # every bad value at once
+        try:
+            program_globals(tp, {name: value}, resolver)
+        except ValueProblem as exc:
+            out.append(((*where, *exc.where), exc.message))
+    return out

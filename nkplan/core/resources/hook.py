@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from nkplan.core.hostns import document_ns, qualified
-from nkplan.core.records import HookRec, MapDef, ProgramRec
+from nkplan.core.records import HookRec, ProgramRec
+from nkplan.core.resources import programvalues as values
 from nkplan.core.resources.base import Claims, Need, ResourceType
 from nkplan.core.resources.link import on_device
 from nkplan.core.resources.namespace import in_namespace
@@ -20,7 +21,12 @@ def hook_address(ns: str, device: str, hook: str) -> str:
 class HookType(ResourceType[HookRec]):
     name = "hook"
     record = HookRec
-    hidden = ("programs.prog_id", "programs.tag", "programs.link_id", "programs.maps")  # kernel ids: for `show`
+    hidden = (
+        "programs.prog_id", "programs.tag", "programs.link_id", "programs.maps",  # kernel ids: for `show`
+        "programs.object_digest", "programs.sections",  # globals' bookkeeping: the plan says them in words
+        "programs.globals.section", "programs.globals.offset", "programs.globals.data",
+        "programs.globals.hint", "programs.globals.refs",
+    )  # fmt: skip
 
     def address(self, rec: HookRec) -> str:
         return hook_address(rec.namespace, rec.device, rec.hook)
@@ -32,6 +38,7 @@ class HookType(ResourceType[HookRec]):
         live = claims.live
         for i, (key, (rec, _path)) in enumerate(claims.want.hooks.items()):
             have = live.hooks.get(key)
+            rec = values.with_live_devices(rec, live)
             claims.declared(rec, have if have is not None and claims.ours(have.owner) else None, i)
         for key, have in live.hooks.items():
             if claims.ours(have.owner) and key not in claims.want.hooks and have.programs:
@@ -51,11 +58,11 @@ class HookType(ResourceType[HookRec]):
         for token in in_namespace(rec.namespace):
             yield Need(token)
         yield on_device(rec.namespace, rec.device)
+        for ns, device in values.referenced_devices(rec):  # after the devices its values name
+            yield Need(("device", ns, device), refers=f"ifindex of {qualified(ns, device)} changes: device replaced")
 
     def from_plain(self, data: dict[str, Any]) -> HookRec:
-        progs = tuple(
-            ProgramRec(**{**p, "maps": tuple(MapDef(**m) for m in p.get("maps", ()))}) for p in data["programs"]
-        )
+        progs = tuple(values.program_from_plain(p) for p in data["programs"])
         return HookRec(**{**data, "programs": progs})
 
 
@@ -84,7 +91,7 @@ def describe_programs(have: HookRec, want: HookRec) -> str:
     words = [f"attach {n}" for n in new if n not in old]
     words += [f"detach {n}" for n in old if n not in new]
     words += [
-        f"update {n} in place ({_what_maps_do(old[n], new[n])})"
+        f"update {n} in place ({values.what_changed(old[n], new[n], _what_maps_do(old[n], new[n]))})"
         for n in new
         if n in old and new[n].digest != old[n].digest
     ]

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from nkplan.core.records import HookRec, ProgramRec
 from nkplan.errors import InternalError, KernelError
-from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins
+from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins, values
 from nkplan.kernel.bpf.errors import BpfObjectError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
@@ -110,10 +110,11 @@ def _check_digest(rec: ProgramRec) -> None:
     if why is not None:
         raise BpfObjectError(f"{rec.object}: {why}", rec.object, rec.program)
     now = objfile.digest(rec.object)[: objfile.DIGEST_CHARS]
-    if now != rec.digest[: objfile.DIGEST_CHARS]:
+    planned = (rec.object_digest or rec.digest)[: objfile.DIGEST_CHARS]  # object_digest: the instance has globals
+    if now != planned:
         raise BpfObjectError(
             f"{rec.object}: the object file changed since the plan was made (digest {now}, planned "
-            f"{rec.digest[: objfile.DIGEST_CHARS]}); plan again",
+            f"{planned}); plan again",
             rec.object,
             rec.program,
         )
@@ -237,6 +238,7 @@ class _HookWriter:
 
     def run(self, wanted: Sequence[ProgramRec]) -> None:
         r = self.ref
+        wanted = [values.settle(rec) for rec in wanted]  # device references: the ifindexes of now
         for stack in self.stacks:  # temporary pins a crashed run left behind
             directory = hook_dir(stack, r.namespace, r.device, r.hook)
             if os.path.isdir(directory):
@@ -330,7 +332,9 @@ class _HookWriter:
             self.cleanup.callback(os.close, fd)
             return _Prog(fd)
         _check_digest(rec)
-        obj = libbpf.load_program(rec.object, rec.program, reuse=self.maps_of(old) if old is not None else None)
+        obj = libbpf.load_program(
+            rec.object, rec.program, reuse=self.maps_of(old) if old is not None else None, patches=values.patches(rec)
+        )
         self.cleanup.callback(obj.close)
         return _Prog(obj.program_fd(rec.program), obj)
 

@@ -26,10 +26,21 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from nkplan.core.records import HOST, ForeignProgram, Hook, HookRec, LiveState, MapDef, ProgramRec, parse_owner_alias
+from nkplan.core.records import (
+    HOST,
+    ForeignProgram,
+    Hook,
+    HookRec,
+    LiveState,
+    MapDef,
+    ProgramRec,
+    SectionRec,
+    parse_owner_alias,
+)
 from nkplan.errors import KernelError
 from nkplan.kernel.bpf import bpffs, info, mprog, pins
 from nkplan.kernel.bpf import consts as BC
+from nkplan.kernel.bpf import syscall as S
 from nkplan.kernel.bpf.bpffs import PinEntry
 from nkplan.kernel.bpf.mprog import HookState
 from nkplan.kernel.bpf.pins import LinkPin
@@ -142,24 +153,25 @@ def pinned_links(stack: str, namespace: str, device: str, hook: Hook, *, keep_fd
     return open_pins(found, keep_fds=keep_fds)
 
 
-def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, tuple[MapDef, ...]]:
-    """(name, tag, maps) of a loaded program; empty if it is gone. Maps (the program's own, not
-    .data/.bss/.rodata, whose kernel names hold a dot) only when asked: three syscalls each."""
+def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, tuple[MapDef, ...], tuple[SectionRec, ...]]:
+    """(name, tag, maps, data sections) of a loaded program; empty if it is gone. Maps (the
+    program's own) and the content of its data sections (.data/.bss/.rodata, whose kernel names
+    hold a dot: what its globals hold) only when asked: three or four syscalls each."""
     try:
         fd = info.open_prog(prog_id)
     except KernelError:
-        return "", "", ()
+        return "", "", (), ()
     try:
         got = info.prog_info(fd)
-        return got.name, got.tag, (_map_defs(got.map_ids) if with_maps else ())
+        return (got.name, got.tag, *(_map_defs(got.map_ids) if with_maps else ((), ())))
     except OSError:
-        return "", "", ()
+        return "", "", (), ()
     finally:
         os.close(fd)
 
 
-def _map_defs(map_ids: Sequence[int]) -> tuple[MapDef, ...]:
-    out = []
+def _map_defs(map_ids: Sequence[int]) -> tuple[tuple[MapDef, ...], tuple[SectionRec, ...]]:
+    out, sections = [], []
     for map_id in map_ids:
         try:
             fd = info.open_map(map_id)
@@ -167,11 +179,15 @@ def _map_defs(map_ids: Sequence[int]) -> tuple[MapDef, ...]:
             continue  # freed meanwhile
         try:
             d = info.map_info(fd).definition()
+            if "." not in d.name:
+                out.append(d)
+            elif d.max_entries == 1:  # a data section: libbpf's "OBJNAME.SECTION", one value
+                value = S.map_lookup_raw(fd, bytes(4), d.value_size)
+                if value is not None:
+                    sections.append(SectionRec(d.name[d.name.index(".") :], value.hex()))
         finally:
             os.close(fd)
-        if "." not in d.name:
-            out.append(d)
-    return tuple(out)
+    return tuple(out), tuple(sections)
 
 
 def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
@@ -193,7 +209,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
         for entry in sc.state.entries:
             pin = owned.get(entry.link_id) if entry.link_id is not None else None
             if pin is not None:
-                _name, tag, maps = _prog_info(entry.prog_id, with_maps=True)
+                _name, tag, maps, sections = _prog_info(entry.prog_id, with_maps=True)
                 programs.append(
                     ProgramRec(
                         pin.program,
@@ -203,6 +219,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
                         tag=tag,
                         link_id=entry.link_id,
                         maps=maps,
+                        sections=sections,
                     )
                 )
             else:

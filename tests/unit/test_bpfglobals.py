@@ -1,0 +1,106 @@
+"""`globals:` on program entries through the fake kernel: validation against the object's BTF
+with file:line:col, a changed value as an update in place that says which globals change, and a
+device reference that follows a replaced device (the real kernel: tests/host/test_bpf_values.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nkplan.api import Loaded, load_text
+from nkplan.core.plan import Plan
+from nkplan.core.records import GlobalRec, ProgramRec, SectionRec
+from nkplan.core.resources.programvalues import what_changed
+from nkplan.errors import SpecError
+from nkplan.kernel.fake import FakeKernel
+from nkplan.run.workflow import apply_and_verify, plan_for
+from nkplan.spec.globals import instance_digest
+
+BUILD = Path(__file__).resolve().parents[2] / "bpf" / "build"
+
+
+@pytest.fixture
+def objs(tmp_path: Path) -> Path:
+    shutil.copy(BUILD / "redirect.o", tmp_path / "redirect.o")
+    return tmp_path
+
+
+def spec(tmp: Path, globals_: str, mode: str = "l3") -> Loaded:
+    text = (
+        "stack: t\nnamespaces: [{name: p1}, {name: p2}]\nlinks:\n"
+        "  - name: ve1\n    kind: veth\n    peer: {name: eth0, namespace: p1}\n"
+        "    tcx:\n      ingress:\n        - object: redirect.o\n          program: redirect_to\n"
+        f"          globals: {globals_}\n"
+        f"  - name: nk2\n    kind: netkit\n    mode: {mode}\n    peer: {{name: eth0, namespace: p2}}\n"
+    )
+    path = tmp / "spec.yaml"
+    path.write_text(text)
+    return load_text(text, str(path))
+
+
+def converge(kernel: FakeKernel, loaded: Loaded) -> Plan:
+    plan = plan_for(kernel, loaded).plan
+    apply_and_verify(kernel, loaded, plan, sleep=lambda s: None)
+    return plan
+
+
+def changes(plan: Plan) -> dict[str, tuple[str, str | None]]:
+    return {c.address: (c.action, c.reason) for c in plan.changes if c.action != "no-op"}
+
+
+def test_globals_are_checked_against_the_objects_btf(objs: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        spec(objs, "{target_ifindex: {ifindex: nowhere}, use_peer: 2, nope: 1}")
+    found = info.value.problems
+    assert any(
+        "spec.yaml:11:47: links[0].tcx.ingress[0].globals.target_ifindex.ifindex: 'nowhere' is not a device" in p
+        for p in found
+    ), found
+    assert any("globals.use_peer: 2 is not a boolean (_Bool takes true or false)" in p for p in found), found
+    assert any("globals.nope: the object has no global variable 'nope' (it has: target_ifindex, use_peer)" in p
+               for p in found), found  # fmt: skip
+    with pytest.raises(SpecError, match="'eth0' is declared in more than one namespace: add namespace: NS"):
+        spec(objs, "{target_ifindex: {ifindex: eth0}}")
+
+
+def test_a_changed_global_is_an_update_in_place(objs: Path) -> None:
+    kernel = FakeKernel()
+    converge(kernel, spec(objs, "{target_ifindex: 3, use_peer: true}"))
+    assert not plan_for(kernel, spec(objs, "{target_ifindex: 3, use_peer: true}")).plan.has_changes
+    plan = plan_for(kernel, spec(objs, "{target_ifindex: 3, use_peer: false}")).plan
+    action, reason = changes(plan)["hook[ve1 ingress]"]
+    assert action == "update" and reason is not None and "update redirect_to in place (globals changed:" in reason
+    converge(kernel, spec(objs, "{target_ifindex: 3, use_peer: false}"))
+    assert not plan_for(kernel, spec(objs, "{target_ifindex: 3, use_peer: false}")).plan.has_changes
+
+
+def test_a_reference_follows_a_replaced_device(objs: Path) -> None:
+    kernel = FakeKernel()
+    ref = "{target_ifindex: {ifindex: nk2}, use_peer: true}"
+    converge(kernel, spec(objs, ref))
+    first = kernel.state.hooks[("", "ve1", "ingress")].programs[0].digest
+    assert not plan_for(kernel, spec(objs, ref)).plan.has_changes
+    plan = plan_for(kernel, spec(objs, ref, mode="l2")).plan
+    assert changes(plan)["hook[ve1 ingress]"] == ("update", "ifindex of nk2 changes: device replaced")
+    ops = [(op.kind, op.address) for op in plan.operations]
+    assert ops.index(("create", "link[nk2]")) < ops.index(("update", "hook[ve1 ingress]"))
+    converge(kernel, spec(objs, ref, mode="l2"))
+    assert kernel.state.hooks[("", "ve1", "ingress")].programs[0].digest != first
+    assert not plan_for(kernel, spec(objs, ref, mode="l2")).plan.has_changes
+
+
+def test_an_update_names_the_globals_that_change() -> None:
+    g = (
+        GlobalRec("target_ifindex", ".rodata", 0, "05000000", "5", "u"),
+        GlobalRec("use_peer", ".rodata", 4, "01", "true", "bool"),
+    )
+    new = ProgramRec("redirect_to", "new", globals=g, object_digest="obj")
+    running = ProgramRec("redirect_to", "old", sections=(SectionRec(".rodata", "0700000001"),))
+    assert what_changed(running, new, "object changed") == "globals changed: target_ifindex: 7 → 5; object changed"
+    was = (GlobalRec("target_ifindex", ".rodata", 0, "07000000", "7"), g[1])
+    same_obj = ProgramRec(  # the running instance is the same object with other values
+        "redirect_to", instance_digest("obj", was, lambda n, d: None), sections=(SectionRec(".rodata", "0700000001"),)
+    )
+    assert what_changed(same_obj, new, "object changed") == "globals changed: target_ifindex: 7 → 5"
