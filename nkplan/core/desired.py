@@ -40,6 +40,7 @@ from nkplan.spec.checks import (
     route_to_cidr,
 )
 from nkplan.spec.globals import device_resolver, program_globals, with_globals
+from nkplan.spec.mapentries import program_map_entries
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 
@@ -85,6 +86,9 @@ def hook_records(
             rec = ProgramRec(p.program, obj_digest, p.pin_maps, full, maps=maps.get(full, ()))
             if p.globals:
                 rec = with_globals(rec, program_globals(read_object(full), p.globals, device_resolver(spec)))
+            if p.maps:
+                entries = program_map_entries(read_object(full), p.maps, maps.get(full, ()), device_resolver(spec))
+                rec = dataclasses.replace(rec, map_entries=entries)
             recs.append(rec)
         out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)
     return out

@@ -147,6 +147,31 @@ class GlobalRec:
 
 
 @dataclass(frozen=True)
+class EntryRec:
+    """One entry of a program's map: key and value as bytes (hex; device references filled in
+    with the ifindexes known when planned), and as the spec wrote them (desired side)."""
+
+    key: str
+    value: str
+    key_text: str = field(default="", compare=False)
+    value_text: str = field(default="", compare=False)
+    key_refs: tuple[ValueRef, ...] = field(default=(), compare=False)
+    value_refs: tuple[ValueRef, ...] = field(default=(), compare=False)
+    hint: str = field(default="hex", compare=False)  # how to show a value read back
+
+
+@dataclass(frozen=True)
+class MapEntriesRec:
+    """The entries of one of a program's maps, sorted by key. Desired: the declared ones, and
+    whether entries not declared go (`exclusive`). Live: every entry; the hook type's view keeps
+    what the declaration manages (core/resources/programvalues.py)."""
+
+    name: str
+    entries: tuple[EntryRec, ...] = ()
+    exclusive: bool = False
+
+
+@dataclass(frozen=True)
 class SectionRec:
     """A data section's bytes as a running program holds them (live side, hex)."""
 
@@ -178,6 +203,9 @@ class ProgramRec:
     object_digest: str = field(default="", compare=False)
     # live side: the instance's data sections (.rodata, .data, .bss) as the kernel holds them
     sections: tuple[SectionRec, ...] = field(default=(), compare=False)
+    # declared entries of the program's own maps (desired); their content (live). Compared:
+    # entries change without a new instance (written into the running program's maps)
+    map_entries: tuple[MapEntriesRec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+class MapEntrySpec(_Model):
+    key: Any = Field(description="the entry's key, typed from the map's BTF key type")
+    value: Any = Field(description="the entry's value, typed from the map's BTF value type")
+
+
+class MapSpec(_Model):
+    entries: list[MapEntrySpec] = Field(default_factory=list, description="entries nkplan writes")
+    exclusive: bool = Field(default=False, description="remove entries that are not declared")
+
+
 class ProgramSpec(_Model):
     object: str = Field(description="ELF BPF object file, relative to the spec file")
     program: str = Field(min_length=1, description="the program's name in the object")
@@ -38,6 +48,9 @@ class ProgramSpec(_Model):
         default=None,
         description="global variables of the instance (.rodata const volatile, .data, .bss) by name, "
         "typed from the object's BTF; {ifindex: DEVICE} names a declared device",
+    )
+    maps: dict[str, MapSpec] | None = Field(
+        default=None, description="entries of the program's own maps (SEC(\".maps\")), by map name"
     )
 
 

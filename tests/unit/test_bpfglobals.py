@@ -104,3 +104,66 @@ def test_an_update_names_the_globals_that_change() -> None:
         "redirect_to", instance_digest("obj", was, lambda n, d: None), sections=(SectionRec(".rodata", "0700000001"),)
     )
     assert what_changed(same_obj, new, "object changed") == "globals changed: target_ifindex: 7 → 5"
+
+
+def allow_spec(tmp: Path, entries: str, exclusive: str = "true") -> Loaded:
+    shutil.copy(BUILD / "allow.o", tmp / "allow.o")
+    text = (
+        "stack: t\nnamespaces: [{name: p1}]\nlinks:\n"
+        "  - name: ve1\n    kind: veth\n    peer:\n      name: eth0\n      namespace: p1\n"
+        "      tcx:\n        egress:\n          - object: allow.o\n            program: allow_egress\n"
+        f"            maps: {{allow: {{exclusive: {exclusive}, entries: {entries}}}}}\n"
+    )
+    path = tmp / "spec.yaml"
+    path.write_text(text)
+    return load_text(text, str(path))
+
+
+WEB = "{key: {prefixlen: 24, addr: 10.0.0.0}, value: {port: 80}}"
+DNS = "{key: {prefixlen: 32, addr: 10.0.1.53}, value: {port: 53}}"
+
+
+def test_map_entries_plan_added_changed_and_removed(tmp_path: Path) -> None:
+    kernel = FakeKernel()
+    converge(kernel, allow_spec(tmp_path, f"[{WEB}]"))
+    assert not plan_for(kernel, allow_spec(tmp_path, f"[{WEB}]")).plan.has_changes
+    plan = plan_for(kernel, allow_spec(tmp_path, f"[{WEB.replace('80', '443')}, {DNS}]")).plan
+    assert changes(plan) == {
+        "hook[p1/eth0 egress]": (
+            "update",
+            "map allow: ~ {prefixlen: 24, addr: 10.0.0.0}: 0x5000 → {port: 443}, "
+            "+ {prefixlen: 32, addr: 10.0.1.53} → {port: 53}",
+        )
+    }
+    converge(kernel, allow_spec(tmp_path, f"[{WEB.replace('80', '443')}, {DNS}]"))
+    plan = plan_for(kernel, allow_spec(tmp_path, f"[{DNS}]")).plan
+    assert changes(plan) == {
+        "hook[p1/eth0 egress]": ("update", "map allow: - 0x180000000a000000 (0xbb01)")
+    }
+    # not exclusive: an entry the spec no longer names stays
+    assert not plan_for(kernel, allow_spec(tmp_path, f"[{DNS}]", exclusive="false")).plan.has_changes
+
+
+@pytest.mark.parametrize(
+    ("entries", "words"),
+    [
+        ("[{key: {prefixlen: 24, adr: 10.0.0.0}, value: {port: 80}}]",
+         "maps.allow.entries[0].key.adr: struct allow_key has no field 'adr' (it has: prefixlen, addr)"),
+        ("[{key: {prefixlen: 24, addr: 10.0.0.0}, value: {port: 70000}}]",
+         "maps.allow.entries[0].value.port: 70000 does not fit __u16 (0..65535)"),
+        ("[{key: 3, value: {port: 1}}]",
+         "maps.allow.entries[0].key: 3 is not a mapping of field names (struct allow_key)"),
+        (f"[{WEB}, {WEB}]", "maps.allow.entries[1].key: key {prefixlen: 24, addr: 10.0.0.0} is declared twice"),
+    ],
+)  # fmt: skip
+def test_bad_map_entries_are_located(tmp_path: Path, entries: str, words: str) -> None:
+    with pytest.raises(SpecError) as info:
+        allow_spec(tmp_path, entries)
+    assert any("spec.yaml:13:" in p and words in p for p in info.value.problems), info.value.problems
+
+
+def test_an_unknown_map_is_located(tmp_path: Path) -> None:
+    text = allow_spec(tmp_path, "[]").text.replace("{allow:", "{alow:")
+    where = r"spec.yaml:13:26: .*maps.alow: the object has no map 'alow' \(it has: allow\)"
+    with pytest.raises(SpecError, match=where):
+        load_text(text, str(tmp_path / "spec.yaml"))

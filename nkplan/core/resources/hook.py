@@ -26,6 +26,8 @@ class HookType(ResourceType[HookRec]):
         "programs.object_digest", "programs.sections",  # globals' bookkeeping: the plan says them in words
         "programs.globals.section", "programs.globals.offset", "programs.globals.data",
         "programs.globals.hint", "programs.globals.refs",
+        "programs.map_entries.entries.key_refs", "programs.map_entries.entries.value_refs",
+        "programs.map_entries.entries.hint",
     )  # fmt: skip
 
     def address(self, rec: HookRec) -> str:
@@ -50,6 +52,9 @@ class HookType(ResourceType[HookRec]):
                     f"{hook_address(f.namespace, f.device, f.hook)}: program {f.name!r} (id {f.prog_id}) "
                     "was attached by someone else; nkplan leaves it alone"
                 )
+
+    def view(self, want: HookRec, have: HookRec) -> HookRec:
+        return values.view(want, have)
 
     def describe_update(self, have: HookRec, want: HookRec) -> str:
         return describe_programs(have, want)
@@ -96,6 +101,7 @@ def describe_programs(have: HookRec, want: HookRec) -> str:
         if n in old and new[n].digest != old[n].digest
     ]
     words += [f"pin maps of {n}" for n in new if n in old and new[n].pin_maps != old[n].pin_maps]
+    words += [w for n in new if n in old for w in values.entries_changed(old[n], new[n])]
     kept_old = [n for n in old if n in new]
     kept_new = [n for n in new if n in old]
     if kept_old != kept_new:

@@ -8,34 +8,120 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from nkplan.core.records import GlobalRec, HookRec, LiveState, MapDef, ProgramRec, SectionRec, ValueRef
-from nkplan.spec.bpfvalues import decode
-from nkplan.spec.globals import instance_digest
+from nkplan.core.records import (
+    EntryRec,
+    GlobalRec,
+    HookRec,
+    LiveState,
+    MapDef,
+    MapEntriesRec,
+    ProgramRec,
+    SectionRec,
+    ValueRef,
+)
+from nkplan.spec.bpfvalues import decode, fill_refs
+from nkplan.spec.globals import IfindexOf, instance_digest
+
+
+def _refs(p: ProgramRec) -> Iterable[ValueRef]:
+    for g in p.globals:
+        yield from g.refs
+    for m in p.map_entries:
+        for e in m.entries:
+            yield from e.key_refs
+            yield from e.value_refs
 
 
 def with_live_devices(hook: HookRec, live: LiveState) -> HookRec:
-    """The hook with its programs' instance digests computed from the ifindexes the named
-    devices have now (a device not there yet keeps the digest "not known"): unchanged values of
-    unchanged devices then plan nothing."""
-    if not any(g.refs for p in hook.programs for g in p.globals):
+    """The hook with its programs' instance digests and map entries computed from the ifindexes
+    the named devices have now (a device not there yet: the digest says "not known", an entry
+    holds 0): unchanged values of unchanged devices then plan nothing."""
+    if not any(True for p in hook.programs for _ in _refs(p)):
         return hook
 
     def ifindex(ns: str, device: str) -> int | None:
         d = live.devices.get((ns, device))
         return d.ifindex if d is not None else None
 
-    progs = tuple(
-        dataclasses.replace(p, digest=instance_digest(p.object_digest, p.globals, ifindex))
-        if p.object_digest and any(g.refs for g in p.globals)
-        else p
-        for p in hook.programs
-    )
-    return dataclasses.replace(hook, programs=progs)
+    return dataclasses.replace(hook, programs=tuple(fill_program(p, ifindex) for p in hook.programs))
+
+
+def fill_program(p: ProgramRec, ifindex: IfindexOf) -> ProgramRec:
+    """A program's digest and map entries with the devices' ifindexes `ifindex` knows."""
+    if not any(True for _ in _refs(p)):
+        return p
+    if p.object_digest and any(g.refs for g in p.globals):
+        p = dataclasses.replace(p, digest=instance_digest(p.object_digest, p.globals, ifindex))
+
+    def known(ns: str, device: str) -> int:
+        return ifindex(ns, device) or 0
+
+    def fill(hexdata: str, refs: tuple[ValueRef, ...]) -> str:
+        return fill_refs(bytes.fromhex(hexdata), refs, known).hex() if refs else hexdata
+
+    maps = tuple(
+        dataclasses.replace(
+            m,
+            entries=tuple(
+                sorted(
+                    (dataclasses.replace(e, key=fill(e.key, e.key_refs), value=fill(e.value, e.value_refs))
+                     for e in m.entries),
+                    key=lambda e: e.key,
+                )
+            ),
+        )
+        for m in p.map_entries
+    )  # fmt: skip
+    return dataclasses.replace(p, map_entries=maps)
 
 
 def referenced_devices(hook: HookRec) -> Iterable[tuple[str, str]]:
     """The devices (namespace, name) the hook's programs' values name, sorted."""
-    return sorted({(r.namespace, r.device) for p in hook.programs for g in p.globals for r in g.refs})
+    return sorted({(r.namespace, r.device) for p in hook.programs for r in _refs(p)})
+
+
+def view(want: HookRec, have: HookRec) -> HookRec:
+    """The live hook as far as the declaration manages its maps: per declared program, only
+    the maps it declares entries for, and of a map that is not exclusive only the declared keys."""
+    wanted = {p.program: p for p in want.programs}
+    progs = []
+    for p in have.programs:
+        w = wanted.get(p.program)
+        declared = {m.name: m for m in w.map_entries} if w is not None else {}
+        maps = []
+        for m in p.map_entries:
+            d = declared.get(m.name)
+            if d is None:
+                continue
+            keys = {e.key for e in d.entries}
+            entries = m.entries if d.exclusive else tuple(e for e in m.entries if e.key in keys)
+            maps.append(dataclasses.replace(m, entries=entries, exclusive=d.exclusive))
+        if tuple(maps) != p.map_entries:
+            p = dataclasses.replace(p, map_entries=tuple(maps))
+        progs.append(p)
+    return dataclasses.replace(have, programs=tuple(progs))
+
+
+def entries_changed(old: ProgramRec, new: ProgramRec) -> list[str]:
+    """What writing the declared entries does, per map: `allow: + KEY → VALUE, ~ KEY: BEFORE →
+    AFTER, - KEY (VALUE)`."""
+    running = {m.name: {e.key: e for e in m.entries} for m in old.map_entries}
+    words = []
+    for m in new.map_entries:
+        have = running.get(m.name, {})
+        parts = []
+        for e in m.entries:
+            was = have.get(e.key)
+            if was is None:
+                parts.append(f"+ {e.key_text} → {e.value_text}")
+            elif was.value != e.value:
+                parts.append(f"~ {e.key_text}: {decode(e.hint, bytes.fromhex(was.value))} → {e.value_text}")
+        if m.exclusive:
+            keys = {e.key for e in m.entries}
+            parts += [f"- 0x{k} (0x{e.value})" for k, e in have.items() if k not in keys]
+        if parts:
+            words.append(f"map {m.name}: " + ", ".join(parts))
+    return words
 
 
 def program_from_plain(p: dict[str, Any]) -> ProgramRec:
@@ -48,6 +134,24 @@ def program_from_plain(p: dict[str, Any]) -> ProgramRec:
                 for g in p.get("globals", ())
             ),
             "sections": tuple(SectionRec(**s) for s in p.get("sections", ())),
+            "map_entries": tuple(
+                MapEntriesRec(
+                    **{
+                        **m,
+                        "entries": tuple(
+                            EntryRec(
+                                **{
+                                    **e,
+                                    "key_refs": tuple(ValueRef(**r) for r in e.get("key_refs", ())),
+                                    "value_refs": tuple(ValueRef(**r) for r in e.get("value_refs", ())),
+                                }
+                            )
+                            for e in m.get("entries", ())
+                        ),
+                    }
+                )
+                for m in p.get("map_entries", ())
+            ),
         }
     )
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from nkplan.core.records import HookRec, ProgramRec
 from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.bpf import bpffs, hooks, info, libbpf, pins, values
+from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf.errors import BpfObjectError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
@@ -336,6 +337,9 @@ class _HookWriter:
             rec.object, rec.program, reuse=self.maps_of(old) if old is not None else None, patches=values.patches(rec)
         )
         self.cleanup.callback(obj.close)
+        if rec.map_entries:  # before it is attached: the program never runs without them
+            fds = {name[: C.BPF_OBJ_NAME_LEN - 1]: fd for name, fd in obj.map_fds().items()}
+            values.write_entries(rec, fds, self.what(rec.program))
         return _Prog(obj.program_fd(rec.program), obj)
 
     def attach_all(
@@ -414,6 +418,8 @@ class _HookWriter:
             if o.pin.maps_dir != final.maps_dir:
                 bpffs.remove_tree(o.pin.maps_dir)
             return
+        if rec.map_entries:  # the same instance: its maps take the declared entries in place
+            values.write_entries(rec, self.maps_of(o), self.what(rec.program))
         if o.pin.path != final.path:  # same program, another owner's directory (adoption)
             _rename(o.pin.path, final.path)
             if os.path.isdir(o.pin.maps_dir):

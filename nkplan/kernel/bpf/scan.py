@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 
 from nkplan.core.records import (
     HOST,
+    EntryRec,
     ForeignProgram,
     Hook,
     HookRec,
     LiveState,
     MapDef,
+    MapEntriesRec,
     ProgramRec,
     SectionRec,
     parse_owner_alias,
@@ -46,6 +48,7 @@ from nkplan.kernel.bpf.mprog import HookState
 from nkplan.kernel.bpf.pins import LinkPin
 from nkplan.kernel.netlink.consts import IFLA_NETKIT_PRIMARY
 from nkplan.kernel.netlink.reader import PAIR_KINDS, NsScan, is_single
+from nkplan.spec.mapentries import ENTRY_MAP_TYPES
 
 
 # reading ------------------------------------------------------------------------------------------
@@ -153,25 +156,42 @@ def pinned_links(stack: str, namespace: str, device: str, hook: Hook, *, keep_fd
     return open_pins(found, keep_fds=keep_fds)
 
 
-def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, tuple[MapDef, ...], tuple[SectionRec, ...]]:
-    """(name, tag, maps, data sections) of a loaded program; empty if it is gone. Maps (the
-    program's own) and the content of its data sections (.data/.bss/.rodata, whose kernel names
-    hold a dot: what its globals hold) only when asked: three or four syscalls each."""
+_Maps = tuple[tuple[MapDef, ...], tuple[SectionRec, ...], tuple[MapEntriesRec, ...]]
+ENTRIES_READ = 4096  # a map with more entries is not read (its entries cannot be declared either)
+
+
+def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, *_Maps]:
+    """(name, tag, maps, data sections, map entries) of a loaded program; empty if it is gone.
+    Maps (the program's own), the content of its data sections (.data/.bss/.rodata, whose
+    kernel names hold a dot: what its globals hold) and the entries of its hash, LPM trie and
+    array maps only when asked: three or four syscalls per map, two per entry."""
     try:
         fd = info.open_prog(prog_id)
     except KernelError:
-        return "", "", (), ()
+        return "", "", (), (), ()
     try:
         got = info.prog_info(fd)
-        return (got.name, got.tag, *(_map_defs(got.map_ids) if with_maps else ((), ())))
+        return (got.name, got.tag, *(_map_defs(got.map_ids) if with_maps else ((), (), ())))
     except OSError:
-        return "", "", (), ()
+        return "", "", (), (), ()
     finally:
         os.close(fd)
 
 
-def _map_defs(map_ids: Sequence[int]) -> tuple[tuple[MapDef, ...], tuple[SectionRec, ...]]:
-    out, sections = [], []
+def _entries(fd: int, d: MapDef) -> MapEntriesRec | None:
+    keys = S.map_keys(fd, d.key_size, ENTRIES_READ)
+    if keys is None:
+        return None
+    entries = []
+    for key in keys:
+        value = S.map_lookup_raw(fd, key, d.value_size)
+        if value is not None:  # deleted meanwhile
+            entries.append(EntryRec(key.hex(), value.hex()))
+    return MapEntriesRec(d.name, tuple(sorted(entries, key=lambda e: e.key)))
+
+
+def _map_defs(map_ids: Sequence[int]) -> _Maps:
+    out, sections, entries = [], [], []
     for map_id in map_ids:
         try:
             fd = info.open_map(map_id)
@@ -181,13 +201,17 @@ def _map_defs(map_ids: Sequence[int]) -> tuple[tuple[MapDef, ...], tuple[Section
             d = info.map_info(fd).definition()
             if "." not in d.name:
                 out.append(d)
+                if d.type in ENTRY_MAP_TYPES:
+                    found = _entries(fd, d)
+                    if found is not None:
+                        entries.append(found)
             elif d.max_entries == 1:  # a data section: libbpf's "OBJNAME.SECTION", one value
                 value = S.map_lookup_raw(fd, bytes(4), d.value_size)
                 if value is not None:
                     sections.append(SectionRec(d.name[d.name.index(".") :], value.hex()))
         finally:
             os.close(fd)
-    return tuple(out), tuple(sections)
+    return tuple(out), tuple(sections), tuple(entries)
 
 
 def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
@@ -209,7 +233,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
         for entry in sc.state.entries:
             pin = owned.get(entry.link_id) if entry.link_id is not None else None
             if pin is not None:
-                _name, tag, maps, sections = _prog_info(entry.prog_id, with_maps=True)
+                _name, tag, maps, sections, map_entries = _prog_info(entry.prog_id, with_maps=True)
                 programs.append(
                     ProgramRec(
                         pin.program,
@@ -220,6 +244,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
                         link_id=entry.link_id,
                         maps=maps,
                         sections=sections,
+                        map_entries=map_entries,
                     )
                 )
             else:

@@ -1,15 +1,20 @@
 """A program instance's globals at apply time: the devices its values name are looked up now
 (a device the same apply created or replaced has its ifindex only now), the instance's digest is
 computed from what will really be loaded (spec.globals.instance_digest, so its pin names it and
-the next plan agrees), and the data sections' patches are handed to libbpf before load."""
+the next plan agrees), and the data sections' patches are handed to libbpf before load. Declared
+map entries are written into the instance's maps: after load and before attach for a new
+instance, in place (no reload) for a running one."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from nkplan.core.records import ProgramRec
 from nkplan.errors import KernelError
-from nkplan.kernel.bpf import hooks
+from nkplan.kernel.bpf import hooks, info
+from nkplan.kernel.bpf import syscall as S
+from nkplan.spec.bpfvalues import fill_refs
 from nkplan.spec.globals import filled, instance_digest
 
 
@@ -39,3 +44,26 @@ def patches(rec: ProgramRec) -> dict[str, list[tuple[int, bytes]]]:
         assert data is not None  # _ifindex answers or raises
         out.setdefault(g.section, []).append((g.offset, data))
     return out
+
+
+def write_entries(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> None:
+    """Write the declared entries into the program's maps ({kernel map name: fd}), references
+    filled with the ifindexes of now; of an exclusive map, delete every entry not declared.
+    One MAP_UPDATE_ELEM per entry: LPM tries, the allow lists' kind, have no batch operations."""
+    for m in rec.map_entries:
+        fd = map_fds.get(m.name)
+        if fd is None:
+            raise KernelError(f"{what}: the program has no map {m.name}")
+        keys = set()
+        try:
+            for e in m.entries:
+                key = fill_refs(bytes.fromhex(e.key), e.key_refs, _ifindex)
+                S.map_update_raw(fd, key, fill_refs(bytes.fromhex(e.value), e.value_refs, _ifindex))
+                keys.add(key)
+            if m.exclusive:
+                key_size = info.map_info(fd).key_size
+                for key in S.map_keys(fd, key_size, 1 << 20) or ():
+                    if key not in keys:
+                        S.map_delete_raw(fd, key)
+        except OSError as exc:
+            raise KernelError(f"{what}: writing the entries of map {m.name}: {exc.strerror}", exc.errno) from None
