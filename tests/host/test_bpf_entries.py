@@ -53,7 +53,8 @@ def listener() -> Iterator[None]:
 
 def program(n: Names) -> tuple[int, int]:
     """(program id, id of its `allow` map) of the program at the pod's tcx egress, per bpftool."""
-    (pin,) = [p for p in Path("/sys/fs/bpf/nkplan").glob(f"*/{n.pa}/eth0/egress/allow_egress@*") if "-maps" not in p.name]
+    found = Path("/sys/fs/bpf/nkplan").glob(f"*/{n.pa}/eth0/egress/allow_egress@*")
+    (pin,) = [p for p in found if "-maps" not in p.name]
     prog_id = int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"])
     for map_id in obs.bpftool("prog", "show", "id", str(prog_id))["map_ids"]:
         if obs.bpftool("map", "show", "id", str(map_id))["name"] == "allow":
@@ -76,7 +77,8 @@ def pings(n: Names) -> int:
 
 def connects(n: Names, port: int) -> bool:
     code = f"import socket; socket.create_connection(('{HOST_IP}', {port}), timeout=1.5)"
-    return subprocess.run(["ip", "netns", "exec", n.pa, sys.executable, "-c", code], capture_output=True).returncode == 0
+    proc = subprocess.run(["ip", "netns", "exec", n.pa, sys.executable, "-c", code], capture_output=True)
+    return proc.returncode == 0
 
 
 def test_the_allow_list_changes_traffic_without_a_reload(names: Names, objs: Path, listener: None) -> None:
