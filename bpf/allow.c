@@ -9,7 +9,10 @@
  * The longest matching prefix wins (an LPM trie): a key is {prefixlen, addr}, as the kernel's
  * struct bpf_lpm_trie_key wants it. IPv4 options and fragments: the port is read behind the
  * header length the packet says; non-first fragments carry no port and are dropped when the
- * entry names one. */
+ * entry names one.
+ *
+ * Global `enforce` (const volatile, set per instance with `globals:`): false is a dry run --
+ * nothing is dropped, the map `denied` (key 0) only counts what would have been. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -35,6 +38,25 @@ struct {
 	__type(value, struct allow_rule);
 } allow SEC(".maps");
 
+const volatile _Bool enforce = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} denied SEC(".maps");
+
+static __always_inline int deny(void)
+{
+	__u32 key = 0;
+	__u64 *n = bpf_map_lookup_elem(&denied, &key);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	return enforce ? NK_DROP : NK_NEXT;
+}
+
 SEC("tc")
 int allow_egress(struct __sk_buff *skb)
 {
@@ -48,17 +70,17 @@ int allow_egress(struct __sk_buff *skb)
 	if (bpf_skb_load_bytes_relative(skb, 0, &vihl, 1, BPF_HDR_START_NET) ||
 	    bpf_skb_load_bytes_relative(skb, 9, &proto, 1, BPF_HDR_START_NET) ||
 	    bpf_skb_load_bytes_relative(skb, 16, key.addr, 4, BPF_HDR_START_NET))
-		return NK_DROP;
+		return deny();
 	rule = bpf_map_lookup_elem(&allow, &key);
 	if (!rule)
-		return NK_DROP;
+		return deny();
 	if (!rule->port)
 		return NK_NEXT;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-		return NK_DROP;
+		return deny();
 	if (bpf_skb_load_bytes_relative(skb, (vihl & 0xf) * 4 + 2, &dport, 2, BPF_HDR_START_NET))
-		return NK_DROP;
-	return bpf_ntohs(dport) == rule->port ? NK_NEXT : NK_DROP;
+		return deny();
+	return bpf_ntohs(dport) == rule->port ? NK_NEXT : deny();
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

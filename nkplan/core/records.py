@@ -206,6 +206,9 @@ class ProgramRec:
     # declared entries of the program's own maps (desired); their content (live). Compared:
     # entries change without a new instance (written into the running program's maps)
     map_entries: tuple[MapEntriesRec, ...] = ()
+    # live side, set by the hook type's view: declared .data/.bss globals whose running value
+    # differs from the declared one (changed outside nkplan); apply writes them back in place
+    drifted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ the same kernel work.
 
 --programs also declares count_pass (bpf/build/count.o) at every pod end's tcx ingress: one
 program load (verifier included), attach and pin per pod on apply, one hook read per pod on plan.
+--values declares allow_egress (bpf/build/allow.o) there instead, with one global and a 16-entry
+allow list per pod (the same work, plus a .rodata value before load and 16 map writes per pod).
 
 Targets (host, veth, N=1000): no-op plan <= 1.5 s wall; apply within 2x of ip -batch.
 The `ip` baseline is one `ip -batch` for the host namespace plus one `ip -n POD -batch` per pod
@@ -28,7 +30,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def spec(prefix: str, pods: int, kind: str, programs: bool = False, sysctls: bool = False) -> str:
+def allow_list(i: int) -> str:
+    """allow_egress with its global and a 16-entry allow list (different per pod)."""
+    entries = ", ".join(
+        f"{{key: {{prefixlen: 32, addr: 10.{i % 200}.{i // 200}.{k}}}, value: {{port: {8000 + k}}}}}" for k in range(16)
+    )
+    obj = ROOT / "bpf" / "build" / "allow.o"
+    maps = f"maps: {{allow: {{entries: [{entries}]}}}}"
+    return f"{{object: {obj}, program: allow_egress, globals: {{enforce: false}}, {maps}}}"
+
+
+def spec(prefix: str, pods: int, kind: str, programs: bool = False, sysctls: bool = False, values: bool = False) -> str:
     lines = [f"stack: bench-{prefix}", "namespaces:"]
     lines += [f"  - name: {prefix}p{i}" for i in range(pods)]
     lines.append("links:")
@@ -41,7 +53,8 @@ def spec(prefix: str, pods: int, kind: str, programs: bool = False, sysctls: boo
         lines.append(
             f"  - {{name: {prefix}h{i}, kind: {kind}, addresses: [10.{50 + a}.{b}.1/32]{host_sysctl}, "
             f"peer: {{name: eth0, namespace: {prefix}p{i}, "
-            f"addresses: [10.{100 + a}.{b}.2/32, 'fd00:{a}:{b}::2/128']{tcx}{pod_sysctl}}}}}"
+            f"addresses: [10.{100 + a}.{b}.2/32, 'fd00:{a}:{b}::2/128']"
+            f"{f', tcx: {{ingress: [{allow_list(i)}]}}' if values else tcx}{pod_sysctl}}}}}"
         )
     lines.append("routes:")
     for i in range(pods):
@@ -128,6 +141,10 @@ def main() -> int:
     ap.add_argument("--kind", choices=("veth", "netkit"), default="veth")
     ap.add_argument("--programs", action="store_true", help="also run count_pass at every pod end's tcx ingress")
     ap.add_argument("--sysctls", action="store_true", help="also declare one sysctl on every device end")
+    ap.add_argument(
+        "--values", action="store_true",
+        help="instead of count_pass, allow_egress with one global and a 16-entry map per pod (compare with --programs)",
+    )  # fmt: skip
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from tests import testrun
@@ -138,9 +155,9 @@ def main() -> int:
     rows: list[tuple[str, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.yaml"
-        if args.programs:
+        if args.programs or args.values:
             subprocess.run(["make", "-s", "-C", str(ROOT / "bpf")], check=True)
-        path.write_text(spec(prefix, args.pods, args.kind, args.programs, args.sysctls))
+        path.write_text(spec(prefix, args.pods, args.kind, args.programs, args.sysctls, args.values))
         try:
             for label, cmd in [
                 ("validate", [*nkplan, "validate", str(path)]),
@@ -163,6 +180,7 @@ def main() -> int:
             ip_cleanup(prefix, args.pods)
     extra = ", count_pass on every pod end's tcx ingress (the ip baseline has no programs)" if args.programs else ""
     extra += ", one sysctl per device end (the ip baseline sets none)" if args.sysctls else ""
+    extra += ", allow_egress with a global and 16 map entries per pod end" if args.values else ""
     print(f"\nnkplan benchmark: {args.pods} pods, {args.kind}{extra}, kernel {os.uname().release}")
     print(f"{'step':32} {'wall s':>8} {'peak RSS MiB':>13}")
     for label, wall, rss in rows:

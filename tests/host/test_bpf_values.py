@@ -12,6 +12,7 @@ other pod (and the other pod accepts it as its own). Without the redirect the ho
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,40 @@ def test_bad_globals_change_nothing(names: Names, objs: Path) -> None:
     assert "bad.yaml:" in proc.stderr and "'nowhere' is not a device this spec declares" in proc.stderr
     assert "no global variable 'hops' (it has: target_ifindex, use_peer)" in proc.stderr
     assert at_ingress(n.va) == before
+
+
+def test_a_data_global_changed_by_hand_is_drift_put_back_in_place(names: Names, tmp_path: Path) -> None:
+    """tests/unit/data/values.c: `counter` lives in .data, which the kernel leaves writable."""
+    n = names
+    obj = obs.build(tmp_path, "values", (Path(__file__).parents[1] / "unit" / "data" / "values.c").read_text())
+    text = (
+        f"stack: {n.stack}\nnamespaces: [{{name: {n.pa}}}]\nlinks:\n"
+        f"  - name: {n.va}\n    kind: veth\n"
+        f"    tcx: {{ingress: [{{object: {Path(obj).name}, program: values, globals: {{counter: 9}}}}]}}\n"
+        f"    peer: {{name: eth0, namespace: {n.pa}}}\n"
+    )
+    path = write(tmp_path, text)
+    run("apply", path, "--yes")
+    hook_dir = Path("/sys/fs/bpf/nkplan")
+    (pin,) = [p for p in hook_dir.glob(f"*/*/{n.va}/ingress/values@*") if not p.name.endswith("-maps")]
+    prog_id = int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"])
+    (data_map,) = [
+        m for m in obs.bpftool("prog", "show", "id", str(prog_id))["map_ids"]
+        if obs.bpftool("map", "show", "id", str(m))["name"].endswith(".data")
+    ]  # fmt: skip
+
+    def counter() -> int:
+        (entry,) = obs.bpftool("map", "dump", "id", str(data_map))
+        return int(entry["formatted"]["value"][".data"][0]["counter"])
+
+    assert counter() == 9
+    value = [str(b) for b in (7).to_bytes(8, "little")]
+    subprocess.run(["bpftool", "map", "update", "id", str(data_map), "key", "0", "0", "0", "0", "value", *value],
+                   check=True)  # fmt: skip
+    assert counter() == 7
+    plan = run("plan", path).stdout
+    assert "set globals of values changed outside nkplan (counter: 7 → 9)" in plan, plan
+    run("apply", path, "--yes")
+    assert counter() == 9
+    assert int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"]) == prog_id  # written in place
+    assert "No changes" in run("plan", path).stdout

@@ -164,6 +164,26 @@ def test_bad_map_entries_are_located(tmp_path: Path, entries: str, words: str) -
 
 def test_an_unknown_map_is_located(tmp_path: Path) -> None:
     text = allow_spec(tmp_path, "[]").text.replace("{allow:", "{alow:")
-    where = r"spec.yaml:13:26: .*maps.alow: the object has no map 'alow' \(it has: allow\)"
+    where = r"spec.yaml:13:26: .*maps.alow: the object has no map 'alow' \(it has: allow, denied\)"
     with pytest.raises(SpecError, match=where):
         load_text(text, str(tmp_path / "spec.yaml"))
+
+
+def test_a_writable_global_changed_outside_nkplan_is_drift() -> None:
+    from nkplan.core.records import HookRec
+    from nkplan.core.resources.hook import describe_programs
+    from nkplan.core.resources.programvalues import view
+
+    g = (
+        GlobalRec("counter", ".data", 0, "0900000000000000", "9", "u"),
+        GlobalRec("limit", ".rodata", 0, "01", "1", "u"),  # frozen: never drifts
+    )
+    want = HookRec("", "ve1", "ingress", (ProgramRec("values", "d1", globals=g, object_digest="obj"),), "t")
+    same = (SectionRec(".data", "0900000000000000"), SectionRec(".rodata", "01"))
+    have = HookRec("", "ve1", "ingress", (ProgramRec("values", "d1", sections=same),), "t")
+    assert view(want, have) == want  # nothing drifted: equal
+    changed = (SectionRec(".data", "0700000000000000"), SectionRec(".rodata", "01"))
+    have = HookRec("", "ve1", "ingress", (ProgramRec("values", "d1", sections=changed),), "t")
+    seen = view(want, have)
+    assert seen != want and seen.programs[0].drifted == ("counter",)
+    assert describe_programs(seen, want) == "set globals of values changed outside nkplan (counter: 7 → 9)"

@@ -27,7 +27,7 @@ class HookType(ResourceType[HookRec]):
         "programs.globals.section", "programs.globals.offset", "programs.globals.data",
         "programs.globals.hint", "programs.globals.refs",
         "programs.map_entries.entries.key_refs", "programs.map_entries.entries.value_refs",
-        "programs.map_entries.entries.hint",
+        "programs.map_entries.entries.hint", "programs.drifted",
     )  # fmt: skip
 
     def address(self, rec: HookRec) -> str:
@@ -101,6 +101,11 @@ def describe_programs(have: HookRec, want: HookRec) -> str:
         if n in old and new[n].digest != old[n].digest
     ]
     words += [f"pin maps of {n}" for n in new if n in old and new[n].pin_maps != old[n].pin_maps]
+    words += [
+        f"set globals of {n} changed outside nkplan ({values.globals_drift(old[n], new[n])})"
+        for n in new
+        if n in old and old[n].drifted and new[n].digest == old[n].digest
+    ]
     words += [w for n in new if n in old for w in values.entries_changed(old[n], new[n])]
     kept_old = [n for n in old if n in new]
     kept_new = [n for n in new if n in old]

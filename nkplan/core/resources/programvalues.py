@@ -98,8 +98,34 @@ def view(want: HookRec, have: HookRec) -> HookRec:
             maps.append(dataclasses.replace(m, entries=entries, exclusive=d.exclusive))
         if tuple(maps) != p.map_entries:
             p = dataclasses.replace(p, map_entries=tuple(maps))
+        if w is not None and w.digest == p.digest:
+            drifted = tuple(g.name for g in w.globals if _drifted(p, g))
+            if drifted:
+                p = dataclasses.replace(p, drifted=drifted)
         progs.append(p)
     return dataclasses.replace(have, programs=tuple(progs))
+
+
+def _drifted(running: ProgramRec, g: GlobalRec) -> bool:
+    """A declared global of a writable section (.data, .bss) that holds another value in the
+    running instance. (.rodata is frozen; a global holding a reference is left out: its value
+    is known only with the devices' ifindexes, and a replaced device updates it anyway.)"""
+    if g.section.startswith(".rodata") or g.refs:
+        return False
+    live = _live_bytes(running, g)
+    return live is not None and live.hex() != g.data
+
+
+def globals_drift(old: ProgramRec, new: ProgramRec) -> str:
+    """Globals changed outside nkplan, in words: `NAME: RUNNING → DECLARED`."""
+    by_name = {g.name: g for g in new.globals}
+    parts = []
+    for name in old.drifted:
+        g = by_name.get(name)
+        live = _live_bytes(old, g) if g is not None else None
+        if g is not None and live is not None:
+            parts.append(f"{name}: {decode(g.hint, live)} → {g.text}")
+    return ", ".join(parts)
 
 
 def entries_changed(old: ProgramRec, new: ProgramRec) -> list[str]:
@@ -134,6 +160,7 @@ def program_from_plain(p: dict[str, Any]) -> ProgramRec:
                 for g in p.get("globals", ())
             ),
             "sections": tuple(SectionRec(**s) for s in p.get("sections", ())),
+            "drifted": tuple(p.get("drifted", ())),
             "map_entries": tuple(
                 MapEntriesRec(
                     **{

@@ -67,3 +67,24 @@ def write_entries(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> Non
                         S.map_delete_raw(fd, key)
         except OSError as exc:
             raise KernelError(f"{what}: writing the entries of map {m.name}: {exc.strerror}", exc.errno) from None
+
+
+def write_globals(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> None:
+    """Write the declared globals of writable sections (.data, .bss) into a running instance's
+    section maps ({kernel map name: fd}; libbpf names them OBJ.SECTION): puts back values changed
+    outside nkplan, without a reload. .rodata is frozen and never needs it."""
+    by_section = {name[name.index(".") :]: fd for name, fd in map_fds.items() if "." in name}
+    for section, parts in patches(rec).items():
+        if section.startswith(".rodata"):
+            continue
+        fd = by_section.get(section)
+        if fd is None:
+            raise KernelError(f"{what}: the running program has no {section} map")
+        try:
+            size = info.map_info(fd).value_size
+            image = bytearray(S.map_lookup_raw(fd, bytes(4), size) or bytes(size))
+            for offset, data in parts:
+                image[offset : offset + len(data)] = data
+            S.map_update_raw(fd, bytes(4), bytes(image))
+        except OSError as exc:
+            raise KernelError(f"{what}: writing its {section} globals: {exc.strerror}", exc.errno) from None
