@@ -30,6 +30,7 @@ from nkplan.core.records import (
 )
 from nkplan.core.resources.rule import rule_record
 from nkplan.core.sysctls import canonical
+from nkplan.spec.bpfvalues import ResolveDevice
 from nkplan.spec.btf import read_object
 from nkplan.spec.checks import (
     declared_hooks,
@@ -75,6 +76,7 @@ def hook_records(
     `object_maps` to the objects' own maps."""
     maps = object_maps or {}
     out: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = {}
+    devices: list[ResolveDevice] = []  # made once, when a program first declares values
     for path, end, hook, progs in declared_hooks(spec):
         if not progs:
             continue
@@ -84,10 +86,12 @@ def hook_records(
             full = resolve(spec_file, p.object)
             obj_digest = objects.get(full, "")
             rec = ProgramRec(p.program, obj_digest, p.pin_maps, full, maps=maps.get(full, ()))
+            if (p.globals or p.maps) and not devices:
+                devices.append(device_resolver(spec))
             if p.globals:
-                rec = with_globals(rec, program_globals(read_object(full), p.globals, device_resolver(spec)))
+                rec = with_globals(rec, program_globals(read_object(full), p.globals, devices[0]))
             if p.maps:
-                entries = program_map_entries(read_object(full), p.maps, maps.get(full, ()), device_resolver(spec))
+                entries = program_map_entries(read_object(full), p.maps, maps.get(full, ()), devices[0])
                 rec = dataclasses.replace(rec, map_entries=entries)
             recs.append(rec)
         out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)

@@ -64,6 +64,21 @@ def _be_width(tp: B.ObjectBtf, type_id: int) -> int:
     return 0
 
 
+class _Words:
+    """A type's words (ObjectBtf.describe), made when a message formats them."""
+
+    __slots__ = ("tp", "type_id")
+
+    def __init__(self, tp: B.ObjectBtf, type_id: int) -> None:
+        self.tp, self.type_id = tp, type_id
+
+    def __str__(self) -> str:
+        return self.tp.describe(self.type_id)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 class _Encoder:
     def __init__(self, tp: B.ObjectBtf, resolve: ResolveDevice) -> None:
         self.tp, self.resolve = tp, resolve
@@ -72,7 +87,7 @@ class _Encoder:
     def encode(self, type_id: int, value: Any, where: Where, base: int) -> bytes:
         tp = self.tp
         t = tp.strip(type_id)
-        words = tp.describe(type_id)
+        words = _Words(tp, type_id)  # said only in errors: describing every type is costly
         if isinstance(value, Mapping) and "ifindex" in value and t.kind in (B.INT, B.ENUM):
             return self.reference(t, value, where, base, words)
         if t.kind == B.INT:
@@ -86,7 +101,7 @@ class _Encoder:
         what = {B.PTR: "a pointer", B.FLOAT: "a floating-point number"}.get(t.kind, f"BTF kind {t.kind}")
         raise ValueProblem(where, f"{words} is {what}: it cannot be set from the spec")
 
-    def reference(self, t: B.Type, value: Mapping[str, Any], where: Where, base: int, words: str) -> bytes:
+    def reference(self, t: B.Type, value: Mapping[str, Any], where: Where, base: int, words: _Words) -> bytes:
         extra = sorted(set(value) - {"ifindex", "namespace"})
         if extra:
             not_these = ", ".join(map(str, extra))
@@ -102,7 +117,7 @@ class _Encoder:
         self.refs.append(ValueRef(base, t.size, dev.namespace, dev.device))
         return bytes(t.size)
 
-    def integer(self, type_id: int, t: B.Type, value: Any, where: Where, words: str) -> bytes:
+    def integer(self, type_id: int, t: B.Type, value: Any, where: Where, words: _Words) -> bytes:
         if t.is_bool:
             if not isinstance(value, bool):
                 raise ValueProblem(where, f"{_show(value)} is not a boolean ({words} takes true or false)")
@@ -120,7 +135,7 @@ class _Encoder:
             raise ValueProblem(where, f"{value} does not fit {words} ({lo}..{hi})")
         return value.to_bytes(t.size, "big" if be else "little", signed=t.signed)
 
-    def enum(self, t: B.Type, value: Any, where: Where, words: str) -> bytes:
+    def enum(self, t: B.Type, value: Any, where: Where, words: _Words) -> bytes:
         names = dict(t.values)
         if isinstance(value, str):
             if value not in names:
@@ -133,7 +148,7 @@ class _Encoder:
             raise ValueProblem(where, f"{value} does not fit {words} ({lo}..{hi})")
         return int(value).to_bytes(t.size, "little", signed=t.signed)
 
-    def array(self, type_id: int, t: B.Type, value: Any, where: Where, base: int, words: str) -> bytes:
+    def array(self, type_id: int, t: B.Type, value: Any, where: Where, base: int, words: _Words) -> bytes:
         elem = self.tp.strip(t.ref)
         esize = self.tp.size_of(t.ref)
         if isinstance(value, str) and elem.kind == B.INT and esize == 1:
@@ -145,7 +160,7 @@ class _Encoder:
         out = b"".join(self.encode(t.ref, v, (*where, i), base + i * esize) for i, v in enumerate(value))
         return out + bytes(esize * t.nelems - len(out))
 
-    def byte_string(self, elem: B.Type, n: int, value: str, where: Where, words: str) -> bytes:
+    def byte_string(self, elem: B.Type, n: int, value: str, where: Where, words: _Words) -> bytes:
         if n == 6 and ":" in value and not elem.is_char and elem.name != "char":
             try:
                 return bytes(int(x, 16) for x in _mac_parts(value))
@@ -167,7 +182,7 @@ class _Encoder:
             return raw + bytes(n - len(raw))
         raise ValueProblem(where, f"{value!r}: {words} takes a list of integers")
 
-    def compound(self, t: B.Type, value: Any, where: Where, base: int, words: str) -> bytes:
+    def compound(self, t: B.Type, value: Any, where: Where, base: int, words: _Words) -> bytes:
         if not isinstance(value, Mapping):
             raise ValueProblem(where, f"{_show(value)} is not a mapping of field names ({words})")
         fields = {m.name: m for m in t.members if m.name}

@@ -23,6 +23,14 @@ ENTRY_MAP_TYPES = {
 }
 
 
+# Validation and the desired records both encode a spec's entries; a bench spec has 16,000. Keyed
+# by the MapSpec object (kept in the value, so an id is never confused with a later object's), the
+# object's BTF and the map definitions. References are resolved by device name alone (the same
+# spec's devices), so the result does not depend on which resolver asked.
+_CACHE: dict[int, tuple[MapSpec, B.ObjectBtf, MapDef, MapEntriesRec]] = {}
+_CACHE_MAX = 1 << 14
+
+
 def program_map_entries(
     tp: B.ObjectBtf, maps: Mapping[str, MapSpec], defs: tuple[MapDef, ...], resolve: ResolveDevice
 ) -> tuple[MapEntriesRec, ...]:
@@ -47,6 +55,10 @@ def program_map_entries(
             raise ValueProblem((name, "exclusive"), f"map {name!r} is an array: every index exists, none can go")
         if len(spec.entries) > d.max_entries:
             raise ValueProblem((name, "entries"), f"{len(spec.entries)} entries; map {name!r} holds {d.max_entries}")
+        hit = _CACHE.get(id(spec))
+        if hit is not None and hit[0] is spec and hit[1] is tp and hit[2] == d:
+            out.append(hit[3])
+            continue
         entries: dict[str, EntryRec] = {}
         for i, e in enumerate(spec.entries):
             where = (name, "entries", i)
@@ -61,5 +73,9 @@ def program_map_entries(
                 hint(tp, types.value),
             )  # fmt: skip
         ordered = tuple(entries[k] for k in sorted(entries))
-        out.append(MapEntriesRec(d.name, ordered, spec.exclusive))
+        rec = MapEntriesRec(d.name, ordered, spec.exclusive)
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[id(spec)] = (spec, tp, d, rec)
+        out.append(rec)
     return tuple(sorted(out, key=lambda m: m.name))
