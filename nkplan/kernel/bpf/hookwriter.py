@@ -418,10 +418,11 @@ class _HookWriter:
             if o.pin.maps_dir != final.maps_dir:
                 bpffs.remove_tree(o.pin.maps_dir)
             return
-        if rec.map_entries or rec.globals:  # the same instance: entries (and .data/.bss values) in place
+        writable = any(not g.section.startswith(".rodata") for g in rec.globals)
+        if rec.map_entries or writable:  # the same instance: entries and .data/.bss values in place
             fds = self.maps_of(o)
             values.write_entries(rec, fds, self.what(rec.program))
-            if any(not g.section.startswith(".rodata") for g in rec.globals):
+            if writable:
                 values.write_globals(rec, fds, self.what(rec.program))
         if o.pin.path != final.path:  # same program, another owner's directory (adoption)
             _rename(o.pin.path, final.path)
