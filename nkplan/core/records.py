@@ -203,9 +203,13 @@ class ProgramRec:
     object_digest: str = field(default="", compare=False)
     # live side: the instance's data sections (.rodata, .data, .bss) as the kernel holds them
     sections: tuple[SectionRec, ...] = field(default=(), compare=False)
-    # declared entries of the program's own maps (desired); their content (live). Compared:
-    # entries change without a new instance (written into the running program's maps)
-    map_entries: tuple[MapEntriesRec, ...] = ()
+    # declared entries of the program's own maps (desired); their content (live: every entry
+    # of every map, so not compared as such). What is compared is `entries_key`, a digest of the
+    # entries the declaration manages: set on the desired side when planned, on the live side by
+    # the hook type's view from the entries it keeps (core/resources/programvalues.py); "" when
+    # the program declares none, so a raw live record equals a desired one without entries
+    map_entries: tuple[MapEntriesRec, ...] = field(default=(), compare=False)
+    entries_key: str = ""
     # live side, set by the hook type's view: declared .data/.bss globals whose running value
     # differs from the declared one (changed outside nkplan); apply writes them back in place
     drifted: tuple[str, ...] = ()

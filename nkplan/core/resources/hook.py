@@ -27,7 +27,7 @@ class HookType(ResourceType[HookRec]):
         "programs.globals.section", "programs.globals.offset", "programs.globals.data",
         "programs.globals.hint", "programs.globals.refs",
         "programs.map_entries.entries.key_refs", "programs.map_entries.entries.value_refs",
-        "programs.map_entries.entries.hint", "programs.drifted",
+        "programs.map_entries.entries.hint", "programs.drifted", "programs.entries_key",
     )  # fmt: skip
 
     def address(self, rec: HookRec) -> str:

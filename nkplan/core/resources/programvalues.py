@@ -5,6 +5,7 @@ what an update in place changes, in words. Pure."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,14 +37,33 @@ def with_live_devices(hook: HookRec, live: LiveState) -> HookRec:
     """The hook with its programs' instance digests and map entries computed from the ifindexes
     the named devices have now (a device not there yet: the digest says "not known", an entry
     holds 0): unchanged values of unchanged devices then plan nothing."""
-    if not any(True for p in hook.programs for _ in _refs(p)):
+    if not any(p.map_entries or any(True for _ in _refs(p)) for p in hook.programs):
         return hook
 
     def ifindex(ns: str, device: str) -> int | None:
         d = live.devices.get((ns, device))
         return d.ifindex if d is not None else None
 
-    return dataclasses.replace(hook, programs=tuple(fill_program(p, ifindex) for p in hook.programs))
+    progs = []
+    for p in hook.programs:
+        p = fill_program(p, ifindex)
+        if p.map_entries:
+            p = dataclasses.replace(p, entries_key=entries_key(p.map_entries))
+        progs.append(p)
+    return dataclasses.replace(hook, programs=tuple(progs))
+
+
+def entries_key(maps: tuple[MapEntriesRec, ...]) -> str:
+    """What ProgramRec compares of map entries: a digest of each declared map's name, whether it
+    is exclusive, and its entries' bytes; "" for none."""
+    if not maps:
+        return ""
+    h = hashlib.sha256()
+    for m in sorted(maps, key=lambda m: m.name):
+        h.update(f"{m.name}:{int(m.exclusive)}:".encode())
+        for e in sorted(m.entries, key=lambda e: e.key):
+            h.update(f"{e.key}={e.value};".encode())
+    return h.hexdigest()[:16]
 
 
 def fill_program(p: ProgramRec, ifindex: IfindexOf) -> ProgramRec:
@@ -96,8 +116,8 @@ def view(want: HookRec, have: HookRec) -> HookRec:
             keys = {e.key for e in d.entries}
             entries = m.entries if d.exclusive else tuple(e for e in m.entries if e.key in keys)
             maps.append(dataclasses.replace(m, entries=entries, exclusive=d.exclusive))
-        if tuple(maps) != p.map_entries:
-            p = dataclasses.replace(p, map_entries=tuple(maps))
+        if tuple(maps) != p.map_entries or p.entries_key != entries_key(tuple(maps)):
+            p = dataclasses.replace(p, map_entries=tuple(maps), entries_key=entries_key(tuple(maps)))
         if w is not None and w.digest == p.digest:
             drifted = tuple(g.name for g in w.globals if _drifted(p, g))
             if drifted:
