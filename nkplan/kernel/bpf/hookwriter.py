@@ -337,7 +337,7 @@ class _HookWriter:
             rec.object, rec.program, reuse=self.maps_of(old) if old is not None else None, patches=values.patches(rec)
         )
         self.cleanup.callback(obj.close)
-        if rec.map_entries:  # before it is attached: the program never runs without them
+        if rec.entries_key:  # declared entries, before it is attached: it never runs without them
             fds = {name[: C.BPF_OBJ_NAME_LEN - 1]: fd for name, fd in obj.map_fds().items()}
             values.write_entries(rec, fds, self.what(rec.program))
         return _Prog(obj.program_fd(rec.program), obj)
@@ -419,9 +419,13 @@ class _HookWriter:
                 bpffs.remove_tree(o.pin.maps_dir)
             return
         writable = any(not g.section.startswith(".rodata") for g in rec.globals)
-        if rec.map_entries or writable:  # the same instance: entries and .data/.bss values in place
+        # the same instance: declared entries and .data/.bss values in place. `entries_key` says the
+        # entries are declared ones: a record read raw from the kernel (a rollback's) lists every
+        # entry of every map, counters included, which must not be written back
+        if rec.entries_key or writable:
             fds = self.maps_of(o)
-            values.write_entries(rec, fds, self.what(rec.program))
+            if rec.entries_key:
+                values.write_entries(rec, fds, self.what(rec.program))
             if writable:
                 values.write_globals(rec, fds, self.what(rec.program))
         if o.pin.path != final.path:  # same program, another owner's directory (adoption)
