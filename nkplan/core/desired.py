@@ -32,6 +32,8 @@ from nkplan.core.records import (
 from nkplan.core.resources.hook import programs_digest
 from nkplan.core.resources.rule import rule_record
 from nkplan.core.sysctls import canonical
+from nkplan.spec.bpfvalues import ResolveDevice
+from nkplan.spec.btf import read_object
 from nkplan.spec.checks import (
     declared_hooks,
     effective_metric,
@@ -40,6 +42,8 @@ from nkplan.spec.checks import (
     route_table,
     route_to_cidr,
 )
+from nkplan.spec.globals import device_resolver, program_globals, with_globals
+from nkplan.spec.mapentries import program_map_entries
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 from nkplan.spec.sharedmaps import shared_definitions
@@ -77,6 +81,7 @@ def hook_records(
     `object_maps` to the objects' own maps."""
     maps = object_maps or {}
     out: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = {}
+    devices: list[ResolveDevice] = []  # made once, when a program first declares values
     for path, end, hook, progs in declared_hooks(spec):
         if not progs:
             continue
@@ -84,7 +89,16 @@ def hook_records(
         recs = []
         for p in progs:
             full = resolve(spec_file, p.object)
-            recs.append(ProgramRec(p.program, objects.get(full, ""), p.pin_maps, full, maps=maps.get(full, ())))
+            obj_digest = objects.get(full, "")
+            rec = ProgramRec(p.program, obj_digest, p.pin_maps, full, maps=maps.get(full, ()))
+            if (p.globals or p.maps) and not devices:
+                devices.append(device_resolver(spec))
+            if p.globals:
+                rec = with_globals(rec, program_globals(read_object(full), p.globals, devices[0]))
+            if p.maps:
+                entries = program_map_entries(read_object(full), p.maps, maps.get(full, ()), devices[0])
+                rec = dataclasses.replace(rec, map_entries=entries)
+            recs.append(rec)
         out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)
     return out
 

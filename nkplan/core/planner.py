@@ -61,6 +61,14 @@ class _Graph:
             for token in items[addr].rtype.provides(rec):
                 self.providers[token].append(addr)
 
+    def referred(self, addr: str, rec: Any) -> list[str]:
+        """Why the record must change with the providers it refers to (Need.refers)."""
+        return [
+            need.refers
+            for need in self.items[addr].rtype.needs(rec)
+            if need.refers and set(self.providers.get(need.token, ())) - {addr}
+        ]
+
     def deps(self, addr: str, rec: Any, lives_on_only: bool = False) -> set[str]:
         out: set[str] = set()
         for need in self.items[addr].rtype.needs(rec):
@@ -149,7 +157,8 @@ class _Planner:
         """What lives on a device (routes, programs) is replaced when the device is, and also
         when the record holding the device is deleted while another one makes the device again
         (a pair whose primary moves to another namespace has another address: delete + create,
-        and its peer, still at the same place, loses what lived on it)."""
+        and its peer, still at the same place, loses what lived on it); what refers to it (a
+        program value holding its ifindex) is updated with it."""
         replaced = {a: self.items[a].want for a, d in decided.items() if d.action == "replace"}
         gone = {a: self.items[a].have for a, d in decided.items() if d.action in ("replace", "delete")}
         if not replaced and not gone:
@@ -168,6 +177,17 @@ class _Planner:
                     (),
                     f"its device {first} is {how}",
                     action_reason="replace_because_dependency_replaced",
+                )
+                continue
+            why = graphs[0].referred(addr, item.want)  # a device replaced: its new ifindex
+            if why:
+                was = decided[addr]
+                decided[addr] = Decision(
+                    "update",
+                    was.changed_paths,
+                    (),
+                    "; ".join([*why, *([was.reason] if was.reason else [])]),
+                    action_reason=was.action_reason,
                 )
 
     def _op(self, kind: str, addr: str) -> Operation:

@@ -158,6 +158,64 @@ class SharedMapRec:
 
 
 @dataclass(frozen=True)
+class ValueRef:
+    """Bytes [offset, offset+size) of a global's value take the ifindex of a device, filled in
+    at apply time (the device may not exist yet when the plan is made)."""
+
+    offset: int
+    size: int
+    namespace: str
+    device: str
+
+
+@dataclass(frozen=True)
+class GlobalRec:
+    """A declared global variable of a program instance: where it lives (data section, offset)
+    and its encoded bytes (hex; references left zero), with the value as the spec wrote it."""
+
+    name: str
+    section: str
+    offset: int
+    data: str
+    text: str
+    hint: str = "hex"  # how to show bytes read back (spec.bpfvalues.decode)
+    refs: tuple[ValueRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class EntryRec:
+    """One entry of a program's map: key and value as bytes (hex; device references filled in
+    with the ifindexes known when planned), and as the spec wrote them (desired side)."""
+
+    key: str
+    value: str
+    key_text: str = field(default="", compare=False)
+    value_text: str = field(default="", compare=False)
+    key_refs: tuple[ValueRef, ...] = field(default=(), compare=False)
+    value_refs: tuple[ValueRef, ...] = field(default=(), compare=False)
+    hint: str = field(default="hex", compare=False)  # how to show a value read back
+
+
+@dataclass(frozen=True)
+class MapEntriesRec:
+    """The entries of one of a program's maps, sorted by key. Desired: the declared ones, and
+    whether entries not declared go (`exclusive`). Live: every entry; the hook type's view keeps
+    what the declaration manages (core/resources/programvalues.py)."""
+
+    name: str
+    entries: tuple[EntryRec, ...] = ()
+    exclusive: bool = False
+
+
+@dataclass(frozen=True)
+class SectionRec:
+    """A data section's bytes as a running program holds them (live side, hex)."""
+
+    name: str
+    data: str
+
+
+@dataclass(frozen=True)
 class ProgramRec:
     """One BPF program on a hook, identified by its ELF program name and the content digest of
     its object file (first 16 hex of SHA-256, as in its pin name). `object` is the file's path
@@ -179,6 +237,22 @@ class ProgramRec:
     # own, sorted: desired, its object's maps of a declared name; live, the pinned shared maps
     # whose map ids the program holds. A difference loads a new instance.
     shared: tuple[str, ...] = ()
+    # globals: declared on the desired side; `digest` then names the instance (object and
+    # values, spec.globals.instance_digest) and `object_digest` the object file alone
+    globals: tuple[GlobalRec, ...] = field(default=(), compare=False)
+    object_digest: str = field(default="", compare=False)
+    # live side: the instance's data sections (.rodata, .data, .bss) as the kernel holds them
+    sections: tuple[SectionRec, ...] = field(default=(), compare=False)
+    # declared entries of the program's own maps (desired); their content (live: every entry
+    # of every map, so not compared as such). What is compared is `entries_key`, a digest of the
+    # entries the declaration manages: set on the desired side when planned, on the live side by
+    # the hook type's view from the entries it keeps (core/resources/programvalues.py); "" when
+    # the program declares none, so a raw live record equals a desired one without entries
+    map_entries: tuple[MapEntriesRec, ...] = field(default=(), compare=False)
+    entries_key: str = ""
+    # live side, set by the hook type's view: declared .data/.bss globals whose running value
+    # differs from the declared one (changed outside nkplan); apply writes them back in place
+    drifted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from nkplan.core.records import (
     SysctlsRec,
     ns_label,
 )
+from nkplan.core.resources.programvalues import with_live_devices
 from nkplan.core.sysctls import DEVICE_KEYS, Sysctls, Value, proc_path, reference_key
 from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.seam import ApplySession, Writer, Writers, typed_writers
@@ -356,7 +357,9 @@ class FakeKernel(Writers):
         if after is None or not after.programs:
             self.state.hooks.pop(key, None)
         else:  # as the hook's marker: the programs others attached are acknowledged
-            self.state.hooks[key] = dataclasses.replace(after, foreign=self._foreign_at(key))
+            # and, as the real writer, instance digests from the named devices' ifindexes of now
+            placed = with_live_devices(after, self.state)
+            self.state.hooks[key] = dataclasses.replace(placed, foreign=self._foreign_at(key))
 
     def _foreign_at(self, key: tuple[str, str, str]) -> tuple[str, ...]:
         found = [(f.prog_id, f.name) for f in self.state.foreign_programs if (f.namespace, f.device, f.hook) == key]

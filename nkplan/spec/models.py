@@ -4,7 +4,7 @@ problem of a file can be reported at once with its location."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,10 +30,28 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+class MapEntrySpec(_Model):
+    key: Any = Field(description="the entry's key, typed from the map's BTF key type")
+    value: Any = Field(description="the entry's value, typed from the map's BTF value type")
+
+
+class MapSpec(_Model):
+    entries: list[MapEntrySpec] = Field(default_factory=list, description="entries nkplan writes")
+    exclusive: bool = Field(default=False, description="remove entries that are not declared")
+
+
 class ProgramSpec(_Model):
     object: str = Field(description="ELF BPF object file, relative to the spec file")
     program: str = Field(min_length=1, description="the program's name in the object")
     pin_maps: bool = Field(default=False, description="also pin the program's maps next to its link")
+    globals: dict[str, Any] | None = Field(
+        default=None,
+        description="global variables of the instance (.rodata const volatile, .data, .bss) by name, "
+        "typed from the object's BTF; {ifindex: DEVICE} names a declared device",
+    )
+    maps: dict[str, MapSpec] | None = Field(
+        default=None, description="entries of the program's own maps (SEC(\".maps\")), by map name"
+    )
 
 
 class TcxPrograms(_Model):

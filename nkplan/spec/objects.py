@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nkplan.core.records import MapDef
-from nkplan.spec import objfile
+from nkplan.spec import btf, objfile
+from nkplan.spec.bpfvalues import ResolveDevice, ValueProblem
 from nkplan.spec.checks import Problem, declared_hooks
-from nkplan.spec.models import StackSpec
+from nkplan.spec.globals import device_resolver, program_globals
+from nkplan.spec.mapentries import program_map_entries
+from nkplan.spec.models import MapSpec, StackSpec
 
 # an object file's program names and own maps; raises InspectError when it cannot open the file
 Inspect = Callable[[str], tuple[list[str], tuple[MapDef, ...]]]
@@ -69,6 +73,7 @@ def object_problems(
     """(problems, what was learnt of the objects)."""
     problems: list[Problem] = []
     facts = ObjectFacts()
+    resolver: ResolveDevice | None = None
     contents: dict[str, list[str] | str] = {}
     for path, _end, _hook, progs in declared_hooks(spec):
         for j, prog in enumerate(progs):
@@ -92,4 +97,51 @@ def object_problems(
                 problems.append(
                     ((*path, j, "program"), f"object {prog.object!r} has no program {prog.program!r} (it has: {have})")
                 )
+            else:
+                if prog.globals:
+                    resolver = resolver or device_resolver(spec)
+                    problems += globals_problems(prog.globals, prog.object, full, (*path, j, "globals"), resolver)
+                if prog.maps:
+                    resolver = resolver or device_resolver(spec)
+                    where = (*path, j, "maps")
+                    problems += entries_problems(prog.maps, prog.object, full, facts.maps[full], where, resolver)
     return problems, facts
+
+
+def entries_problems(
+    maps: dict[str, MapSpec],
+    written: str,
+    full: str,
+    defs: tuple[MapDef, ...],
+    where: tuple[str | int, ...],
+    resolver: ResolveDevice,
+) -> list[Problem]:
+    """A program entry's `maps:` against its object's maps and their BTF key/value types."""
+    try:
+        tp = btf.read_object(full)
+    except (btf.BtfError, OSError) as exc:
+        return [(where, f"object {written!r}: cannot read its BTF types: {exc}")]
+    out: list[Problem] = []
+    for name, spec in maps.items():  # every bad map at once
+        try:
+            program_map_entries(tp, {name: spec}, defs, resolver)
+        except ValueProblem as exc:
+            out.append(((*where, *exc.where), exc.message))
+    return out
+
+
+def globals_problems(
+    values: dict[str, Any], written: str, full: str, where: tuple[str | int, ...], resolver: ResolveDevice
+) -> list[Problem]:
+    """A program entry's `globals:` against its object's BTF: each value named, typed, in range."""
+    try:
+        tp = btf.read_object(full)
+    except (btf.BtfError, OSError) as exc:
+        return [(where, f"object {written!r}: cannot read its BTF types: {exc}")]
+    out: list[Problem] = []
+    for name, value in values.items():  # every bad value at once
+        try:
+            program_globals(tp, {name: value}, resolver)
+        except ValueProblem as exc:
+            out.append(((*where, *exc.where), exc.message))
+    return out

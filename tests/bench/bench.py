@@ -10,6 +10,8 @@ beside the kernel's own cost of the same work, and the ratios and growth the tar
 
 --programs also declares count_pass (bpf/build/count.o) at every pod end's tcx ingress: one
 program load (verifier included), attach and pin per pod on apply, one hook read per pod on plan.
+--values declares allow_egress (bpf/build/allow.o) there instead, with one global and a 16-entry
+allow list per pod (the same work, plus a .rodata value before load and 16 map writes per pod).
 --compare runs validate and both plans also from another tree's nkplan package, alternated with
 this one's on the same kernel state, and prints the medians (the fair before/after on a shared
 machine: compare the CPU column).
@@ -41,7 +43,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def spec(prefix: str, pods: int, kind: str, programs: bool = False, sysctls: bool = False) -> str:
+def allow_list(i: int) -> str:
+    """allow_egress with its global and a 16-entry allow list (different per pod)."""
+    entries = ", ".join(
+        f"{{key: {{prefixlen: 32, addr: 10.{i % 200}.{i // 200}.{k}}}, value: {{port: {8000 + k}}}}}" for k in range(16)
+    )
+    obj = ROOT / "bpf" / "build" / "allow.o"
+    maps = f"maps: {{allow: {{entries: [{entries}]}}}}"
+    return f"{{object: {obj}, program: allow_egress, globals: {{enforce: false}}, {maps}}}"
+
+
+def spec(prefix: str, pods: int, kind: str, programs: bool = False, sysctls: bool = False, values: bool = False) -> str:
     lines = [f"stack: bench-{prefix}", "namespaces:"]
     lines += [f"  - name: {prefix}p{i}" for i in range(pods)]
     lines.append("links:")
@@ -54,7 +66,8 @@ def spec(prefix: str, pods: int, kind: str, programs: bool = False, sysctls: boo
         lines.append(
             f"  - {{name: {prefix}h{i}, kind: {kind}, addresses: [10.{50 + a}.{b}.1/32]{host_sysctl}, "
             f"peer: {{name: eth0, namespace: {prefix}p{i}, "
-            f"addresses: [10.{100 + a}.{b}.2/32, 'fd00:{a}:{b}::2/128']{tcx}{pod_sysctl}}}}}"
+            f"addresses: [10.{100 + a}.{b}.2/32, 'fd00:{a}:{b}::2/128']"
+            f"{f', tcx: {{ingress: [{allow_list(i)}]}}' if values else tcx}{pod_sysctl}}}}}"
         )
     lines.append("routes:")
     for i in range(pods):
@@ -178,7 +191,7 @@ def run_size(args: argparse.Namespace, pods: int, tmp: Path) -> dict[str, Row]:
     prefix = "b" + secrets.token_hex(2)
     nkplan = [sys.executable, "-m", "nkplan.cli"]
     path = tmp / f"bench-{pods}.yaml"
-    path.write_text(spec(prefix, pods, args.kind, args.programs, args.sysctls))
+    path.write_text(spec(prefix, pods, args.kind, args.programs, args.sysctls, args.values))
     rows: dict[str, Row] = {}
     compare: dict[str, list[float]] = {}
     try:
@@ -236,6 +249,7 @@ def ratio_lines(rows: dict[str, Row], programs: bool) -> list[str]:
 def print_table(pods: int, args: argparse.Namespace, rows: dict[str, Row]) -> None:
     extra = ", count_pass on every pod end's tcx ingress (the ip baseline has no programs)" if args.programs else ""
     extra += ", one sysctl per device end (the ip baseline sets none)" if args.sysctls else ""
+    extra += ", allow_egress with a global and 16 map entries per pod end" if args.values else ""
     print(f"\nnkplan benchmark: {pods} pods, {args.kind}{extra}, kernel {os.uname().release}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'step':42} {'wall s':>8} {'user s':>7} {'sys s':>7} {'peak RSS MiB':>13}")
@@ -285,13 +299,17 @@ def main() -> int:
     ap.add_argument("--profile", metavar="DIR", help="sample each nkplan command with py-spy (pip install py-spy): "
                     "collapsed stacks into DIR")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3, help="alternations for --compare (default 3)")
+    ap.add_argument(
+        "--values", action="store_true",
+        help="instead of count_pass, allow_egress with one global and a 16-entry map per pod (compare with --programs)",
+    )  # fmt: skip
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.pods]
     sys.path.insert(0, str(ROOT))
     from tests import testrun
 
     testrun.acquire()  # not while a real-kernel test run uses this kernel: each would skew the other
-    if args.programs:
+    if args.programs or args.values:
         subprocess.run(["make", "-s", "-C", str(ROOT / "bpf")], check=True)
     results: dict[int, dict[str, Row]] = {}
     with tempfile.TemporaryDirectory() as tmp:

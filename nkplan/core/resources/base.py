@@ -36,6 +36,10 @@ class Need:
 
     token: Token
     lives_on: bool = False
+    # the record's values name what provides it (a program's global holds a device's ifindex):
+    # when that is replaced, this record is updated with it (core/planner.py's cascade), and
+    # this says why ("ifindex of nk-a changes: device replaced")
+    refers: str = ""
 
 
 @dataclass

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from nkplan.core.hostns import document_ns, qualified
-from nkplan.core.records import HookRec, MapDef, ProgramRec, digest
+from nkplan.core.records import HookRec, ProgramRec, digest
+from nkplan.core.resources import programvalues as values
 from nkplan.core.resources.base import Claims, Need, ResourceType
 from nkplan.core.resources.link import on_device
 from nkplan.core.resources.namespace import in_namespace
@@ -26,6 +27,11 @@ class HookType(ResourceType[HookRec]):
     hidden = (
         "programs.prog_id", "programs.tag", "programs.link_id", "programs.maps",  # kernel ids: for `show`
         "applied", "foreign_now",  # bookkeeping
+        "programs.object_digest", "programs.sections",  # globals' bookkeeping: the plan says them in words
+        "programs.globals.section", "programs.globals.offset", "programs.globals.data",
+        "programs.globals.hint", "programs.globals.refs",
+        "programs.map_entries.entries.key_refs", "programs.map_entries.entries.value_refs",
+        "programs.map_entries.entries.hint", "programs.drifted", "programs.entries_key",
     )  # fmt: skip
 
     def address(self, rec: HookRec) -> str:
@@ -38,6 +44,7 @@ class HookType(ResourceType[HookRec]):
         live = claims.live
         for i, (key, (rec, _path)) in enumerate(claims.want.hooks.items()):
             have = live.hooks.get(key)
+            rec = values.with_live_devices(rec, live)
             claims.declared(rec, have if have is not None and claims.ours(have.owner) else None, i)
         for key, have in live.hooks.items():
             if claims.ours(have.owner) and key not in claims.want.hooks and (have.programs or have.leftovers):
@@ -49,6 +56,9 @@ class HookType(ResourceType[HookRec]):
                     f"{hook_address(f.namespace, f.device, f.hook)}: program {f.name!r} (id {f.prog_id}) "
                     "was attached by someone else; nkplan leaves it alone"
                 )
+
+    def view(self, want: HookRec, have: HookRec) -> HookRec:
+        return values.view(want, have)
 
     def describe_update(self, have: HookRec, want: HookRec) -> str:
         return describe_programs(have, want)
@@ -83,6 +93,8 @@ class HookType(ResourceType[HookRec]):
         names = {m.name for p in rec.programs for m in p.maps} | {n for p in rec.programs for n in p.shared}
         for name in sorted(names):
             yield Need(map_token(name), lives_on=True)
+        for ns, device in values.referenced_devices(rec):  # after the devices its values name
+            yield Need(("device", ns, device), refers=f"ifindex of {qualified(ns, device)} changes: device replaced")
 
     def attrs(self, rec: HookRec) -> dict[str, Any]:
         data = super().attrs(rec)
@@ -96,12 +108,7 @@ class HookType(ResourceType[HookRec]):
         return data
 
     def from_plain(self, data: dict[str, Any]) -> HookRec:
-        progs = tuple(
-            ProgramRec(
-                **{**p, "maps": tuple(MapDef(**m) for m in p.get("maps", ())), "shared": tuple(p.get("shared", ()))}
-            )
-            for p in data["programs"]
-        )
+        progs = tuple(values.program_from_plain(p) for p in data["programs"])
         foreign = data.get("foreign")
         return HookRec(
             **{
@@ -144,7 +151,7 @@ def describe_programs(have: HookRec, want: HookRec) -> str:
     words = [f"attach {n}" for n in new if n not in old]
     words += [f"detach {n}" for n in old if n not in new]
     words += [
-        f"update {n} in place ({_what_maps_do(old[n], new[n])})"
+        f"update {n} in place ({values.what_changed(old[n], new[n], _what_maps_do(old[n], new[n]))})"
         for n in new
         if n in old and new[n].digest != old[n].digest
     ]
@@ -153,6 +160,12 @@ def describe_programs(have: HookRec, want: HookRec) -> str:
         if n in old and new[n].digest == old[n].digest and new[n].shared != old[n].shared:
             uses = ", ".join(new[n].shared) or "none"
             words.append(f"load {n} again to use the shared maps: {uses}")
+    words += [
+        f"set globals of {n} changed outside nkplan ({values.globals_drift(old[n], new[n])})"
+        for n in new
+        if n in old and old[n].drifted and new[n].digest == old[n].digest
+    ]
+    words += [w for n in new if n in old for w in values.entries_changed(old[n], new[n])]
     kept_old = [n for n in old if n in new]
     kept_new = [n for n in new if n in old]
     if kept_old != kept_new:

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from nkplan.core.records import HookRec, ProgramRec
 from nkplan.errors import InternalError, KernelError
 from nkplan.kernel import faultpoint
-from nkplan.kernel.bpf import bpffs, hookmarks, hooks, info, libbpf, pins, sharedmaps
+from nkplan.kernel.bpf import bpffs, hookmarks, hooks, info, libbpf, pins, sharedmaps, values
+from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf.errors import BpfObjectError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
@@ -112,10 +113,11 @@ def _check_digest(rec: ProgramRec) -> None:
     if why is not None:
         raise BpfObjectError(f"{rec.object}: {why}", rec.object, rec.program)
     now = objfile.digest(rec.object)[: objfile.DIGEST_CHARS]
-    if now != rec.digest[: objfile.DIGEST_CHARS]:
+    planned = (rec.object_digest or rec.digest)[: objfile.DIGEST_CHARS]  # object_digest: the instance has globals
+    if now != planned:
         raise BpfObjectError(
             f"{rec.object}: the object file changed since the plan was made (digest {now}, planned "
-            f"{rec.digest[: objfile.DIGEST_CHARS]}); plan again",
+            f"{planned}); plan again",
             rec.object,
             rec.program,
         )
@@ -265,6 +267,7 @@ class _HookWriter:
 
     def run(self, wanted: Sequence[ProgramRec]) -> None:
         r = self.ref
+        wanted = [values.settle(rec) for rec in wanted]  # device references: the ifindexes of now
         for stack in self.stacks:  # temporary pins a crashed run left behind
             directory = hook_dir(stack, r.namespace, r.device, r.hook)
             if os.path.isdir(directory):
@@ -402,11 +405,14 @@ class _HookWriter:
             for fd in shared.values():
                 self.cleanup.callback(os.close, fd)
             reuse.update(shared)
-        obj = libbpf.load_program(rec.object, rec.program, reuse=reuse or None)
+        obj = libbpf.load_program(rec.object, rec.program, reuse=reuse or None, patches=values.patches(rec))
         self.cleanup.callback(obj.close)
         prog_fd = obj.program_fd(rec.program)
         if rec.shared:
             self.check_shared(rec, prog_fd)
+        if rec.entries_key:  # declared entries, before it is attached: it never runs without them
+            fds = {name[: C.BPF_OBJ_NAME_LEN - 1]: fd for name, fd in obj.map_fds().items()}
+            values.write_entries(rec, fds, self.what(rec.program))
         return _Prog(prog_fd, obj)
 
     def check_shared(self, rec: ProgramRec, prog_fd: int) -> None:
@@ -485,6 +491,16 @@ class _HookWriter:
         if new is not None:
             self.swap(o, rec, new, final)
             return
+        writable = any(not g.section.startswith(".rodata") for g in rec.globals)
+        # the same instance: declared entries and .data/.bss values in place. `entries_key` says the
+        # entries are declared ones: a record read raw from the kernel (a rollback's) lists every
+        # entry of every map, counters included, which must not be written back
+        if rec.entries_key or writable:
+            fds = self.maps_of(o)
+            if rec.entries_key:
+                values.write_entries(rec, fds, self.what(rec.program))
+            if writable:
+                values.write_globals(rec, fds, self.what(rec.program))
         if o.pin.path != final.path:  # same program, another owner's directory (adoption)
             _rename(o.pin.path, final.path)
             if os.path.isdir(o.pin.maps_dir):

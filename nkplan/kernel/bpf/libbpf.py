@@ -89,6 +89,8 @@ def _lib() -> ctypes.CDLL:
     _sig(lib, "bpf_map__max_entries", ctypes.c_uint32, _VP)
     _sig(lib, "bpf_map__map_flags", ctypes.c_uint32, _VP)
     _sig(lib, "bpf_map__reuse_fd", ctypes.c_int, _VP, ctypes.c_int)
+    _sig(lib, "bpf_map__initial_value", _VP, _VP, ctypes.POINTER(ctypes.c_size_t))
+    _sig(lib, "bpf_map__set_initial_value", ctypes.c_int, _VP, _VP, ctypes.c_size_t)
     lib.libbpf_set_print(_on_print_c)
     return lib
 
@@ -203,6 +205,48 @@ class BpfObject:
             if rc < 0:
                 raise KernelError(f"{self.path}: reusing the existing map {ours.name}: {os.strerror(-rc)}", -rc)
 
+    def section_maps(self) -> dict[str, int]:
+        """{data section name: libbpf map} of the object's sections' maps (.rodata, .data, .bss
+        and their variants). libbpf names them after the object (at most 8 characters), a dot
+        and the section, cut to the kernel's 15: the part from the first dot is the section."""
+        lib, out = _lib(), {}
+        for m in self._maps():
+            if lib.bpf_map__is_internal(m):
+                name = (lib.bpf_map__name(m) or b"").decode()
+                if "." in name:
+                    out[name[name.index(".") :]] = m
+        return out
+
+    def set_sections(self, images: Mapping[str, bytes]) -> None:
+        """Before load: the initial content of data sections ({section name: bytes of the whole
+        section}), libbpf's bpf_map__set_initial_value; .rodata is frozen once loaded."""
+        lib, maps = _lib(), self.section_maps()
+        for section, image in images.items():
+            m = maps.get(section)
+            if m is None:
+                m = next((v for k, v in maps.items() if len(k) >= 7 and section.startswith(k)), None)
+            if m is None:
+                raise BpfObjectError(f"{self.path}: the object has no data section {section}", self.path)
+            size = ctypes.c_size_t(0)
+            if not lib.bpf_map__initial_value(m, ctypes.byref(size)) or size.value != len(image):
+                raise BpfObjectError(
+                    f"{self.path}: section {section} is {size.value} bytes, the values planned for it {len(image)}; "
+                    "plan again", self.path
+                )
+            buf = ctypes.create_string_buffer(image, len(image))
+            rc = lib.bpf_map__set_initial_value(m, buf, len(image))
+            if rc < 0:
+                raise KernelError(f"{self.path}: setting the values of {section}: {os.strerror(-rc)}", -rc)
+
+    def section_image(self, section: str) -> bytes:
+        """The current initial content of a data section (the object's, until set_sections)."""
+        m = self.section_maps().get(section)
+        if m is None:
+            raise BpfObjectError(f"{self.path}: the object has no data section {section}", self.path)
+        size = ctypes.c_size_t(0)
+        ptr = _lib().bpf_map__initial_value(m, ctypes.byref(size))
+        return ctypes.string_at(ptr, size.value) if ptr else bytes(size.value)
+
     def load(self, programs: Sequence[str]) -> None:
         """Load the named programs (the object's others stay unloaded) and every map."""
         lib, wanted = _lib(), {self._prog(n): n for n in programs}
@@ -249,11 +293,27 @@ class BpfObject:
         return out
 
 
-def load_program(path: str, program: str, reuse: Mapping[str, int] | None = None) -> BpfObject:
+def load_program(
+    path: str,
+    program: str,
+    reuse: Mapping[str, int] | None = None,
+    patches: Mapping[str, Sequence[tuple[int, bytes]]] | None = None,
+) -> BpfObject:
     """Open path and load just `program` (as SCHED_CLS) and the maps, taking over the compatible
-    ones of `reuse` (BpfObject.reuse_maps); the caller closes it."""
+    ones of `reuse` (BpfObject.reuse_maps), with the data sections' initial content patched
+    ({section: [(offset, bytes)]}: the instance's globals); the caller closes it."""
     obj = BpfObject(path)
     try:
+        if patches:
+            images = {}
+            for section, parts in patches.items():
+                image = bytearray(obj.section_image(section))
+                for offset, data in parts:
+                    if offset + len(data) > len(image):
+                        raise BpfObjectError(f"{path}: a value lies beyond section {section}; plan again", path)
+                    image[offset : offset + len(data)] = data
+                images[section] = bytes(image)
+            obj.set_sections(images)
         if reuse:
             obj.reuse_maps(reuse)
         obj.load([program])

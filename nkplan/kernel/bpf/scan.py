@@ -29,23 +29,28 @@ from dataclasses import dataclass, field
 
 from nkplan.core.records import (
     HOST,
+    EntryRec,
     ForeignProgram,
     Hook,
     HookRec,
     LiveState,
     MapDef,
+    MapEntriesRec,
     OrphanPin,
     ProgramRec,
+    SectionRec,
     parse_owner_alias,
 )
 from nkplan.errors import KernelError
 from nkplan.kernel.bpf import bpffs, hookmarks, info, mprog, pins
 from nkplan.kernel.bpf import consts as BC
+from nkplan.kernel.bpf import syscall as S
 from nkplan.kernel.bpf.bpffs import PinEntry
 from nkplan.kernel.bpf.mprog import HookState
 from nkplan.kernel.bpf.pins import LinkPin
 from nkplan.kernel.netlink.consts import IFLA_NETKIT_PRIMARY
 from nkplan.kernel.netlink.reader import PAIR_KINDS, NsScan, is_single
+from nkplan.spec.mapentries import ENTRY_MAP_TYPES
 
 
 # reading ------------------------------------------------------------------------------------------
@@ -142,24 +147,42 @@ def pinned_links(stack: str, namespace: str, device: str, hook: Hook, *, keep_fd
     return open_pins(found, keep_fds=keep_fds)
 
 
-def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, tuple[MapDef, ...]]:
-    """(name, tag, maps) of a loaded program; empty if it is gone. Maps (the program's own, not
-    .data/.bss/.rodata, whose kernel names hold a dot) only when asked: three syscalls each."""
+_Maps = tuple[tuple[MapDef, ...], tuple[SectionRec, ...], tuple[MapEntriesRec, ...]]
+ENTRIES_READ = 4096  # a map with more entries is not read (its entries cannot be declared either)
+
+
+def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, *_Maps]:
+    """(name, tag, maps, data sections, map entries) of a loaded program; empty if it is gone.
+    Maps (the program's own), the content of its data sections (.data/.bss/.rodata, whose
+    kernel names hold a dot: what its globals hold) and the entries of its hash, LPM trie and
+    array maps only when asked: three or four syscalls per map, two per entry."""
     try:
         fd = info.open_prog(prog_id)
     except KernelError:
-        return "", "", ()
+        return "", "", (), (), ()
     try:
         got = info.prog_info(fd)
-        return got.name, got.tag, (_map_defs(got.map_ids) if with_maps else ())
+        return (got.name, got.tag, *(_map_defs(got.map_ids) if with_maps else ((), (), ())))
     except OSError:
-        return "", "", ()
+        return "", "", (), (), ()
     finally:
         os.close(fd)
 
 
-def _map_defs(map_ids: Sequence[int]) -> tuple[MapDef, ...]:
-    out = []
+def _entries(fd: int, d: MapDef) -> MapEntriesRec | None:
+    keys = S.map_keys(fd, d.key_size, ENTRIES_READ)
+    if keys is None:
+        return None
+    entries = []
+    for key in keys:
+        value = S.map_lookup_raw(fd, key, d.value_size)
+        if value is not None:  # deleted meanwhile
+            entries.append(EntryRec(key.hex(), value.hex()))
+    return MapEntriesRec(d.name, tuple(sorted(entries, key=lambda e: e.key)))
+
+
+def _map_defs(map_ids: Sequence[int]) -> _Maps:
+    out, sections, entries = [], [], []
     for map_id in map_ids:
         try:
             fd = info.open_map(map_id)
@@ -167,11 +190,19 @@ def _map_defs(map_ids: Sequence[int]) -> tuple[MapDef, ...]:
             continue  # freed meanwhile
         try:
             d = info.map_info(fd).definition()
+            if "." not in d.name:
+                out.append(d)
+                if d.type in ENTRY_MAP_TYPES:
+                    found = _entries(fd, d)
+                    if found is not None:
+                        entries.append(found)
+            elif d.max_entries == 1:  # a data section: libbpf's "OBJNAME.SECTION", one value
+                value = S.map_lookup_raw(fd, bytes(4), d.value_size)
+                if value is not None:
+                    sections.append(SectionRec(d.name[d.name.index(".") :], value.hex()))
         finally:
             os.close(fd)
-        if "." not in d.name:
-            out.append(d)
-    return tuple(out)
+    return tuple(out), tuple(sections), tuple(entries)
 
 
 def _uses(prog_id: int, shared: dict[int, str]) -> tuple[str, ...]:
@@ -242,7 +273,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
         for entry in sc.state.entries:
             pin = owned.get(entry.link_id) if entry.link_id is not None else None
             if pin is not None:
-                _name, tag, maps = _prog_info(entry.prog_id, with_maps=True)
+                _name, tag, maps, sections, map_entries = _prog_info(entry.prog_id, with_maps=True)
                 programs.append(
                     ProgramRec(
                         pin.program,
@@ -253,6 +284,8 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
                         link_id=entry.link_id,
                         maps=maps,
                         shared=_uses(entry.prog_id, shared) if shared else (),
+                        sections=sections,
+                        map_entries=map_entries,
                     )
                 )
             elif entry.link_id is None or entry.link_id not in leftover_links:

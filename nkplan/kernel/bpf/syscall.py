@@ -138,6 +138,43 @@ def map_lookup_raw(map_fd: int, key: bytes, value_size: int) -> bytes | None:
     return v.raw
 
 
+def map_update_raw(map_fd: int, key: bytes, value: bytes) -> None:
+    """MAP_UPDATE_ELEM with BPF_ANY (create or replace)."""
+    k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value, len(value))
+    bpf(C.BPF_MAP_UPDATE_ELEM, Attr().u32(0, map_fd).ptr(8, k).ptr(16, v).u64(24, 0))
+
+
+def map_delete_raw(map_fd: int, key: bytes) -> None:
+    """MAP_DELETE_ELEM; a key that is already gone is fine."""
+    k = ctypes.create_string_buffer(key, len(key))
+    try:
+        bpf(C.BPF_MAP_DELETE_ELEM, Attr().u32(0, map_fd).ptr(8, k))
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+
+
+def map_keys(map_fd: int, key_size: int, limit: int) -> list[bytes] | None:
+    """Every key of a map (MAP_GET_NEXT_KEY from none), or None when it has more than `limit`."""
+    keys: list[bytes] = []
+    nxt = ctypes.create_string_buffer(key_size)
+    prev: ctypes.Array[ctypes.c_char] | None = None
+    while True:
+        attr = Attr().u32(0, map_fd).ptr(16, nxt)
+        if prev is not None:
+            attr.ptr(8, prev)
+        try:
+            bpf(C.BPF_MAP_GET_NEXT_KEY, attr)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return keys
+            raise
+        if len(keys) >= limit:
+            return None
+        keys.append(nxt.raw)
+        prev = ctypes.create_string_buffer(nxt.raw, key_size)
+
+
 def possible_cpus() -> int:
     """How many value slots a per-CPU map returns: the kernel's possible CPUs, not the online ones."""
     with open("/sys/devices/system/cpu/possible", encoding="ascii") as fh:

@@ -1,0 +1,90 @@
+"""A program instance's globals at apply time: the devices its values name are looked up now
+(a device the same apply created or replaced has its ifindex only now), the instance's digest is
+computed from what will really be loaded (spec.globals.instance_digest, so its pin names it and
+the next plan agrees), and the data sections' patches are handed to libbpf before load. Declared
+map entries are written into the instance's maps: after load and before attach for a new
+instance, in place (no reload) for a running one."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from nkplan.core.records import ProgramRec
+from nkplan.errors import KernelError
+from nkplan.kernel.bpf import hooks, info
+from nkplan.kernel.bpf import syscall as S
+from nkplan.spec.bpfvalues import fill_refs
+from nkplan.spec.globals import filled, instance_digest
+
+
+def _ifindex(namespace: str, device: str) -> int:
+    try:
+        return hooks.ifindex(namespace, device)
+    except KernelError as exc:
+        where = f" in namespace {namespace}" if namespace else ""
+        why = f"a program's value names device {device}{where}, which cannot be found: {exc}"
+        raise KernelError(why, exc.errno) from None
+
+
+def settle(rec: ProgramRec) -> ProgramRec:
+    """The record with its digest computed from the devices' ifindexes as they are now (only
+    records with device references change)."""
+    if not rec.object_digest or not any(g.refs for g in rec.globals):
+        return rec
+    digest = instance_digest(rec.object_digest, rec.globals, _ifindex)
+    return dataclasses.replace(rec, digest=digest)
+
+
+def patches(rec: ProgramRec) -> dict[str, list[tuple[int, bytes]]]:
+    """{data section: [(offset, bytes)]} of the instance's globals, references filled in."""
+    out: dict[str, list[tuple[int, bytes]]] = {}
+    for g in rec.globals:
+        data = filled(g, _ifindex)
+        assert data is not None  # _ifindex answers or raises
+        out.setdefault(g.section, []).append((g.offset, data))
+    return out
+
+
+def write_entries(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> None:
+    """Write the declared entries into the program's maps ({kernel map name: fd}), references
+    filled with the ifindexes of now; of an exclusive map, delete every entry not declared.
+    One MAP_UPDATE_ELEM per entry: LPM tries, the allow lists' kind, have no batch operations."""
+    for m in rec.map_entries:
+        fd = map_fds.get(m.name)
+        if fd is None:
+            raise KernelError(f"{what}: the program has no map {m.name}")
+        keys = set()
+        try:
+            for e in m.entries:
+                key = fill_refs(bytes.fromhex(e.key), e.key_refs, _ifindex)
+                S.map_update_raw(fd, key, fill_refs(bytes.fromhex(e.value), e.value_refs, _ifindex))
+                keys.add(key)
+            if m.exclusive:
+                key_size = info.map_info(fd).key_size
+                for key in S.map_keys(fd, key_size, 1 << 20) or ():
+                    if key not in keys:
+                        S.map_delete_raw(fd, key)
+        except OSError as exc:
+            raise KernelError(f"{what}: writing the entries of map {m.name}: {exc.strerror}", exc.errno) from None
+
+
+def write_globals(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> None:
+    """Write the declared globals of writable sections (.data, .bss) into a running instance's
+    section maps ({kernel map name: fd}; libbpf names them OBJ.SECTION): puts back values changed
+    outside nkplan, without a reload. .rodata is frozen and never needs it."""
+    by_section = {name[name.index(".") :]: fd for name, fd in map_fds.items() if "." in name}
+    for section, parts in patches(rec).items():
+        if section.startswith(".rodata"):
+            continue
+        fd = by_section.get(section)
+        if fd is None:
+            raise KernelError(f"{what}: the running program has no {section} map")
+        try:
+            size = info.map_info(fd).value_size
+            image = bytearray(S.map_lookup_raw(fd, bytes(4), size) or bytes(size))
+            for offset, data in parts:
+                image[offset : offset + len(data)] = data
+            S.map_update_raw(fd, bytes(4), bytes(image))
+        except OSError as exc:
+            raise KernelError(f"{what}: writing its {section} globals: {exc.strerror}", exc.errno) from None

@@ -1,0 +1,286 @@
+"""Spec values (YAML scalars, lists, mappings) encoded to the bytes of a BTF type: a global
+variable of a BPF object or a map's key or value. Pure.
+
+What a value may be, by the type (typedefs and const/volatile looked through):
+- integer types: a YAML integer within the type's range; `bool` (_Bool): true/false;
+  `__be16`/`__be32`/`__be64` (network order): an integer, and `__be32` also an IPv4 literal;
+- enums: an enumerator's name or an integer within range;
+- arrays of 1-byte integers: `__u8[6]` a MAC (`02:00:00:00:00:01`), `__u8[4]` an IPv4 and
+  `__u8[16]` an IPv6 literal; `char[N]` a string of at most N-1 bytes (room for the NUL);
+  any array: a list of at most N elements, the rest zero (as a C initializer);
+- structs: a mapping by field name; a field left out is zero (as a C designated initializer),
+  an unknown one is an error naming the fields there are; a union: exactly one of its members;
+- a device reference where an integer fits: `{ifindex: DEVICE}` (with `namespace: NS` when the
+  name is declared in more than one namespace). Its number is not known before apply (a device
+  about to be created or replaced has none yet): encoding leaves zeros there and records a
+  `ValueRef` (offset, size, device), which the applier fills in (kernel/bpf/values.py).
+Bitfields, pointers and floats cannot be set; the error says so."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nkplan.core.records import ValueRef
+from nkplan.spec import btf as B
+
+Where = tuple[str | int, ...]
+
+
+class ValueProblem(Exception):
+    """A value does not fit its type: `where` is the path inside the value, `message` says why."""
+
+    def __init__(self, where: Where, message: str) -> None:
+        super().__init__(message)
+        self.where, self.message = where, message
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    """A device a value names; `namespace` is the record namespace ("" = host) as
+    `resolve_device` decided it."""
+
+    namespace: str
+    device: str
+
+
+# (device name, namespace as written or None) → the device, or a ValueProblem message
+ResolveDevice = Callable[[str, str | None], DeviceRef | str]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    data: bytes
+    refs: tuple[ValueRef, ...] = ()
+
+
+def _be_width(tp: B.ObjectBtf, type_id: int) -> int:
+    """Bytes of a network-order typedef (__be16/__be32/__be64) on the way to the type, else 0."""
+    for n in tp.names_through(type_id):
+        if n in ("__be16", "__be32", "__be64"):
+            return int(n[4:]) // 8
+    return 0
+
+
+class _Words:
+    """A type's words (ObjectBtf.describe), made when a message formats them."""
+
+    __slots__ = ("tp", "type_id")
+
+    def __init__(self, tp: B.ObjectBtf, type_id: int) -> None:
+        self.tp, self.type_id = tp, type_id
+
+    def __str__(self) -> str:
+        return self.tp.describe(self.type_id)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+class _Encoder:
+    def __init__(self, tp: B.ObjectBtf, resolve: ResolveDevice) -> None:
+        self.tp, self.resolve = tp, resolve
+        self.refs: list[ValueRef] = []
+
+    def encode(self, type_id: int, value: Any, where: Where, base: int) -> bytes:
+        tp = self.tp
+        t = tp.strip(type_id)
+        words = _Words(tp, type_id)  # said only in errors: describing every type is costly
+        if isinstance(value, Mapping) and "ifindex" in value and t.kind in (B.INT, B.ENUM):
+            return self.reference(t, value, where, base, words)
+        if t.kind == B.INT:
+            return self.integer(type_id, t, value, where, words)
+        if t.kind in (B.ENUM, B.ENUM64):
+            return self.enum(t, value, where, words)
+        if t.kind == B.ARRAY:
+            return self.array(type_id, t, value, where, base, words)
+        if t.kind in (B.STRUCT, B.UNION):
+            return self.compound(t, value, where, base, words)
+        what = {B.PTR: "a pointer", B.FLOAT: "a floating-point number"}.get(t.kind, f"BTF kind {t.kind}")
+        raise ValueProblem(where, f"{words} is {what}: it cannot be set from the spec")
+
+    def reference(self, t: B.Type, value: Mapping[str, Any], where: Where, base: int, words: _Words) -> bytes:
+        extra = sorted(set(value) - {"ifindex", "namespace"})
+        if extra:
+            not_these = ", ".join(map(str, extra))
+            raise ValueProblem(where, f"a device reference takes 'ifindex' and 'namespace', not {not_these}")
+        name, ns = value["ifindex"], value.get("namespace")
+        if not isinstance(name, str) or (ns is not None and not isinstance(ns, str)):
+            raise ValueProblem(where, "a device reference is {ifindex: DEVICE} or {ifindex: DEVICE, namespace: NS}")
+        if t.size < 4:
+            raise ValueProblem(where, f"an ifindex needs 4 bytes; {words} has {t.size}")
+        dev = self.resolve(name, ns)
+        if isinstance(dev, str):
+            raise ValueProblem((*where, "ifindex"), dev)
+        self.refs.append(ValueRef(base, t.size, dev.namespace, dev.device))
+        return bytes(t.size)
+
+    def integer(self, type_id: int, t: B.Type, value: Any, where: Where, words: _Words) -> bytes:
+        if t.is_bool:
+            if not isinstance(value, bool):
+                raise ValueProblem(where, f"{_show(value)} is not a boolean ({words} takes true or false)")
+            return bytes([int(value)]) + bytes(t.size - 1)
+        be = _be_width(self.tp, type_id)
+        if be == 4 and isinstance(value, str):
+            try:
+                return ipaddress.IPv4Address(value).packed
+            except ValueError:
+                raise ValueProblem(where, f"{value!r} is not an IPv4 address ({words})") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueProblem(where, f"{_show(value)} is not an integer ({words})")
+        lo, hi = (-(1 << (8 * t.size - 1)), (1 << (8 * t.size - 1)) - 1) if t.signed else (0, (1 << (8 * t.size)) - 1)
+        if not lo <= value <= hi:
+            raise ValueProblem(where, f"{value} does not fit {words} ({lo}..{hi})")
+        return value.to_bytes(t.size, "big" if be else "little", signed=t.signed)
+
+    def enum(self, t: B.Type, value: Any, where: Where, words: _Words) -> bytes:
+        names = dict(t.values)
+        if isinstance(value, str):
+            if value not in names:
+                raise ValueProblem(where, f"{value!r} is not an enumerator of {words} (it has: {', '.join(names)})")
+            value = names[value]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueProblem(where, f"{_show(value)} is not an enumerator name or integer ({words})")
+        lo, hi = (-(1 << (8 * t.size - 1)), (1 << (8 * t.size - 1)) - 1) if t.signed else (0, (1 << (8 * t.size)) - 1)
+        if not lo <= value <= hi:
+            raise ValueProblem(where, f"{value} does not fit {words} ({lo}..{hi})")
+        return int(value).to_bytes(t.size, "little", signed=t.signed)
+
+    def array(self, type_id: int, t: B.Type, value: Any, where: Where, base: int, words: _Words) -> bytes:
+        elem = self.tp.strip(t.ref)
+        esize = self.tp.size_of(t.ref)
+        if isinstance(value, str) and elem.kind == B.INT and esize == 1:
+            return self.byte_string(elem, t.nelems, value, where, words)
+        if not isinstance(value, list):
+            raise ValueProblem(where, f"{_show(value)} is not a list ({words})")
+        if len(value) > t.nelems:
+            raise ValueProblem(where, f"{len(value)} elements do not fit {words}")
+        out = b"".join(self.encode(t.ref, v, (*where, i), base + i * esize) for i, v in enumerate(value))
+        return out + bytes(esize * t.nelems - len(out))
+
+    def byte_string(self, elem: B.Type, n: int, value: str, where: Where, words: _Words) -> bytes:
+        if n == 6 and ":" in value and not elem.is_char and elem.name != "char":
+            try:
+                return bytes(int(x, 16) for x in _mac_parts(value))
+            except ValueError:
+                raise ValueProblem(where, f"{value!r} is not a MAC address ({words})") from None
+        if n in (4, 16) and not elem.is_char and elem.name != "char":
+            try:
+                addr = ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueProblem(where, f"{value!r} is not an IP address ({words})") from None
+            if len(addr.packed) != n:
+                holds = 4 if n == 4 else 6
+                raise ValueProblem(where, f"{value!r} is an IPv{addr.version} address; {words} holds IPv{holds}")
+            return addr.packed
+        if elem.is_char or elem.name == "char":
+            raw = value.encode()
+            if len(raw) >= n:
+                raise ValueProblem(where, f"{value!r} is {len(raw)} bytes; {words} holds at most {n - 1} and the NUL")
+            return raw + bytes(n - len(raw))
+        raise ValueProblem(where, f"{value!r}: {words} takes a list of integers")
+
+    def compound(self, t: B.Type, value: Any, where: Where, base: int, words: _Words) -> bytes:
+        if not isinstance(value, Mapping):
+            raise ValueProblem(where, f"{_show(value)} is not a mapping of field names ({words})")
+        fields = {m.name: m for m in t.members if m.name}
+        unknown = [k for k in value if k not in fields]
+        if unknown:
+            have = ", ".join(fields) or "none"
+            raise ValueProblem((*where, str(unknown[0])), f"{words} has no field {unknown[0]!r} (it has: {have})")
+        if t.kind == B.UNION and len(value) != 1:
+            raise ValueProblem(where, f"{words} is a union: set exactly one of its members ({', '.join(fields)})")
+        out = bytearray(t.size)
+        for k, v in value.items():
+            m = fields[k]
+            if m.bitfield_size or m.bit_offset % 8:
+                raise ValueProblem((*where, k), f"field {k!r} of {words} is a bitfield: it cannot be set from the spec")
+            off = m.bit_offset // 8
+            data = self.encode(m.type, v, (*where, k), base + off)
+            out[off : off + len(data)] = data
+        return bytes(out)
+
+
+def _mac_parts(value: str) -> list[str]:
+    parts = value.split(":")
+    if len(parts) != 6 or not all(1 <= len(p) <= 2 for p in parts):
+        raise ValueError(value)
+    return parts
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else show(value)
+
+
+def encode(tp: B.ObjectBtf, type_id: int, value: Any, resolve: ResolveDevice, where: Where = ()) -> Encoded:
+    """The bytes of `value` as BTF type `type_id` (ValueProblem if it does not fit)."""
+    enc = _Encoder(tp, resolve)
+    data = enc.encode(type_id, value, where, 0)
+    size = tp.size_of(type_id)
+    return Encoded(data + bytes(size - len(data)), tuple(enc.refs))
+
+
+def show(value: Any) -> str:
+    """A value as the spec wrote it, on one line (flow YAML), for plans and messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def hint(tp: B.ObjectBtf, type_id: int) -> str:
+    """How to show the bytes of a type read back from the kernel (`decode`): "u", "s", "bool",
+    "be", "ipv4", "ipv6", "mac", "str" or "hex"."""
+    t = tp.strip(type_id)
+    if t.kind == B.INT:
+        return "bool" if t.is_bool else "be" if _be_width(tp, type_id) else "s" if t.signed else "u"
+    if t.kind in (B.ENUM, B.ENUM64):
+        return "s" if t.signed else "u"
+    if t.kind == B.ARRAY and tp.size_of(t.ref) == 1:
+        elem = tp.strip(t.ref)
+        if elem.is_char or elem.name == "char":
+            return "str"
+        return {4: "ipv4", 6: "mac", 16: "ipv6"}.get(t.nelems, "hex")
+    return "hex"
+
+
+def decode(how: str, data: bytes) -> str:
+    """Bytes read back from the kernel as text, the way `hint` says (best effort: for plans)."""
+    if how in ("u", "s") and data:
+        return str(int.from_bytes(data, "little", signed=how == "s"))
+    if how == "be" and data:
+        return str(int.from_bytes(data, "big"))
+    if how == "bool" and data:
+        return "true" if any(data) else "false"
+    if how == "ipv4" and len(data) == 4:
+        return str(ipaddress.IPv4Address(data))
+    if how == "ipv6" and len(data) == 16:
+        return str(ipaddress.IPv6Address(data))
+    if how == "mac" and len(data) == 6:
+        return ":".join(f"{b:02x}" for b in data)
+    if how == "str":
+        return repr(data.split(b"\0", 1)[0].decode(errors="replace"))
+    return "0x" + data.hex() if data else "?"
+
+
+def patch(image: bytes, offset: int, data: bytes) -> bytes:
+    """`image` with `data` written at `offset`."""
+    return image[:offset] + data + image[offset + len(data) :]
+
+
+def fill_refs(data: bytes, refs: tuple[ValueRef, ...], ifindex: Callable[[str, str], int], base: int = 0) -> bytes:
+    """`data` with every reference's bytes set to its device's ifindex (little-endian, the
+    host's order on the machines nkplan runs on). `base`: where `data` starts in the refs' frame."""
+    out = bytearray(data)
+    for r in refs:
+        at = r.offset - base
+        out[at : at + r.size] = ifindex(r.namespace, r.device).to_bytes(r.size, "little")
+    return bytes(out)
+

@@ -1,0 +1,113 @@
+"""Declared map entries on the host kernel (tcx on veth), through the real `nkplan` command: the
+allow list of bpf/allow.c at a pod's egress. Each change of the list changes traffic as declared
+(ping, TCP connect) with no program reload (the same program id, per bpftool), and the map holds
+what bpftool dumps with BTF; an entry added by hand shows in the plan and goes on apply."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import bpfobserve as obs
+from tests.host.test_cli_veth import Names, names, run, write
+
+__all__ = ["names"]
+pytestmark = pytest.mark.host
+HOST_IP = "10.235.0.1"
+
+
+def spec(n: Names, entries: str) -> str:
+    prog = f"{{object: allow.o, program: allow_egress, maps: {{allow: {{exclusive: true, entries: [{entries}]}}}}}}"
+    return (
+        f"stack: {n.stack}\nnamespaces: [{{name: {n.pa}}}]\nlinks:\n"
+        f"  - name: {n.va}\n    kind: veth\n    addresses: [{HOST_IP}/32]\n"
+        f"    peer: {{name: eth0, namespace: {n.pa}, addresses: [10.235.1.2/32], tcx: {{egress: [{prog}]}}}}\n"
+        f"routes:\n  - {{namespace: {n.pa}, to: default, dev: eth0}}\n  - {{to: 10.235.1.2/32, dev: {n.va}}}\n"
+    )
+
+
+def entry(addr: str, prefixlen: int = 32, port: int = 0) -> str:
+    return f"{{key: {{prefixlen: {prefixlen}, addr: {addr}}}, value: {{port: {port}}}}}"
+
+
+@pytest.fixture
+def objs(tmp_path: Path) -> Path:
+    shutil.copy(obs.obj("allow"), tmp_path / "allow.o")
+    return tmp_path
+
+
+@pytest.fixture
+def listener() -> Iterator[None]:
+    """TCP port 8080 listening on every host address (the test's own socket; nothing else changes)."""
+    with socket.create_server(("0.0.0.0", 8080), backlog=16, reuse_port=True) as s:
+        s.setblocking(False)
+        yield
+
+
+def program(n: Names) -> tuple[int, int]:
+    """(program id, id of its `allow` map) of the program at the pod's tcx egress, per bpftool."""
+    found = Path("/sys/fs/bpf/nkplan").glob(f"*/{n.pa}/eth0/egress/allow_egress@*")
+    (pin,) = [p for p in found if "-maps" not in p.name]
+    prog_id = int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"])
+    for map_id in obs.bpftool("prog", "show", "id", str(prog_id))["map_ids"]:
+        if obs.bpftool("map", "show", "id", str(map_id))["name"] == "allow":
+            return prog_id, int(map_id)
+    raise AssertionError("the program has no map allow")
+
+
+def dumped(map_id: int) -> list[tuple[int, list[int], int]]:
+    """(prefixlen, addr bytes, port) of every entry, as bpftool decodes them with BTF."""
+    out: list[tuple[int, list[int], int]] = []
+    for e in obs.bpftool("map", "dump", "id", str(map_id)):
+        f: dict[str, Any] = e["formatted"]
+        out.append((f["key"]["prefixlen"], f["key"]["addr"], f["value"]["port"]))
+    return sorted(out)
+
+
+def pings(n: Names) -> int:
+    return obs.ping(HOST_IP, ns=n.pa, count=2, interval="0.1", wait=1)[1]
+
+
+def connects(n: Names, port: int) -> bool:
+    code = f"import socket; socket.create_connection(('{HOST_IP}', {port}), timeout=1.5)"
+    proc = subprocess.run(["ip", "netns", "exec", n.pa, sys.executable, "-c", code], capture_output=True)
+    return proc.returncode == 0
+
+
+def test_the_allow_list_changes_traffic_without_a_reload(names: Names, objs: Path, listener: None) -> None:
+    n = names
+    path = write(objs, spec(n, entry(HOST_IP)))
+    run("apply", path, "--yes")
+    prog_id, map_id = program(n)
+    assert dumped(map_id) == [(32, [10, 235, 0, 1], 0)]
+    assert pings(n) == 2 and connects(n, 8080)
+
+    path = write(objs, spec(n, entry("10.235.9.0", 24)))  # the host's address is no longer allowed
+    assert "map allow: + {prefixlen: 24, addr: 10.235.9.0} → {port: 0}, - 0x200000000aeb0001 (0x0000)" in run(
+        "plan", path
+    ).stdout
+    run("apply", path, "--yes")
+    assert program(n) == (prog_id, map_id)  # the same program: only the map changed
+    assert dumped(map_id) == [(24, [10, 235, 9, 0], 0)]
+    assert pings(n) == 0 and not connects(n, 8080)
+
+    path = write(objs, spec(n, entry("10.235.0.0", 16, port=8080)))  # TCP to port 8080 only
+    run("apply", path, "--yes")
+    assert program(n) == (prog_id, map_id)
+    assert dumped(map_id) == [(16, [10, 235, 0, 0], 8080)]
+    assert connects(n, 8080) and pings(n) == 0
+    assert "No changes" in run("plan", path).stdout
+
+    # an entry written by hand: the plan shows it, the apply removes it (exclusive)
+    key = ["32", "0", "0", "0", "10", "235", "0", "1"]
+    subprocess.run(["bpftool", "map", "update", "id", str(map_id), "key", *key, "value", "0", "0"], check=True)
+    assert "- 0x200000000aeb0001 (0x0000)" in run("plan", path).stdout
+    run("apply", path, "--yes")
+    assert dumped(map_id) == [(16, [10, 235, 0, 0], 8080)] and pings(n) == 0

@@ -1,0 +1,189 @@
+"""`globals:` on program entries through the fake kernel: validation against the object's BTF
+with file:line:col, a changed value as an update in place that says which globals change, and a
+device reference that follows a replaced device (the real kernel: tests/host/test_bpf_values.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nkplan.api import Loaded, load_text
+from nkplan.core.plan import Plan
+from nkplan.core.records import GlobalRec, ProgramRec, SectionRec
+from nkplan.core.resources.programvalues import what_changed
+from nkplan.errors import SpecError
+from nkplan.kernel.fake import FakeKernel
+from nkplan.run.workflow import apply_and_verify, plan_for
+from nkplan.spec.globals import instance_digest
+
+BUILD = Path(__file__).resolve().parents[2] / "bpf" / "build"
+
+
+@pytest.fixture
+def objs(tmp_path: Path) -> Path:
+    shutil.copy(BUILD / "redirect.o", tmp_path / "redirect.o")
+    return tmp_path
+
+
+def spec(tmp: Path, globals_: str, mode: str = "l3") -> Loaded:
+    text = (
+        "stack: t\nnamespaces: [{name: p1}, {name: p2}]\nlinks:\n"
+        "  - name: ve1\n    kind: veth\n    peer: {name: eth0, namespace: p1}\n"
+        "    tcx:\n      ingress:\n        - object: redirect.o\n          program: redirect_to\n"
+        f"          globals: {globals_}\n"
+        f"  - name: nk2\n    kind: netkit\n    mode: {mode}\n    peer: {{name: eth0, namespace: p2}}\n"
+    )
+    path = tmp / "spec.yaml"
+    path.write_text(text)
+    return load_text(text, str(path))
+
+
+def converge(kernel: FakeKernel, loaded: Loaded) -> Plan:
+    plan = plan_for(kernel, loaded).plan
+    apply_and_verify(kernel, loaded, plan, sleep=lambda s: None)
+    return plan
+
+
+def changes(plan: Plan) -> dict[str, tuple[str, str | None]]:
+    return {c.address: (c.action, c.reason) for c in plan.changes if c.action != "no-op"}
+
+
+def test_globals_are_checked_against_the_objects_btf(objs: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        spec(objs, "{target_ifindex: {ifindex: nowhere}, use_peer: 2, nope: 1}")
+    found = info.value.problems
+    assert any(
+        "spec.yaml:11:47: links[0].tcx.ingress[0].globals.target_ifindex.ifindex: 'nowhere' is not a device" in p
+        for p in found
+    ), found
+    assert any("globals.use_peer: 2 is not a boolean (_Bool takes true or false)" in p for p in found), found
+    assert any("globals.nope: the object has no global variable 'nope' (it has: target_ifindex, use_peer)" in p
+               for p in found), found  # fmt: skip
+    with pytest.raises(SpecError, match="'eth0' is declared in more than one namespace: add namespace: NS"):
+        spec(objs, "{target_ifindex: {ifindex: eth0}}")
+
+
+def test_a_changed_global_is_an_update_in_place(objs: Path) -> None:
+    kernel = FakeKernel()
+    converge(kernel, spec(objs, "{target_ifindex: 3, use_peer: true}"))
+    assert not plan_for(kernel, spec(objs, "{target_ifindex: 3, use_peer: true}")).plan.has_changes
+    plan = plan_for(kernel, spec(objs, "{target_ifindex: 3, use_peer: false}")).plan
+    action, reason = changes(plan)["hook[ve1 ingress]"]
+    assert action == "update" and reason is not None and "update redirect_to in place (globals changed:" in reason
+    converge(kernel, spec(objs, "{target_ifindex: 3, use_peer: false}"))
+    assert not plan_for(kernel, spec(objs, "{target_ifindex: 3, use_peer: false}")).plan.has_changes
+
+
+def test_a_reference_follows_a_replaced_device(objs: Path) -> None:
+    kernel = FakeKernel()
+    ref = "{target_ifindex: {ifindex: nk2}, use_peer: true}"
+    converge(kernel, spec(objs, ref))
+    first = kernel.state.hooks[("", "ve1", "ingress")].programs[0].digest
+    assert not plan_for(kernel, spec(objs, ref)).plan.has_changes
+    plan = plan_for(kernel, spec(objs, ref, mode="l2")).plan
+    assert changes(plan)["hook[ve1 ingress]"] == ("update", "ifindex of nk2 changes: device replaced")
+    ops = [(op.kind, op.address) for op in plan.operations]
+    assert ops.index(("create", "link[nk2]")) < ops.index(("update", "hook[ve1 ingress]"))
+    converge(kernel, spec(objs, ref, mode="l2"))
+    assert kernel.state.hooks[("", "ve1", "ingress")].programs[0].digest != first
+    assert not plan_for(kernel, spec(objs, ref, mode="l2")).plan.has_changes
+
+
+def test_an_update_names_the_globals_that_change() -> None:
+    g = (
+        GlobalRec("target_ifindex", ".rodata", 0, "05000000", "5", "u"),
+        GlobalRec("use_peer", ".rodata", 4, "01", "true", "bool"),
+    )
+    new = ProgramRec("redirect_to", "new", globals=g, object_digest="obj")
+    running = ProgramRec("redirect_to", "old", sections=(SectionRec(".rodata", "0700000001"),))
+    assert what_changed(running, new, "object changed") == "globals changed: target_ifindex: 7 → 5; object changed"
+    was = (GlobalRec("target_ifindex", ".rodata", 0, "07000000", "7"), g[1])
+    same_obj = ProgramRec(  # the running instance is the same object with other values
+        "redirect_to", instance_digest("obj", was, lambda n, d: None), sections=(SectionRec(".rodata", "0700000001"),)
+    )
+    assert what_changed(same_obj, new, "object changed") == "globals changed: target_ifindex: 7 → 5"
+
+
+def allow_spec(tmp: Path, entries: str, exclusive: str = "true") -> Loaded:
+    shutil.copy(BUILD / "allow.o", tmp / "allow.o")
+    text = (
+        "stack: t\nnamespaces: [{name: p1}]\nlinks:\n"
+        "  - name: ve1\n    kind: veth\n    peer:\n      name: eth0\n      namespace: p1\n"
+        "      tcx:\n        egress:\n          - object: allow.o\n            program: allow_egress\n"
+        f"            maps: {{allow: {{exclusive: {exclusive}, entries: {entries}}}}}\n"
+    )
+    path = tmp / "spec.yaml"
+    path.write_text(text)
+    return load_text(text, str(path))
+
+
+WEB = "{key: {prefixlen: 24, addr: 10.0.0.0}, value: {port: 80}}"
+DNS = "{key: {prefixlen: 32, addr: 10.0.1.53}, value: {port: 53}}"
+
+
+def test_map_entries_plan_added_changed_and_removed(tmp_path: Path) -> None:
+    kernel = FakeKernel()
+    converge(kernel, allow_spec(tmp_path, f"[{WEB}]"))
+    assert not plan_for(kernel, allow_spec(tmp_path, f"[{WEB}]")).plan.has_changes
+    plan = plan_for(kernel, allow_spec(tmp_path, f"[{WEB.replace('80', '443')}, {DNS}]")).plan
+    assert changes(plan) == {
+        "hook[p1/eth0 egress]": (
+            "update",
+            "map allow: ~ {prefixlen: 24, addr: 10.0.0.0}: 0x5000 → {port: 443}, "
+            "+ {prefixlen: 32, addr: 10.0.1.53} → {port: 53}",
+        )
+    }
+    converge(kernel, allow_spec(tmp_path, f"[{WEB.replace('80', '443')}, {DNS}]"))
+    plan = plan_for(kernel, allow_spec(tmp_path, f"[{DNS}]")).plan
+    assert changes(plan) == {
+        "hook[p1/eth0 egress]": ("update", "map allow: - 0x180000000a000000 (0xbb01)")
+    }
+    # not exclusive: an entry the spec no longer names stays
+    assert not plan_for(kernel, allow_spec(tmp_path, f"[{DNS}]", exclusive="false")).plan.has_changes
+
+
+@pytest.mark.parametrize(
+    ("entries", "words"),
+    [
+        ("[{key: {prefixlen: 24, adr: 10.0.0.0}, value: {port: 80}}]",
+         "maps.allow.entries[0].key.adr: struct allow_key has no field 'adr' (it has: prefixlen, addr)"),
+        ("[{key: {prefixlen: 24, addr: 10.0.0.0}, value: {port: 70000}}]",
+         "maps.allow.entries[0].value.port: 70000 does not fit __u16 (0..65535)"),
+        ("[{key: 3, value: {port: 1}}]",
+         "maps.allow.entries[0].key: 3 is not a mapping of field names (struct allow_key)"),
+        (f"[{WEB}, {WEB}]", "maps.allow.entries[1].key: key {prefixlen: 24, addr: 10.0.0.0} is declared twice"),
+    ],
+)  # fmt: skip
+def test_bad_map_entries_are_located(tmp_path: Path, entries: str, words: str) -> None:
+    with pytest.raises(SpecError) as info:
+        allow_spec(tmp_path, entries)
+    assert any("spec.yaml:13:" in p and words in p for p in info.value.problems), info.value.problems
+
+
+def test_an_unknown_map_is_located(tmp_path: Path) -> None:
+    text = allow_spec(tmp_path, "[]").text.replace("{allow:", "{alow:")
+    where = r"spec.yaml:13:26: .*maps.alow: the object has no map 'alow' \(it has: allow, denied\)"
+    with pytest.raises(SpecError, match=where):
+        load_text(text, str(tmp_path / "spec.yaml"))
+
+
+def test_a_writable_global_changed_outside_nkplan_is_drift() -> None:
+    from nkplan.core.records import HookRec
+    from nkplan.core.resources.hook import describe_programs
+    from nkplan.core.resources.programvalues import view
+
+    g = (
+        GlobalRec("counter", ".data", 0, "0900000000000000", "9", "u"),
+        GlobalRec("limit", ".rodata", 0, "01", "1", "u"),  # frozen: never drifts
+    )
+    want = HookRec("", "ve1", "ingress", (ProgramRec("values", "d1", globals=g, object_digest="obj"),), "t")
+    same = (SectionRec(".data", "0900000000000000"), SectionRec(".rodata", "01"))
+    have = HookRec("", "ve1", "ingress", (ProgramRec("values", "d1", sections=same),), "t")
+    assert view(want, have) == want  # nothing drifted: equal
+    changed = (SectionRec(".data", "0700000000000000"), SectionRec(".rodata", "01"))
+    have = HookRec("", "ve1", "ingress", (ProgramRec("values", "d1", sections=changed),), "t")
+    seen = view(want, have)
+    assert seen != want and seen.programs[0].drifted == ("counter",)
+    assert describe_programs(seen, want) == "set globals of values changed outside nkplan (counter: 7 → 9)"
