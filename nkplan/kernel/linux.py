@@ -49,7 +49,10 @@ def _keep_sockets(session: ApplySession | None) -> None:
 class LinuxKernel(Writers):
     """seam.Kernel on the running Linux kernel. Every call reads or changes the kernel directly,
     so several instances (or processes) see the same truth; what a rollback needs of BPF
-    programs taken off a hook is kept per apply session (see ApplySession)."""
+    programs taken off a hook is kept per apply session (see ApplySession), and so are the
+    netlink sockets opened inside namespaces (rtnl.SocketCache). One thing is only a hint for
+    speed: the pair devices per namespace the last read saw, which lets an apply delete an
+    emptied namespace without entering it."""
 
     # the veth/netkit devices of each named namespace as the last read saw them, less the pairs
     # deleted since: a namespace known to hold none is deleted without first hopping into it
