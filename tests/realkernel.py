@@ -37,6 +37,10 @@ def _volatile(obj: Any) -> Any:
     return obj
 
 
+def _route_devices(route: dict[str, Any]) -> list[str]:
+    return [d for d in (route.get("dev"), *(h.get("dev") for h in route.get("nexthops", []))) if d]
+
+
 def host_snapshot(exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     """What the host holds outside the test's own objects (names containing the run's token)."""
 
@@ -45,6 +49,7 @@ def host_snapshot(exclude: tuple[str, ...] = ()) -> dict[str, Any]:
 
     links = [_volatile(d) for d in ip_json("-d", "link", "show") if keep(d.get("ifname", ""))]
     addrs = [_volatile(d) for d in ip_json("addr", "show") if keep(d.get("ifname", ""))]
-    routes = [r for r in ip_json("route", "show", "table", "all") if keep(r.get("dev", ""))]
+    # a multipath route names its devices in its nexthops only
+    routes = [r for r in ip_json("route", "show", "table", "all") if all(keep(d) for d in _route_devices(r))]
     netns = sorted(n["name"] for n in ip_json("netns", "list") if keep(n["name"]))
     return {"links": links, "addrs": addrs, "routes": routes, "netns": netns}
