@@ -163,7 +163,14 @@ class _Planner:
         gone = {a: self.items[a].have for a, d in decided.items() if d.action in ("replace", "delete")}
         if not replaced and not gone:
             return
-        graphs = (_Graph(self.items, replaced), _Graph(self.items, gone))
+        # a deleted record counts only where another record makes what it provided again (a
+        # device made again elsewhere): a token that is simply gone (a shared map removed from
+        # the spec) leaves what lived on it to be updated, not replaced
+        made = {a: self.items[a].want for a, d in decided.items() if d.action in ("create", "replace")}
+        again = set(_Graph(self.items, made).providers)
+        gone_graph = _Graph(self.items, gone)
+        gone_graph.providers = defaultdict(list, {t: a for t, a in gone_graph.providers.items() if t in again})
+        graphs = (_Graph(self.items, replaced), gone_graph)
         for addr, item in self.items.items():
             if item.want is None or item.have is None or decided[addr].action not in ("no-op", "update"):
                 continue

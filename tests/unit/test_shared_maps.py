@@ -107,6 +107,19 @@ def test_declaring_a_shared_map_loads_its_users_again(objs: Path) -> None:
     assert not plan.has_changes
 
 
+def test_undeclaring_a_used_map_updates_its_users_in_place(objs: Path) -> None:
+    """Not 'replace because deleted and made again': the map is gone for good, the programs are
+    loaded again with maps of their own and swapped in (no moment without a program)."""
+    kernel = FakeKernel()
+    converge(kernel, spec(objs, COUNTERS))
+    plan = converge(kernel, spec(objs, ""))
+    got = changes(plan)
+    assert got["map[counters]"] == ("delete", "not declared in the spec")
+    for hook in ("hook[nk1 primary]", "hook[nk1 peer]"):
+        assert got[hook][0] == "update", got[hook]
+        assert "shared maps: none" in (got[hook][1] or ""), got[hook]
+
+
 def test_plans_without_shared_maps_read_as_before(objs: Path) -> None:
     kernel = FakeKernel()
     plan = plan_for(kernel, spec(objs, "")).plan
