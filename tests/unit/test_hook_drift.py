@@ -96,3 +96,15 @@ def test_foreign_programs_present_at_the_first_apply_are_not_drift(loaded: Loade
     plan = plan_for(kernel, loaded).plan
     assert [c.changed_paths for c in plan.drift] == [("foreign",)]
     assert [c.reason for c in plan.changes if c.action != "no-op"] == ["forget early (id 5) (no longer attached)"]
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../etc/x", "a/../../b", "", "a//b", "./x", "a/\0b"])
+def test_a_saved_plans_pin_path_cannot_leave_the_stack_tree(path: str) -> None:
+    """A saved plan is input that apply, as root, executes: a pin it names to remove must lie in
+    the stack's bpffs tree, whatever the plan file says."""
+    from nkplan.core.resources import from_plain
+    from nkplan.errors import PlanFileError
+
+    with pytest.raises(PlanFileError, match="not inside the stack's bpffs tree"):
+        from_plain("pin", {"owner": "t", "path": path, "what": "pinned outside nkplan"})
+    assert from_plain("pin", {"owner": "t", "path": "ns/dev/x", "what": "w"}).path == "ns/dev/x"

@@ -11,6 +11,14 @@ from typing import Any
 
 from nkplan.core.records import OrphanPin
 from nkplan.core.resources.base import Claims, ResourceType
+from nkplan.errors import PlanFileError
+
+
+def inside_stack_tree(path: str) -> bool:
+    """Is `path` a plain relative path (no root, no `.`/`..` part, no NUL) that stays inside a
+    stack's bpffs tree? A saved plan is input: its pin paths must not name a file elsewhere."""
+    parts = path.split("/")
+    return bool(path) and "\0" not in path and not path.startswith("/") and all(p not in ("", ".", "..") for p in parts)
 
 
 class OrphanType(ResourceType[OrphanPin]):
@@ -36,5 +44,7 @@ class OrphanType(ResourceType[OrphanPin]):
         return f"{have.what}; no declared program, map or rule owns it"
 
     def from_plain(self, data: dict[str, Any]) -> OrphanPin:
+        if not inside_stack_tree(str(data.get("path", ""))):
+            raise PlanFileError(f"pin path {data.get('path')!r} is not inside the stack's bpffs tree")
         hook = data.get("hook")
         return OrphanPin(**{**data, "hook": tuple(hook) if hook is not None else None})

@@ -11,7 +11,8 @@ import os
 import posixpath
 
 from nkplan.core.records import LiveState, OrphanPin
-from nkplan.errors import KernelError
+from nkplan.core.resources.orphan import inside_stack_tree
+from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.bpf import bpffs, hookmarks, pins
 from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf.rulemarks import RULES_DIR
@@ -53,7 +54,10 @@ def fill(live: LiveState) -> None:
 
 
 def remove(rec: OrphanPin) -> None:
-    path = posixpath.join(pins.stack_dir(rec.owner), rec.path)
+    top = pins.stack_dir(rec.owner)
+    path = posixpath.normpath(posixpath.join(top, rec.path))
+    if not inside_stack_tree(rec.path) or not path.startswith(top + "/"):  # never outside the stack's tree
+        raise InternalError(f"refusing to remove {rec.path!r}: not inside {top}")
     if os.path.isdir(path):
         bpffs.remove_tree(path)
         return
