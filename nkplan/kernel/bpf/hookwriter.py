@@ -522,15 +522,20 @@ class _HookWriter:
         old program back, so a pin never names a program other than the one its link runs (the
         reader identifies programs by pin name)."""
         what = self.what(rec.program)
+        # the same digest (only the shared maps it uses changed): the maps directory is the running
+        # instance's own, so it is touched only once the new instance runs
+        same = final.maps_dir == o.pin.maps_dir
         old_prog = info.open_prog(o.prog_id)
         try:
-            bpffs.remove_tree(final.maps_dir)  # a leftover of an interrupted attempt
-            if rec.pin_maps:
-                _pin_maps(final, new)
+            if not same:
+                bpffs.remove_tree(final.maps_dir)  # a leftover of an interrupted attempt
+                if rec.pin_maps:
+                    _pin_maps(final, new)
             hooks.update(o.fd, new.fd, old_prog_fd=old_prog, what=what)
         except BaseException:
             os.close(old_prog)
-            _quietly(bpffs.remove_tree, final.maps_dir)
+            if not same:
+                _quietly(bpffs.remove_tree, final.maps_dir)
             raise
         try:
             _rename(o.pin.path, final.path)
@@ -546,11 +551,16 @@ class _HookWriter:
                     exc.errno,
                 ) from None
             os.close(old_prog)
-            _quietly(bpffs.remove_tree, final.maps_dir)
+            if not same:
+                _quietly(bpffs.remove_tree, final.maps_dir)
             raise
         self.retired.retire_fd(self.ref, o.pin.program, o.pin.digest, old_prog)
-        if o.pin.maps_dir != final.maps_dir:
+        if not same:
             bpffs.remove_tree(o.pin.maps_dir)
+        else:  # the new instance's maps in place of the old one's
+            bpffs.remove_tree(final.maps_dir)
+            if rec.pin_maps:
+                _pin_maps(final, new)
 
 
 def _quietly(remove: Callable[[str], None], path: str) -> None:
