@@ -21,11 +21,14 @@ def test_a_marker_round_trips(tmp_path: Path) -> None:
 def test_what_in_a_stack_tree_is_nkplans_own() -> None:
     hook = ["pod", "eth0", "ingress"]
     assert orphans._known_file(hook, "count_pass@0123456789abcdef")
-    assert orphans._known_dir(hook, "count_pass@0123456789abcdef-maps")
-    assert orphans._known_dir(hook, ":applied@0123456789ab")
+    pin = "count_pass@0123456789abcdef"
+    assert orphans._known_dir(hook, f"{pin}-maps", [pin])
+    assert orphans._known_dir(hook, f"{pin}-maps", [f"{pin}-new"])  # not yet renamed: the hook's leftovers
+    assert not orphans._known_dir(hook, f"{pin}-maps", [])  # its link pin gone: its maps are orphans
+    assert orphans._known_dir(hook, ":applied@0123456789ab", [])
     assert orphans._known_file([":maps"], "counters")
-    assert orphans._known_dir([":host"], ":rules")
+    assert orphans._known_dir([":host"], ":rules", [])
     assert not orphans._known_file(hook, "stray")
     assert not orphans._known_file([], "stray")
     assert not orphans._known_file(["pod", "eth0"], "stray")
-    assert not orphans._known_dir(hook, "stuff")
+    assert not orphans._known_dir(hook, "stuff", [])

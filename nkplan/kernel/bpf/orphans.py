@@ -18,16 +18,20 @@ from nkplan.kernel.bpf import consts as C
 from nkplan.kernel.bpf.rulemarks import RULES_DIR
 
 
-def _known_dir(rel: list[str], name: str) -> bool:
-    """A directory whose whole subtree is nkplan's own (not walked)."""
+def _known_dir(rel: list[str], name: str, files: list[str]) -> bool:
+    """A directory whose whole subtree is nkplan's own (not walked); a link's maps directory only
+    while its link pin (a sibling file, or its temporary pin) is there: without it, what it pins
+    is orphaned."""
     if rel == [] and name == pins.SHARED_MAPS_DIR:
         return False  # walked: only map pins belong there
     if rel == [pins.HOST_DIR] and name == RULES_DIR:
         return True
     if len(rel) == 3 and rel[2] in C.ATTACH_TYPES:
         return hookmarks.is_mark(name) or (
-            name.endswith(pins.MAPS_SUFFIX) and pins.split_name(name[: -len(pins.MAPS_SUFFIX)]) is not None
-        )
+            name.endswith(pins.MAPS_SUFFIX)
+            and pins.split_name(name[: -len(pins.MAPS_SUFFIX)]) is not None
+            and any(name[: -len(pins.MAPS_SUFFIX)] + tail in files for tail in ("", pins.TEMP_SUFFIX))
+        )  # (a link pinned but not yet renamed: the hook's leftovers, which its writer sweeps)
     return False
 
 
@@ -46,7 +50,7 @@ def fill(live: LiveState) -> None:
         for base, dirs, files in os.walk(top):
             rel_path = posixpath.relpath(base, top)
             rel = [] if rel_path == "." else rel_path.split("/")
-            dirs[:] = sorted(d for d in dirs if not _known_dir(rel, d))
+            dirs[:] = sorted(d for d in dirs if not _known_dir(rel, d, files))
             for name in sorted(files):
                 if not _known_file(rel, name):
                     path = posixpath.join(*rel, name) if rel else name
@@ -67,4 +71,6 @@ def remove(rec: OrphanPin) -> None:
         return
     except OSError as exc:
         raise KernelError(f"removing the pin {path}: {os.strerror(exc.errno or 0)}", exc.errno) from None
+    if os.path.isdir(path + pins.MAPS_SUFFIX):  # a stale link pin's maps go with it
+        bpffs.remove_tree(path + pins.MAPS_SUFFIX)
     bpffs.prune(posixpath.dirname(path))
