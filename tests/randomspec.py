@@ -82,6 +82,10 @@ def _end(draw: st.DrawFn, pair: int, side: int, namespaces: list[str | None], ne
     if sysctls.get("ipv6.disable_ipv6") == 1:
         pool = [a for a in pool if ":" not in a]
     end["addresses"] = draw(st.lists(st.sampled_from(pool), unique=True, max_size=2))
+    if any(":" in a for a in end["addresses"]):
+        # a key no longer declared keeps its value (README: only what is declared is managed), so
+        # an end that needs IPv6 says so, or an earlier step's disable_ipv6: 1 would still hold
+        end.setdefault("sysctls", {})["ipv6.disable_ipv6"] = 0
     if netkit:
         end["policy"] = draw(st.sampled_from([None, "forward", "blackhole"]))
     elif draw(st.integers(0, 3)) == 0:
@@ -143,6 +147,8 @@ def _route(draw: st.DrawFn, spec: dict[str, Any], index: int) -> dict[str, Any] 
         route["nexthops"] = [{"dev": end["name"]}, {"dev": other["name"], "weight": draw(st.sampled_from([1, 3]))}]
         return route
     route["dev"] = end["name"]
+    if six:  # as for its IPv6 addresses (see _end)
+        end.setdefault("sysctls", {})["ipv6.disable_ipv6"] = 0
     if how == "onlink":
         route["via"] = f"198.20.{index}.1"
         route["onlink"] = True
