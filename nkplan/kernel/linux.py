@@ -229,10 +229,13 @@ class LinuxKernel(Writers):
 
     # device pairs -----------------------------------------------------------------------------
     def create_link(self, link: LinkRec) -> None:
-        links.create_link(link)
+        # counted before the kernel is asked: a creation that fails halfway may have left the pair
+        # there, and its namespace must then not be deleted as one known to hold none (the kernel
+        # would delete the pair only later, and an apply right after would find its name taken)
         if self._pair_devices is not None:
             for ns, name in _ends([link]):
                 self._pair_devices.setdefault(ns, set()).add(name)
+        links.create_link(link)
 
     def delete_link(self, link: LinkRec) -> None:
         links.delete_link(link)
