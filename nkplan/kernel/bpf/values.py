@@ -56,13 +56,25 @@ def write_entries(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> Non
             raise KernelError(f"{what}: the program has no map {m.name}")
         keys = set()
         try:
+            # the kernel copies key_size and value_size bytes from the buffers whatever their
+            # length: a record that does not match the map (a saved plan written by hand, an
+            # object changed since) is refused before anything is written
+            mi = info.map_info(fd)
+            for e in m.entries:
+                key = fill_refs(bytes.fromhex(e.key), e.key_refs, _ifindex)
+                value = fill_refs(bytes.fromhex(e.value), e.value_refs, _ifindex)
+                if len(key) != mi.key_size or len(value) != mi.value_size:
+                    raise KernelError(
+                        f"{what}: map {m.name} has {mi.key_size}-byte keys and {mi.value_size}-byte values; "
+                        f"entry {e.key_text or '0x' + e.key} has a {len(key)}-byte key and a "
+                        f"{len(value)}-byte value (the plan does not match the object)"
+                    )
             for e in m.entries:
                 key = fill_refs(bytes.fromhex(e.key), e.key_refs, _ifindex)
                 S.map_update_raw(fd, key, fill_refs(bytes.fromhex(e.value), e.value_refs, _ifindex))
                 keys.add(key)
             if m.exclusive:
-                key_size = info.map_info(fd).key_size
-                for key in S.map_keys(fd, key_size, 1 << 20) or ():
+                for key in S.map_keys(fd, mi.key_size, 1 << 20) or ():
                     if key not in keys:
                         S.map_delete_raw(fd, key)
         except OSError as exc:
