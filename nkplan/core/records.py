@@ -205,6 +205,9 @@ class MapEntriesRec:
     name: str
     entries: tuple[EntryRec, ...] = ()
     exclusive: bool = False
+    # live side, not exclusive: the declared keys (hex) the map did not hold when planned. A
+    # rollback writes this record back, and deletes these: the failed apply may have added them
+    absent: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

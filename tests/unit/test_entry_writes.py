@@ -4,9 +4,12 @@ rollback record's keys that were absent before deleted again."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from nkplan.core.records import EntryRec, MapEntriesRec, ProgramRec
+from nkplan.core.records import EntryRec, HookRec, MapEntriesRec, ProgramRec
+from nkplan.core.resources import programvalues
 from nkplan.errors import KernelError
 from nkplan.kernel.bpf import info, values
 from nkplan.kernel.bpf import syscall as S
@@ -47,3 +50,25 @@ def test_entries_of_the_wrong_size_are_refused_before_any_write(fake_map: FakeMa
 def test_exclusive_deletes_undeclared_keys(fake_map: FakeMap) -> None:
     values.write_entries(rec(MapEntriesRec("allow", (EntryRec("0a000002", "02000000"),), True)), {"allow": 3}, "p")
     assert fake_map.entries == {bytes.fromhex("0a000002"): bytes.fromhex("02000000")}
+
+
+def test_a_rollback_deletes_the_declared_keys_that_were_absent(fake_map: FakeMap) -> None:
+    """Not exclusive: the apply adds key 0a000002 and changes 0a000001; the rollback's record (the
+    live view before) holds 0a000001's old value and lists 0a000002 as absent; a key nobody
+    declared (0a000009, the datapath's) stays throughout."""
+    fake_map.entries[bytes.fromhex("0a000009")] = bytes.fromhex("09000000")
+    declared = MapEntriesRec("allow", (EntryRec("0a000001", "05000000"), EntryRec("0a000002", "02000000")))
+    live = MapEntriesRec("allow", tuple(EntryRec(k.hex(), v.hex()) for k, v in sorted(fake_map.entries.items())))
+    want = HookRec("", "d", "tcx/ingress", (rec(declared),))
+    have = HookRec("", "d", "tcx/ingress", (ProgramRec("prog", "d", map_entries=(live,)),))
+    before = programvalues.view(want, have).programs[0]
+    assert before.map_entries[0].absent == ("0a000002",)
+    plain = programvalues.program_from_plain(dataclasses.asdict(before))
+    assert plain.map_entries == before.map_entries and plain.map_entries[0].absent == ("0a000002",)
+    values.write_entries(rec(declared), {"allow": 3}, "p")  # the apply
+    assert fake_map.entries[bytes.fromhex("0a000002")] == bytes.fromhex("02000000")
+    values.write_entries(plain, {"allow": 3}, "p")  # its rollback
+    assert fake_map.entries == {
+        bytes.fromhex("0a000001"): bytes.fromhex("01000000"),
+        bytes.fromhex("0a000009"): bytes.fromhex("09000000"),
+    }
