@@ -210,6 +210,14 @@ class MapEntriesRec:
     absent: tuple[str, ...] = field(default=(), compare=False)
 
 
+# What the reader reads of the running programs' maps: per hook (namespace, device, hook) and
+# declared program name, the desired record (its `globals`: read the data sections; its
+# `map_entries`: read those maps, every entry of an exclusive one, only the declared keys of
+# another). A program not named here has only its map definitions read: a plan of programs
+# that declare no values reads no map contents.
+BpfReads = dict[tuple[str, str, str], dict[str, "ProgramRec"]]
+
+
 @dataclass(frozen=True)
 class SectionRec:
     """A data section's bytes as a running program holds them (live side, hex)."""
