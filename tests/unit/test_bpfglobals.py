@@ -216,3 +216,21 @@ def test_two_programs_declaring_a_shared_maps_entries_differently_are_refused(tm
         f"declared at {spec}:11:20, differently: both programs write into the one map and would undo each "
         "other; declare its entries once (or the same in both)"
     ]
+
+
+def test_the_reader_is_asked_for_the_declared_maps_only(tmp_path: Path) -> None:
+    """records.BpfReads: what the reader reads of running programs' maps; none for a spec whose
+    programs declare no values (a plain --programs plan reads no map contents)."""
+    from nkplan.core.desired import bpf_reads
+
+    loaded = allow_spec(tmp_path, f"[{WEB}]", exclusive="false")
+    reads = bpf_reads(loaded.spec, loaded.source.filename, loaded.objects, loaded.object_maps)
+    assert list(reads) == [("p1", "eth0", "egress")]
+    (want,) = reads[("p1", "eth0", "egress")].values()
+    assert [(m.name, m.exclusive, [e.key for e in m.entries]) for m in want.map_entries] == [
+        ("allow", False, ["180000000a000000"])
+    ]
+    plain = load_text(loaded.text.replace(f"            maps: {{allow: {{exclusive: false, entries: [{WEB}]}}}}\n", ""),
+                      loaded.source.filename)  # fmt: skip
+    assert "maps:" not in plain.text
+    assert bpf_reads(plain.spec, plain.source.filename, plain.objects, plain.object_maps) == {}
