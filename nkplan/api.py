@@ -227,11 +227,14 @@ def show(stack: str, *, spec: Loaded | None = None, unowned: bool = False, on: K
     """The stack's live state as a spec document that plans to no changes (with `spec`, BPF
     programs are named by the object files it declares); `unowned` adds what no stack owns."""
     from nkplan.core.capabilities import declared_net_keys, declared_sysctls
+    from nkplan.core.desired import bpf_reads
     from nkplan.documents.show import programs_listing, stack_document
 
     # the sysctls a spec declares are read too (nothing else tells which keys a stack manages)
     sysctls, net_keys = (declared_sysctls(spec.spec), declared_net_keys(spec.spec)) if spec else (frozenset(), {})
-    live = (on or kernel()).read(probe_netkit=True, sysctls=sysctls, net_keys=net_keys)
+    # ... and the values its programs declare (globals, map entries: nothing else is read of maps)
+    reads = bpf_reads(spec.spec, spec.source.filename, spec.objects, spec.object_maps) if spec else {}
+    live = (on or kernel()).read(probe_netkit=True, sysctls=sysctls, net_keys=net_keys, bpf_reads=reads)
     doc = stack_document(live, stack, unowned=unowned, objects=_object_names(spec))
     listing = programs_listing(live, stack)
     if listing:

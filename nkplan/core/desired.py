@@ -14,6 +14,7 @@ from nkplan.core.linkkinds import kind_of
 from nkplan.core.records import (
     HOST,
     MAP_TYPE_NAMES,
+    BpfReads,
     EndRec,
     HookRec,
     KernelInfo,
@@ -100,6 +101,28 @@ def hook_records(
                 rec = dataclasses.replace(rec, map_entries=entries)
             recs.append(rec)
         out[(ns, end.name, hook)] = (HookRec(ns, end.name, hook, tuple(recs), spec.stack), path)
+    return out
+
+
+def bpf_reads(
+    spec: StackSpec, spec_file: str, objects: dict[str, str], object_maps: dict[str, tuple[MapDef, ...]]
+) -> BpfReads:
+    """What the reader must read of the running programs' maps for this spec: the programs that
+    declare globals or map entries (records.BpfReads). Empty when none does: a plan then reads
+    no map contents at all."""
+    if not any(p.globals or p.maps for _path, _end, _hook, progs in declared_hooks(spec) for p in progs):
+        return {}
+    out: BpfReads = {}
+    for key, (hook, _path) in hook_records(spec, spec_file, objects, object_maps).items():
+        for p in hook.programs:
+            if not (p.globals or p.map_entries):
+                continue
+            had = out.setdefault(key, {}).get(p.program)
+            if had is not None:  # the same program twice on a hook: read what either declares
+                p = dataclasses.replace(
+                    p, globals=had.globals + p.globals, map_entries=had.map_entries + p.map_entries
+                )
+            out[key][p.program] = p
     return out
 
 

@@ -205,6 +205,17 @@ class MapEntriesRec:
     name: str
     entries: tuple[EntryRec, ...] = ()
     exclusive: bool = False
+    # live side, not exclusive: the declared keys (hex) the map did not hold when planned. A
+    # rollback writes this record back, and deletes these: the failed apply may have added them
+    absent: tuple[str, ...] = field(default=(), compare=False)
+
+
+# What the reader reads of the running programs' maps: per hook (namespace, device, hook) and
+# declared program name, the desired record (its `globals`: read the data sections; its
+# `map_entries`: read those maps, every entry of an exclusive one, only the declared keys of
+# another). A program not named here has only its map definitions read: a plan of programs
+# that declare no values reads no map contents.
+BpfReads = dict[tuple[str, str, str], dict[str, "ProgramRec"]]
 
 
 @dataclass(frozen=True)

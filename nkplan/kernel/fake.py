@@ -14,6 +14,7 @@ from nkplan.core.reach import Outcome, Probe
 from nkplan.core.records import (
     HOST,
     RTPROT_NKPLAN,
+    BpfReads,
     DeviceInfo,
     HookRec,
     KernelInfo,
@@ -86,6 +87,7 @@ class FakeKernel(Writers):
         probe_netkit: bool = False,
         sysctls: frozenset[str] = frozenset(),
         net_keys: Mapping[str, frozenset[str]] | None = None,
+        bpf_reads: BpfReads | None = None,
     ) -> LiveState:
         self.calls.append("read")
         snap = copy.deepcopy(self.state)

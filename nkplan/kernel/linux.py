@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from nkplan.core.reach import Outcome, Probe
 from nkplan.core.records import (
     HOST,
+    BpfReads,
     HookRec,
     KernelInfo,
     LinkRec,
@@ -86,12 +87,13 @@ class LinuxKernel(Writers):
         probe_netkit: bool = False,
         sysctls: frozenset[str] = frozenset(),
         net_keys: Mapping[str, frozenset[str]] | None = None,
+        bpf_reads: BpfReads | None = None,
     ) -> LiveState:
         scanner = scan.HookScanner()
         got = reader.read_state(visit=scanner, sysctls=sysctls, net_keys=net_keys)
         live = got.live
         sharedmaps.fill(live)  # before the hooks: which programs use them
-        scan.fill_state(live, scanner.found)
+        scan.fill_state(live, scanner.found, bpf_reads)
         orphans.fill(live)
         rulemarks.fill_owners(live)
         info = probe.probe() if probe_netkit else KernelInfo(os.uname().release)

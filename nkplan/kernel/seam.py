@@ -17,7 +17,17 @@ from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from nkplan.core.reach import Outcome, Probe
-from nkplan.core.records import HookRec, LinkRec, LiveState, OrphanPin, RouteRec, RuleRec, SharedMapRec, SysctlsRec
+from nkplan.core.records import (
+    BpfReads,
+    HookRec,
+    LinkRec,
+    LiveState,
+    OrphanPin,
+    RouteRec,
+    RuleRec,
+    SharedMapRec,
+    SysctlsRec,
+)
 from nkplan.core.resources import TYPE_NAMES, type_of
 from nkplan.errors import InternalError
 
@@ -124,12 +134,14 @@ class Kernel(Protocol):
         probe_netkit: bool = False,
         sysctls: frozenset[str] = frozenset(),
         net_keys: Mapping[str, frozenset[str]] | None = None,
+        bpf_reads: BpfReads | None = None,
     ) -> LiveState:
         """Snapshot of the host namespace and every named namespace (as `ip netns` sees them).
         With probe_netkit, also fill KernelInfo.netkit* by probing in a throwaway namespace.
         sysctls: the per-device keys to read on every pair end (and KernelInfo.sysctl_keys);
         net_keys: the net.* keys to read per namespace, HOST for the host (LiveState.sysctls, and
-        KernelInfo.host_net_keys)."""
+        KernelInfo.host_net_keys); bpf_reads: what of the declared programs' maps to read
+        (records.BpfReads: only the values a declaration manages, no contents of other maps)."""
         ...
 
     def probe(self, probes: Sequence[Probe]) -> list[Outcome]:

@@ -17,7 +17,7 @@ from nkplan.core.capabilities import (
     net_key_problems,
     snapshot_sysctl_problems,
 )
-from nkplan.core.desired import Desired, desired
+from nkplan.core.desired import Desired, bpf_reads, desired
 from nkplan.core.plan import Plan
 from nkplan.core.planner import make_plan
 from nkplan.core.reach import CheckResult, ChecksFailed, Expect, Probe, results
@@ -54,7 +54,10 @@ def plan_for(
     if live is None:
         assert kernel is not None
         live = kernel.read(
-            probe_netkit=needs_netkit(spec), sysctls=declared_sysctls(spec), net_keys=declared_net_keys(spec)
+            probe_netkit=needs_netkit(spec),
+            sysctls=declared_sysctls(spec),
+            net_keys=declared_net_keys(spec),
+            bpf_reads=bpf_reads(spec, loaded.source.filename, loaded.objects, loaded.object_maps),
         )
     locate = loaded.source.where
     problems = capability_problems(spec, live.kernel, locate)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from nkplan.core.records import MAP_TYPE_NAMES, MAP_TYPES, MapDef
 from nkplan.spec import objfile
 from nkplan.spec.checks import Problem, declared_hooks
-from nkplan.spec.models import SharedMapSpec, StackSpec
+from nkplan.spec.models import MapSpec, SharedMapSpec, StackSpec
 from nkplan.spec.objects import Inspect, InspectError, ObjectFacts, confinement_problem, resolve
 
 Where = Callable[[tuple[str | int, ...]], str]  # a spec path's file:line:col
@@ -117,11 +117,36 @@ def usage_problems(
     return problems
 
 
+def entries_problems(spec: StackSpec, where: Where) -> list[Problem]:
+    """Entries of a shared map declared by more than one program entry must be the same
+    declaration: every program writes its declaration into the one map at each apply, so two
+    different ones (or one exclusive) would undo each other forever and never converge."""
+    problems: list[Problem] = []
+    first: dict[str, tuple[tuple[str | int, ...], MapSpec]] = {}
+    for path, _end, _hook, progs in declared_hooks(spec):
+        for j, prog in enumerate(progs):
+            for name, declared in (prog.maps or {}).items():
+                if name not in spec.maps:
+                    continue
+                here = (*path, j, "maps", name)
+                seen = first.setdefault(name, (here, declared))
+                if seen[1] != declared:
+                    problems.append(
+                        (
+                            here,
+                            f"entries of the shared map {name!r} are also declared at {where(seen[0])}, "
+                            "differently: both programs write into the one map and would undo each other; "
+                            "declare its entries once (or the same in both)",
+                        )
+                    )
+    return problems
+
+
 def shared_map_problems(
     spec: StackSpec, spec_file: str, inspect: Inspect | None, facts: ObjectFacts, where: Where
 ) -> list[Problem]:
     problems, defs = definitions(spec, spec_file, inspect, facts)
-    return problems + usage_problems(spec, spec_file, defs, facts, where)
+    return problems + usage_problems(spec, spec_file, defs, facts, where) + entries_problems(spec, where)
 
 
 def shared_definitions(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests import bpfobserve as obs
-from tests.host.test_cli_veth import Names, names, run, write
+from tests.host.test_cli_veth import NKPLAN, Names, names, run, write
 
 __all__ = ["names"]
 pytestmark = pytest.mark.host
@@ -111,3 +111,74 @@ def test_the_allow_list_changes_traffic_without_a_reload(names: Names, objs: Pat
     assert "- 0x200000000aeb0001 (0x0000)" in run("plan", path).stdout
     run("apply", path, "--yes")
     assert dumped(map_id) == [(16, [10, 235, 0, 0], 8080)] and pings(n) == 0
+
+
+BIG_C = """
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u32);
+} big SEC(".maps");
+SEC("tc")
+int big_next(struct __sk_buff *skb)
+{
+	__u32 key = 0;
+	__u32 *v = bpf_map_lookup_elem(&big, &key);
+	return v && *v == 1 ? -1 : -1; /* TCX_NEXT either way: only the map matters here */
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def big_spec(n: Names, maps: str) -> str:
+    prog = f"{{object: big.o, program: big_next{maps}}}"
+    return (
+        f"stack: {n.stack}\nnamespaces: [{{name: {n.pa}}}]\nlinks:\n"
+        f"  - name: {n.va}\n    kind: veth\n    peer: {{name: eth0, namespace: {n.pa}, tcx: {{egress: [{prog}]}}}}\n"
+    )
+
+
+def map_syscalls(path: str) -> dict[str, int]:
+    """BPF map commands a `nkplan plan` makes, counted by strace (the kernel's view, not nkplan's)."""
+    out = Path(path).parent / "strace.txt"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=bpf", "-o", str(out), *NKPLAN, "plan", path], check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    text = out.read_text()
+    return {cmd: text.count(f"bpf({cmd},") for cmd in ("BPF_MAP_GET_NEXT_KEY", "BPF_MAP_LOOKUP_ELEM")}
+
+
+def test_declared_keys_of_a_big_busy_map_settle_and_a_plain_plan_reads_no_map(names: Names, tmp_path: Path) -> None:
+    """A non-exclusive map with more entries than any reader should walk (8,000, as a datapath
+    fills it): the declared key is looked up alone, the plan settles; a spec that declares no
+    entries reads no map contents at all."""
+    n = names
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", "-x", "c", "-",
+                    "-o", str(tmp_path / "big.o")], input=BIG_C, text=True, check=True)  # fmt: skip
+    declared = write(tmp_path, big_spec(n, ", maps: {big: {entries: [{key: 1, value: 7}]}}"))
+    run("apply", declared, "--yes")
+    (pin,) = [p for p in Path("/sys/fs/bpf/nkplan").glob(f"*/{n.pa}/eth0/egress/big_next@*") if "-maps" not in p.name]
+    prog_id = obs.bpftool("link", "show", "pinned", str(pin))["prog_id"]
+    (map_id,) = [m for m in obs.bpftool("prog", "show", "id", str(prog_id))["map_ids"]
+                 if obs.bpftool("map", "show", "id", str(m))["name"] == "big"]  # fmt: skip
+    batch = tmp_path / "fill.txt"
+    batch.write_text("".join(
+        f"map update id {map_id} key {' '.join(str(b) for b in k.to_bytes(4, 'little'))} value 0 0 0 0\n"
+        for k in range(2, 8002)
+    ))  # fmt: skip
+    subprocess.run(["bpftool", "batch", "file", str(batch)], check=True, capture_output=True)
+    assert len(obs.bpftool("map", "dump", "id", str(map_id))) == 8001
+    assert "No changes" in run("plan", declared).stdout
+    assert map_syscalls(declared) == {"BPF_MAP_GET_NEXT_KEY": 0, "BPF_MAP_LOOKUP_ELEM": 1}
+    # the declared entry changed by hand: drift, found with that one lookup, put back
+    subprocess.run(["bpftool", "map", "update", "id", str(map_id), "key", "1", "0", "0", "0", "value", "9", "0", "0",
+                    "0"], check=True)  # fmt: skip
+    assert "map big: ~ 1: 9 → 7" in run("plan", declared).stdout
+    run("apply", declared, "--yes")
+    assert "No changes" in run("plan", declared).stdout
+    plain = write(tmp_path, big_spec(n, ""), "plain.yaml")
+    assert "No changes" in run("plan", plain).stdout
+    assert map_syscalls(plain) == {"BPF_MAP_GET_NEXT_KEY": 0, "BPF_MAP_LOOKUP_ELEM": 0}
+    assert len(obs.bpftool("map", "dump", "id", str(map_id))) == 8001  # nothing of it deleted

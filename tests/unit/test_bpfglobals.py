@@ -187,3 +187,50 @@ def test_a_writable_global_changed_outside_nkplan_is_drift() -> None:
     seen = view(want, have)
     assert seen != want and seen.programs[0].drifted == ("counter",)
     assert describe_programs(seen, want) == "set globals of values changed outside nkplan (counter: 7 → 9)"
+
+
+def shared_allow_spec(tmp: Path, first: str, second: str) -> Loaded:
+    """Two programs using the stack's shared map `allow`, each declaring entries of it."""
+    shutil.copy(BUILD / "allow.o", tmp / "allow.o")
+    prog = "          - object: allow.o\n            program: allow_egress\n"
+    text = (
+        "stack: t\nnamespaces: [{name: p1}]\nmaps: {allow: {like: 'allow.o:allow'}}\nlinks:\n"
+        "  - name: ve1\n    kind: veth\n"
+        f"    tcx:\n        egress:\n{prog}            maps: {{allow: {first}}}\n"
+        "    peer:\n      name: eth0\n      namespace: p1\n"
+        f"      tcx:\n        egress:\n{prog}            maps: {{allow: {second}}}\n"
+    )
+    path = tmp / "spec.yaml"
+    path.write_text(text)
+    return load_text(text, str(path))
+
+
+def test_two_programs_declaring_a_shared_maps_entries_differently_are_refused(tmp_path: Path) -> None:
+    same = f"{{exclusive: true, entries: [{WEB}]}}"
+    shared_allow_spec(tmp_path, same, same)  # the same declaration twice: both write the same
+    with pytest.raises(SpecError) as info:
+        shared_allow_spec(tmp_path, same, f"{{entries: [{DNS}]}}")
+    spec = str(tmp_path / "spec.yaml")
+    assert info.value.problems == [
+        f"{spec}:19:27: links[0].peer.tcx.egress[0].maps.allow: entries of the shared map 'allow' are also "
+        f"declared at {spec}:11:20, differently: both programs write into the one map and would undo each "
+        "other; declare its entries once (or the same in both)"
+    ]
+
+
+def test_the_reader_is_asked_for_the_declared_maps_only(tmp_path: Path) -> None:
+    """records.BpfReads: what the reader reads of running programs' maps; none for a spec whose
+    programs declare no values (a plain --programs plan reads no map contents)."""
+    from nkplan.core.desired import bpf_reads
+
+    loaded = allow_spec(tmp_path, f"[{WEB}]", exclusive="false")
+    reads = bpf_reads(loaded.spec, loaded.source.filename, loaded.objects, loaded.object_maps)
+    assert list(reads) == [("p1", "eth0", "egress")]
+    (want,) = reads[("p1", "eth0", "egress")].values()
+    assert [(m.name, m.exclusive, [e.key for e in m.entries]) for m in want.map_entries] == [
+        ("allow", False, ["180000000a000000"])
+    ]
+    plain = load_text(loaded.text.replace(f"            maps: {{allow: {{exclusive: false, entries: [{WEB}]}}}}\n", ""),
+                      loaded.source.filename)  # fmt: skip
+    assert "maps:" not in plain.text
+    assert bpf_reads(plain.spec, plain.source.filename, plain.objects, plain.object_maps) == {}

@@ -115,7 +115,8 @@ def view(want: HookRec, have: HookRec) -> HookRec:
                 continue
             keys = {e.key for e in d.entries}
             entries = m.entries if d.exclusive else tuple(e for e in m.entries if e.key in keys)
-            maps.append(dataclasses.replace(m, entries=entries, exclusive=d.exclusive))
+            absent = () if d.exclusive else tuple(sorted(keys - {e.key for e in m.entries}))
+            maps.append(dataclasses.replace(m, entries=entries, exclusive=d.exclusive, absent=absent))
         if tuple(maps) != p.map_entries or p.entries_key != entries_key(tuple(maps)):
             p = dataclasses.replace(p, map_entries=tuple(maps), entries_key=entries_key(tuple(maps)))
         if w is not None and w.digest == p.digest:
@@ -196,6 +197,7 @@ def program_from_plain(p: dict[str, Any]) -> ProgramRec:
                             )
                             for e in m.get("entries", ())
                         ),
+                        "absent": tuple(m.get("absent", ())),
                     }
                 )
                 for m in p.get("map_entries", ())

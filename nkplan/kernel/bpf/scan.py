@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from nkplan.core.records import (
     HOST,
+    BpfReads,
     EntryRec,
     ForeignProgram,
     Hook,
@@ -50,6 +51,8 @@ from nkplan.kernel.bpf.mprog import HookState
 from nkplan.kernel.bpf.pins import LinkPin
 from nkplan.kernel.netlink.consts import IFLA_NETKIT_PRIMARY
 from nkplan.kernel.netlink.reader import PAIR_KINDS, NsScan, is_single
+from nkplan.spec.bpfvalues import fill_refs
+from nkplan.spec.globals import IfindexOf
 from nkplan.spec.mapentries import ENTRY_MAP_TYPES
 
 
@@ -148,41 +151,66 @@ def pinned_links(stack: str, namespace: str, device: str, hook: Hook, *, keep_fd
 
 
 _Maps = tuple[tuple[MapDef, ...], tuple[SectionRec, ...], tuple[MapEntriesRec, ...]]
-ENTRIES_READ = 4096  # a map with more entries is not read (its entries cannot be declared either)
+_KEYS_MAX = 1 << 24  # an exclusive map is read to its end; a map that never ends (keys added
+# faster than read) is cut off there rather than read forever
 
 
-def _prog_info(prog_id: int, with_maps: bool = False) -> tuple[str, str, *_Maps]:
+def _prog_info(
+    prog_id: int, want: ProgramRec | None = None, ifindex: IfindexOf | None = None
+) -> tuple[str, str, *_Maps]:
     """(name, tag, maps, data sections, map entries) of a loaded program; empty if it is gone.
-    Maps (the program's own), the content of its data sections (.data/.bss/.rodata, whose
-    kernel names hold a dot: what its globals hold) and the entries of its hash, LPM trie and
-    array maps only when asked: three or four syscalls per map, two per entry."""
+    With `want` (the declared program), its maps (the program's own) and what of their contents
+    the declaration manages: its data sections (.data/.bss/.rodata, whose kernel names hold a
+    dot: what its globals hold) if it declares globals, every entry of a map it declares
+    exclusive, the declared keys of another map it declares entries for (one lookup each: a
+    busy or large map's other entries are not the declaration's business). `ifindex` fills the
+    devices' ifindexes into keys that name one."""
     try:
         fd = info.open_prog(prog_id)
     except KernelError:
         return "", "", (), (), ()
     try:
         got = info.prog_info(fd)
-        return (got.name, got.tag, *(_map_defs(got.map_ids) if with_maps else ((), (), ())))
+        return (got.name, got.tag, *(_map_defs(got.map_ids, want, ifindex) if want is not None else ((), (), ())))
     except OSError:
         return "", "", (), (), ()
     finally:
         os.close(fd)
 
 
-def _entries(fd: int, d: MapDef) -> MapEntriesRec | None:
-    keys = S.map_keys(fd, d.key_size, ENTRIES_READ)
-    if keys is None:
+def _declared_keys(declared: Sequence[MapEntriesRec], ifindex: IfindexOf | None) -> set[bytes] | None:
+    """The keys to look up in a map declared (possibly twice: one program twice on a hook) as
+    `declared`; None: every entry (exclusive)."""
+    if any(m.exclusive for m in declared):
         return None
+
+    def known(ns: str, device: str) -> int:
+        return (ifindex(ns, device) if ifindex is not None else None) or 0
+
+    return {fill_refs(bytes.fromhex(e.key), e.key_refs, known) for m in declared for e in m.entries}
+
+
+def _entries(fd: int, d: MapDef, keys: set[bytes] | None) -> MapEntriesRec | None:
+    if keys is None:
+        keys_read = S.map_keys(fd, d.key_size, _KEYS_MAX)
+        if keys_read is None:
+            return None
+        keys = set(keys_read)
     entries = []
     for key in keys:
+        if len(key) != d.key_size:
+            continue  # declared for another definition of the map: nothing of it is there
         value = S.map_lookup_raw(fd, key, d.value_size)
-        if value is not None:  # deleted meanwhile
+        if value is not None:  # absent (or deleted meanwhile)
             entries.append(EntryRec(key.hex(), value.hex()))
     return MapEntriesRec(d.name, tuple(sorted(entries, key=lambda e: e.key)))
 
 
-def _map_defs(map_ids: Sequence[int]) -> _Maps:
+def _map_defs(map_ids: Sequence[int], want: ProgramRec, ifindex: IfindexOf | None) -> _Maps:
     out, sections, entries = [], [], []
+    declared: dict[str, list[MapEntriesRec]] = {}
+    for m in want.map_entries:
+        declared.setdefault(m.name, []).append(m)
     for map_id in map_ids:
         try:
             fd = info.open_map(map_id)
@@ -192,11 +220,11 @@ def _map_defs(map_ids: Sequence[int]) -> _Maps:
             d = info.map_info(fd).definition()
             if "." not in d.name:
                 out.append(d)
-                if d.type in ENTRY_MAP_TYPES:
-                    found = _entries(fd, d)
+                if d.type in ENTRY_MAP_TYPES and d.name in declared:
+                    found = _entries(fd, d, _declared_keys(declared[d.name], ifindex))
                     if found is not None:
                         entries.append(found)
-            elif d.max_entries == 1:  # a data section: libbpf's "OBJNAME.SECTION", one value
+            elif d.max_entries == 1 and want.globals:  # a data section: libbpf's "OBJNAME.SECTION", one value
                 value = S.map_lookup_raw(fd, bytes(4), d.value_size)
                 if value is not None:
                     sections.append(SectionRec(d.name[d.name.index(".") :], value.hex()))
@@ -242,14 +270,21 @@ def _marked(
     return HookRec(ns, device, hook, programs, stack, applied, was, tuple(foreign), leftovers)
 
 
-def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
+def fill_state(live: LiveState, found: Sequence[HookScan], reads: BpfReads | None = None) -> None:
     """live.hooks and live.foreign_programs from the scanned hooks: owned links (matched to the
     owner stack's pins by link id) in kernel run order; every other link is foreign. A hook of an
     owned device where the owner has pins (or a marker) but none of them holds a link on the hook
     (all detached out of band) is reported with no programs, so the plan says what nkplan would
     re-attach. Pins whose link is not on their hook go to live.orphan_pins. Temporary pins of the
     owner's (a link pinned, killed before the rename) are the hook's `leftovers`; the link such a
-    pin holds is neither owned nor foreign: the next apply removes it."""
+    pin holds is neither owned nor foreign: the next apply removes it. `reads`: what to read of
+    the maps of the declared programs (records.BpfReads); no contents of any other program's."""
+    reads = reads or {}
+
+    def ifindex(ns: str, device: str) -> int | None:
+        d = live.devices.get((ns, device))
+        return d.ifindex if d is not None else None
+
     every = list(bpffs.hook_dirs())
     index = {key: entries for key, directory in every if (entries := bpffs.hook_pins(directory))}
     temps = {key: left for key, directory in every if (left := bpffs.temp_pins(directory))}
@@ -273,7 +308,9 @@ def fill_state(live: LiveState, found: Sequence[HookScan]) -> None:
         for entry in sc.state.entries:
             pin = owned.get(entry.link_id) if entry.link_id is not None else None
             if pin is not None:
-                _name, tag, maps, sections, map_entries = _prog_info(entry.prog_id, with_maps=True)
+                want = reads.get((sc.namespace, sc.device, sc.hook), {}).get(pin.program)
+                want = want or ProgramRec(pin.program, pin.digest)  # declares nothing: definitions only
+                _name, tag, maps, sections, map_entries = _prog_info(entry.prog_id, want, ifindex)
                 programs.append(
                     ProgramRec(
                         pin.program,

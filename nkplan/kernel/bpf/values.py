@@ -48,7 +48,8 @@ def patches(rec: ProgramRec) -> dict[str, list[tuple[int, bytes]]]:
 
 def write_entries(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> None:
     """Write the declared entries into the program's maps ({kernel map name: fd}), references
-    filled with the ifindexes of now; of an exclusive map, delete every entry not declared.
+    filled with the ifindexes of now; of an exclusive map, delete every entry not declared, and
+    of another the keys the record lists as absent (a rollback's record: the live hook's view).
     One MAP_UPDATE_ELEM per entry: LPM tries, the allow lists' kind, have no batch operations."""
     for m in rec.map_entries:
         fd = map_fds.get(m.name)
@@ -56,13 +57,30 @@ def write_entries(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> Non
             raise KernelError(f"{what}: the program has no map {m.name}")
         keys = set()
         try:
+            # the kernel copies key_size and value_size bytes from the buffers whatever their
+            # length: a record that does not match the map (a saved plan written by hand, an
+            # object changed since) is refused before anything is written
+            mi = info.map_info(fd)
+            for e in m.entries:
+                key = fill_refs(bytes.fromhex(e.key), e.key_refs, _ifindex)
+                value = fill_refs(bytes.fromhex(e.value), e.value_refs, _ifindex)
+                if len(key) != mi.key_size or len(value) != mi.value_size:
+                    raise KernelError(
+                        f"{what}: map {m.name} has {mi.key_size}-byte keys and {mi.value_size}-byte values; "
+                        f"entry {e.key_text or '0x' + e.key} has a {len(key)}-byte key and a "
+                        f"{len(value)}-byte value (the plan does not match the object)"
+                    )
+            if any(len(k) != 2 * mi.key_size for k in m.absent):
+                raise KernelError(f"{what}: map {m.name} has {mi.key_size}-byte keys; the plan's keys to delete do not")
             for e in m.entries:
                 key = fill_refs(bytes.fromhex(e.key), e.key_refs, _ifindex)
                 S.map_update_raw(fd, key, fill_refs(bytes.fromhex(e.value), e.value_refs, _ifindex))
                 keys.add(key)
+            for hexkey in m.absent:  # a rollback: keys the failed apply added go again
+                if bytes.fromhex(hexkey) not in keys:
+                    S.map_delete_raw(fd, bytes.fromhex(hexkey))
             if m.exclusive:
-                key_size = info.map_info(fd).key_size
-                for key in S.map_keys(fd, key_size, 1 << 20) or ():
+                for key in S.map_keys(fd, mi.key_size, 1 << 20) or ():
                     if key not in keys:
                         S.map_delete_raw(fd, key)
         except OSError as exc:
