@@ -38,7 +38,7 @@ def start_watcher(state: dict[str, Any]) -> tuple[threading.Thread, list[dict[st
 
 def test_deadline_passed_reverts() -> None:
     t, reverts = start_watcher({"phase": confirm.WAITING, "deadline": confirm.clock() + 0.3})
-    t.join(5)
+    t.join(60)
     assert reverts == [{"stack": "s"}]
     assert confirm.read_state(confirm.Files("s"))["phase"] == confirm.REVERTED
     assert confirm.watcher_pid("s") is None  # the pending lock is released
@@ -46,8 +46,8 @@ def test_deadline_passed_reverts() -> None:
 
 def test_confirmation_before_the_deadline_keeps() -> None:
     t, reverts = start_watcher({"phase": confirm.WAITING, "deadline": confirm.clock() + 30})
-    state = confirm.confirm("s", wait=5)
-    t.join(5)
+    state = confirm.confirm("s", wait=60)
+    t.join(60)
     assert state["phase"] == confirm.CONFIRMED and reverts == []
     assert not confirm.Files("s").confirm.exists()
 
@@ -55,7 +55,7 @@ def test_confirmation_before_the_deadline_keeps() -> None:
 def test_an_apply_that_rolled_back_itself_is_not_reverted() -> None:
     t, reverts = start_watcher({"phase": confirm.APPLYING, "apply_pid": os.getpid()})
     confirm.update_state(confirm.Files("s"), phase=confirm.ABORTED, outcome="failed")
-    t.join(5)
+    t.join(60)
     assert reverts == []
 
 
@@ -63,7 +63,7 @@ def test_an_apply_that_died_mid_apply_is_reverted() -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
     t, reverts = start_watcher({"phase": confirm.APPLYING, "apply_pid": dead.pid})
-    t.join(5)
+    t.join(60)
     assert reverts == [{"stack": "s"}]
 
 
@@ -87,8 +87,8 @@ def test_changes_are_refused_while_another_process_waits() -> None:
     code = "from nkplan.run import confirm; confirm.refuse_if_pending('s')"
     out = subprocess.run(["python3", "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": "."})
     assert "LockError" in out.stderr and "waits for confirmation of an earlier apply" in out.stderr
-    confirm.confirm("s", wait=5)
-    t.join(5)
+    confirm.confirm("s", wait=60)
+    t.join(60)
     confirm.refuse_if_pending("s")  # nothing pending any more
 
 
@@ -112,5 +112,5 @@ def test_a_confirmation_while_the_apply_still_runs_is_refused() -> None:
         confirm.confirm("s")
     assert not confirm.Files("s").confirm.exists()
     confirm.update_state(confirm.Files("s"), phase=confirm.ABORTED)
-    t.join(5)
+    t.join(60)
     assert reverts == []
