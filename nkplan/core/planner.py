@@ -149,7 +149,9 @@ class _Planner:
                 continue
             now = item.rtype.drift_now(item.have)
             paths = changed_paths(applied, now)
-            decision = Decision("update", paths, (), "changed outside nkplan", "changed_outside_nkplan")
+            words = item.rtype.describe_drift(applied, now)
+            why = f"changed outside nkplan: {words}" if words else "changed outside nkplan"
+            decision = Decision("update", paths, (), why, "changed_outside_nkplan")
             out.append(Change(addr, item.rtype.name, decision, applied, now))
         return tuple(out)
 

@@ -106,11 +106,12 @@ def _drift_note(stack: str, drift: Sequence[Change]) -> list[str]:
     ]
     items = []
     for c in drift:
-        attrs = "; ".join(
-            f"{_code(p)} {_code(fmt(get(c.before_attrs, p), p))} → {_code(fmt(get(c.after_attrs, p), p))}"
-            for p in c.changed_paths
-        )
-        items.append(f"{_code(c.address)}: {attrs}" if attrs else f"{_code(c.address)} ({c.reason or c.action})")
+        shown = [(p, fmt(get(c.before_attrs, p), p), fmt(get(c.after_attrs, p), p)) for p in c.changed_paths]
+        attrs = "; ".join(f"{_code(p)} {_code(b)} → {_code(a)}" for p, b, a in shown if b != a)
+        item = f"{_code(c.address)}: {attrs}" if attrs else f"{_code(c.address)} ({c.reason or c.action})"
+        if attrs and c.reason and c.reason != "changed outside nkplan":  # map entries, written globals
+            item += f" ({_text(c.reason)})"
+        items.append(item)
     return lines + _capped(items, "see the full plan below")
 
 

@@ -56,11 +56,13 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
         out += [paint("Objects changed outside nkplan since the last apply (drift):", "bold"), ""]
         for change in plan.drift:
             out.append(f"  {paint('~', 'update')} {paint(change.address, 'bold')}")
-            if not change.changed_paths and change.reason:  # made outside nkplan (an orphan pin)
+            # made outside nkplan (an orphan pin), or what the attributes do not show (map entries)
+            if change.reason and (not change.changed_paths or change.reason != "changed outside nkplan"):
                 out.append(f"        {change.reason}")
             for path in change.changed_paths:
                 before, after = fmt(get(change.before_attrs, path), path), fmt(get(change.after_attrs, path), path)
-                out.append(f"        {path}: {before} (applied) → {after} (now)")
+                if before != after:
+                    out.append(f"        {path}: {before} (applied) → {after} (now)")
         out += ["", "The plan below puts them back as declared.", ""]
     if not plan.has_changes:
         out += [paint(f"Warning: {warning}", "update") for warning in plan.warnings]

@@ -5,10 +5,12 @@ what bpftool dumps with BTF; an entry added by hand shows in the plan and goes o
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,9 @@ pytestmark = pytest.mark.host
 HOST_IP = "10.235.0.1"
 
 
-def spec(n: Names, entries: str) -> str:
-    prog = f"{{object: allow.o, program: allow_egress, maps: {{allow: {{exclusive: true, entries: [{entries}]}}}}}}"
+def spec(n: Names, entries: str, globals_: str = "") -> str:
+    maps = f"maps: {{allow: {{exclusive: true, entries: [{entries}]}}}}"
+    prog = f"{{object: allow.o, program: allow_egress, {maps}{', globals: ' + globals_ if globals_ else ''}}}"
     return (
         f"stack: {n.stack}\nnamespaces: [{{name: {n.pa}}}]\nlinks:\n"
         f"  - name: {n.va}\n    kind: veth\n    addresses: [{HOST_IP}/32]\n"
@@ -51,11 +54,21 @@ def listener() -> Iterator[None]:
         yield
 
 
-def program(n: Names) -> tuple[int, int]:
-    """(program id, id of its `allow` map) of the program at the pod's tcx egress, per bpftool."""
+def link_pin(n: Names) -> Path:
     found = Path("/sys/fs/bpf/nkplan").glob(f"*/{n.pa}/eth0/egress/allow_egress@*")
     (pin,) = [p for p in found if "-maps" not in p.name]
-    prog_id = int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"])
+    return pin
+
+
+def link_and_program(n: Names) -> tuple[int, int]:
+    """(link id, program id) of the link nkplan pinned at the pod's tcx egress, per bpftool."""
+    shown = obs.bpftool("link", "show", "pinned", str(link_pin(n)))
+    return int(shown["id"]), int(shown["prog_id"])
+
+
+def program(n: Names) -> tuple[int, int]:
+    """(program id, id of its `allow` map) of the program at the pod's tcx egress, per bpftool."""
+    prog_id = link_and_program(n)[1]
     for map_id in obs.bpftool("prog", "show", "id", str(prog_id))["map_ids"]:
         if obs.bpftool("map", "show", "id", str(map_id))["name"] == "allow":
             return prog_id, int(map_id)
@@ -90,9 +103,10 @@ def test_the_allow_list_changes_traffic_without_a_reload(names: Names, objs: Pat
     assert pings(n) == 2 and connects(n, 8080)
 
     path = write(objs, spec(n, entry("10.235.9.0", 24)))  # the host's address is no longer allowed
-    assert "map allow: + {prefixlen: 24, addr: 10.235.9.0} → {port: 0}, - 0x200000000aeb0001 (0x0000)" in run(
-        "plan", path
-    ).stdout
+    assert (
+        "map allow: + {prefixlen: 24, addr: 10.235.9.0} → {port: 0}, - 0x200000000aeb0001 (0x0000)"
+        in run("plan", path).stdout
+    )
     run("apply", path, "--yes")
     assert program(n) == (prog_id, map_id)  # the same program: only the map changed
     assert dumped(map_id) == [(24, [10, 235, 9, 0], 0)]
@@ -108,7 +122,9 @@ def test_the_allow_list_changes_traffic_without_a_reload(names: Names, objs: Pat
     # an entry written by hand: the plan shows it, the apply removes it (exclusive)
     key = ["32", "0", "0", "0", "10", "235", "0", "1"]
     subprocess.run(["bpftool", "map", "update", "id", str(map_id), "key", *key, "value", "0", "0"], check=True)
-    assert "- 0x200000000aeb0001 (0x0000)" in run("plan", path).stdout
+    plan = run("plan", path).stdout
+    drift = plan.split("The plan below")[0]  # the drift section, above the actions
+    assert "changed outside nkplan: map allow: - 0x200000000aeb0001 (0x0000) (now → as applied)" in drift, plan
     run("apply", path, "--yes")
     assert dumped(map_id) == [(16, [10, 235, 0, 0], 8080)] and pings(n) == 0
 
@@ -182,3 +198,40 @@ def test_declared_keys_of_a_big_busy_map_settle_and_a_plain_plan_reads_no_map(na
     assert "No changes" in run("plan", plain).stdout
     assert map_syscalls(plain) == {"BPF_MAP_GET_NEXT_KEY": 0, "BPF_MAP_LOOKUP_ELEM": 0}
     assert len(obs.bpftool("map", "dump", "id", str(map_id))) == 8001  # nothing of it deleted
+
+
+def test_a_changed_global_swaps_the_program_under_a_ping_flood_without_loss(names: Names, objs: Path) -> None:
+    """allow.c's `enforce` flips between true and false (both let the allowed host through) while
+    the pod floods the host with pings every 2 ms: each apply loads a new program and swaps it in
+    with BPF_LINK_UPDATE on the same link, and ping counts every request answered."""
+    n = names
+    path = write(objs, spec(n, entry(HOST_IP), "{enforce: true}"))
+    run("apply", path, "--yes")
+    link_id, prog_id = link_and_program(n)
+    out = objs / "ping.out"
+    cmd = ["ip", "netns", "exec", n.pa, "ping", "-n", "-i", "0.002", "-c", "4000", "-W", "2", HOST_IP]
+    with out.open("w") as sink, subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT) as flood:
+        try:
+            while "bytes from" not in out.read_text():  # the flood is under way (ARP resolved)
+                assert flood.poll() is None, out.read_text()
+                time.sleep(0.05)
+            seen = {prog_id}
+            for enforce in ("false", "true"):
+                path = write(objs, spec(n, entry(HOST_IP), "{enforce: " + enforce + "}"))
+                assert (
+                    f"globals changed: enforce: {'true' if enforce == 'false' else 'false'} → {enforce}"
+                    in run("plan", path).stdout
+                )
+                run("apply", path, "--yes")
+                assert flood.poll() is None, "the flood must outlast the swap (raise -c)"
+                link_now, prog_now = link_and_program(n)
+                assert link_now == link_id and prog_now not in seen  # a new program on the same link
+                seen.add(prog_now)
+            assert flood.wait(timeout=120) == 0
+        finally:
+            if flood.poll() is None:
+                flood.kill()
+    summary = re.search(r"(\d+) packets transmitted, (\d+) received, (\S+)% packet loss", out.read_text())
+    assert summary, out.read_text()[-500:]
+    assert summary.group(1) == summary.group(2) == "4000" and summary.group(3) == "0", summary.group(0)
+    assert "No changes" in run("plan", path).stdout

@@ -147,6 +147,8 @@ def test_a_data_global_changed_by_hand_is_drift_put_back_in_place(names: Names, 
     assert counter() == 7
     plan = run("plan", path).stdout
     assert "set globals of values changed outside nkplan (counter: 7 → 9)" in plan, plan
+    drift = plan.split("The plan below")[0]  # the drift section, above the actions
+    assert "changed outside nkplan: globals of values: counter: 7 → 9 (now → as applied)" in drift, plan
     run("apply", path, "--yes")
     assert counter() == 9
     assert int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"]) == prog_id  # written in place

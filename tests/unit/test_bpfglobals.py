@@ -137,9 +137,7 @@ def test_map_entries_plan_added_changed_and_removed(tmp_path: Path) -> None:
     }
     converge(kernel, allow_spec(tmp_path, f"[{WEB.replace('80', '443')}, {DNS}]"))
     plan = plan_for(kernel, allow_spec(tmp_path, f"[{DNS}]")).plan
-    assert changes(plan) == {
-        "hook[p1/eth0 egress]": ("update", "map allow: - 0x180000000a000000 (0xbb01)")
-    }
+    assert changes(plan) == {"hook[p1/eth0 egress]": ("update", "map allow: - 0x180000000a000000 (0xbb01)")}
     # not exclusive: an entry the spec no longer names stays
     assert not plan_for(kernel, allow_spec(tmp_path, f"[{DNS}]", exclusive="false")).plan.has_changes
 
@@ -234,3 +232,48 @@ def test_the_reader_is_asked_for_the_declared_maps_only(tmp_path: Path) -> None:
                       loaded.source.filename)  # fmt: skip
     assert "maps:" not in plain.text
     assert bpf_reads(plain.spec, plain.source.filename, plain.objects, plain.object_maps) == {}
+
+
+def test_map_entries_written_outside_nkplan_are_drift(tmp_path: Path) -> None:
+    """An entry changed by hand: the drift section says which entry (now → as applied) in text,
+    JSON and Markdown, and the plan writes it back."""
+    import dataclasses
+    import json
+
+    from nkplan.documents.json_plan import render_json
+    from nkplan.documents.markdown import render_markdown
+    from nkplan.documents.text import render_plan
+
+    kernel = FakeKernel()
+    converge(kernel, allow_spec(tmp_path, f"[{WEB}]"))
+    key = ("p1", "eth0", "egress")
+    hook = kernel.state.hooks[key]
+    (prog,) = hook.programs
+    (m,) = prog.map_entries
+    written = dataclasses.replace(m, entries=(dataclasses.replace(m.entries[0], value="bb01"),))
+    kernel.state.hooks[key] = dataclasses.replace(hook, programs=(dataclasses.replace(prog, map_entries=(written,)),))
+    plan = plan_for(kernel, allow_spec(tmp_path, f"[{WEB}]")).plan
+    words = "map allow: ~ {prefixlen: 24, addr: 10.0.0.0}: 0xbb01 → {port: 80} (now → as applied)"
+    assert [(c.address, c.reason) for c in plan.drift] == [("hook[p1/eth0 egress]", f"changed outside nkplan: {words}")]
+    text = render_plan(plan)
+    drift_part = text.split("The plan below")[0]
+    assert words in drift_part and "(applied) →" not in drift_part, text  # no "X → X" program line
+    (drifted,) = json.loads(render_json(plan))["resource_drift"]
+    assert drifted["reason"] == f"changed outside nkplan: {words}"
+    assert drifted["action_reason"] == "changed_outside_nkplan"
+    assert "0xbb01" in render_markdown(plan).split("Applying this plan")[1].split("\n\n")[0]
+    converge(kernel, allow_spec(tmp_path, f"[{WEB}]"))
+    assert not plan_for(kernel, allow_spec(tmp_path, f"[{WEB}]")).plan.has_changes
+
+
+def test_a_written_global_is_described_in_the_drift_section() -> None:
+    from nkplan.core.records import HookRec
+    from nkplan.core.resources.hook import HookType
+    from nkplan.core.resources.programvalues import view
+
+    g = (GlobalRec("counter", ".data", 0, "0900000000000000", "9", "u"),)
+    want = HookRec("", "ve1", "ingress", (ProgramRec("values", "d1", globals=g, object_digest="obj"),), "t")
+    changed = (SectionRec(".data", "0700000000000000"),)
+    now = view(want, HookRec("", "ve1", "ingress", (ProgramRec("values", "d1", sections=changed),), "t"))
+    assert HookType().describe_drift(want, now) == "globals of values: counter: 7 → 9 (now → as applied)"
+    assert HookType().describe_drift(want, want) is None

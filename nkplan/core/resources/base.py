@@ -139,6 +139,10 @@ class ResourceType(Generic[R]):
         """The live record as the drift section shows it (as `drift` compares it)."""
         return have
 
+    def describe_drift(self, applied: R, now: R) -> str | None:
+        """A drift in words, when its attribute list does not say enough (None: it does)."""
+        return None
+
     def orphan(self, have: R) -> str | None:
         """Why an owned live record nothing declares was made or left outside nkplan (shown in
         the drift section, deleted by apply); None for an ordinary undeclared one."""

@@ -84,6 +84,18 @@ class HookType(ResourceType[HookRec]):
     def drift_now(self, have: HookRec) -> HookRec:
         return dataclasses.replace(have, foreign=have.foreign_now) if have.foreign is not None else have
 
+    def describe_drift(self, applied: HookRec, now: HookRec) -> str | None:
+        """Map entries and .data/.bss globals written outside nkplan: the program list reads the
+        same on both sides, so say which entries and values differ (now → as applied)."""
+        was = {p.program: p for p in applied.programs}
+        words = [
+            f"globals of {p.program}: {values.globals_drift(p, was[p.program])}"
+            for p in now.programs
+            if p.program in was and p.drifted and p.digest == was[p.program].digest
+        ]
+        words += [w for p in now.programs if p.program in was for w in values.entries_changed(p, was[p.program])]
+        return "; ".join(words) + " (now → as applied)" if words else None
+
     def needs(self, rec: HookRec) -> Iterable[Need]:
         for token in in_namespace(rec.namespace):
             yield Need(token)
