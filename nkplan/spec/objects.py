@@ -108,6 +108,28 @@ def object_problems(
     return problems, facts
 
 
+def _each_checked(
+    items: dict[str, Any],
+    written: str,
+    full: str,
+    where: tuple[str | int, ...],
+    check: Callable[[Any, str, Any], object],
+) -> list[Problem]:
+    """Every item of a program entry's `globals:` or `maps:` checked against its object's BTF
+    types (check(types, name, item) raises ValueProblem), every bad one reported at once."""
+    try:
+        tp = btf.read_object(full)
+    except (btf.BtfError, OSError) as exc:
+        return [(where, f"object {written!r}: cannot read its BTF types: {exc}")]
+    out: list[Problem] = []
+    for name, item in items.items():
+        try:
+            check(tp, name, item)
+        except ValueProblem as exc:
+            out.append(((*where, *exc.where), exc.message))
+    return out
+
+
 def entries_problems(
     maps: dict[str, MapSpec],
     written: str,
@@ -117,31 +139,15 @@ def entries_problems(
     resolver: ResolveDevice,
 ) -> list[Problem]:
     """A program entry's `maps:` against its object's maps and their BTF key/value types."""
-    try:
-        tp = btf.read_object(full)
-    except (btf.BtfError, OSError) as exc:
-        return [(where, f"object {written!r}: cannot read its BTF types: {exc}")]
-    out: list[Problem] = []
-    for name, spec in maps.items():  # every bad map at once
-        try:
-            program_map_entries(tp, {name: spec}, defs, resolver)
-        except ValueProblem as exc:
-            out.append(((*where, *exc.where), exc.message))
-    return out
+    return _each_checked(
+        maps, written, full, where, lambda tp, name, spec: program_map_entries(tp, {name: spec}, defs, resolver)
+    )
 
 
 def globals_problems(
     values: dict[str, Any], written: str, full: str, where: tuple[str | int, ...], resolver: ResolveDevice
 ) -> list[Problem]:
     """A program entry's `globals:` against its object's BTF: each value named, typed, in range."""
-    try:
-        tp = btf.read_object(full)
-    except (btf.BtfError, OSError) as exc:
-        return [(where, f"object {written!r}: cannot read its BTF types: {exc}")]
-    out: list[Problem] = []
-    for name, value in values.items():  # every bad value at once
-        try:
-            program_globals(tp, {name: value}, resolver)
-        except ValueProblem as exc:
-            out.append(((*where, *exc.where), exc.message))
-    return out
+    return _each_checked(
+        values, written, full, where, lambda tp, name, value: program_globals(tp, {name: value}, resolver)
+    )
