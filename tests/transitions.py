@@ -94,3 +94,29 @@ def save_failures(exc: BaseException, kernel: str) -> None:
     for case in failing_pairs(exc):
         path = save_regression(kernel, case["before"], case["after"], case["error"])
         print(f"\nshrunk failing pair saved as {path} (commit it):\n{describe(case['before'], case['after'])}")
+
+
+def explore(
+    strategy: Any, examples: int, kernel: str, run: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    """Hypothesis over sequences of specs drawn from `strategy`, seeded (derandomize: a run is
+    repeatable) and without Hypothesis' database (CI starts clean: the saved pairs are the
+    record); a failure's shrunk pair is saved under tests/unit/regressions/ before it is raised."""
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(strategy)
+    def transitions(steps: list[dict[str, Any]]) -> None:
+        run(steps)
+
+    try:
+        transitions()
+    except BaseException as exc:
+        save_failures(exc, kernel)
+        raise

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nkplan import api
@@ -30,7 +29,7 @@ from tests.host import observe
 from tests.host.conftest import Names, sweep_prefix
 from tests.randomspec import HOST, regressions, specs
 from tests.realkernel import TOKEN, _volatile, host_snapshot, ip_json
-from tests.transitions import LONG, Tally, run_steps, save_failures
+from tests.transitions import LONG, Tally, explore, run_steps
 
 pytestmark = pytest.mark.host
 EXAMPLES = 400 if LONG else 64
@@ -129,22 +128,12 @@ def test_random_transitions_on_the_host_kernel(
     names = Names()
     clean(names)
 
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    explore(
+        st.lists(specs(HOST), min_size=1, max_size=STEPS),
+        EXAMPLES,
+        "host",
+        lambda steps: run_on_host(steps, tmp_path_factory.mktemp("random"), names, decoys),
     )
-    @given(st.lists(specs(HOST), min_size=1, max_size=STEPS))
-    def transitions(steps: list[dict[str, Any]]) -> None:
-        run_on_host(steps, tmp_path_factory.mktemp("random"), names, decoys)
-
-    try:
-        transitions()
-    except BaseException as exc:
-        save_failures(exc, "host")
-        raise
     print(f"\nhost kernel: {TALLY.transitions} transitions in {TALLY.examples} sequences, {TALLY.seconds:.1f} s")
     assert TALLY.transitions >= MIN_TRANSITIONS, TALLY
 

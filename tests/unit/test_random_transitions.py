@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nkplan.kernel.fake import FakeKernel
 from tests.randomspec import FAKE, regressions, specs
-from tests.transitions import LONG, Tally, run_steps, save_failures
+from tests.transitions import LONG, Tally, explore, run_steps
 
 EXAMPLES = 1500 if LONG else 120
 STEPS = 8
@@ -49,22 +48,12 @@ def run_on_fake(steps: list[dict[str, Any]], folder: Path, tally: Tally) -> None
 
 
 def test_random_transitions_on_the_fake_kernel(tmp_path_factory: pytest.TempPathFactory) -> None:
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    explore(
+        st.lists(specs(FAKE), min_size=1, max_size=STEPS),
+        EXAMPLES,
+        "fake",
+        lambda steps: run_on_fake(steps, tmp_path_factory.mktemp("random"), TALLY),
     )
-    @given(st.lists(specs(FAKE), min_size=1, max_size=STEPS))
-    def transitions(steps: list[dict[str, Any]]) -> None:
-        run_on_fake(steps, tmp_path_factory.mktemp("random"), TALLY)
-
-    try:
-        transitions()
-    except BaseException as exc:
-        save_failures(exc, "fake")
-        raise
     print(f"\nfake kernel: {TALLY.transitions} transitions in {TALLY.examples} sequences, {TALLY.seconds:.1f} s")
     assert TALLY.transitions >= EXAMPLES, TALLY  # the run really applied specs
 
