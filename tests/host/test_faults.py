@@ -24,7 +24,14 @@ from pathlib import Path
 import pytest
 
 from tests import bpfobserve as obs
-from tests.faults import Case, Rig, fault_at_every_operation, kill_at_every_step, kill_between_pin_and_rename
+from tests.faults import (
+    Case,
+    Rig,
+    fault_at_every_operation,
+    kill_at_every_operation,
+    kill_at_every_step,
+    kill_between_pin_and_rename,
+)
 from tests.host.conftest import Names
 
 pytestmark = pytest.mark.host
@@ -139,3 +146,14 @@ def test_kill_9_between_pin_and_rename_shows_in_plan_and_is_removed(
     renamed into place (from empty: the hook holds nothing else). `plan` names the pin; destroy
     removes it (and the link it holds); so does apply."""
     kill_between_pin_and_rename(rig, start, goal, at_least=renames)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1]], ids=lambda c: c.name)
+def test_kill_9_at_every_operation_then_apply_or_adopt_converges_and_destroy_leaves_nothing(
+    rig: Rig, case: Case
+) -> None:
+    """Inside steps: before each netlink change, bpf() change, bpffs removal or rename,
+    namespace mount. The only kills that need --adopt are those between a pair's creation and
+    its ownership mark (README, reliability notes)."""
+    ends = kill_at_every_operation(rig, case)
+    assert ends["converged"] >= 1, ends
