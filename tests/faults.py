@@ -428,6 +428,7 @@ def kill_at_every_operation(rig: Rig, case: Case) -> dict[str, int]:
     goal_view = rig.view(ids=False)
     ops = len(counted.ops)
     ends = {"converged": 0, "adopted": 0}
+    adopted_at: list[str] = []
     for k in range(1, ops + 1):
         rig.converge(case.start)
         proc = driver(rig, case.goal, kill_op=k)
@@ -445,10 +446,12 @@ def kill_at_every_operation(rig: Rig, case: Case) -> dict[str, int]:
                 assert "use --adopt to take it over" in str(exc), f"{said}\n{exc}"
                 api.apply(api.load_file(rig.paths[case.goal]), adopt=True, on=rig.kernel)
                 ends["adopted"] += 1
+                adopted_at.append(f"{k}: {counted.ops[k - 1]} ({str(exc).split('already exists')[0][-60:]})")
             assert rig.pending(case.goal) == [], said
             assert rig.view(ids=False) == goal_view, f"{said}\n{difference(goal_view, rig.view(ids=False))}"
             rig.converge(None)
         rig.nothing_left(said)
     took = time.monotonic() - t0
     print(f"\n{case.name}: {ops} kills (one before each operation): {ends}; {took:.1f} s")
+    print("  needed --adopt after the kill before: " + "; ".join(adopted_at))
     return ends
