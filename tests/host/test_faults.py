@@ -13,6 +13,9 @@ plans on the host kernel (veth pairs with tcx programs; issue 14 items 2 and 3):
   destroy then leaves nothing (no namespace, device, pin, `…-new` pin; the stack's lock is free).
 - kill -9 between pinning a new link and renaming its pin into place: `plan` shows the leftover
   `…-new` pin, and destroy (or apply) removes it.
+- kill -9 before each low-level operation of the create plan (inside steps): applying again
+  converges, or, for a namespace or pair killed before its ownership mark, is refused by name
+  until `--adopt`, which converges; destroy then leaves nothing.
 Each test prints its counts (pytest -s shows them) and puts them in its assertion messages."""
 
 from __future__ import annotations
