@@ -17,8 +17,10 @@ stack's bpffs pin tree. Never through nkplan's own reader."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import io
 import os
 import signal
 import subprocess
@@ -31,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from nkplan import api
+from nkplan import api, cli
 from nkplan.kernel import faultpoint
 from nkplan.kernel.seam import ApplySession, Kernel
 from nkplan.run.applier import ApplyFailed
@@ -144,7 +146,9 @@ def _clean(obj: Any, drop: frozenset[str] = frozenset()) -> Any:
 
 
 def _netns(prefix: str) -> list[str]:
-    return sorted(n for n in observe.netns_names() if n.startswith(prefix))
+    # what `ip netns list` reads, without a process
+    names = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    return sorted(n for n in names if n.startswith(prefix))
 
 
 def _hooks(ns: str | None, keep: Callable[[str], bool]) -> list[Any]:
@@ -161,7 +165,9 @@ def snapshot(prefix: str, stack: str, *, ids: bool = True) -> dict[str, Any]:
     """What the kernel holds of the test's objects: namespaces named PREFIX*, host devices named
     PREFIX* (with their addresses and routes), everything inside those namespaces, the programs at
     their hooks, the stack's pin tree. ids=False also leaves out program and map ids (a re-apply
-    loads new instances)."""
+    loads new instances). Few observer processes per view (it is taken after every fault, and a
+    process costs ~0.3 s in the VM): `ip -d addr show` gives each device's details with its
+    addresses, `route show table all` both families."""
     drop = frozenset() if ids else _MADE_AGAIN
 
     def ours(name: str) -> bool:
@@ -169,18 +175,14 @@ def snapshot(prefix: str, stack: str, *, ids: bool = True) -> dict[str, Any]:
 
     view: dict[str, Any] = {"netns": _netns(prefix), "pins": _pins(stack)}
     view["host"] = {
-        "links": [d for d in observe.ip_json("-d", "link", "show") if ours(d.get("ifname", ""))],
-        "addrs": [a for a in observe.ip_json("addr", "show") if ours(a.get("ifname", ""))],
-        "routes": [r for r in observe.ip_json("route", "show", "table", "all") if ours(str(r.get("dev", "")))]
-        + [r for r in observe.ip_json("-6", "route", "show", "table", "all") if ours(str(r.get("dev", "")))],
+        "links": [d for d in observe.ip_json("-d", "addr", "show") if ours(d.get("ifname", ""))],
+        "routes": [r for r in observe.ip_json("route", "show", "table", "all") if ours(str(r.get("dev", "")))],
         "hooks": _hooks(None, ours),
     }
     for ns in view["netns"]:
         view[ns] = {
-            "links": observe.ip_json("-d", "link", "show", ns=ns),
-            "addrs": observe.ip_json("addr", "show", ns=ns),
-            "routes": observe.ip_json("route", "show", "table", "all", ns=ns)
-            + observe.ip_json("-6", "route", "show", "table", "all", ns=ns),
+            "links": observe.ip_json("-d", "addr", "show", ns=ns),
+            "routes": observe.ip_json("route", "show", "table", "all", ns=ns),
             "rules": observe.ip_json("rule", "show", ns=ns),
             "hooks": _hooks(ns, lambda _n: True),
         }
@@ -258,7 +260,7 @@ class Rig:
     def nothing_left(self, said: str) -> None:
         view = self.view()
         assert view["netns"] == [] and view["pins"] == [], f"{said}\n{view}"
-        assert view["host"] == {"links": [], "addrs": [], "routes": [], "hooks": []}, f"{said}\n{view}"
+        assert view["host"] == {"links": [], "routes": [], "hooks": []}, f"{said}\n{view}"
 
 
 def fault_at_every_operation(rig: Rig, case: Case, *, with_rollback_faults: bool = True, replan: bool = True) -> None:
@@ -392,11 +394,13 @@ def kill_between_pin_and_rename(rig: Rig, start: str | None, goal: str, at_least
         left = leftover_temp_pins(rig.stack)
         assert len(left) == 1, f"{said}\n{left}"
         name = Path(left[0]).name
-        shown = subprocess.run(
-            [sys.executable, "-m", "nkplan.cli", "plan", rig.paths[goal]], capture_output=True, text=True
-        )
-        assert shown.returncode == 0 and "interrupted apply left: " in shown.stdout and name in shown.stdout, (
-            f"{said}\n{shown.stdout}{shown.stderr}"
+        # the CLI's own rendering, in this process (a process of its own costs ~10 s in the VM)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["plan", rig.paths[goal]])
+        shown = out.getvalue()
+        assert code == cli.EXIT_OK and "interrupted apply left: " in shown and name in shown, (
+            f"{said}\n{shown}{err.getvalue()}"
         )
         # the destroy plan deletes the hook the pin is under (in the first case it holds nothing else)
         assert any(p.startswith("hook[") and "(delete)" in p for p in rig.pending(None)), said
@@ -409,3 +413,45 @@ def kill_between_pin_and_rename(rig: Rig, start: str | None, goal: str, at_least
             rig.converge(None)
             rig.nothing_left(said)
     print(f"\n{start} -> {goal}: {kills} kills between pin and rename")
+
+
+def kill_at_every_operation(rig: Rig, case: Case) -> dict[str, int]:
+    """kill -9 just before each low-level operation k = 1..N of a plan, so inside its steps (a
+    child process, tests/faultdriver.py). Then applying again converges, or (a pair killed after
+    its creation, before its ownership mark: unowned, so refused as made by hand) the refusal
+    says `--adopt` and applying with it converges; destroy then leaves nothing. Returns how many
+    kills ended each way."""
+    t0 = time.monotonic()
+    rig.converge(case.start)
+    counted = Faults()
+    rig.run(case.goal, counted)
+    goal_view = rig.view(ids=False)
+    ops = len(counted.ops)
+    ends = {"converged": 0, "adopted": 0}
+    adopted_at: list[str] = []
+    for k in range(1, ops + 1):
+        rig.converge(case.start)
+        proc = driver(rig, case.goal, kill_op=k)
+        said = f"{case.name}: kill -9 before operation {k} of {ops} ({counted.ops[k - 1]})\n{proc.stdout}{proc.stderr}"
+        assert proc.returncode == -9, said
+        assert lock_is_free(rig), said
+        if case.goal is None:
+            rig.converge(None)
+            ends["converged"] += 1
+        else:
+            try:
+                rig.converge(case.goal)
+                ends["converged"] += 1
+            except Exception as exc:  # noqa: BLE001 - the refusal is checked by its words
+                assert "use --adopt to take it over" in str(exc), f"{said}\n{exc}"
+                api.apply(api.load_file(rig.paths[case.goal]), adopt=True, on=rig.kernel)
+                ends["adopted"] += 1
+                adopted_at.append(f"{k}: {counted.ops[k - 1]} ({str(exc).split('already exists')[0][-60:]})")
+            assert rig.pending(case.goal) == [], said
+            assert rig.view(ids=False) == goal_view, f"{said}\n{difference(goal_view, rig.view(ids=False))}"
+            rig.converge(None)
+        rig.nothing_left(said)
+    took = time.monotonic() - t0
+    print(f"\n{case.name}: {ops} kills (one before each operation): {ends}; {took:.1f} s")
+    print("  needed --adopt after the kill before: " + "; ".join(adopted_at))
+    return ends

@@ -153,8 +153,7 @@ class LinuxKernel(Writers):
             sock = RtnlSocket()
             try:
                 lo = need_link(sock, "lo", name)
-                rtnl.set_alias(sock, lo.ifindex, "lo", name, owner_alias(owner, "ns"))
-                rtnl.set_up(sock, lo.ifindex, "lo", name, True)
+                rtnl.mark_namespace_lo(sock, lo.ifindex, name, owner_alias(owner, "ns"))
             except BaseException:
                 sock.close()
                 raise
@@ -227,7 +226,10 @@ class LinuxKernel(Writers):
             raise no_namespace(name, op.phrase())
         with ns_socket(name, op.phrase()) as sock:
             lo = need_link(sock, "lo", name)
-            rtnl.set_alias(sock, lo.ifindex, "lo", name, owner_alias(owner, "ns") if owner else "")
+            if owner:  # as created: lo up too (an adopted namespace may have been left half-made)
+                rtnl.mark_namespace_lo(sock, lo.ifindex, name, owner_alias(owner, "ns"))
+            else:
+                rtnl.set_alias(sock, lo.ifindex, "lo", name, "")
 
     # device pairs -----------------------------------------------------------------------------
     def create_link(self, link: LinkRec) -> None:

@@ -13,6 +13,9 @@ plans on the host kernel (veth pairs with tcx programs; issue 14 items 2 and 3):
   destroy then leaves nothing (no namespace, device, pin, `…-new` pin; the stack's lock is free).
 - kill -9 between pinning a new link and renaming its pin into place: `plan` shows the leftover
   `…-new` pin, and destroy (or apply) removes it.
+- kill -9 before each low-level operation of the create plan (inside steps): applying again
+  converges, or, for a namespace or pair killed before its ownership mark, is refused by name
+  until `--adopt`, which converges; destroy then leaves nothing.
 Each test prints its counts (pytest -s shows them) and puts them in its assertion messages."""
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from pathlib import Path
 import pytest
 
 from tests import bpfobserve as obs
-from tests.faults import Case, Rig, fault_at_every_operation, kill_at_every_step, kill_between_pin_and_rename
+from tests.faults import (
+    Case,
+    Rig,
+    fault_at_every_operation,
+    kill_at_every_operation,
+    kill_at_every_step,
+    kill_between_pin_and_rename,
+)
 from tests.host.conftest import Names
 
 pytestmark = pytest.mark.host
@@ -139,3 +149,11 @@ def test_kill_9_between_pin_and_rename_shows_in_plan_and_is_removed(
     renamed into place (from empty: the hook holds nothing else). `plan` names the pin; destroy
     removes it (and the link it holds); so does apply."""
     kill_between_pin_and_rename(rig, start, goal, at_least=renames)
+
+
+def test_kill_9_at_every_operation_then_apply_or_adopt_converges_and_destroy_leaves_nothing(rig: Rig) -> None:
+    """From nothing to the base spec, killed inside steps: before each netlink change, bpf()
+    change, bpffs removal or rename, namespace mount. The kills that need --adopt are those
+    between a pair's creation and its ownership mark (README, reliability notes)."""
+    ends = kill_at_every_operation(rig, CASES[0])  # create (the mixed plan too: ~50 s more, run by hand)
+    assert ends["converged"] >= 1, ends

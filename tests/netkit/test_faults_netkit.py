@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import bpfobserve as obs
-from tests.faults import Case, Rig, fault_at_every_operation
+from tests.faults import Case, Rig, fault_at_every_operation, kill_between_pin_and_rename
 from tests.host import observe
 
 pytestmark = pytest.mark.netkit
@@ -70,3 +70,10 @@ def test_a_fault_at_every_operation_leaves_the_netkit_hooks_as_they_were(rig: Ri
     """A program attached, another reordered and updated in place at the netkit primary hook,
     failed at each operation. (Rollback faults, re-plans and the other plans run on the host only: time.)"""
     fault_at_every_operation(rig, Case("programs", "base", "programs"), with_rollback_faults=False, replan=False)
+
+
+def test_kill_9_between_pin_and_rename_at_each_netkit_hook_then_apply_and_destroy_converge(rig: Rig) -> None:
+    """From nothing to programs at the primary and peer hooks, killed before each rename of a
+    `-new` pin: the first is destroyed (the pin and its link go), the second applied again (the
+    hook the leftover is removed from is empty then, with a revision past 1)."""
+    kill_between_pin_and_rename(rig, None, "base", at_least=2)

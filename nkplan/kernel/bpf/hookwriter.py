@@ -42,7 +42,7 @@ from nkplan.errors import InternalError, KernelError
 from nkplan.kernel import faultpoint
 from nkplan.kernel.bpf import bpffs, hookmarks, hooks, info, libbpf, pins, sharedmaps, values
 from nkplan.kernel.bpf import consts as C
-from nkplan.kernel.bpf.errors import BpfObjectError
+from nkplan.kernel.bpf.errors import BpfObjectError, StaleHookError
 from nkplan.kernel.bpf.hooks import HookRef
 from nkplan.kernel.bpf.libbpf import BpfObject
 from nkplan.kernel.bpf.mprog import Anchor, HookState
@@ -321,7 +321,7 @@ class _HookWriter:
                 attach.append(_Attach(rec, self.load(rec, old), old))
 
         # phase 1: attach, anchored, revision-checked; undone if anything fails
-        self.attach_all(wanted, attach, live, stay, owned, state.revision)
+        self.attach_all(wanted, attach, live, stay, owned, state)
 
         # phase 2: commit
         for a in attach:
@@ -434,11 +434,20 @@ class _HookWriter:
         live: dict[str, _Owned],
         stay: set[str],
         owned: list[_Owned],
-        revision: int,
+        state: HookState,
     ) -> None:
         by_name = {a.rec.program: a for a in attach}
         done: list[_Attach] = []
         prev: int | None = None  # link id of the previous declared program, in its final place
+        revision = state.revision
+        # An empty netkit hook reports revision 1 whatever its real one (PROG_QUERY finds no active
+        # entry and says 1; the device's bundle keeps counting: 3 after one attach and detach), so
+        # a hook that held programs once refuses expected_revision=1 with ESTALE ("revision 1,
+        # planned against revision 1"; e.g. after the '-new' pin a kill left was removed). Attach
+        # the first program unchecked there, then check the hook holds that link alone (else
+        # undone, as stale) and chain the revision the kernel reports now. tcx frees an emptied
+        # hook's entry, so its next one starts at revision 1 and the read one is right.
+        blind = not state.entries and self.ref.hook in C.NETKIT_HOOKS
         try:
             for rec in wanted:
                 if rec.program in stay:
@@ -451,11 +460,15 @@ class _HookWriter:
                     anchor = Anchor("before", link_id=owned[0].link_id)
                 else:
                     anchor = Anchor.last()
-                a.fd = hooks.attach(self.ref, a.prog.fd, anchor=anchor, expected_revision=revision, program=rec.program)
+                check = 0 if blind else revision
+                a.fd = hooks.attach(self.ref, a.prog.fd, anchor=anchor, expected_revision=check, program=rec.program)
                 self.cleanup.callback(os.close, a.fd)
                 done.append(a)
-                revision += 1  # our own attach bumps the hook's revision by one
                 a.link_id = info.link_info(a.fd).id
+                if blind:
+                    revision, blind = self.alone(a), False
+                else:
+                    revision += 1  # our own attach bumps the hook's revision by one
                 prev = a.link_id
         except BaseException:
             for a in reversed(done):
@@ -465,6 +478,20 @@ class _HookWriter:
                 except KernelError:
                     pass  # the fd closes anyway, which releases the link
             raise
+
+    def alone(self, a: _Attach) -> int:
+        """After an unchecked first attach to a hook read empty: the hook's revision now, if it holds
+        that link alone; StaleHookError if another process attached there meanwhile."""
+        now = hooks.query(self.ref)
+        if now.link_ids != (a.link_id,):
+            raise StaleHookError(
+                f"attaching {self.what(a.rec.program)}: the hook changed concurrently (it was empty when "
+                f"read and holds {len(now.entries)} programs now): another process attached a program there; "
+                "nothing was changed, plan again",
+                0,
+                now.revision,
+            )
+        return now.revision
 
     def pin_new(self, a: _Attach) -> None:
         """Pin a new link (and its maps) at its final name; for a moved program, then detach the

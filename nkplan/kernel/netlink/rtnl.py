@@ -188,6 +188,14 @@ def set_up(sock: RtnlSocket, index: int, name: str, ns: str, up: bool) -> None:
     call(sock, op, C.RTM_SETLINK, 0, setlink(index, flags=C.IFF_UP if up else 0, change=C.IFF_UP))
 
 
+def mark_namespace_lo(sock: RtnlSocket, index: int, ns: str, alias: str) -> None:
+    """A namespace's lo marked as owned (its alias) and up, in one message: a process killed
+    between two messages would leave an unowned namespace whose lo is down, and adopting it
+    (which only marks) would keep lo down."""
+    op = Op("set_alias", "lo", ns, alias)
+    call(sock, op, C.RTM_SETLINK, 0, setlink(index, ("IFLA_IFALIAS", alias), flags=C.IFF_UP, change=C.IFF_UP))
+
+
 def set_alias(sock: RtnlSocket, index: int, name: str, ns: str, alias: str) -> None:
     # an empty alias clears it (the kernel reports an empty alias as none)
     call(sock, Op("set_alias", name, ns, alias), C.RTM_SETLINK, 0, setlink(index, ("IFLA_IFALIAS", alias)))
