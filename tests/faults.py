@@ -216,6 +216,16 @@ def leftover_temp_pins(stack: str) -> list[str]:
 
 
 # the sweeps (host and VM tests) --------------------------------------------------------------
+def write_specs(work: Path, texts: dict[str, str]) -> dict[str, str]:
+    """Each spec text as work/NAME.yaml: spec name → file (Rig's `paths`)."""
+    out = {}
+    for name, body in texts.items():
+        path = work / f"{name}.yaml"
+        path.write_text(body)
+        out[name] = str(path)
+    return out
+
+
 @dataclass(frozen=True)
 class Case:
     name: str

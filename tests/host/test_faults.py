@@ -34,6 +34,7 @@ from tests.faults import (
     kill_at_every_operation,
     kill_at_every_step,
     kill_between_pin_and_rename,
+    write_specs,
 )
 from tests.host.conftest import Names
 
@@ -97,12 +98,7 @@ def specs(n: Names, work: Path) -> dict[str, str]:
             mtu=1400,
         ),
     }
-    out = {}
-    for name, body in texts.items():
-        path = work / f"{name}.yaml"
-        path.write_text(body)
-        out[name] = str(path)
-    return out
+    return write_specs(work, texts)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests import bpfobserve as obs
-from tests.faults import Case, Rig, fault_at_every_operation, kill_between_pin_and_rename
+from tests.faults import Case, Rig, fault_at_every_operation, kill_between_pin_and_rename, write_specs
 from tests.host import observe
 
 pytestmark = pytest.mark.netkit
@@ -48,13 +48,8 @@ def specs(prefix: str, stack: str, work: Path) -> dict[str, str]:
         f"    peer: {{name: eth0, namespace: {ns}, addresses: [10.242.1.2/32]}}\n"
         f"routes:\n  - {{to: 10.242.1.2/32, dev: {dev}}}\n"
     )
-    out = {}
     texts = {"base": text(COUNT, POLICY), "programs": text(f"{POLICY}, {COUNT2}", POLICY), "pair": pair}
-    for name, body in texts.items():
-        path = work / f"{name}.yaml"
-        path.write_text(body)
-        out[name] = str(path)
-    return out
+    return write_specs(work, texts)
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from nkplan.api import Loaded, load_text
-from nkplan.core.plan import Plan
 from nkplan.core.records import GlobalRec, ProgramRec, SectionRec
 from nkplan.core.resources.programvalues import what_changed
 from nkplan.errors import SpecError
 from nkplan.kernel.fake import FakeKernel
-from nkplan.run.workflow import apply_and_verify, plan_for
+from nkplan.run.workflow import plan_for
 from nkplan.spec.globals import instance_digest
+from tests.unit.test_programs import changes, converge
 
 BUILD = Path(__file__).resolve().parents[2] / "bpf" / "build"
 
@@ -38,16 +38,6 @@ def spec(tmp: Path, globals_: str, mode: str = "l3") -> Loaded:
     path = tmp / "spec.yaml"
     path.write_text(text)
     return load_text(text, str(path))
-
-
-def converge(kernel: FakeKernel, loaded: Loaded) -> Plan:
-    plan = plan_for(kernel, loaded).plan
-    apply_and_verify(kernel, loaded, plan, sleep=lambda s: None)
-    return plan
-
-
-def changes(plan: Plan) -> dict[str, tuple[str, str | None]]:
-    return {c.address: (c.action, c.reason) for c in plan.changes if c.action != "no-op"}
 
 
 def test_globals_are_checked_against_the_objects_btf(objs: Path) -> None:
