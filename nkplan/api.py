@@ -15,7 +15,6 @@ real kernel (kernel.linux, kernel.bpf), which the pure layers never import thems
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -77,6 +76,7 @@ def load_dict(data: dict[str, Any], filename: str = "<dict>") -> Loaded:
 # (imported when used: `validate` needs none of it, and every command starts a new interpreter)
 if TYPE_CHECKING:
     from nkplan.core.plan import Plan
+    from nkplan.documents.programexport import Namer
     from nkplan.documents.signing import PlanKey
     from nkplan.kernel.seam import Kernel
     from nkplan.run.applier import Progress
@@ -235,25 +235,23 @@ def show(stack: str, *, spec: Loaded | None = None, unowned: bool = False, on: K
     # ... and the values its programs declare (globals, map entries: nothing else is read of maps)
     reads = bpf_reads(spec.spec, spec.source.filename, spec.objects, spec.object_maps) if spec else {}
     live = (on or kernel()).read(probe_netkit=True, sysctls=sysctls, net_keys=net_keys, bpf_reads=reads)
-    doc = stack_document(live, stack, unowned=unowned, objects=_object_names(spec))
+    doc = stack_document(live, stack, unowned=unowned, programs=_program_namer(spec, live))
     listing = programs_listing(live, stack)
     if listing:
         doc["x-nkplan-programs"] = listing
     return Shown(doc, live)
 
 
-def _object_names(spec: Loaded | None) -> dict[tuple[str, str], str]:
-    """(program, digest) → the absolute path of the object file `spec` loads it from."""
-    from nkplan.spec.checks import declared_hooks
-    from nkplan.spec.objects import resolve
+def _program_namer(spec: Loaded | None, live: LiveState) -> Namer | None:
+    """Running programs named after the program entries of `spec` (documents.programexport)."""
+    if spec is None:
+        return None
+    from nkplan.documents.programexport import SpecPrograms, declared_programs
+    from nkplan.spec.btf import read_object
+    from nkplan.spec.globals import resolver
 
-    objects: dict[tuple[str, str], str] = {}
-    if spec is not None:
-        for _path, _end, _hook, progs in declared_hooks(spec.spec):
-            for p in progs:
-                full = resolve(spec.source.filename, p.object)
-                objects[(p.program, spec.objects.get(full, ""))] = os.path.abspath(full)
-    return objects
+    declared = declared_programs(spec.spec, spec.source.filename, spec.objects, spec.object_maps)
+    return SpecPrograms(declared, live, resolver(spec.spec), read_object)
 
 
 def revert_document(live: LiveState, spec: Loaded) -> dict[str, Any]:
@@ -262,7 +260,7 @@ def revert_document(live: LiveState, spec: Loaded) -> dict[str, Any]:
     `live` comes from an object `spec` does not name (nothing could load it again)."""
     from nkplan.documents.show import UNKNOWN_OBJECT, stack_document
 
-    doc = stack_document(live, spec.spec.stack, objects=_object_names(spec))
+    doc = stack_document(live, spec.spec.stack, programs=_program_namer(spec, live))
     unknown = sorted({m for m in _strings(doc) if m.startswith(UNKNOWN_OBJECT)})
     if unknown:
         raise NkplanError(

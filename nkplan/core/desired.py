@@ -33,7 +33,7 @@ from nkplan.core.records import (
 from nkplan.core.resources.hook import programs_digest
 from nkplan.core.resources.rule import rule_record
 from nkplan.core.sysctls import canonical
-from nkplan.spec.bpfvalues import ResolveDevice
+from nkplan.spec.bpfvalues import Resolver
 from nkplan.spec.btf import read_object
 from nkplan.spec.checks import (
     declared_hooks,
@@ -43,7 +43,7 @@ from nkplan.spec.checks import (
     route_table,
     route_to_cidr,
 )
-from nkplan.spec.globals import device_resolver, program_globals, with_globals
+from nkplan.spec.globals import program_globals, resolver, with_globals
 from nkplan.spec.mapentries import program_map_entries
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
@@ -82,7 +82,7 @@ def hook_records(
     `object_maps` to the objects' own maps."""
     maps = object_maps or {}
     out: dict[tuple[str, str, str], tuple[HookRec, tuple[str | int, ...]]] = {}
-    devices: list[ResolveDevice] = []  # made once, when a program first declares values
+    devices: list[Resolver] = []  # made once, when a program first declares values
     for path, end, hook, progs in declared_hooks(spec):
         if not progs:
             continue
@@ -93,7 +93,7 @@ def hook_records(
             obj_digest = objects.get(full, "")
             rec = ProgramRec(p.program, obj_digest, p.pin_maps, full, maps=maps.get(full, ()))
             if (p.globals or p.maps) and not devices:
-                devices.append(device_resolver(spec))
+                devices.append(resolver(spec))
             if p.globals:
                 rec = with_globals(rec, program_globals(read_object(full), p.globals, devices[0]))
             if p.maps:
@@ -119,9 +119,7 @@ def bpf_reads(
                 continue
             had = out.setdefault(key, {}).get(p.program)
             if had is not None:  # the same program twice on a hook: read what either declares
-                p = dataclasses.replace(
-                    p, globals=had.globals + p.globals, map_entries=had.map_entries + p.map_entries
-                )
+                p = dataclasses.replace(p, globals=had.globals + p.globals, map_entries=had.map_entries + p.map_entries)
             out[key][p.program] = p
     return out
 

@@ -157,15 +157,28 @@ class SharedMapRec:
         return MapDef(self.name, kind, self.key_size, self.value_size, self.max_entries, self.flags)
 
 
+IFINDEX, NETNS_COOKIE = "ifindex", "netns_cookie"  # ValueRef kinds, as the spec names them
+
+
 @dataclass(frozen=True)
 class ValueRef:
-    """Bytes [offset, offset+size) of a global's value take the ifindex of a device, filled in
-    at apply time (the device may not exist yet when the plan is made)."""
+    """Bytes [offset, offset+size) of a value take a number the kernel gives an object the spec
+    declares, filled in at apply time (the object may not exist yet when the plan is made):
+    kind "ifindex", the ifindex of `device` in `namespace`; kind "netns_cookie", the cookie of
+    `namespace` ("" the host; `device` is "")."""
 
     offset: int
     size: int
     namespace: str
     device: str
+    kind: str = IFINDEX  # plans saved before netns cookies name devices only
+
+    @property
+    def words(self) -> str:
+        """What the number is, for messages and plans."""
+        if self.kind == NETNS_COOKIE:
+            return f"the netns cookie of {self.namespace or 'the host namespace'}"
+        return f"the ifindex of {self.device}" + (f" in namespace {self.namespace}" if self.namespace else "")
 
 
 @dataclass(frozen=True)
@@ -493,6 +506,15 @@ class LiveState:
     shared_maps: dict[tuple[str, str], SharedMapRec] = field(default_factory=dict)
     # pins in stacks' bpffs trees that nothing nkplan manages holds (kernel/bpf/orphans.py)
     orphan_pins: list[OrphanPin] = field(default_factory=list)
+    # the cookie of the host namespace ("") and of each named namespace (SO_NETNS_COOKIE)
+    netns_cookies: dict[str, int] = field(default_factory=dict)
+
+    def number(self, ref: ValueRef) -> int | None:
+        """The number a value's reference takes now (None: its device or namespace is not there)."""
+        if ref.kind == NETNS_COOKIE:
+            return self.netns_cookies.get(ref.namespace)
+        d = self.devices.get((ref.namespace, ref.device))
+        return d.ifindex if d is not None else None
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

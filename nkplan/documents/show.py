@@ -23,6 +23,7 @@ from nkplan.core.records import (
     plain,
 )
 from nkplan.core.resources import address_of
+from nkplan.documents.programexport import Namer
 from nkplan.spec.checks import NETKIT_HOOKS, TCX_HOOKS, effective_metric
 from nkplan.spec.rttables import table_name
 
@@ -71,36 +72,34 @@ def _link(link: LinkRec) -> dict[str, Any]:
     return out
 
 
-ObjectNames = dict[tuple[str, str], str]  # (program, digest) → object path as a spec writes it
-
-
 UNKNOWN_OBJECT = "<unknown object"  # what show writes for a program no spec names an object of
 
 
-def _programs(hook: HookRec, objects: ObjectNames) -> list[dict[str, Any]]:
+def _programs(hook: HookRec, namer: Namer | None) -> list[dict[str, Any]]:
     out = []
     for p in hook.programs:
-        item: dict[str, Any] = {"object": objects.get((p.program, p.digest), f"{UNKNOWN_OBJECT}, digest {p.digest}>")}
-        item["program"] = p.program
-        if p.pin_maps:
-            item["pin_maps"] = True
+        item = namer(hook, p) if namer is not None else None
+        if item is None:
+            item = {"object": f"{UNKNOWN_OBJECT}, digest {p.digest}>", "program": p.program}
+            if p.pin_maps:
+                item["pin_maps"] = True
         out.append(item)
     return out
 
 
-def _attach_hooks(doc_link: dict[str, Any], link: LinkRec, live: LiveState, objects: ObjectNames) -> None:
+def _attach_hooks(doc_link: dict[str, Any], link: LinkRec, live: LiveState, namer: Namer | None) -> None:
     """Put the programs the live hooks run into the exported link."""
     for side in link.ends:
         target = doc_link if side is link.primary else doc_link["peer"]
         for hook in TCX_HOOKS:
             rec = live.hooks.get((side.namespace, side.name, hook))
             if rec is not None and rec.programs:
-                target.setdefault("tcx", {})[hook] = _programs(rec, objects)
+                target.setdefault("tcx", {})[hook] = _programs(rec, namer)
     if link.kind == "netkit":
         for hook in NETKIT_HOOKS:
             rec = live.hooks.get((link.primary.namespace, link.primary.name, hook))
             if rec is not None and rec.programs:
-                doc_link.setdefault("programs", {})[hook] = _programs(rec, objects)
+                doc_link.setdefault("programs", {})[hook] = _programs(rec, namer)
 
 
 def programs_listing(live: LiveState, stack: str) -> list[dict[str, Any]]:
@@ -161,7 +160,7 @@ def _namespace(name: str, live: LiveState) -> dict[str, Any]:
 
 
 def stack_document(
-    live: LiveState, stack: str, *, unowned: bool = False, objects: ObjectNames | None = None
+    live: LiveState, stack: str, *, unowned: bool = False, programs: Namer | None = None
 ) -> dict[str, Any]:
     """The stack's objects as a spec; with `unowned`, also every namespace and device pair no
     stack owns (for importing a hand-made setup with `plan --adopt`)."""
@@ -176,7 +175,7 @@ def stack_document(
     for _, link in sorted(live.links.items()):
         if link.owner in wanted and {end.namespace for end in link.ends} <= known:
             exported = _link(link)
-            _attach_hooks(exported, link, live, objects or {})
+            _attach_hooks(exported, link, live, programs)
             doc["links"].append(exported)
     owned_ns = {n["name"] for n in doc["namespaces"]}
     routes = []

@@ -53,6 +53,8 @@ class FakeKernel(Writers):
         self.calls: list[str] = []
         self.unreachable: set[tuple[str, str, int | None]] = set()  # (namespace, to, port) that probe() misses
         self._next_ifindex = 100
+        self.state.netns_cookies.setdefault(HOST, 1)  # cookies count from 1 at boot, the host's first
+        self._next_cookie = 1
 
     def writers(self) -> dict[str, Writer]:
         return typed_writers(self)
@@ -167,12 +169,15 @@ class FakeKernel(Writers):
             raise KernelError(f"creating namespace {name!r}: it already exists")
         self.state.namespaces[name] = NamespaceRec(name, owner)
         self.state.devices[(name, "lo")] = DeviceInfo(name, "lo", "", 1, owner, "ns")
+        self._next_cookie = max(self._next_cookie, *self.state.netns_cookies.values()) + 1  # never reused
+        self.state.netns_cookies[name] = self._next_cookie
 
     def delete_namespace(self, name: str) -> None:
         self._enter("delete_namespace", name)
         if name not in self.state.namespaces:
             raise KernelError(f"deleting namespace {name!r}: no such namespace")
         del self.state.namespaces[name]
+        self.state.netns_cookies.pop(name, None)
         for key, link in list(self.state.links.items()):
             if name in {end.namespace for end in link.ends}:
                 self._drop_link(key)

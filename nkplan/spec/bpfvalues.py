@@ -10,10 +10,15 @@ What a value may be, by the type (typedefs and const/volatile looked through):
   any array: a list of at most N elements, the rest zero (as a C initializer);
 - structs: a mapping by field name; a field left out is zero (as a C designated initializer),
   an unknown one is an error naming the fields there are; a union: exactly one of its members;
-- a device reference where an integer fits: `{ifindex: DEVICE}` (with `namespace: NS` when the
-  name is declared in more than one namespace). Its number is not known before apply (a device
-  about to be created or replaced has none yet): encoding leaves zeros there and records a
-  `ValueRef` (offset, size, device), which the applier fills in (kernel/bpf/values.py).
+- references to what the spec declares:
+  - `{ifindex: DEVICE}` where an integer of 4 or more bytes fits (with `namespace: NS` when the
+    name is declared in more than one namespace), and `{netns_cookie: NS}` where a 64-bit integer
+    fits (`host` or a declared namespace): their numbers are not known before apply (a device or
+    namespace about to be made has none yet): encoding leaves zeros there and records a
+    `ValueRef` (offset, size, what), which the applier fills in (kernel/bpf/values.py);
+  - `{address: DEVICE}` (and `namespace:`) where an IPv4 (`__u8[4]`, `__be32`) or IPv6
+    (`__u8[16]`) address fits: the one address of that family the device declares, known from the
+    spec alone, so it is encoded at once.
 Bitfields, pointers and floats cannot be set; the error says so."""
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nkplan.core.records import ValueRef
+from nkplan.core.records import IFINDEX, NETNS_COOKIE, ValueRef
 from nkplan.spec import btf as B
 
 Where = tuple[str | int, ...]
@@ -40,14 +45,28 @@ class ValueProblem(Exception):
 @dataclass(frozen=True)
 class DeviceRef:
     """A device a value names; `namespace` is the record namespace ("" = host) as
-    `resolve_device` decided it."""
+    `resolve_device` decided it; `addresses` the CIDRs the spec declares on it."""
 
     namespace: str
     device: str
+    addresses: tuple[str, ...] = ()
 
 
 # (device name, namespace as written or None) → the device, or a ValueProblem message
 ResolveDevice = Callable[[str, str | None], DeviceRef | str]
+# a namespace name as written ("host" the host) → its record namespace ("" the host), or a message
+ResolveNamespace = Callable[[str], tuple[str, None] | tuple[None, str]]
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """How references find what the spec declares."""
+
+    device: ResolveDevice
+    namespace: ResolveNamespace
+
+
+REFERENCES = (IFINDEX, NETNS_COOKIE, "address")  # the keys that make a mapping a reference
 
 
 @dataclass(frozen=True)
@@ -56,7 +75,7 @@ class Encoded:
     refs: tuple[ValueRef, ...] = ()
 
 
-def _be_width(tp: B.ObjectBtf, type_id: int) -> int:
+def be_width(tp: B.ObjectBtf, type_id: int) -> int:
     """Bytes of a network-order typedef (__be16/__be32/__be64) on the way to the type, else 0."""
     for n in tp.names_through(type_id):
         if n in ("__be16", "__be32", "__be64"):
@@ -80,7 +99,7 @@ class _Words:
 
 
 class _Encoder:
-    def __init__(self, tp: B.ObjectBtf, resolve: ResolveDevice) -> None:
+    def __init__(self, tp: B.ObjectBtf, resolve: Resolver) -> None:
         self.tp, self.resolve = tp, resolve
         self.refs: list[ValueRef] = []
 
@@ -88,8 +107,9 @@ class _Encoder:
         tp = self.tp
         t = tp.strip(type_id)
         words = _Words(tp, type_id)  # said only in errors: describing every type is costly
-        if isinstance(value, Mapping) and "ifindex" in value and t.kind in (B.INT, B.ENUM):
-            return self.reference(t, value, where, base, words)
+        # a mapping is a struct's fields, unless where a number or an address goes
+        if isinstance(value, Mapping) and t.kind in (B.INT, B.ENUM, B.ARRAY):
+            return self.reference(type_id, t, value, where, base, words)
         if t.kind == B.INT:
             return self.integer(type_id, t, value, where, words)
         if t.kind in (B.ENUM, B.ENUM64):
@@ -101,28 +121,70 @@ class _Encoder:
         what = {B.PTR: "a pointer", B.FLOAT: "a floating-point number"}.get(t.kind, f"BTF kind {t.kind}")
         raise ValueProblem(where, f"{words} is {what}: it cannot be set from the spec")
 
-    def reference(self, t: B.Type, value: Mapping[str, Any], where: Where, base: int, words: _Words) -> bytes:
-        extra = sorted(set(value) - {"ifindex", "namespace"})
+    def reference(
+        self, type_id: int, t: B.Type, value: Mapping[str, Any], where: Where, base: int, words: _Words
+    ) -> bytes:
+        kinds = [k for k in REFERENCES if k in value]
+        if len(kinds) != 1:
+            raise ValueProblem(
+                where, f"{show(value)}: a reference is {{ifindex: DEVICE}}, {{netns_cookie: NAMESPACE}} or "
+                f"{{address: DEVICE}} ({words} takes no mapping otherwise)"
+            )  # fmt: skip
+        kind = kinds[0]
+        allowed = {kind} if kind == NETNS_COOKIE else {kind, "namespace"}
+        extra = sorted(map(str, set(value) - allowed))
         if extra:
-            not_these = ", ".join(map(str, extra))
-            raise ValueProblem(where, f"a device reference takes 'ifindex' and 'namespace', not {not_these}")
-        name, ns = value["ifindex"], value.get("namespace")
+            raise ValueProblem(
+                where, f"a {kind} reference takes {' and '.join(sorted(allowed))}, not {', '.join(extra)}"
+            )
+        name, ns = value[kind], value.get("namespace")
         if not isinstance(name, str) or (ns is not None and not isinstance(ns, str)):
-            raise ValueProblem(where, "a device reference is {ifindex: DEVICE} or {ifindex: DEVICE, namespace: NS}")
+            raise ValueProblem(where, f"{show(value)}: the names in a reference are strings")
+        if kind == "address":
+            return self.address(type_id, t, name, ns, where, words)
+        if t.kind == B.ARRAY:
+            raise ValueProblem(where, f"{words} is an array: {{{kind}: …}} goes where an integer does")
+        if kind == NETNS_COOKIE:
+            if t.size != 8:
+                raise ValueProblem(where, f"a netns cookie is 64 bits; {words} has {8 * t.size}")
+            home, problem = self.resolve.namespace(name)
+            if home is None:
+                raise ValueProblem((*where, kind), str(problem))
+            self.refs.append(ValueRef(base, t.size, home, "", NETNS_COOKIE))
+            return bytes(t.size)
         if t.size < 4:
             raise ValueProblem(where, f"an ifindex needs 4 bytes; {words} has {t.size}")
-        dev = self.resolve(name, ns)
+        dev = self.resolve.device(name, ns)
         if isinstance(dev, str):
-            raise ValueProblem((*where, "ifindex"), dev)
+            raise ValueProblem((*where, kind), dev)
         self.refs.append(ValueRef(base, t.size, dev.namespace, dev.device))
         return bytes(t.size)
+
+    def address(self, type_id: int, t: B.Type, name: str, ns: str | None, where: Where, words: _Words) -> bytes:
+        """The one address of the family the type holds that the device declares."""
+        if t.kind == B.ARRAY and self.tp.size_of(t.ref) == 1 and t.nelems in (4, 16):
+            version = 4 if t.nelems == 4 else 6
+        elif t.kind == B.INT and be_width(self.tp, type_id) == 4:
+            version = 4
+        else:
+            raise ValueProblem(where, f"{words} holds no IP address (__u8[4], __be32 or __u8[16] do)")
+        dev = self.resolve.device(name, ns)
+        if isinstance(dev, str):
+            raise ValueProblem((*where, "address"), dev)
+        found = [a for a in dev.addresses if ipaddress.ip_interface(a).version == version]
+        if len(found) != 1:
+            has = f"declares {len(found)} IPv{version} addresses ({', '.join(found)})" if found else (
+                f"declares no IPv{version} address"
+            )  # fmt: skip
+            raise ValueProblem((*where, "address"), f"{name} {has}: {words} takes exactly one; write it out")
+        return ipaddress.ip_interface(found[0]).ip.packed
 
     def integer(self, type_id: int, t: B.Type, value: Any, where: Where, words: _Words) -> bytes:
         if t.is_bool:
             if not isinstance(value, bool):
                 raise ValueProblem(where, f"{_show(value)} is not a boolean ({words} takes true or false)")
             return bytes([int(value)]) + bytes(t.size - 1)
-        be = _be_width(self.tp, type_id)
+        be = be_width(self.tp, type_id)
         if be == 4 and isinstance(value, str):
             try:
                 return ipaddress.IPv4Address(value).packed
@@ -214,7 +276,7 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else show(value)
 
 
-def encode(tp: B.ObjectBtf, type_id: int, value: Any, resolve: ResolveDevice, where: Where = ()) -> Encoded:
+def encode(tp: B.ObjectBtf, type_id: int, value: Any, resolve: Resolver, where: Where = ()) -> Encoded:
     """The bytes of `value` as BTF type `type_id` (ValueProblem if it does not fit)."""
     enc = _Encoder(tp, resolve)
     data = enc.encode(type_id, value, where, 0)
@@ -240,7 +302,7 @@ def hint(tp: B.ObjectBtf, type_id: int) -> str:
     "be", "ipv4", "ipv6", "mac", "str" or "hex"."""
     t = tp.strip(type_id)
     if t.kind == B.INT:
-        return "bool" if t.is_bool else "be" if _be_width(tp, type_id) else "s" if t.signed else "u"
+        return "bool" if t.is_bool else "be" if be_width(tp, type_id) else "s" if t.signed else "u"
     if t.kind in (B.ENUM, B.ENUM64):
         return "s" if t.signed else "u"
     if t.kind == B.ARRAY and tp.size_of(t.ref) == 1:
@@ -275,12 +337,12 @@ def patch(image: bytes, offset: int, data: bytes) -> bytes:
     return image[:offset] + data + image[offset + len(data) :]
 
 
-def fill_refs(data: bytes, refs: tuple[ValueRef, ...], ifindex: Callable[[str, str], int], base: int = 0) -> bytes:
-    """`data` with every reference's bytes set to its device's ifindex (little-endian, the
-    host's order on the machines nkplan runs on). `base`: where `data` starts in the refs' frame."""
+def fill_refs(data: bytes, refs: tuple[ValueRef, ...], number: Callable[[ValueRef], int], base: int = 0) -> bytes:
+    """`data` with every reference's bytes set to its number (an ifindex, a netns cookie;
+    little-endian, the host's order on the machines nkplan runs on). `base`: where `data` starts
+    in the refs' frame."""
     out = bytearray(data)
     for r in refs:
         at = r.offset - base
-        out[at : at + r.size] = ifindex(r.namespace, r.device).to_bytes(r.size, "little")
+        out[at : at + r.size] = number(r).to_bytes(r.size, "little")
     return bytes(out)
-

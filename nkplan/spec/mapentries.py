@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from nkplan.core.records import EntryRec, MapDef, MapEntriesRec
 from nkplan.spec import btf as B
-from nkplan.spec.bpfvalues import ResolveDevice, ValueProblem, encode, hint, show
+from nkplan.spec.bpfvalues import Resolver, ValueProblem, encode, hint, show
 from nkplan.spec.models import MapSpec
 
 BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_LPM_TRIE = 1, 2, 9, 11
@@ -32,7 +32,7 @@ _CACHE_MAX = 1 << 14
 
 
 def program_map_entries(
-    tp: B.ObjectBtf, maps: Mapping[str, MapSpec], defs: tuple[MapDef, ...], resolve: ResolveDevice
+    tp: B.ObjectBtf, maps: Mapping[str, MapSpec], defs: tuple[MapDef, ...], resolve: Resolver
 ) -> tuple[MapEntriesRec, ...]:
     """The declared entries, per map (sorted by name), entries sorted by key. ValueProblem:
     `where` starts with the map's name."""
@@ -46,8 +46,9 @@ def program_map_entries(
             raise ValueProblem((name,), f"the object has no map {name!r} (it has: {have})")
         if d.type not in ENTRY_MAP_TYPES:
             raise ValueProblem(
-                (name,), f"map {name!r} is of type {d.type}; entries can be declared for hash, LRU hash, "
-                "LPM trie and array maps"
+                (name,),
+                f"map {name!r} is of type {d.type}; entries can be declared for hash, LRU hash, "
+                "LPM trie and array maps",
             )
         if not types.key or not types.value:
             raise ValueProblem((name,), f"map {name!r} has no BTF key/value types: declare it with __type(key, …)")

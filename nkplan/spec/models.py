@@ -47,10 +47,11 @@ class ProgramSpec(_Model):
     globals: dict[str, Any] | None = Field(
         default=None,
         description="global variables of the instance (.rodata const volatile, .data, .bss) by name, "
-        "typed from the object's BTF; {ifindex: DEVICE} names a declared device",
+        "typed from the object's BTF; {ifindex: DEVICE}, {netns_cookie: NS} and {address: DEVICE} refer to "
+        "what the spec declares",
     )
     maps: dict[str, MapSpec] | None = Field(
-        default=None, description="entries of the program's own maps (SEC(\".maps\")), by map name"
+        default=None, description='entries of the program\'s own maps (SEC(".maps")), by map name'
     )
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 from nkplan.core.records import MapDef
 from nkplan.spec import btf, objfile
-from nkplan.spec.bpfvalues import ResolveDevice, ValueProblem
+from nkplan.spec.bpfvalues import Resolver, ValueProblem
 from nkplan.spec.checks import Problem, declared_hooks
-from nkplan.spec.globals import device_resolver, program_globals
+from nkplan.spec.globals import program_globals
+from nkplan.spec.globals import resolver as spec_resolver
 from nkplan.spec.mapentries import program_map_entries
 from nkplan.spec.models import MapSpec, StackSpec
 
@@ -67,13 +68,11 @@ def confinement_problem(full: str, spec_file: str) -> str | None:
     )
 
 
-def object_problems(
-    spec: StackSpec, spec_file: str, inspect: Inspect
-) -> tuple[list[Problem], ObjectFacts]:
+def object_problems(spec: StackSpec, spec_file: str, inspect: Inspect) -> tuple[list[Problem], ObjectFacts]:
     """(problems, what was learnt of the objects)."""
     problems: list[Problem] = []
     facts = ObjectFacts()
-    resolver: ResolveDevice | None = None
+    resolver: Resolver | None = None
     contents: dict[str, list[str] | str] = {}
     for path, _end, _hook, progs in declared_hooks(spec):
         for j, prog in enumerate(progs):
@@ -99,10 +98,10 @@ def object_problems(
                 )
             else:
                 if prog.globals:
-                    resolver = resolver or device_resolver(spec)
+                    resolver = resolver or spec_resolver(spec)
                     problems += globals_problems(prog.globals, prog.object, full, (*path, j, "globals"), resolver)
                 if prog.maps:
-                    resolver = resolver or device_resolver(spec)
+                    resolver = resolver or spec_resolver(spec)
                     where = (*path, j, "maps")
                     problems += entries_problems(prog.maps, prog.object, full, facts.maps[full], where, resolver)
     return problems, facts
@@ -136,7 +135,7 @@ def entries_problems(
     full: str,
     defs: tuple[MapDef, ...],
     where: tuple[str | int, ...],
-    resolver: ResolveDevice,
+    resolver: Resolver,
 ) -> list[Problem]:
     """A program entry's `maps:` against its object's maps and their BTF key/value types."""
     return _each_checked(
@@ -145,7 +144,7 @@ def entries_problems(
 
 
 def globals_problems(
-    values: dict[str, Any], written: str, full: str, where: tuple[str | int, ...], resolver: ResolveDevice
+    values: dict[str, Any], written: str, full: str, where: tuple[str | int, ...], resolver: Resolver
 ) -> list[Problem]:
     """A program entry's `globals:` against its object's BTF: each value named, typed, in range."""
     return _each_checked(

@@ -157,13 +157,18 @@ def big_spec(n: Names, maps: str) -> str:
     )
 
 
-def map_syscalls(path: str) -> dict[str, int]:
-    """BPF map commands a `nkplan plan` makes, counted by strace (the kernel's view, not nkplan's)."""
+READS = ("BPF_MAP_GET_NEXT_KEY", "BPF_MAP_LOOKUP_ELEM")
+
+
+def map_syscalls(path: str, *how: str, cmds: tuple[str, ...] = READS) -> dict[str, int]:
+    """BPF map commands a `nkplan plan` (or `nkplan HOW…`) makes, counted by strace (the
+    kernel's view, not nkplan's)."""
     out = Path(path).parent / "strace.txt"
-    subprocess.run(["strace", "-f", "-qq", "-e", "trace=bpf", "-o", str(out), *NKPLAN, "plan", path], check=True,
+    argv = [*NKPLAN, *(how or ("plan",)), path]
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=bpf", "-o", str(out), *argv], check=True,
                    capture_output=True, timeout=120)  # fmt: skip
     text = out.read_text()
-    return {cmd: text.count(f"bpf({cmd},") for cmd in ("BPF_MAP_GET_NEXT_KEY", "BPF_MAP_LOOKUP_ELEM")}
+    return {cmd: text.count(f"bpf({cmd},") for cmd in cmds}
 
 
 def test_declared_keys_of_a_big_busy_map_settle_and_a_plain_plan_reads_no_map(names: Names, tmp_path: Path) -> None:
@@ -235,3 +240,53 @@ def test_a_changed_global_swaps_the_program_under_a_ping_flood_without_loss(name
     assert summary, out.read_text()[-500:]
     assert summary.group(1) == summary.group(2) == "4000" and summary.group(3) == "0", summary.group(0)
     assert "No changes" in run("plan", path).stdout
+
+
+def test_show_exports_values_and_a_revert_puts_them_back(names: Names, objs: Path, monkeypatch: Any) -> None:
+    """`show FILE` names a program with globals and writes its values and declared entries as FILE
+    does (its output plans to nothing); confirm-or-revert keeps such a stack, and an unconfirmed
+    change of a global and the allow list goes back to the values and entries before, which the
+    revert wrote from the running program's bytes (FILE then declares others)."""
+    monkeypatch.setenv("NKPLAN_LOCK_DIR", str(objs / "run"))  # the watcher's files: this test's own
+    n = names
+    before = f"{entry(HOST_IP)}, {entry('10.235.9.0', 24, 8080)}"
+    s1 = write(objs, spec(n, before, "{enforce: false}"), "s1.yaml")
+    run("apply", s1, "--yes")
+    prog1, map1 = program(n)
+    want = dumped(map1)
+    shown = run("show", s1).stdout
+    assert "<unknown object" not in shown and "enforce: false" in shown and "exclusive: true" in shown, shown
+    assert "addr: 10.235.9.0" in shown and "port: 8080" in shown, shown
+    assert "No changes" in run("plan", write(objs, shown, "shown.yaml")).stdout
+
+    s2 = write(objs, spec(n, entry(HOST_IP, port=22), "{enforce: true}"), "s2.yaml")
+    proc = run("apply", s2, "--yes", "--confirm-within", "3", check=1)
+    assert "not confirmed within 3 s: reverted" in proc.stderr, proc.stderr
+    prog_now, map_now = program(n)
+    assert prog_now != prog1 and dumped(map_now) == want  # another instance, the entries as before
+    (ro,) = [
+        m for m in obs.bpftool("prog", "show", "id", str(prog_now))["map_ids"]
+        if obs.bpftool("map", "show", "id", str(m))["name"].endswith(".rodata")
+    ]  # fmt: skip
+    (held,) = obs.bpftool("map", "dump", "id", str(ro))
+    assert held["formatted"]["value"][".rodata"] == [{"enforce": False}]
+    run("plan", s1, "--detailed-exitcode")  # nkplan agrees: nothing to do
+
+
+def test_entries_of_a_hash_map_go_in_one_batch(names: Names, tmp_path: Path) -> None:
+    """A hash map's declared entries are written with one BPF_MAP_UPDATE_BATCH (strace), and the
+    map holds them (bpftool); the next plan is empty."""
+    n = names
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", "-x", "c", "-",
+                    "-o", str(tmp_path / "big.o")], input=BIG_C, text=True, check=True)  # fmt: skip
+    entries = ", ".join(f"{{key: {k}, value: {k * 10}}}" for k in range(1, 6))
+    declared = write(tmp_path, big_spec(n, f", maps: {{big: {{entries: [{entries}]}}}}"))
+    calls = map_syscalls(declared, "apply", "--yes", cmds=("BPF_MAP_UPDATE_BATCH", "BPF_MAP_UPDATE_ELEM"))
+    assert calls["BPF_MAP_UPDATE_BATCH"] == 1, calls
+    (pin,) = [p for p in Path("/sys/fs/bpf/nkplan").glob(f"*/{n.pa}/eth0/egress/big_next@*") if "-maps" not in p.name]
+    prog_id = obs.bpftool("link", "show", "pinned", str(pin))["prog_id"]
+    (map_id,) = [m for m in obs.bpftool("prog", "show", "id", str(prog_id))["map_ids"]
+                 if obs.bpftool("map", "show", "id", str(m))["name"] == "big"]  # fmt: skip
+    held = {e["formatted"]["key"]: e["formatted"]["value"] for e in obs.bpftool("map", "dump", "id", str(map_id))}
+    assert held == {k: k * 10 for k in range(1, 6)}
+    assert "No changes" in run("plan", declared).stdout

@@ -153,3 +153,56 @@ def test_a_data_global_changed_by_hand_is_drift_put_back_in_place(names: Names, 
     assert counter() == 9
     assert int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"]) == prog_id  # written in place
     assert "No changes" in run("plan", path).stdout
+
+
+# what another program run in the pod's namespace learns of it: its cookie (SO_NETNS_COOKIE) and
+# a packet sent with a source address it does not have (a raw socket writes the whole IP header)
+COOKIE = "import socket, struct; print(struct.unpack('=Q', socket.socket().getsockopt(1, 71, 8))[0])"
+SPOOF = (
+    "import socket, struct, sys\n"
+    "src, dst = (socket.inet_aton(a) for a in sys.argv[1:3])\n"
+    "icmp = struct.pack('!BBHHH', 8, 0, 0xf7ff, 0, 0)\n"
+    "hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0, src, dst)\n"
+    "socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(hdr + icmp, (sys.argv[2], 0))\n"
+)
+
+
+def in_ns(ns: str, *argv: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=True, capture_output=True, text=True).stdout
+
+
+def test_source_guard_knows_its_pod_by_declared_address_and_namespace_cookie(names: Names, tmp_path: Path) -> None:
+    """bpf/source_guard.c: `pod_addr: {address: eth0, namespace: POD}` is the address the spec
+    gives the pod's end, `pod_netns_cookie: {netns_cookie: POD}` the pod namespace's cookie,
+    known only once it exists. Observed with bpftool (.rodata with BTF, the maps) and traffic."""
+    n = names
+    shutil.copy(obs.obj("source_guard"), tmp_path / "source_guard.o")
+    refs = f"{{pod_addr: {{address: eth0, namespace: {n.pa}}}, pod_netns_cookie: {{netns_cookie: {n.pa}}}}}"
+    text = (
+        f"stack: {n.stack}\nnamespaces: [{{name: {n.pa}}}]\nlinks:\n"
+        f"  - name: {n.va}\n    kind: veth\n    addresses: [10.235.0.1/32]\n"
+        f"    tcx: {{ingress: [{{object: source_guard.o, program: source_guard, globals: {refs}}}]}}\n"
+        f"    peer: {{name: eth0, namespace: {n.pa}, addresses: [10.235.1.2/32]}}\n"
+        f"routes:\n  - {{namespace: {n.pa}, to: default, dev: eth0}}\n  - {{to: 10.235.1.2/32, dev: {n.va}}}\n"
+    )
+    path = write(tmp_path, text)
+    run("apply", path, "--yes")
+    (pin,) = [p for p in Path("/sys/fs/bpf/nkplan").glob(f"*/*/{n.va}/ingress/source_guard@*") if "-maps" not in p.name]
+    prog_id = int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"])
+    cookie = int(in_ns(n.pa, "python3", "-c", COOKIE))
+    maps = {}
+    for map_id in obs.bpftool("prog", "show", "id", str(prog_id))["map_ids"]:
+        name = obs.bpftool("map", "show", "id", str(map_id))["name"]
+        maps[name.split(".")[-1] if "." in name else name] = map_id
+    (entry,) = obs.bpftool("map", "dump", "id", str(maps["rodata"]))
+    held = {k: v for var in entry["formatted"]["value"][".rodata"] for k, v in var.items()}
+    assert held["pod_netns_cookie"] == cookie
+    assert held["pod_addr"] == int.from_bytes(bytes([10, 235, 1, 2]), "little")  # network order in memory
+
+    assert obs.ping("10.235.0.1", ns=n.pa)[1] == 3  # the pod's own address passes
+    in_ns(n.pa, "python3", "-c", SPOOF, "10.235.9.9", "10.235.0.1")
+    assert obs.map_value(maps["spoofed"]) == 1
+    last = obs.map_value(maps["last_spoof"])
+    assert last["netns_cookie"] == cookie and last["saddr"] == int.from_bytes(bytes([10, 235, 9, 9]), "little")
+    assert obs.ping("10.235.0.1", ns=n.pa)[1] == 3 and obs.map_value(maps["spoofed"]) == 1
+    assert "No changes" in run("plan", path).stdout  # the cookie read back is the one it holds

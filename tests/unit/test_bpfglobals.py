@@ -267,3 +267,65 @@ def test_a_written_global_is_described_in_the_drift_section() -> None:
     now = view(want, HookRec("", "ve1", "ingress", (ProgramRec("values", "d1", sections=changed),), "t"))
     assert HookType().describe_drift(want, now) == "globals of values: counter: 7 → 9 (now → as applied)"
     assert HookType().describe_drift(want, want) is None
+
+
+def guard_spec(tmp: Path, pod_addr: str = "10.9.1.2/32") -> Loaded:
+    """source_guard on ve1: the address of p1's eth0 and the cookie of namespace p2."""
+    shutil.copy(BUILD / "source_guard.o", tmp / "source_guard.o")
+    text = (
+        "stack: t\nnamespaces: [{name: p1}, {name: p2}]\nlinks:\n"
+        "  - name: ve1\n    kind: veth\n"
+        f"    peer: {{name: eth0, namespace: p1, addresses: [{pod_addr}, 'fd00::2/64']}}\n"
+        "    tcx:\n      ingress:\n        - object: source_guard.o\n          program: source_guard\n"
+        "          globals: {pod_addr: {address: eth0, namespace: p1}, pod_netns_cookie: {netns_cookie: p2}}\n"
+        "  - name: ve2\n    kind: veth\n    peer: {name: eth0, namespace: p2}\n"
+    )
+    path = tmp / "spec.yaml"
+    path.write_text(text)
+    return load_text(text, str(path))
+
+
+def test_a_cookie_reference_follows_its_namespace_and_an_address_its_declaration(tmp_path: Path) -> None:
+    kernel = FakeKernel()
+    converge(kernel, guard_spec(tmp_path))
+    first = kernel.state.hooks[("", "ve1", "ingress")].programs[0].digest
+    assert not plan_for(kernel, guard_spec(tmp_path)).plan.has_changes
+    # the namespace goes (outside nkplan) and comes again with another cookie: the program's
+    # value is not known until it exists, so the hook is updated after it is made
+    kernel.delete_namespace("p2")
+    plan = plan_for(kernel, guard_spec(tmp_path)).plan
+    action, reason = changes(plan)["hook[ve1 ingress]"]
+    assert action == "update" and "pod_netns_cookie: ? → {netns_cookie: p2}" in str(reason), reason
+    ops = [(op.kind, op.address) for op in plan.operations]
+    assert ops.index(("create", "namespace[p2]")) < ops.index(("update", "hook[ve1 ingress]"))
+    converge(kernel, guard_spec(tmp_path))
+    second = kernel.state.hooks[("", "ve1", "ingress")].programs[0].digest
+    assert second != first and not plan_for(kernel, guard_spec(tmp_path)).plan.has_changes
+    # the declared address changes: so does the global that names it
+    plan = plan_for(kernel, guard_spec(tmp_path, "10.9.1.3/32")).plan
+    assert changes(plan)["hook[ve1 ingress]"][0] == "update"
+    converge(kernel, guard_spec(tmp_path, "10.9.1.3/32"))
+    assert not plan_for(kernel, guard_spec(tmp_path, "10.9.1.3/32")).plan.has_changes
+
+
+def test_references_are_checked_with_their_positions(tmp_path: Path) -> None:
+    shutil.copy(BUILD / "source_guard.o", tmp_path / "source_guard.o")
+    text = (
+        "stack: t\nnamespaces: [{name: p1}]\nlinks:\n"
+        "  - name: ve1\n    kind: veth\n    peer: {name: eth0, namespace: p1, addresses: [10.9.1.2/32, 10.9.1.3/32]}\n"
+        "    tcx:\n      ingress:\n        - object: source_guard.o\n          program: source_guard\n"
+        "          globals: {pod_addr: {address: eth0}, pod_netns_cookie: {netns_cookie: p9}}\n"
+    )
+    (tmp_path / "spec.yaml").write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_text(text, str(tmp_path / "spec.yaml"))
+    found = info.value.problems
+    assert any(
+        "spec.yaml:11:41: links[0].tcx.ingress[0].globals.pod_addr.address: eth0 declares 2 IPv4 addresses "
+        "(10.9.1.2/32, 10.9.1.3/32): __be32 takes exactly one; write it out" in p
+        for p in found
+    ), found
+    assert any(
+        "globals.pod_netns_cookie.netns_cookie: 'p9' is not a namespace this spec declares (or host)" in p
+        for p in found
+    ), found

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from nkplan.core.records import ValueRef
+from nkplan.core.records import NETNS_COOKIE, ValueRef
 from nkplan.spec import btf
-from nkplan.spec.bpfvalues import DeviceRef, ValueProblem, decode, encode, hint
+from nkplan.spec.bpfdecode import Undecodable, value_of
+from nkplan.spec.bpfvalues import DeviceRef, Resolver, ValueProblem, decode, encode, hint
 from nkplan.spec.globals import instance_digest, program_globals
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -29,8 +30,25 @@ def tp(tmp_path_factory: pytest.TempPathFactory) -> btf.ObjectBtf:
     return btf.read_object(str(out))
 
 
-def no_devices(name: str, ns: str | None) -> DeviceRef | str:
-    return f"{name!r} is not a device this spec declares"
+NOTHING = Resolver(
+    lambda name, ns: f"{name!r} is not a device this spec declares",
+    lambda name: (None, f"{name!r} is not a namespace this spec declares"),
+)
+
+
+def declaring(**addresses: tuple[str, ...]) -> Resolver:
+    """Devices named by the keys (in namespace "pod" when asked so, else the host) declaring
+    those addresses; namespaces pod and the host."""
+
+    def device(name: str, ns: str | None) -> DeviceRef | str:
+        if name not in addresses:
+            return f"{name!r} is not a device this spec declares"
+        return DeviceRef(ns or "", name, addresses[name])
+
+    def namespace(name: str) -> tuple[str, None] | tuple[None, str]:
+        return ("", None) if name == "host" else (name, None) if name == "pod" else (None, f"no namespace {name!r}")
+
+    return Resolver(device, namespace)
 
 
 def var_type(tp: btf.ObjectBtf, name: str) -> int:
@@ -38,12 +56,12 @@ def var_type(tp: btf.ObjectBtf, name: str) -> int:
 
 
 def enc(tp: btf.ObjectBtf, name: str, value: Any) -> bytes:
-    return encode(tp, var_type(tp, name), value, no_devices).data
+    return encode(tp, var_type(tp, name), value, NOTHING).data
 
 
 def refused(tp: btf.ObjectBtf, name: str, value: Any) -> ValueProblem:
     with pytest.raises(ValueProblem) as info:
-        encode(tp, var_type(tp, name), value, no_devices, (name,))
+        encode(tp, var_type(tp, name), value, NOTHING, (name,))
     return info.value
 
 
@@ -120,18 +138,61 @@ def test_a_problem_says_where_inside_the_value(tp: btf.ObjectBtf) -> None:
 
 
 def test_a_device_reference_leaves_zeros_and_says_where_the_ifindex_goes(tp: btf.ObjectBtf) -> None:
-    def devices(name: str, ns: str | None) -> DeviceRef | str:
-        return DeviceRef(ns or "", name)
-
-    got = encode(tp, var_type(tp, "pair"), {"delta": {"ifindex": "nk-a", "namespace": "pod"}}, devices)
+    got = encode(
+        tp, var_type(tp, "pair"), {"delta": {"ifindex": "nk-a", "namespace": "pod"}}, declaring(**{"nk-a": ()})
+    )
     assert got.data == bytes(12)
     assert got.refs == (ValueRef(8, 4, "pod", "nk-a"),)
 
 
-def test_globals_and_the_instance_digest(tp: btf.ObjectBtf) -> None:
-    def devices(name: str, ns: str | None) -> DeviceRef | str:
-        return DeviceRef("", name)
+def test_a_netns_cookie_reference_goes_where_64_bits_do(tp: btf.ObjectBtf) -> None:
+    got = encode(tp, var_type(tp, "counter"), {"netns_cookie": "pod"}, declaring())
+    assert got.data == bytes(8) and got.refs == (ValueRef(0, 8, "pod", "", NETNS_COOKIE),)
+    host = encode(tp, var_type(tp, "counter"), {"netns_cookie": "host"}, declaring())
+    assert host.refs == (ValueRef(0, 8, "", "", NETNS_COOKIE),)
+    assert host.refs[0].words == "the netns cookie of the host namespace"
+    with pytest.raises(ValueProblem, match="a netns cookie is 64 bits; __u32 has 32") as info:
+        encode(tp, var_type(tp, "count"), {"netns_cookie": "pod"}, declaring(), ("count",))
+    assert info.value.where == ("count",)
+    with pytest.raises(ValueProblem, match="no namespace 'elsewhere'") as info:
+        encode(tp, var_type(tp, "counter"), {"netns_cookie": "elsewhere"}, declaring(), ("counter",))
+    assert info.value.where == ("counter", "netns_cookie")
+    with pytest.raises(ValueProblem, match="takes netns_cookie, not namespace"):
+        encode(tp, var_type(tp, "counter"), {"netns_cookie": "pod", "namespace": "pod"}, declaring())
 
+
+def test_an_address_reference_is_the_one_address_of_the_family_the_type_holds(tp: btf.ObjectBtf) -> None:
+    devs = declaring(**{"nk-a": ("10.1.0.2/24", "fd00::2/64"), "two": ("10.0.0.1/24", "10.0.0.2/24")})
+    assert enc_with(tp, "ip4", {"address": "nk-a"}, devs) == bytes([10, 1, 0, 2])
+    assert enc_with(tp, "addr", {"address": "nk-a"}, devs) == bytes([10, 1, 0, 2])  # __be32: network order
+    assert enc_with(tp, "ip6", {"address": "nk-a", "namespace": "pod"}, devs) == bytes.fromhex(
+        "fd00" + "00" * 13 + "02"
+    )
+    for name, value, words in [
+        (
+            "ip4",
+            {"address": "two"},
+            "two declares 2 IPv4 addresses \\(10.0.0.1/24, 10.0.0.2/24\\): __u8\\[4\\] takes exactly one",
+        ),
+        ("ip6", {"address": "two"}, "two declares no IPv6 address"),
+        ("count", {"address": "nk-a"}, "__u32 holds no IP address"),
+        ("mac", {"address": "nk-a"}, "holds no IP address"),
+        ("ip4", {"address": "nowhere"}, "'nowhere' is not a device this spec declares"),
+        ("count", {"ifindex": "nk-a", "address": "nk-a"}, "a reference is \\{ifindex: DEVICE\\}"),
+        ("pair", {"delta": {"port": 1}}, "a reference is"),
+    ]:
+        with pytest.raises(ValueProblem, match=words):
+            encode(tp, var_type(tp, name), value, devs, (name,))
+
+
+def enc_with(tp: btf.ObjectBtf, name: str, value: Any, resolve: Resolver) -> bytes:
+    got = encode(tp, var_type(tp, name), value, resolve)
+    assert got.refs == ()  # an address is known from the spec: nothing left for apply
+    return got.data
+
+
+def test_globals_and_the_instance_digest(tp: btf.ObjectBtf) -> None:
+    devices = declaring(**{"nk-a": ()})
     gl = program_globals(tp, {"count": 3, "pair": {"delta": {"ifindex": "nk-a"}}}, devices)
     assert [(g.name, g.section, g.offset, g.text) for g in gl] == [
         ("count", ".rodata", 0, "3"),
@@ -139,12 +200,12 @@ def test_globals_and_the_instance_digest(tp: btf.ObjectBtf) -> None:
     ]
     with pytest.raises(ValueProblem, match="no global variable 'cuont' \\(it has: addr, bits, color"):
         program_globals(tp, {"cuont": 3}, devices)
-    assert instance_digest("ab" * 8, (), lambda ns, d: None) == "ab" * 8  # no globals: the object's
-    at5 = instance_digest("ab" * 8, gl, lambda ns, d: 5)
-    assert at5 != instance_digest("ab" * 8, gl, lambda ns, d: 6) != instance_digest("ab" * 8, gl, lambda ns, d: None)
-    assert at5 == instance_digest("ab" * 8, gl, lambda ns, d: 5)
+    assert instance_digest("ab" * 8, (), lambda ref: None) == "ab" * 8  # no globals: the object's
+    at5 = instance_digest("ab" * 8, gl, lambda ref: 5)
+    assert at5 != instance_digest("ab" * 8, gl, lambda ref: 6) != instance_digest("ab" * 8, gl, lambda ref: None)
+    assert at5 == instance_digest("ab" * 8, gl, lambda ref: 5)
     other = program_globals(tp, {"count": 4, "pair": {"delta": {"ifindex": "nk-a"}}}, devices)
-    assert instance_digest("ab" * 8, other, lambda ns, d: 5) != at5
+    assert instance_digest("ab" * 8, other, lambda ref: 5) != at5
 
 
 def test_bytes_read_back_are_shown_as_the_type_reads(tp: btf.ObjectBtf) -> None:
@@ -168,3 +229,43 @@ def test_bytes_read_back_are_shown_as_the_type_reads(tp: btf.ObjectBtf) -> None:
 def test_an_object_without_btf_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(btf.BtfError, match="64-bit little-endian ELF"):
         btf.parse_object(b"\x7fELF" + bytes(60))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "back"),
+    [
+        ("count", 3, 3),
+        ("small", -4, -4),
+        ("on", True, True),
+        ("addr", "10.0.0.1", 0x0A000001),  # a __be32 comes back as the number, in network order
+        ("nport", 8080, 8080),
+        ("mac", "02:00:00:00:00:01", "02:00:00:00:00:01"),
+        ("ip4", "10.1.2.3", "10.1.2.3"),
+        ("ip6", "fd00::1", "fd00::1"),
+        ("label", "eth0", "eth0"),
+        ("color", "BLUE", "BLUE"),
+        ("color", 7, 7),  # no enumerator has it
+        ("pair", {"port": 80, "delta": -1}, {"port": 80, "delta": -1}),
+        ("pair", {}, {}),
+        ("list", [1, 2, 0], [1, 2]),
+        ("either", {"a": 5}, {"b": 5}),  # a union comes back as its widest member
+        ("counter", 9, 9),
+    ],
+)
+def test_bytes_come_back_as_the_spec_value_that_encodes_to_them(
+    tp: btf.ObjectBtf, name: str, value: Any, back: Any
+) -> None:
+    data = enc(tp, name, value)
+    got = value_of(tp, var_type(tp, name), data)
+    assert got == back
+    assert enc(tp, name, got) == data
+
+
+def test_bytes_a_spec_cannot_write_are_refused(tp: btf.ObjectBtf) -> None:
+    with pytest.raises(Undecodable, match="bitfield"):
+        value_of(tp, var_type(tp, "bits"), (0x12).to_bytes(4, "little"))
+    assert value_of(tp, var_type(tp, "bits"), bytes(4)) == {}
+    with pytest.raises(Undecodable, match="cannot be written in a spec"):
+        value_of(tp, var_type(tp, "pointer"), bytes(8))
+    raw = b"\xff\xfe" + bytes(6)  # not text: the (signed) chars
+    assert value_of(tp, var_type(tp, "label"), raw) == [-1, -2] and enc(tp, "label", [-1, -2]) == raw

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from nkplan.core.hostns import document_ns, qualified
-from nkplan.core.records import HookRec, ProgramRec, digest
+from nkplan.core.records import NETNS_COOKIE, HookRec, ProgramRec, digest
 from nkplan.core.resources import programvalues as values
 from nkplan.core.resources.base import Claims, Need, ResourceType
 from nkplan.core.resources.link import on_device
@@ -105,8 +105,13 @@ class HookType(ResourceType[HookRec]):
         names = {m.name for p in rec.programs for m in p.maps} | {n for p in rec.programs for n in p.shared}
         for name in sorted(names):
             yield Need(map_token(name), lives_on=True)
-        for ns, device in values.referenced_devices(rec):  # after the devices its values name
-            yield Need(("device", ns, device), refers=f"ifindex of {qualified(ns, device)} changes: device replaced")
+        for ref in values.references(rec):  # after the devices and namespaces its values name
+            if ref.kind == NETNS_COOKIE:
+                for token in in_namespace(ref.namespace):
+                    yield Need(token, refers=f"netns cookie of {ref.namespace} changes: namespace replaced")
+            else:
+                why = f"ifindex of {qualified(ref.namespace, ref.device)} changes: device replaced"
+                yield Need(("device", ref.namespace, ref.device), refers=why)
 
     def attrs(self, rec: HookRec) -> dict[str, Any]:
         data = super().attrs(rec)

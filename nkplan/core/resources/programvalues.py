@@ -21,7 +21,7 @@ from nkplan.core.records import (
     ValueRef,
 )
 from nkplan.spec.bpfvalues import decode, fill_refs
-from nkplan.spec.globals import IfindexOf, instance_digest
+from nkplan.spec.globals import NumberOf, instance_digest
 
 
 def _refs(p: ProgramRec) -> Iterable[ValueRef]:
@@ -34,19 +34,15 @@ def _refs(p: ProgramRec) -> Iterable[ValueRef]:
 
 
 def with_live_devices(hook: HookRec, live: LiveState) -> HookRec:
-    """The hook with its programs' instance digests and map entries computed from the ifindexes
-    the named devices have now (a device not there yet: the digest says "not known", an entry
-    holds 0): unchanged values of unchanged devices then plan nothing."""
+    """The hook with its programs' instance digests and map entries computed from the numbers
+    the named devices and namespaces have now (one not there yet: the digest says "not known", an
+    entry holds 0): unchanged values of unchanged devices then plan nothing."""
     if not any(p.map_entries or any(True for _ in _refs(p)) for p in hook.programs):
         return hook
 
-    def ifindex(ns: str, device: str) -> int | None:
-        d = live.devices.get((ns, device))
-        return d.ifindex if d is not None else None
-
     progs = []
     for p in hook.programs:
-        p = fill_program(p, ifindex)
+        p = fill_program(p, live.number)
         if p.map_entries:
             p = dataclasses.replace(p, entries_key=entries_key(p.map_entries))
         progs.append(p)
@@ -66,15 +62,15 @@ def entries_key(maps: tuple[MapEntriesRec, ...]) -> str:
     return h.hexdigest()[:16]
 
 
-def fill_program(p: ProgramRec, ifindex: IfindexOf) -> ProgramRec:
-    """A program's digest and map entries with the devices' ifindexes `ifindex` knows."""
+def fill_program(p: ProgramRec, number: NumberOf) -> ProgramRec:
+    """A program's digest and map entries with the numbers `number` knows."""
     if not any(True for _ in _refs(p)):
         return p
     if p.object_digest and any(g.refs for g in p.globals):
-        p = dataclasses.replace(p, digest=instance_digest(p.object_digest, p.globals, ifindex))
+        p = dataclasses.replace(p, digest=instance_digest(p.object_digest, p.globals, number))
 
-    def known(ns: str, device: str) -> int:
-        return ifindex(ns, device) or 0
+    def known(ref: ValueRef) -> int:
+        return number(ref) or 0
 
     def fill(hexdata: str, refs: tuple[ValueRef, ...]) -> str:
         return fill_refs(bytes.fromhex(hexdata), refs, known).hex() if refs else hexdata
@@ -95,9 +91,14 @@ def fill_program(p: ProgramRec, ifindex: IfindexOf) -> ProgramRec:
     return dataclasses.replace(p, map_entries=maps)
 
 
-def referenced_devices(hook: HookRec) -> Iterable[tuple[str, str]]:
-    """The devices (namespace, name) the hook's programs' values name, sorted."""
-    return sorted({(r.namespace, r.device) for p in hook.programs for r in _refs(p)})
+def references(hook: HookRec) -> list[ValueRef]:
+    """What the hook's programs' values name, one reference per device or namespace, sorted."""
+    seen = {
+        (r.kind, r.namespace, r.device): dataclasses.replace(r, offset=0, size=0)
+        for p in hook.programs
+        for r in _refs(p)
+    }
+    return [seen[k] for k in sorted(seen)]
 
 
 def view(want: HookRec, have: HookRec) -> HookRec:
@@ -133,7 +134,7 @@ def _drifted(running: ProgramRec, g: GlobalRec) -> bool:
     is known only with the devices' ifindexes, and a replaced device updates it anyway.)"""
     if g.section.startswith(".rodata") or g.refs:
         return False
-    live = _live_bytes(running, g)
+    live = live_bytes(running, g)
     return live is not None and live.hex() != g.data
 
 
@@ -143,7 +144,7 @@ def globals_drift(old: ProgramRec, new: ProgramRec) -> str:
     parts = []
     for name in old.drifted:
         g = by_name.get(name)
-        live = _live_bytes(old, g) if g is not None else None
+        live = live_bytes(old, g) if g is not None else None
         if g is not None and live is not None:
             parts.append(f"{name}: {decode(g.hint, live)} → {g.text}")
     return ", ".join(parts)
@@ -206,7 +207,7 @@ def program_from_plain(p: dict[str, Any]) -> ProgramRec:
     )
 
 
-def _live_bytes(old: ProgramRec, g: GlobalRec) -> bytes | None:
+def live_bytes(old: ProgramRec, g: GlobalRec) -> bytes | None:
     """The bytes of a global in the running instance (None: not known, e.g. from a snapshot)."""
     size = len(g.data) // 2
     for s in old.sections:
@@ -224,7 +225,7 @@ def what_changed(old: ProgramRec, new: ProgramRec, object_words: str) -> str:
         return object_words
     changed, running = [], []
     for g in new.globals:
-        live = _live_bytes(old, g)
+        live = live_bytes(old, g)
         if live is None:
             changed.append(f"{g.name}: ? → {g.text}")
             continue
@@ -236,9 +237,10 @@ def what_changed(old: ProgramRec, new: ProgramRec, object_words: str) -> str:
     words = []
     if changed:
         words.append("globals changed: " + ", ".join(changed))
-    same_object = len(running) == len(new.globals) and instance_digest(
-        new.object_digest, tuple(running), lambda _ns, _dev: None
-    ) == old.digest
+    same_object = (
+        len(running) == len(new.globals)
+        and instance_digest(new.object_digest, tuple(running), lambda _ref: None) == old.digest
+    )
     if not same_object or not changed:
         words.append(object_words)
     return "; ".join(words)

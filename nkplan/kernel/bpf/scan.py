@@ -40,6 +40,7 @@ from nkplan.core.records import (
     OrphanPin,
     ProgramRec,
     SectionRec,
+    ValueRef,
     parse_owner_alias,
 )
 from nkplan.errors import KernelError
@@ -52,7 +53,7 @@ from nkplan.kernel.bpf.pins import LinkPin
 from nkplan.kernel.netlink.consts import IFLA_NETKIT_PRIMARY
 from nkplan.kernel.netlink.reader import PAIR_KINDS, NsScan, is_single
 from nkplan.spec.bpfvalues import fill_refs
-from nkplan.spec.globals import IfindexOf
+from nkplan.spec.globals import NumberOf
 from nkplan.spec.mapentries import ENTRY_MAP_TYPES
 
 
@@ -155,37 +156,35 @@ _KEYS_MAX = 1 << 24  # an exclusive map is read to its end; a map that never end
 # faster than read) is cut off there rather than read forever
 
 
-def _prog_info(
-    prog_id: int, want: ProgramRec | None = None, ifindex: IfindexOf | None = None
-) -> tuple[str, str, *_Maps]:
+def _prog_info(prog_id: int, want: ProgramRec | None = None, number: NumberOf | None = None) -> tuple[str, str, *_Maps]:
     """(name, tag, maps, data sections, map entries) of a loaded program; empty if it is gone.
     With `want` (the declared program), its maps (the program's own) and what of their contents
     the declaration manages: its data sections (.data/.bss/.rodata, whose kernel names hold a
     dot: what its globals hold) if it declares globals, every entry of a map it declares
     exclusive, the declared keys of another map it declares entries for (one lookup each: a
-    busy or large map's other entries are not the declaration's business). `ifindex` fills the
-    devices' ifindexes into keys that name one."""
+    busy or large map's other entries are not the declaration's business). `number` fills the
+    devices' ifindexes and namespaces' cookies into keys that name one."""
     try:
         fd = info.open_prog(prog_id)
     except KernelError:
         return "", "", (), (), ()
     try:
         got = info.prog_info(fd)
-        return (got.name, got.tag, *(_map_defs(got.map_ids, want, ifindex) if want is not None else ((), (), ())))
+        return (got.name, got.tag, *(_map_defs(got.map_ids, want, number) if want is not None else ((), (), ())))
     except OSError:
         return "", "", (), (), ()
     finally:
         os.close(fd)
 
 
-def _declared_keys(declared: Sequence[MapEntriesRec], ifindex: IfindexOf | None) -> set[bytes] | None:
+def _declared_keys(declared: Sequence[MapEntriesRec], number: NumberOf | None) -> set[bytes] | None:
     """The keys to look up in a map declared (possibly twice: one program twice on a hook) as
     `declared`; None: every entry (exclusive)."""
     if any(m.exclusive for m in declared):
         return None
 
-    def known(ns: str, device: str) -> int:
-        return (ifindex(ns, device) if ifindex is not None else None) or 0
+    def known(ref: ValueRef) -> int:
+        return (number(ref) if number is not None else None) or 0
 
     return {fill_refs(bytes.fromhex(e.key), e.key_refs, known) for m in declared for e in m.entries}
 
@@ -206,7 +205,7 @@ def _entries(fd: int, d: MapDef, keys: set[bytes] | None) -> MapEntriesRec | Non
     return MapEntriesRec(d.name, tuple(sorted(entries, key=lambda e: e.key)))
 
 
-def _map_defs(map_ids: Sequence[int], want: ProgramRec, ifindex: IfindexOf | None) -> _Maps:
+def _map_defs(map_ids: Sequence[int], want: ProgramRec, number: NumberOf | None) -> _Maps:
     out, sections, entries = [], [], []
     declared: dict[str, list[MapEntriesRec]] = {}
     for m in want.map_entries:
@@ -221,7 +220,7 @@ def _map_defs(map_ids: Sequence[int], want: ProgramRec, ifindex: IfindexOf | Non
             if "." not in d.name:
                 out.append(d)
                 if d.type in ENTRY_MAP_TYPES and d.name in declared:
-                    found = _entries(fd, d, _declared_keys(declared[d.name], ifindex))
+                    found = _entries(fd, d, _declared_keys(declared[d.name], number))
                     if found is not None:
                         entries.append(found)
             elif d.max_entries == 1 and want.globals:  # a data section: libbpf's "OBJNAME.SECTION", one value
@@ -281,10 +280,6 @@ def fill_state(live: LiveState, found: Sequence[HookScan], reads: BpfReads | Non
     the maps of the declared programs (records.BpfReads); no contents of any other program's."""
     reads = reads or {}
 
-    def ifindex(ns: str, device: str) -> int | None:
-        d = live.devices.get((ns, device))
-        return d.ifindex if d is not None else None
-
     every = list(bpffs.hook_dirs())
     index = {key: entries for key, directory in every if (entries := bpffs.hook_pins(directory))}
     temps = {key: left for key, directory in every if (left := bpffs.temp_pins(directory))}
@@ -310,7 +305,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan], reads: BpfReads | Non
             if pin is not None:
                 want = reads.get((sc.namespace, sc.device, sc.hook), {}).get(pin.program)
                 want = want or ProgramRec(pin.program, pin.digest)  # declares nothing: definitions only
-                _name, tag, maps, sections, map_entries = _prog_info(entry.prog_id, want, ifindex)
+                _name, tag, maps, sections, map_entries = _prog_info(entry.prog_id, want, live.number)
                 programs.append(
                     ProgramRec(
                         pin.program,

@@ -144,6 +144,29 @@ def map_update_raw(map_fd: int, key: bytes, value: bytes) -> None:
     bpf(C.BPF_MAP_UPDATE_ELEM, Attr().u32(0, map_fd).ptr(8, k).ptr(16, v).u64(24, 0))
 
 
+ENOTSUPP = 524  # the kernel's internal "not supported", which bpf() hands out as is
+
+
+def map_update_batch(map_fd: int, keys: list[bytes], values: list[bytes]) -> bool:
+    """All entries in one MAP_UPDATE_BATCH (Linux >= 5.6: hash, LRU hash and array maps; the keys
+    and values each one contiguous buffer). False when the map has no batch operation (an LPM trie
+    has none), nothing written: the caller writes them one by one. An OSError after the kernel
+    wrote some of them leaves those written (an update of the same entries again is harmless)."""
+    if not keys:
+        return True
+    k, v = b"".join(keys), b"".join(values)
+    kb, vb = ctypes.create_string_buffer(k, len(k)), ctypes.create_string_buffer(v, len(v))
+    # union bpf_attr's batch: in_batch, out_batch, keys, values (u64), count, map_fd (u32), elem_flags, flags
+    attr = Attr().ptr(16, kb).ptr(24, vb).u32(32, len(keys)).u32(36, map_fd).u64(40, 0)
+    try:
+        bpf(C.BPF_MAP_UPDATE_BATCH, attr)
+    except OSError as exc:
+        if exc.errno in (ENOTSUPP, errno.EOPNOTSUPP, errno.EINVAL) and attr.get_u32(32) == 0:
+            return False
+        raise
+    return True
+
+
 def map_delete_raw(map_fd: int, key: bytes) -> None:
     """MAP_DELETE_ELEM; a key that is already gone is fine."""
     k = ctypes.create_string_buffer(key, len(key))

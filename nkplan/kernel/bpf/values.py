@@ -1,5 +1,6 @@
 """A program instance's globals at apply time: the devices its values name are looked up now
-(a device the same apply created or replaced has its ifindex only now), the instance's digest is
+(a device the same apply created or replaced has its ifindex only now; namespaces' cookies
+likewise), the instance's digest is
 computed from what will really be loaded (spec.globals.instance_digest, so its pin names it and
 the next plan agrees), and the data sections' patches are handed to libbpf before load. Declared
 map entries are written into the instance's maps: after load and before attach for a new
@@ -10,29 +11,32 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from nkplan.core.records import ProgramRec
+from nkplan.core.records import NETNS_COOKIE, ProgramRec, ValueRef
 from nkplan.errors import KernelError
 from nkplan.kernel.bpf import hooks, info
 from nkplan.kernel.bpf import syscall as S
+from nkplan.kernel.netlink.netns import netns_cookie
 from nkplan.spec.bpfvalues import fill_refs
 from nkplan.spec.globals import filled, instance_digest
 
 
-def _ifindex(namespace: str, device: str) -> int:
+def _number(ref: ValueRef) -> int:
+    """The number a reference takes now: a device's ifindex or a namespace's cookie."""
     try:
-        return hooks.ifindex(namespace, device)
+        if ref.kind == NETNS_COOKIE:
+            return netns_cookie(ref.namespace)
+        return hooks.ifindex(ref.namespace, ref.device)
     except KernelError as exc:
-        where = f" in namespace {namespace}" if namespace else ""
-        why = f"a program's value names device {device}{where}, which cannot be found: {exc}"
+        why = f"a program's value takes {ref.words}, which cannot be found: {exc}"
         raise KernelError(why, exc.errno) from None
 
 
 def settle(rec: ProgramRec) -> ProgramRec:
-    """The record with its digest computed from the devices' ifindexes as they are now (only
-    records with device references change)."""
+    """The record with its digest computed from the numbers its references take now (only
+    records with references change)."""
     if not rec.object_digest or not any(g.refs for g in rec.globals):
         return rec
-    digest = instance_digest(rec.object_digest, rec.globals, _ifindex)
+    digest = instance_digest(rec.object_digest, rec.globals, _number)
     return dataclasses.replace(rec, digest=digest)
 
 
@@ -40,42 +44,44 @@ def patches(rec: ProgramRec) -> dict[str, list[tuple[int, bytes]]]:
     """{data section: [(offset, bytes)]} of the instance's globals, references filled in."""
     out: dict[str, list[tuple[int, bytes]]] = {}
     for g in rec.globals:
-        data = filled(g, _ifindex)
-        assert data is not None  # _ifindex answers or raises
+        data = filled(g, _number)
+        assert data is not None  # _number answers or raises
         out.setdefault(g.section, []).append((g.offset, data))
     return out
 
 
 def write_entries(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> None:
     """Write the declared entries into the program's maps ({kernel map name: fd}), references
-    filled with the ifindexes of now; of an exclusive map, delete every entry not declared, and
+    filled with the numbers of now; of an exclusive map, delete every entry not declared, and
     of another the keys the record lists as absent (a rollback's record: the live hook's view).
-    One MAP_UPDATE_ELEM per entry: LPM tries, the allow lists' kind, have no batch operations."""
+    Entries go in one MAP_UPDATE_BATCH where the map has it (hash, LRU hash, array), else one
+    MAP_UPDATE_ELEM each (LPM tries, the allow lists' kind, have no batch operations)."""
     for m in rec.map_entries:
         fd = map_fds.get(m.name)
         if fd is None:
             raise KernelError(f"{what}: the program has no map {m.name}")
-        keys = set()
         try:
             # the kernel copies key_size and value_size bytes from the buffers whatever their
             # length: a record that does not match the map (a saved plan written by hand, an
             # object changed since) is refused before anything is written
             mi = info.map_info(fd)
+            pairs: list[tuple[bytes, bytes]] = []
             for e in m.entries:
-                key = fill_refs(bytes.fromhex(e.key), e.key_refs, _ifindex)
-                value = fill_refs(bytes.fromhex(e.value), e.value_refs, _ifindex)
+                key = fill_refs(bytes.fromhex(e.key), e.key_refs, _number)
+                value = fill_refs(bytes.fromhex(e.value), e.value_refs, _number)
                 if len(key) != mi.key_size or len(value) != mi.value_size:
                     raise KernelError(
                         f"{what}: map {m.name} has {mi.key_size}-byte keys and {mi.value_size}-byte values; "
                         f"entry {e.key_text or '0x' + e.key} has a {len(key)}-byte key and a "
                         f"{len(value)}-byte value (the plan does not match the object)"
                     )
+                pairs.append((key, value))
             if any(len(k) != 2 * mi.key_size for k in m.absent):
                 raise KernelError(f"{what}: map {m.name} has {mi.key_size}-byte keys; the plan's keys to delete do not")
-            for e in m.entries:
-                key = fill_refs(bytes.fromhex(e.key), e.key_refs, _ifindex)
-                S.map_update_raw(fd, key, fill_refs(bytes.fromhex(e.value), e.value_refs, _ifindex))
-                keys.add(key)
+            keys = {k for k, _v in pairs}
+            if len(pairs) < 2 or not S.map_update_batch(fd, [k for k, _v in pairs], [v for _k, v in pairs]):
+                for key, value in pairs:  # one at a time: a single entry, or a map without batch operations
+                    S.map_update_raw(fd, key, value)
             for hexkey in m.absent:  # a rollback: keys the failed apply added go again
                 if bytes.fromhex(hexkey) not in keys:
                     S.map_delete_raw(fd, bytes.fromhex(hexkey))

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from nkplan.errors import KernelError
 from nkplan.kernel import faultpoint, libc
 from nkplan.kernel.netlink import consts as C
 
 NETNS_RUN_DIR = "/run/netns"
 T = TypeVar("T")
-
+SO_NETNS_COOKIE = 71  # asm-generic/socket.h, Linux >= 5.14: the cookie of the socket's namespace
 
 
 def setns(fd: int) -> None:
@@ -93,6 +96,42 @@ def run_in_thread(fn: Callable[[], T]) -> T:
     if failure:
         raise failure[0]
     return result[0]
+
+
+def socket_cookie(sock: socket.socket) -> int | None:
+    """The netns cookie of the namespace the socket lives in (None: a kernel without
+    SO_NETNS_COOKIE). A cookie is the kernel's 64-bit id of a namespace, never reused while the
+    system runs; bpf_get_netns_cookie() gives BPF programs the same number."""
+    try:
+        return int(struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0])
+    except OSError as exc:
+        if exc.errno in (errno.ENOPROTOOPT, errno.EINVAL):
+            return None
+        raise
+
+
+def netns_cookie(name: str) -> int:
+    """The cookie of named namespace `name` ("" the host's). KernelError: no such namespace, or a
+    kernel that does not tell cookies."""
+
+    def ask() -> int | None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            return socket_cookie(s)
+
+    if not name:
+        got = ask()
+    else:
+        try:
+            fd = open_ns(name)
+        except OSError as exc:
+            raise KernelError(f"namespace {name}: {exc.strerror}", exc.errno) from None
+        try:
+            got = in_namespace(fd, ask)
+        finally:
+            os.close(fd)
+    if got is None:
+        raise KernelError("this kernel does not tell namespace cookies (SO_NETNS_COOKIE needs Linux 5.14)")
+    return got
 
 
 def in_namespace(fd: int | None, fn: Callable[[], T]) -> T:

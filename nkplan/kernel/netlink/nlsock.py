@@ -141,6 +141,12 @@ class RtnlSocket:
     def close(self) -> None:
         self._sock.close()
 
+    def netns_cookie(self) -> int | None:
+        """The cookie of the socket's namespace (netns.socket_cookie)."""
+        from nkplan.kernel.netlink.netns import socket_cookie
+
+        return socket_cookie(self._sock)
+
     def __enter__(self) -> RtnlSocket:
         return self
 

@@ -55,6 +55,7 @@ class NsScan:
     routes: list[RawRoute] = field(default_factory=list)
     sysctls: dict[str, Value] | None = None  # asked-for net.* keys (None: none asked here)
     rules: list[rules.RawRule] = field(default_factory=list)  # all but the kernel's own
+    cookie: int | None = None  # the namespace's netns cookie (None: the kernel does not tell)
 
 
 def links(sock: RtnlSocket, with_af: bool = False) -> dict[int, RawLink]:
@@ -70,7 +71,7 @@ def links(sock: RtnlSocket, with_af: bool = False) -> dict[int, RawLink]:
 def scan(sock: RtnlSocket, name: str, with_af: bool = False) -> NsScan:
     """Links, addresses and nkplan routes of the socket's namespace (with_af: and each link's
     IFLA_AF_SPEC, for sysctls)."""
-    out = NsScan(name, links(sock, with_af))
+    out = NsScan(name, links(sock, with_af), cookie=sock.netns_cookie())
     for mtype, data, start, end in sock.dump(C.RTM_GETADDR, _ADDR_DUMP):
         if mtype == C.RTM_NEWADDR:
             got = decode.address(data, start, end)
@@ -375,6 +376,8 @@ def _route(ns: str, sc: NsScan, rt: RawRoute, ns_owner: str | None) -> RouteRec:
 def build(snap: Snapshot, keys: frozenset[str] = frozenset()) -> LiveState:
     live = LiveState(namespaces=snap.namespaces)
     for ns, sc in snap.scans.items():
+        if sc.cookie is not None:
+            live.netns_cookies[ns] = sc.cookie
         for d in sc.links.values():
             owner, role = _role(d)
             live.devices[(ns, d.name)] = DeviceInfo(ns, d.name, d.kind, d.ifindex, owner, role)
