@@ -67,6 +67,13 @@ def rodata(prog_id: int) -> dict[str, Any]:
     raise AssertionError(f"program {prog_id} has no .rodata map")
 
 
+def ingress_program(dev: str, program: str) -> tuple[Path, int]:
+    """(link pin, program id per bpftool) of PROGRAM, which nkplan pinned at DEV's tcx ingress."""
+    found = Path("/sys/fs/bpf/nkplan").glob(f"*/*/{dev}/ingress/{program}@*")
+    (pin,) = [p for p in found if not p.name.endswith("-maps")]
+    return pin, int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"])
+
+
 def pod_to_pod(n: Names) -> int:
     """Echo replies pa gets from pb (3 requests)."""
     return obs.ping("10.234.2.2", ns=n.pa, count=3, interval="0.1", wait=1)[1]
@@ -128,9 +135,7 @@ def test_a_data_global_changed_by_hand_is_drift_put_back_in_place(names: Names, 
     )
     path = write(tmp_path, text)
     run("apply", path, "--yes")
-    hook_dir = Path("/sys/fs/bpf/nkplan")
-    (pin,) = [p for p in hook_dir.glob(f"*/*/{n.va}/ingress/values@*") if not p.name.endswith("-maps")]
-    prog_id = int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"])
+    pin, prog_id = ingress_program(n.va, "values")
     (data_map,) = [
         m for m in obs.bpftool("prog", "show", "id", str(prog_id))["map_ids"]
         if obs.bpftool("map", "show", "id", str(m))["name"].endswith(".data")
@@ -187,8 +192,7 @@ def test_source_guard_knows_its_pod_by_declared_address_and_namespace_cookie(nam
     )
     path = write(tmp_path, text)
     run("apply", path, "--yes")
-    (pin,) = [p for p in Path("/sys/fs/bpf/nkplan").glob(f"*/*/{n.va}/ingress/source_guard@*") if "-maps" not in p.name]
-    prog_id = int(obs.bpftool("link", "show", "pinned", str(pin))["prog_id"])
+    _pin, prog_id = ingress_program(n.va, "source_guard")
     cookie = int(in_ns(n.pa, "python3", "-c", COOKIE))
     maps = {}
     for map_id in obs.bpftool("prog", "show", "id", str(prog_id))["map_ids"]:
