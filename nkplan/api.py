@@ -66,6 +66,17 @@ def load_text(text: str, filename: str = "<text>") -> Loaded:
     return _load_text(text, filename, inspect_object)
 
 
+# the revert document's name: in "/", so the object files it names may lie anywhere (it is
+# nkplan's own document of the running stack, with the absolute paths the applied spec allowed)
+REVERT_NAME = "/<revert>"
+
+
+def load_revert(doc: dict[str, Any]) -> Loaded:
+    """confirm-or-revert's document of the state before (revert_document), loaded as the watcher
+    loads it to revert."""
+    return load_dict(doc, filename=REVERT_NAME)
+
+
 def load_dict(data: dict[str, Any], filename: str = "<dict>") -> Loaded:
     """A spec from data already parsed (for example an Ansible module's inline config). The
     positions in messages are those of its JSON rendering (JSON is YAML), one key per line."""
@@ -257,16 +268,23 @@ def _program_namer(spec: Loaded | None, live: LiveState) -> Namer | None:
 def revert_document(live: LiveState, spec: Loaded) -> dict[str, Any]:
     """The stack as `live` holds it, as a spec that applies it back (confirm-or-revert): `show`'s
     document, with the program objects and sysctl keys of `spec`. NkplanError when a program in
-    `live` comes from an object `spec` does not name (nothing could load it again)."""
+    `live` comes from an object `spec` does not name, or runs values its declaration cannot name
+    (nothing could load it again), and when the document does not load as a spec."""
     from nkplan.documents.show import UNKNOWN_OBJECT, stack_document
+    from nkplan.errors import SpecError
 
     doc = stack_document(live, spec.spec.stack, programs=_program_namer(spec, live))
     unknown = sorted({m for m in _strings(doc) if m.startswith(UNKNOWN_OBJECT)})
     if unknown:
         raise NkplanError(
-            "cannot keep a revert ready: the stack runs BPF programs from object files this spec does not "
-            f"name ({', '.join(unknown)}); apply without --confirm-within, or name those objects first"
+            "cannot keep a revert ready: the stack runs BPF programs that this spec's program entries do not "
+            f"name ({', '.join(unknown)}: another object file, or globals it does not declare); apply without "
+            "--confirm-within, or name those objects and globals first"
         )
+    try:  # the watcher loads it when it reverts: a document it could not load is refused now
+        load_revert(doc)
+    except SpecError as exc:
+        raise NkplanError(f"cannot keep a revert ready: the state before does not load as a spec: {exc}") from None
     return doc
 
 

@@ -26,7 +26,7 @@ from nkplan.core.records import GlobalRec, HookRec, LiveState, MapDef, ProgramRe
 from nkplan.core.resources.programvalues import live_bytes
 from nkplan.spec import btf as B
 from nkplan.spec.bpfdecode import Undecodable, value_of
-from nkplan.spec.bpfvalues import Resolver, ValueProblem, encode, fill_refs
+from nkplan.spec.bpfvalues import DeviceRef, Resolver, ValueProblem, encode, fill_refs
 from nkplan.spec.checks import declared_hooks
 from nkplan.spec.globals import instance_digest
 from nkplan.spec.models import ProgramSpec, StackSpec
@@ -60,11 +60,16 @@ class SpecPrograms:
         }
 
     def __call__(self, hook: HookRec, p: ProgramRec) -> dict[str, Any] | None:
-        here = self.declared.get((hook.namespace, hook.device, hook.hook), [])
+        here = [
+            d for d in self.declared.get((hook.namespace, hook.device, hook.hook), []) if d.rec.program == p.program
+        ]
         for d in here:
-            running = self._running_globals(d, p) if d.rec.program == p.program else None
+            running = self._running_globals(d, p)
             if running is not None:
                 return self._entry(d, p, running)
+        for d in here:  # FILE gives globals to a program that runs without: it runs the object's defaults
+            if d.rec.object_digest == p.digest:
+                return self._entry(d, p, ())
         other = self.by_object.get((p.program, p.digest))  # no globals: its object's digest
         if other is not None and not other.rec.globals:
             return self._entry(other, p, ())
@@ -80,9 +85,21 @@ class SpecPrograms:
             if data is None:
                 return None
             held.append(replace(g, data=data.hex(), refs=()))
-        if instance_digest(d.rec.object_digest, tuple(held), lambda _ref: None) != p.digest:
-            return None
-        return tuple(held)
+        if instance_digest(d.rec.object_digest, tuple(held), lambda _ref: None) == p.digest:
+            return tuple(held)
+        # a .data/.bss global changed since load (by the program or by hand): the instance is
+        # still the one FILE declares if it was loaded with FILE's values
+        declared = tuple(
+            replace(g, data=self._declared_bytes(g).hex(), refs=()) if not g.section.startswith(".rodata") else h
+            for g, h in zip(d.rec.globals, held, strict=True)
+        )
+        if instance_digest(d.rec.object_digest, declared, lambda _ref: None) == p.digest:
+            return declared
+        return None
+
+    def _declared_bytes(self, g: GlobalRec) -> bytes:
+        """A declared global's bytes with its references filled as the kernel has them now."""
+        return fill_refs(bytes.fromhex(g.data), g.refs, lambda r: self.live.number(r) or 0)
 
     def _entry(self, d: Declared, p: ProgramRec, running: tuple[GlobalRec, ...]) -> dict[str, Any] | None:
         item: dict[str, Any] = {"object": d.path, "program": p.program}
@@ -103,11 +120,25 @@ class SpecPrograms:
 
     def _global(self, tp: B.ObjectBtf, d: Declared, held: GlobalRec, want: GlobalRec) -> Any:
         assert d.written.globals is not None
-        number = self.live.number
-        if fill_refs(bytes.fromhex(want.data), want.refs, lambda r: number(r) or 0).hex() == held.data:
-            return _plain(d.written.globals[want.name])  # what it holds is what FILE declares
-        var = next(s.vars[want.name] for s in tp.sections.values() if want.name in s.vars)
+        written = d.written.globals[want.name]
+        if self._declared_bytes(want).hex() == held.data and not _names_address(written):
+            return self._qualified(_plain(written))  # what it holds is what FILE declares
+        var = tp.sections[want.section].vars[want.name]
         return value_of(tp, var.type, bytes.fromhex(held.data))
+
+    def _qualified(self, value: Any) -> Any:
+        """FILE's value with `namespace:` added to each device reference that lacks it: in the
+        exported document (the stack as it runs) the name may not be unique as it is in FILE."""
+        if isinstance(value, list):
+            return [self._qualified(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if isinstance(value.get("ifindex"), str) and "namespace" not in value:
+            dev = self.resolver.device(value["ifindex"], None)
+            if isinstance(dev, DeviceRef) and dev.namespace:
+                return {**value, "namespace": dev.namespace}
+            return value
+        return {k: self._qualified(v) for k, v in value.items()}
 
     def _maps(self, tp: B.ObjectBtf, d: Declared, p: ProgramRec) -> dict[str, Any]:
         assert d.written.maps is not None
@@ -123,7 +154,11 @@ class SpecPrograms:
                 value = encode(tp, types.value, e.value, self.resolver)
                 k = fill_refs(key.data, key.refs, lambda r: self.live.number(r) or 0)
                 v = fill_refs(value.data, value.refs, lambda r: self.live.number(r) or 0)
-                written[(k.hex(), v.hex())] = {"key": _plain(e.key), "value": _plain(e.value)}
+                if not (_names_address(e.key) or _names_address(e.value)):
+                    written[(k.hex(), v.hex())] = {
+                        "key": self._qualified(_plain(e.key)),
+                        "value": self._qualified(_plain(e.value)),
+                    }
             entries = [
                 written.get((e.key, e.value))
                 or {
@@ -148,6 +183,14 @@ def declared_programs(
             pairs = zip(progs, recs[key][0].programs, strict=True)
             out[key] = [Declared(w, r, os.path.abspath(r.object)) for w, r in pairs]
     return out
+
+
+def _names_address(value: Any) -> bool:
+    """Whether a value holds an `{address: DEVICE}` reference: exported as the address itself
+    (FILE's devices and their addresses may not be the running stack's)."""
+    if isinstance(value, dict):
+        return "address" in value and isinstance(value["address"], str) or any(map(_names_address, value.values()))
+    return isinstance(value, list) and any(map(_names_address, value))
 
 
 def _plain(value: Any) -> Any:

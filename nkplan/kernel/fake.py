@@ -54,7 +54,11 @@ class FakeKernel(Writers):
         self.unreachable: set[tuple[str, str, int | None]] = set()  # (namespace, to, port) that probe() misses
         self._next_ifindex = 100
         self.state.netns_cookies.setdefault(HOST, 1)  # cookies count from 1 at boot, the host's first
-        self._next_cookie = 1
+        self._next_cookie = max(self.state.netns_cookies.values())
+        for ns in self.state.namespaces:  # a state given without cookies: each namespace gets one
+            if ns not in self.state.netns_cookies:
+                self._next_cookie += 1
+                self.state.netns_cookies[ns] = self._next_cookie
 
     def writers(self) -> dict[str, Writer]:
         return typed_writers(self)

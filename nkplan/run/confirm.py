@@ -306,7 +306,7 @@ def _apply_doc(doc: dict[str, Any], marks: dict[str, str]) -> None:
     from nkplan.run.lock import stack_lock
     from nkplan.run.workflow import apply_and_verify, plan_for
 
-    loaded = api.load_dict(doc, filename="<revert>")
+    loaded = api.load_revert(doc)
     target = api.kernel()
     end = time.monotonic() + LOCK_WAIT
     while True:

@@ -2,12 +2,13 @@
 (a running program's globals and map entries exported as a spec). Pure.
 
 `encode(value_of(t, data)) == data` for every type encode takes: integers as YAML integers
-(`__be*` read in network order), `_Bool` as true/false, enums by enumerator name when one has the
-value, `__u8[6]` as a MAC, `__u8[4]`/`__u8[16]` as IPv4/IPv6 literals, `char[N]` as a string when
-its bytes are text up to the NUL, other arrays as lists (trailing zero elements left out, as a C
-initializer does), structs as a mapping of their non-zero fields, a union as its widest member.
-What cannot be written in a spec (bitfields or padding holding bits, pointers, floats, a char
-array that is not text) raises Undecodable."""
+(`__be*` read in network order; `__be32` as an IPv4 literal), `_Bool` as true/false, enums by
+enumerator name when one has the value, `__u8[6]` as a MAC, `__u8[4]`/`__u8[16]` and struct
+in_addr/in6_addr as IPv4/IPv6 literals, `char[N]` as a string when its bytes are text up to the
+NUL, other arrays as lists (trailing zero elements left out, as a C initializer does), structs as
+a mapping of their non-zero fields, a union as its widest member that can say its bytes. What
+cannot be written in a spec (bitfields or padding holding bits, pointers, floats) raises
+Undecodable."""
 
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def value_of(tp: B.ObjectBtf, type_id: int, data: bytes) -> Any:
             if data[1:].strip(b"\0") or data[0] > 1:
                 raise Undecodable(f"a _Bool holding {data.hex()}")
             return bool(data[0])
-        if be_width(tp, type_id):
+        width = be_width(tp, type_id)
+        if width == 4:  # __be32: an IPv4 address, as a literal (encode takes both)
+            return str(ipaddress.IPv4Address(data[:4]))
+        if width:
             return int.from_bytes(data[: t.size], "big")
         return int.from_bytes(data[: t.size], "little", signed=t.signed)
     if t.kind in (B.ENUM, B.ENUM64):
@@ -38,16 +42,20 @@ def value_of(tp: B.ObjectBtf, type_id: int, data: bytes) -> Any:
         return next((name for name, v in t.values if v == number), number)
     if t.kind == B.ARRAY:
         return _array(tp, t, data)
+    if t.kind in (B.STRUCT, B.UNION) and t.name in ("in_addr", "in6_addr"):  # as encode takes them
+        return str(ipaddress.IPv4Address(data[:4]) if t.name == "in_addr" else ipaddress.IPv6Address(data[:16]))
     if t.kind == B.STRUCT:
         return _struct(tp, t, data)
-    if t.kind == B.UNION:
-        widest = max((m for m in t.members if m.name), key=lambda m: tp.size_of(m.type), default=None)
-        if widest is None:
-            raise Undecodable(f"{tp.describe(type_id)} has no named member")
-        size = tp.size_of(widest.type)
-        if data[size:].strip(b"\0"):
-            raise Undecodable(f"{tp.describe(type_id)} holds bits past its widest member")
-        return {widest.name: value_of(tp, widest.type, data[:size])}
+    if t.kind == B.UNION:  # the widest member that can say it (a pointer or bitfields cannot)
+        for m in sorted((m for m in t.members if m.name), key=lambda m: -tp.size_of(m.type)):
+            size = tp.size_of(m.type)
+            if data[size:].strip(b"\0") or m.bitfield_size:
+                continue
+            try:
+                return {m.name: value_of(tp, m.type, data[:size])}
+            except Undecodable:
+                continue
+        raise Undecodable(f"no member of {tp.describe(type_id)} can say {data.hex()}")
     raise Undecodable(f"{tp.describe(type_id)} cannot be written in a spec")
 
 

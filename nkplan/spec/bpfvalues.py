@@ -108,7 +108,7 @@ class _Encoder:
         t = tp.strip(type_id)
         words = _Words(tp, type_id)  # said only in errors: describing every type is costly
         # a mapping is a struct's fields, unless where a number or an address goes
-        if isinstance(value, Mapping) and t.kind in (B.INT, B.ENUM, B.ARRAY):
+        if isinstance(value, Mapping) and (t.kind in (B.INT, B.ENUM, B.ARRAY) or _address_struct(t, value)):
             return self.reference(type_id, t, value, where, base, words)
         if t.kind == B.INT:
             return self.integer(type_id, t, value, where, words)
@@ -142,8 +142,10 @@ class _Encoder:
             raise ValueProblem(where, f"{show(value)}: the names in a reference are strings")
         if kind == "address":
             return self.address(type_id, t, name, ns, where, words)
-        if t.kind == B.ARRAY:
-            raise ValueProblem(where, f"{words} is an array: {{{kind}: …}} goes where an integer does")
+        if t.kind != B.INT and t.kind not in (B.ENUM, B.ENUM64):
+            raise ValueProblem(where, f"{words} is not an integer: {{{kind}: …}} goes where an integer does")
+        if be_width(self.tp, type_id):
+            raise ValueProblem(where, f"{words} is in network order; an {kind} is a number in host order")
         if kind == NETNS_COOKIE:
             if t.size != 8:
                 raise ValueProblem(where, f"a netns cookie is 64 bits; {words} has {8 * t.size}")
@@ -162,12 +164,12 @@ class _Encoder:
 
     def address(self, type_id: int, t: B.Type, name: str, ns: str | None, where: Where, words: _Words) -> bytes:
         """The one address of the family the type holds that the device declares."""
-        if t.kind == B.ARRAY and self.tp.size_of(t.ref) == 1 and t.nelems in (4, 16):
-            version = 4 if t.nelems == 4 else 6
-        elif t.kind == B.INT and be_width(self.tp, type_id) == 4:
-            version = 4
-        else:
-            raise ValueProblem(where, f"{words} holds no IP address (__u8[4], __be32 or __u8[16] do)")
+        version = _address_version(self.tp, type_id, t)
+        if version is None:
+            raise ValueProblem(
+                where, f"{words} holds no IP address (__u8[4], __be32, struct in_addr, __u8[16], __be32[4] "
+                "and struct in6_addr do)"
+            )  # fmt: skip
         dev = self.resolve.device(name, ns)
         if isinstance(dev, str):
             raise ValueProblem((*where, "address"), dev)
@@ -245,6 +247,15 @@ class _Encoder:
         raise ValueProblem(where, f"{value!r}: {words} takes a list of integers")
 
     def compound(self, t: B.Type, value: Any, where: Where, base: int, words: _Words) -> bytes:
+        version = _address_version(self.tp, t.id, t)
+        if isinstance(value, str) and version is not None:  # struct in_addr / in6_addr: a literal
+            try:
+                addr = ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueProblem(where, f"{value!r} is not an IP address ({words})") from None
+            if addr.version != version:
+                raise ValueProblem(where, f"{value!r} is an IPv{addr.version} address; {words} holds IPv{version}")
+            return addr.packed
         if not isinstance(value, Mapping):
             raise ValueProblem(where, f"{_show(value)} is not a mapping of field names ({words})")
         fields = {m.name: m for m in t.members if m.name}
@@ -263,6 +274,28 @@ class _Encoder:
             data = self.encode(m.type, v, (*where, k), base + off)
             out[off : off + len(data)] = data
         return bytes(out)
+
+
+def _address_version(tp: B.ObjectBtf, type_id: int, t: B.Type) -> int | None:
+    """4 or 6 for the types that hold one IP address in network order: byte arrays of 4/16
+    (not char), __be32, 4 x 32-bit integers, struct in_addr / in6_addr; else None."""
+    if t.kind == B.ARRAY:
+        elem, esize = tp.strip(t.ref), tp.size_of(t.ref)
+        if elem.kind == B.INT and esize == 1 and not (elem.is_char or elem.name == "char") and t.nelems in (4, 16):
+            return 4 if t.nelems == 4 else 6
+        if elem.kind == B.INT and esize == 4 and t.nelems == 4:
+            return 6
+        return None
+    if t.kind == B.INT:
+        return 4 if be_width(tp, type_id) == 4 else None
+    if t.kind in (B.STRUCT, B.UNION) and t.name in ("in_addr", "in6_addr"):
+        return 4 if t.name == "in_addr" else 6
+    return None
+
+
+def _address_struct(t: B.Type, value: Mapping[str, Any]) -> bool:
+    """`{address: DEVICE}` where a struct in_addr / in6_addr goes (which have no field so named)."""
+    return t.kind in (B.STRUCT, B.UNION) and t.name in ("in_addr", "in6_addr") and "address" in value
 
 
 def _mac_parts(value: str) -> list[str]:

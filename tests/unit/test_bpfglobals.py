@@ -4,6 +4,7 @@ device reference that follows a replaced device (the real kernel: tests/host/tes
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -329,3 +330,42 @@ def test_references_are_checked_with_their_positions(tmp_path: Path) -> None:
         "globals.pod_netns_cookie.netns_cookie: 'p9' is not a namespace this spec declares (or host)" in p
         for p in found
     ), found
+
+
+def test_show_names_a_running_instance_and_writes_its_values(objs: Path) -> None:
+    """documents.programexport against records made by hand (the fake kernel keeps no data
+    sections): the object is found by the instance digest of the running bytes; values that are
+    what FILE declares are written as FILE writes them, others decoded; a program running
+    without globals is named without them; another object is not named."""
+    from nkplan.core.records import DeviceInfo, HookRec, LiveState
+    from nkplan.documents.programexport import SpecPrograms, declared_programs
+    from nkplan.spec.btf import read_object
+    from nkplan.spec.globals import resolver
+
+    loaded = spec(objs, "{target_ifindex: {ifindex: nk2}, use_peer: true}")
+    declared = declared_programs(loaded.spec, loaded.source.filename, loaded.objects, loaded.object_maps)
+    ((want,),) = declared.values()
+    live = LiveState(devices={("", "nk2"): DeviceInfo("", "nk2", "netkit", 7)})
+    name = SpecPrograms(declared, live, resolver(loaded.spec), read_object)
+    hook = HookRec("", "ve1", "ingress")
+
+    def running(target: int, use_peer: int) -> ProgramRec:
+        data = target.to_bytes(4, "little") + bytes([use_peer])
+        held = tuple(
+            dataclasses.replace(g, data=data[g.offset : g.offset + len(g.data) // 2].hex(), refs=())
+            for g in want.rec.globals
+        )
+        digest = instance_digest(want.rec.object_digest, held, lambda _r: None)
+        return ProgramRec("redirect_to", digest, sections=(SectionRec(".rodata", data.hex()),))
+
+    as_declared = name(hook, running(7, 1))
+    assert as_declared == {
+        "object": str(objs / "redirect.o"),
+        "program": "redirect_to",
+        "globals": {"target_ifindex": {"ifindex": "nk2"}, "use_peer": True},
+    }
+    other = name(hook, running(9, 0))  # not what FILE declares: the bytes, decoded
+    assert other is not None and other["globals"] == {"target_ifindex": 9, "use_peer": False}
+    plain = name(hook, ProgramRec("redirect_to", want.rec.object_digest))  # loaded without globals
+    assert plain == {"object": str(objs / "redirect.o"), "program": "redirect_to"}
+    assert name(hook, ProgramRec("redirect_to", "f" * 16, sections=(SectionRec(".rodata", "0700000001"),))) is None

@@ -176,6 +176,8 @@ def test_an_address_reference_is_the_one_address_of_the_family_the_type_holds(tp
         ),
         ("ip6", {"address": "two"}, "two declares no IPv6 address"),
         ("count", {"address": "nk-a"}, "__u32 holds no IP address"),
+        ("label", {"address": "nk-a"}, "holds no IP address"),  # a char[N] is text
+        ("addr", {"ifindex": "nk-a"}, "__be32 is in network order; an ifindex is a number in host order"),
         ("mac", {"address": "nk-a"}, "holds no IP address"),
         ("ip4", {"address": "nowhere"}, "'nowhere' is not a device this spec declares"),
         ("count", {"ifindex": "nk-a", "address": "nk-a"}, "a reference is \\{ifindex: DEVICE\\}"),
@@ -237,7 +239,11 @@ def test_an_object_without_btf_is_a_clear_error(tmp_path: Path) -> None:
         ("count", 3, 3),
         ("small", -4, -4),
         ("on", True, True),
-        ("addr", "10.0.0.1", 0x0A000001),  # a __be32 comes back as the number, in network order
+        ("addr", "10.0.0.1", "10.0.0.1"),  # a __be32 comes back as an IPv4 literal
+        ("addr", 0x0A000002, "10.0.0.2"),
+        ("v6addr", "fd00::1", "fd00::1"),
+        ("v4addr", "10.0.0.3", "10.0.0.3"),
+        ("v4addr", {"s_addr": "10.0.0.4"}, "10.0.0.4"),
         ("nport", 8080, 8080),
         ("mac", "02:00:00:00:00:01", "02:00:00:00:00:01"),
         ("ip4", "10.1.2.3", "10.1.2.3"),

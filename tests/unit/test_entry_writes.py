@@ -18,15 +18,26 @@ from nkplan.kernel.bpf import syscall as S
 class FakeMap:
     def __init__(self, key_size: int, value_size: int, entries: dict[bytes, bytes]) -> None:
         self.key_size, self.value_size, self.entries = key_size, value_size, dict(entries)
+        self.type = 1  # hash: entries go in batches
+        self.batches = 0
+        self.refuse: bytes | None = None  # a key the (batch) write refuses with E2BIG
+
+    def batch(self, keys: list[bytes], values: list[bytes]) -> bool:
+        assert self.type in (1, 2, 9), "a map without batch operations was sent a batch"
+        self.batches += 1
+        for i, (k, v) in enumerate(zip(keys, values, strict=True)):
+            if k == self.refuse:
+                raise S.BatchError(7, i)
+            self.entries[k] = v
+        return True
 
 
 @pytest.fixture
 def fake_map(monkeypatch: pytest.MonkeyPatch) -> FakeMap:
     m = FakeMap(4, 4, {bytes.fromhex("0a000001"): bytes.fromhex("01000000")})
-    monkeypatch.setattr(
-        info, "map_info", lambda fd: info.MapInfo(0, 1, "allow", m.key_size, m.value_size, 16)
-    )
+    monkeypatch.setattr(info, "map_info", lambda fd: info.MapInfo(0, m.type, "allow", m.key_size, m.value_size, 16))
     monkeypatch.setattr(S, "map_update_raw", lambda fd, k, v: m.entries.__setitem__(k, v))
+    monkeypatch.setattr(S, "map_update_batch", lambda fd, keys, values: m.batch(keys, values))
     monkeypatch.setattr(S, "map_delete_raw", lambda fd, k: m.entries.pop(k, None))
     monkeypatch.setattr(S, "map_keys", lambda fd, size, limit: list(m.entries))
     return m
@@ -72,3 +83,23 @@ def test_a_rollback_deletes_the_declared_keys_that_were_absent(fake_map: FakeMap
         bytes.fromhex("0a000001"): bytes.fromhex("01000000"),
         bytes.fromhex("0a000009"): bytes.fromhex("09000000"),
     }
+
+
+def test_a_hash_map_takes_one_batch_and_an_lpm_trie_one_write_per_entry(fake_map: FakeMap) -> None:
+    two = MapEntriesRec("allow", (EntryRec("0a000002", "02000000"), EntryRec("0a000003", "03000000")))
+    values.write_entries(rec(two), {"allow": 3}, "p")
+    assert fake_map.batches == 1 and len(fake_map.entries) == 3
+    fake_map.type = 11  # LPM trie: the fake refuses a batch (an assertion), the writes go one by one
+    values.write_entries(
+        rec(MapEntriesRec("allow", (EntryRec("0a000004", "04000000"),) + two.entries)), {"allow": 3}, "p"
+    )
+    assert fake_map.batches == 1 and bytes.fromhex("0a000004") in fake_map.entries
+
+
+def test_a_batch_refused_midway_names_the_entry(fake_map: FakeMap) -> None:
+    fake_map.refuse = bytes.fromhex("0a000003")
+    entries = (EntryRec("0a000002", "02000000", "10.0.0.2"), EntryRec("0a000003", "03000000", "10.0.0.3"))
+    with pytest.raises(
+        KernelError, match=r"writing entry 10.0.0.3 of map allow \(after 1 of 2\): Argument list too long"
+    ):
+        values.write_entries(rec(MapEntriesRec("allow", entries)), {"allow": 3}, "p")

@@ -147,11 +147,20 @@ def map_update_raw(map_fd: int, key: bytes, value: bytes) -> None:
 ENOTSUPP = 524  # the kernel's internal "not supported", which bpf() hands out as is
 
 
+class BatchError(OSError):
+    """MAP_UPDATE_BATCH failed after the kernel wrote the first `written` entries."""
+
+    def __init__(self, err: int, written: int) -> None:
+        super().__init__(err, os.strerror(err))
+        self.written = written
+
+
 def map_update_batch(map_fd: int, keys: list[bytes], values: list[bytes]) -> bool:
-    """All entries in one MAP_UPDATE_BATCH (Linux >= 5.6: hash, LRU hash and array maps; the keys
-    and values each one contiguous buffer). False when the map has no batch operation (an LPM trie
-    has none), nothing written: the caller writes them one by one. An OSError after the kernel
-    wrote some of them leaves those written (an update of the same entries again is harmless)."""
+    """All entries in one MAP_UPDATE_BATCH (Linux >= 5.6, hash, LRU hash and array maps; the keys
+    and values each one contiguous buffer). False when the kernel refuses the command before
+    writing anything (an older kernel, a map type without batch operations): the caller writes
+    them one by one. BatchError when it fails after writing `written` of them (the entry at that
+    index is the one refused)."""
     if not keys:
         return True
     k, v = b"".join(keys), b"".join(values)
@@ -161,9 +170,12 @@ def map_update_batch(map_fd: int, keys: list[bytes], values: list[bytes]) -> boo
     try:
         bpf(C.BPF_MAP_UPDATE_BATCH, attr)
     except OSError as exc:
-        if exc.errno in (ENOTSUPP, errno.EOPNOTSUPP, errno.EINVAL) and attr.get_u32(32) == 0:
+        # the kernel writes `count` back only once it has begun; refused up front, it still
+        # holds what was asked (ENOTSUPP: the map type has no batch operation)
+        written = attr.get_u32(32)
+        if exc.errno in (ENOTSUPP, errno.EOPNOTSUPP, errno.EINVAL) and written in (0, len(keys)):
             return False
-        raise
+        raise BatchError(exc.errno or errno.EIO, written if written < len(keys) else 0) from None
     return True
 
 

@@ -18,6 +18,11 @@ from nkplan.kernel.bpf import syscall as S
 from nkplan.kernel.netlink.netns import netns_cookie
 from nkplan.spec.bpfvalues import fill_refs
 from nkplan.spec.globals import filled, instance_digest
+from nkplan.spec.mapentries import BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH
+
+# the map types whose entries go in one MAP_UPDATE_BATCH: hash, array, LRU hash (an LPM trie has
+# no batch operations)
+BATCH_MAP_TYPES = frozenset({BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LRU_HASH})
 
 
 def _number(ref: ValueRef) -> int:
@@ -79,8 +84,9 @@ def write_entries(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> Non
             if any(len(k) != 2 * mi.key_size for k in m.absent):
                 raise KernelError(f"{what}: map {m.name} has {mi.key_size}-byte keys; the plan's keys to delete do not")
             keys = {k for k, _v in pairs}
-            if len(pairs) < 2 or not S.map_update_batch(fd, [k for k, _v in pairs], [v for _k, v in pairs]):
-                for key, value in pairs:  # one at a time: a single entry, or a map without batch operations
+            batch = mi.type in BATCH_MAP_TYPES and len(pairs) > 1
+            if not batch or not S.map_update_batch(fd, [k for k, _v in pairs], [v for _k, v in pairs]):
+                for key, value in pairs:  # one at a time: a single entry, an LPM trie, an old kernel
                     S.map_update_raw(fd, key, value)
             for hexkey in m.absent:  # a rollback: keys the failed apply added go again
                 if bytes.fromhex(hexkey) not in keys:
@@ -89,6 +95,13 @@ def write_entries(rec: ProgramRec, map_fds: Mapping[str, int], what: str) -> Non
                 for key in S.map_keys(fd, mi.key_size, 1 << 20) or ():
                     if key not in keys:
                         S.map_delete_raw(fd, key)
+        except S.BatchError as exc:
+            e = m.entries[exc.written]
+            raise KernelError(
+                f"{what}: writing entry {e.key_text or '0x' + e.key} of map {m.name} (after {exc.written} of "
+                f"{len(m.entries)}): {exc.strerror}",
+                exc.errno,
+            ) from None
         except OSError as exc:
             raise KernelError(f"{what}: writing the entries of map {m.name}: {exc.strerror}", exc.errno) from None
 

@@ -1,6 +1,8 @@
 /* Globals of every kind spec/bpfvalues.py encodes (tests/unit/test_bpfvalues.py compiles it). */
 #include <linux/bpf.h>
 #include <linux/types.h>
+#include <linux/in.h>
+#include <linux/in6.h>
 #include <bpf/bpf_helpers.h>
 
 enum color { RED = 1, GREEN = 2, BLUE = 300 };
@@ -38,6 +40,8 @@ __u32 zeroed;
 union either either;
 struct bits bits;
 __u64 *pointer;
+struct in6_addr v6addr;
+struct in_addr v4addr;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
