@@ -155,21 +155,24 @@ def ip_teardown(prefix: str, pods: int) -> float:
     return time.perf_counter() - t0
 
 
-def tcx_floor(prefix: str, pods: int) -> float:
-    """The kernel's own cost of removing `pods` tcx links: count_pass loaded once, one link at the
-    tcx ingress of every host end the ip baseline made, then a minimal loop detaching and closing
-    them, timed (each removal waits for an RCU grace period)."""
+def tcx_floor(prefix: str, pods: int) -> tuple[float, float]:
+    """The kernel's own cost of adding and of removing `pods` tcx links: count_pass loaded once, one
+    link at the tcx ingress of every host end the ip baseline made, then a minimal loop detaching
+    and closing them; both loops timed (each attach to an empty hook and each removal waits for an
+    RCU grace period)."""
     from nkplan.kernel.bpf import hooks, libbpf, mprog
 
     obj = libbpf.load_program(str(ROOT / "bpf" / "build" / "count.o"), "count_pass")
     try:
         prog = obj.program_fd("count_pass")
+        t0 = time.perf_counter()
         links = [hooks.attach(hooks.HookRef("", f"{prefix}h{i}", "ingress"), prog) for i in range(pods)]
+        t_attach = time.perf_counter() - t0
         t0 = time.perf_counter()
         for fd in links:
             mprog.link_detach(fd)
             os.close(fd)
-        return time.perf_counter() - t0
+        return t_attach, time.perf_counter() - t0
     finally:
         obj.close()
 
@@ -197,10 +200,9 @@ def run_size(args: argparse.Namespace, pods: int, tmp: Path) -> dict[str, Row]:
     try:
         for label, verb in zip(STEPS, ("validate", "plan", "apply", "plan", "destroy"), strict=True):
             cmd = [*nkplan, verb, str(path)]
-            if args.profile:  # sample each command with py-spy, all threads (the times then include it)
-                out = Path(args.profile) / f"{pods}-{label.split()[0]}{'-noop' if 'no-op' in label else ''}.txt"
-                spy = Path(sys.executable).with_name("py-spy")
-                cmd[0:0] = [str(spy), "record", "-r", "250", "--format", "raw", "-o", str(out), "--"]
+            if args.profile:  # cProfile each command, main thread only (the times then include it)
+                out = Path(args.profile) / f"{pods}-{label.split()[0]}{'-noop' if 'no-op' in label else ''}.prof"
+                cmd[1:1] = ["-m", "cProfile", "-o", str(out.resolve())]
             if verb in ("apply", "destroy"):
                 cmd += ["--yes", "-q"]
             if label == "plan (no-op)":
@@ -220,7 +222,9 @@ def run_size(args: argparse.Namespace, pods: int, tmp: Path) -> dict[str, Row]:
         rows["ip create (host part)"] = ("ip -batch create (host part)", t_host, 0, 0, 0)
         rows["ip create"] = ("ip -batch create (total)", t_total, 0, 0, 0)
         if args.programs:
-            rows["tcx floor"] = (f"kernel: remove {pods} tcx links", tcx_floor(prefix, pods), 0, 0, 0)
+            t_attach, t_remove = tcx_floor(prefix, pods)
+            rows["tcx attach"] = (f"kernel: attach {pods} tcx links", t_attach, 0, 0, 0)
+            rows["tcx floor"] = (f"kernel: remove {pods} tcx links", t_remove, 0, 0, 0)
         rows["teardown"] = ("kernel teardown (netns del, wait)", ip_teardown(prefix, pods), 0, 0, 0)
     finally:
         subprocess.run([*nkplan, "destroy", "--stack", f"bench-{prefix}", "--yes", "-q"], capture_output=True)
@@ -273,7 +277,7 @@ def print_growth(results: dict[int, dict[str, Row]]) -> None:
     print("\ngrowth per doubling (target <= 2.1x): wall [user CPU]")
     head = "".join(f"{f'{a}->{b}':>18}" for a, b in itertools.pairwise(sizes))
     print(f"{'step':42}{head}")
-    for key in [*STEPS, "ip create", "tcx floor", "teardown"]:
+    for key in [*STEPS, "ip create", "tcx attach", "tcx floor", "teardown"]:
         if not all(key in results[n] for n in sizes):
             continue
         cells = ""
@@ -296,8 +300,8 @@ def main() -> int:
     ap.add_argument("--sysctls", action="store_true", help="also declare one sysctl on every device end")
     ap.add_argument("--compare", metavar="TREE", help="also run validate and both plans from TREE's nkplan package "
                     "(PYTHONPATH=TREE), alternating with this tree's, and print the medians")  # fmt: skip
-    ap.add_argument("--profile", metavar="DIR", help="sample each nkplan command with py-spy (pip install py-spy): "
-                    "collapsed stacks into DIR")  # fmt: skip
+    ap.add_argument("--profile", metavar="DIR", help="profile each nkplan command with cProfile (main thread): "
+                    "DIR/PODS-STEP.prof, read with pstats")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3, help="alternations for --compare (default 3)")
     ap.add_argument(
         "--values", action="store_true",

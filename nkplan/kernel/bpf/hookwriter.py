@@ -338,17 +338,19 @@ class _HookWriter:
             for stack in self.stacks:
                 if stack != self.owner:  # adopted from another stack: its directory is empty now
                     bpffs.remove_tree(hook_dir(stack, r.namespace, r.device, r.hook))
-            self.mark()
+            # the links pinned in the owner's directory now: those that stayed and the new ones
+            # (every other pin of the hook was removed above), known without reading them back
+            self.mark({live[name].link_id for name in stay} | {a.link_id for a in attach})
 
-    def mark(self) -> None:
+    def mark(self, ours: set[int]) -> None:
         """The hook's marker (hookmarks.py): the digest of the programs as applied, and the
-        programs others have attached there now (acknowledged: drift is what changes after)."""
+        programs others have attached there now (acknowledged: drift is what changes after);
+        `ours`: the link ids of nkplan's links at the hook."""
         r = self.ref
         directory = hook_dir(self.owner, r.namespace, r.device, r.hook)
         if self.applied is None:  # a record without one (an older saved plan): no drift to tell
             hookmarks.remove(directory)
             return
-        ours = {p.link.id for p in pinned_links(self.owner, r.namespace, r.device, r.hook)}
         foreign = []
         for e in hooks.query(r).entries:
             if e.link_id not in ours:
