@@ -327,9 +327,7 @@ class LinuxKernel(Writers):
         orphans.remove(rec)
 
     # BPF programs -----------------------------------------------------------------------------
-    def set_programs(
-        self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
-    ) -> None:
+    def set_programs(self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None) -> None:
         from nkplan.kernel.bpf import hookwriter  # libbpf and the writer: not needed to plan
 
         with ExitStack() as own:

@@ -234,9 +234,7 @@ class Kernel(Protocol):
         ...
 
     # BPF programs -----------------------------------------------------------------------------
-    def set_programs(
-        self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
-    ) -> None:
+    def set_programs(self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None) -> None:
         """Make the hook run exactly after.programs (nkplan's own, in that order; programs others
         attached stay where they are): attach new ones at their position (anchored to a
         neighbour, with expected_revision from a fresh query, so a concurrent change is detected),
@@ -249,7 +247,6 @@ class Kernel(Protocol):
     def bpf_problems(self) -> list[str]:
         """Why BPF programs cannot be managed here (no bpffs, no CAP_BPF, no libbpf, no tcx), or []."""
         ...
-
 
 
 def typed_writers(kernel: Kernel) -> dict[str, Writer]:

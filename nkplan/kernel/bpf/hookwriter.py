@@ -544,7 +544,6 @@ class _HookWriter:
         elif has_maps and not rec.pin_maps:
             bpffs.remove_tree(final.maps_dir)
 
-
     def swap(self, o: _Owned, rec: ProgramRec, new: _Prog, final: LinkPin) -> None:
         """Update in place: the new instance's maps pinned (at the new digest's name), then
         LINK_UPDATE, then the pin renamed to the new digest. A failure after the swap swaps the
