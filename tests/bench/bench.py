@@ -155,24 +155,51 @@ def ip_teardown(prefix: str, pods: int) -> float:
     return time.perf_counter() - t0
 
 
-def tcx_floor(prefix: str, pods: int) -> tuple[float, float]:
+def tcx_floor(prefix: str, pods: int, unpins: bool = False) -> dict[str, float]:
     """The kernel's own cost of adding and of removing `pods` tcx links: count_pass loaded once, one
     link at the tcx ingress of every host end the ip baseline made, then a minimal loop detaching
     and closing them; both loops timed (each attach to an empty hook and each removal waits for an
-    RCU grace period)."""
-    from nkplan.kernel.bpf import hooks, libbpf, mprog
+    RCU grace period). With `unpins`, two more rounds where every link is pinned first (in a bpffs
+    directory of the benchmark's own) and each removal also unlinks its pin, after the detach as
+    nkplan does, and before it: what work that queues RCU callbacks between grace periods costs."""
+    from nkplan.kernel.bpf import bpffs, hooks, libbpf, mprog
+
+    def attach_all() -> list[int]:
+        return [hooks.attach(hooks.HookRef("", f"{prefix}h{i}", "ingress"), prog) for i in range(pods)]
 
     obj = libbpf.load_program(str(ROOT / "bpf" / "build" / "count.o"), "count_pass")
+    out: dict[str, float] = {}
     try:
         prog = obj.program_fd("count_pass")
         t0 = time.perf_counter()
-        links = [hooks.attach(hooks.HookRef("", f"{prefix}h{i}", "ingress"), prog) for i in range(pods)]
-        t_attach = time.perf_counter() - t0
+        links = attach_all()
+        out["tcx attach"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for fd in links:
             mprog.link_detach(fd)
             os.close(fd)
-        return t_attach, time.perf_counter() - t0
+        out["tcx floor"] = time.perf_counter() - t0
+        if not unpins:
+            return out
+        directory = f"/sys/fs/bpf/nkbench-{prefix}"
+        try:
+            for label, unpin_first in (("tcx unpin after", False), ("tcx unpin before", True)):
+                links = attach_all()
+                paths = [f"{directory}/l{i}" for i in range(pods)]
+                for fd, path in zip(links, paths, strict=True):
+                    bpffs.pin(fd, path)
+                t0 = time.perf_counter()
+                for fd, path in zip(links, paths, strict=True):
+                    if unpin_first:
+                        os.unlink(path)
+                    mprog.link_detach(fd)
+                    if not unpin_first:
+                        os.unlink(path)
+                    os.close(fd)
+                out[label] = time.perf_counter() - t0
+        finally:
+            bpffs.remove_tree(directory, root="/sys/fs/bpf")
+        return out
     finally:
         obj.close()
 
@@ -222,9 +249,15 @@ def run_size(args: argparse.Namespace, pods: int, tmp: Path) -> dict[str, Row]:
         rows["ip create (host part)"] = ("ip -batch create (host part)", t_host, 0, 0, 0)
         rows["ip create"] = ("ip -batch create (total)", t_total, 0, 0, 0)
         if args.programs:
-            t_attach, t_remove = tcx_floor(prefix, pods)
-            rows["tcx attach"] = (f"kernel: attach {pods} tcx links", t_attach, 0, 0, 0)
-            rows["tcx floor"] = (f"kernel: remove {pods} tcx links", t_remove, 0, 0, 0)
+            floors = tcx_floor(prefix, pods, args.unpins)
+            words = {
+                "tcx attach": f"kernel: attach {pods} tcx links",
+                "tcx floor": f"kernel: remove {pods} tcx links",
+                "tcx unpin after": "  ... detach, then unlink its pin",
+                "tcx unpin before": "  ... unlink its pin, then detach",
+            }
+            for key, took in floors.items():
+                rows[key] = (words[key], took, 0, 0, 0)
         rows["teardown"] = ("kernel teardown (netns del, wait)", ip_teardown(prefix, pods), 0, 0, 0)
     finally:
         subprocess.run([*nkplan, "destroy", "--stack", f"bench-{prefix}", "--yes", "-q"], capture_output=True)
@@ -302,6 +335,8 @@ def main() -> int:
                     "(PYTHONPATH=TREE), alternating with this tree's, and print the medians")  # fmt: skip
     ap.add_argument("--profile", metavar="DIR", help="profile each nkplan command with cProfile (main thread): "
                     "DIR/PODS-STEP.prof, read with pstats")  # fmt: skip
+    ap.add_argument("--unpins", action="store_true", help="with --programs, also time removing pinned tcx links, "
+                    "unlinking each pin after and before its detach")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3, help="alternations for --compare (default 3)")
     ap.add_argument(
         "--values", action="store_true",
