@@ -19,7 +19,8 @@ machine: compare the CPU column).
 Kernel baselines: `ip -batch` creating the same objects (one batch for the host namespace plus one
 `ip -n POD -batch` per pod, since batch mode cannot switch namespaces per line); the kernel's
 teardown (`ip -batch netns del`, then waiting until every host end is gone); with --programs, a
-minimal loop detaching N tcx links.
+minimal loop attaching N tcx links and one detaching them (with --unpins also: pinned, each pin
+unlinked after or before its detach).
 
 Targets (issue 15; host, veth): at N = 1000 no-op plan and plan from empty <= 0.5 s, apply <= 0.7x
 `ip -batch`, destroy <= 2x the kernel teardown; every command grows <= 2.1x per doubling up to

@@ -124,7 +124,8 @@ class _Hopper:
         self.jobs: queue.SimpleQueue[_Job[object]] = queue.SimpleQueue()
         self.alive = True
         self.home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        threading.Thread(target=self._serve, name="nkplan-netns-hop", daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, name="nkplan-netns-hop", daemon=True)
+        self.thread.start()
 
     def _serve(self) -> None:
         while True:
@@ -144,12 +145,27 @@ _hop_lock = threading.Lock()  # one hop at a time through the one worker
 _hopper: _Hopper | None = None
 
 
+def _forget_hopper() -> None:
+    global _hop_lock, _hopper
+    _hop_lock, _hopper = threading.Lock(), None  # a forked child has no worker thread
+
+
+os.register_at_fork(after_in_child=_forget_hopper)
+
+
 def in_namespace(fd: int | None, fn: Callable[[], T]) -> T:
     """Run fn inside the namespace behind fd (None: the caller's own, no thread needed), in the
-    long-lived hop worker. fn must not hop itself (it would wait for the worker it runs in)."""
+    long-lived hop worker (a hop from inside a hop: in a thread of its own)."""
     global _hopper
     if fd is None:
         return fn()
+    if _hopper is not None and threading.current_thread() is _hopper.thread:
+
+        def nested() -> T:
+            setns(fd)
+            return fn()
+
+        return run_in_thread(nested)
     job: _Job[T] = _Job(fd, fn)
     with _hop_lock:
         if _hopper is None or not _hopper.alive:
