@@ -335,6 +335,14 @@ class LinuxKernel(Writers):
                 session = own.enter_context(ApplySession())
             hookwriter.set_programs(before, after, session.part("bpf.retired", hookwriter.Retired))
 
+    def delete_programs(self, befores: Sequence[HookRec], session: ApplySession | None = None) -> None:
+        from nkplan.kernel.bpf import hookwriter
+
+        with ExitStack() as own:
+            if session is None:
+                session = own.enter_context(ApplySession())
+            hookwriter.remove_programs(befores, session.part("bpf.retired", hookwriter.Retired))
+
 
 def _ends(links_: Sequence[LinkRec]) -> list[tuple[str, str]]:
     return [(e.namespace, e.name) for link in links_ for e in link.ends]
