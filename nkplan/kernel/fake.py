@@ -372,6 +372,14 @@ class FakeKernel(Writers):
             placed = with_live_devices(after, self.state)
             self.state.hooks[key] = dataclasses.replace(placed, foreign=self._foreign_at(key))
 
+    def delete_programs(self, befores: Sequence[HookRec], session: ApplySession | None = None) -> None:
+        for rec in befores:  # all or nothing: every refusal before any change
+            self._enter("set_programs", rec)
+            if (rec.namespace, rec.device) not in self.state.devices:
+                raise KernelError(f"detaching programs at {rec.hook} of {rec.device!r}: no such device")
+        for rec in befores:
+            self.state.hooks.pop((rec.namespace, rec.device, rec.hook), None)
+
     def _foreign_at(self, key: tuple[str, str, str]) -> tuple[str, ...]:
         found = [(f.prog_id, f.name) for f in self.state.foreign_programs if (f.namespace, f.device, f.hook) == key]
         return tuple(f"{name} (id {pid})" for pid, name in sorted(found))

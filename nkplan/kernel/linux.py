@@ -327,15 +327,21 @@ class LinuxKernel(Writers):
         orphans.remove(rec)
 
     # BPF programs -----------------------------------------------------------------------------
-    def set_programs(
-        self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
-    ) -> None:
+    def set_programs(self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None) -> None:
         from nkplan.kernel.bpf import hookwriter  # libbpf and the writer: not needed to plan
 
         with ExitStack() as own:
             if session is None:  # a change of its own: nothing to roll back to afterwards
                 session = own.enter_context(ApplySession())
             hookwriter.set_programs(before, after, session.part("bpf.retired", hookwriter.Retired))
+
+    def delete_programs(self, befores: Sequence[HookRec], session: ApplySession | None = None) -> None:
+        from nkplan.kernel.bpf import hookwriter
+
+        with ExitStack() as own:
+            if session is None:
+                session = own.enter_context(ApplySession())
+            hookwriter.remove_programs(befores, session.part("bpf.retired", hookwriter.Retired))
 
 
 def _ends(links_: Sequence[LinkRec]) -> list[tuple[str, str]]:

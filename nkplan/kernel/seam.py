@@ -70,7 +70,7 @@ class Writer:
     update: Callable[[Any, Any, ApplySession | None], None]
     delete: Callable[[Any, ApplySession | None], None]
     # several deletes as one kernel operation (all or nothing); None: one by one
-    delete_many: Callable[[Sequence[Any]], None] | None = None
+    delete_many: Callable[[Sequence[Any], ApplySession | None], None] | None = None
 
 
 class Writers:
@@ -107,7 +107,7 @@ class Writers:
             for rec in recs:
                 writer.delete(rec, session)
         else:
-            writer.delete_many(recs)
+            writer.delete_many(recs, session)
 
 
 class Kernel(Protocol):
@@ -234,9 +234,7 @@ class Kernel(Protocol):
         ...
 
     # BPF programs -----------------------------------------------------------------------------
-    def set_programs(
-        self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None
-    ) -> None:
+    def set_programs(self, before: HookRec | None, after: HookRec | None, session: ApplySession | None = None) -> None:
         """Make the hook run exactly after.programs (nkplan's own, in that order; programs others
         attached stay where they are): attach new ones at their position (anchored to a
         neighbour, with expected_revision from a fresh query, so a concurrent change is detected),
@@ -246,10 +244,14 @@ class Kernel(Protocol):
         and removes the pins."""
         ...
 
+    def delete_programs(self, befores: Sequence[HookRec], session: ApplySession | None = None) -> None:
+        """set_programs(before, None) for several hooks as one operation: nkplan's programs taken off
+        all of them, their pins removed. All or nothing: if it fails, every hook is as it was."""
+        ...
+
     def bpf_problems(self) -> list[str]:
         """Why BPF programs cannot be managed here (no bpffs, no CAP_BPF, no libbpf, no tcx), or []."""
         ...
-
 
 
 def typed_writers(kernel: Kernel) -> dict[str, Writer]:
@@ -265,7 +267,7 @@ def typed_writers(kernel: Kernel) -> dict[str, Writer]:
             create=lambda r, s: kernel.create_link(r),
             update=lambda b, a, s: kernel.update_link(b, a),
             delete=lambda r, s: kernel.delete_link(r),
-            delete_many=kernel.delete_links,
+            delete_many=lambda rs, s: kernel.delete_links(rs),
         ),
         "route": Writer(
             create=lambda r, s: kernel.add_route(r),
@@ -301,5 +303,6 @@ def typed_writers(kernel: Kernel) -> dict[str, Writer]:
             create=lambda r, s: kernel.set_programs(None, r, s),
             update=kernel.set_programs,
             delete=lambda r, s: kernel.set_programs(r, None, s),
+            delete_many=kernel.delete_programs,
         ),
     }

@@ -19,7 +19,8 @@ machine: compare the CPU column).
 Kernel baselines: `ip -batch` creating the same objects (one batch for the host namespace plus one
 `ip -n POD -batch` per pod, since batch mode cannot switch namespaces per line); the kernel's
 teardown (`ip -batch netns del`, then waiting until every host end is gone); with --programs, a
-minimal loop detaching N tcx links.
+minimal loop attaching N tcx links and one detaching them (with --unpins also: pinned, each pin
+unlinked after or before its detach).
 
 Targets (issue 15; host, veth): at N = 1000 no-op plan and plan from empty <= 0.5 s, apply <= 0.7x
 `ip -batch`, destroy <= 2x the kernel teardown; every command grows <= 2.1x per doubling up to
@@ -166,21 +167,51 @@ def ip_teardown(prefix: str, pods: int) -> float:
     return time.perf_counter() - t0
 
 
-def tcx_floor(prefix: str, pods: int) -> float:
-    """The kernel's own cost of removing `pods` tcx links: count_pass loaded once, one link at the
-    tcx ingress of every host end the ip baseline made, then a minimal loop detaching and closing
-    them, timed (each removal waits for an RCU grace period)."""
-    from nkplan.kernel.bpf import hooks, libbpf, mprog
+def tcx_floor(prefix: str, pods: int, unpins: bool = False) -> dict[str, float]:
+    """The kernel's own cost of adding and of removing `pods` tcx links: count_pass loaded once, one
+    link at the tcx ingress of every host end the ip baseline made, then a minimal loop detaching
+    and closing them; both loops timed (each attach to an empty hook and each removal waits for an
+    RCU grace period). With `unpins`, two more rounds where every link is pinned first (in a bpffs
+    directory of the benchmark's own) and each removal also unlinks its pin, after the detach as
+    nkplan does, and before it: what work that queues RCU callbacks between grace periods costs."""
+    from nkplan.kernel.bpf import bpffs, hooks, libbpf, mprog
+
+    def attach_all() -> list[int]:
+        return [hooks.attach(hooks.HookRef("", f"{prefix}h{i}", "ingress"), prog) for i in range(pods)]
 
     obj = libbpf.load_program(str(ROOT / "bpf" / "build" / "count.o"), "count_pass")
+    out: dict[str, float] = {}
     try:
         prog = obj.program_fd("count_pass")
-        links = [hooks.attach(hooks.HookRef("", f"{prefix}h{i}", "ingress"), prog) for i in range(pods)]
+        t0 = time.perf_counter()
+        links = attach_all()
+        out["tcx attach"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for fd in links:
             mprog.link_detach(fd)
             os.close(fd)
-        return time.perf_counter() - t0
+        out["tcx floor"] = time.perf_counter() - t0
+        if not unpins:
+            return out
+        directory = f"/sys/fs/bpf/nkbench-{prefix}"
+        try:
+            for label, unpin_first in (("tcx unpin after", False), ("tcx unpin before", True)):
+                links = attach_all()
+                paths = [f"{directory}/l{i}" for i in range(pods)]
+                for fd, path in zip(links, paths, strict=True):
+                    bpffs.pin(fd, path)
+                t0 = time.perf_counter()
+                for fd, path in zip(links, paths, strict=True):
+                    if unpin_first:
+                        os.unlink(path)
+                    mprog.link_detach(fd)
+                    if not unpin_first:
+                        os.unlink(path)
+                    os.close(fd)
+                out[label] = time.perf_counter() - t0
+        finally:
+            bpffs.remove_tree(directory, root="/sys/fs/bpf")
+        return out
     finally:
         obj.close()
 
@@ -208,10 +239,9 @@ def run_size(args: argparse.Namespace, pods: int, tmp: Path) -> dict[str, Row]:
     try:
         for label, verb in zip(STEPS, ("validate", "plan", "apply", "plan", "destroy"), strict=True):
             cmd = [*nkplan, verb, str(path)]
-            if args.profile:  # sample each command with py-spy, all threads (the times then include it)
-                out = Path(args.profile) / f"{pods}-{label.split()[0]}{'-noop' if 'no-op' in label else ''}.txt"
-                spy = Path(sys.executable).with_name("py-spy")
-                cmd[0:0] = [str(spy), "record", "-r", "250", "--format", "raw", "-o", str(out), "--"]
+            if args.profile:  # cProfile each command, main thread only (the times then include it)
+                out = Path(args.profile) / f"{pods}-{label.split()[0]}{'-noop' if 'no-op' in label else ''}.prof"
+                cmd[1:1] = ["-m", "cProfile", "-o", str(out.resolve())]
             if verb in ("apply", "destroy"):
                 cmd += ["--yes", "-q"]
             if label == "plan (no-op)":
@@ -231,7 +261,15 @@ def run_size(args: argparse.Namespace, pods: int, tmp: Path) -> dict[str, Row]:
         rows["ip create (host part)"] = ("ip -batch create (host part)", t_host, 0, 0, 0)
         rows["ip create"] = ("ip -batch create (total)", t_total, 0, 0, 0)
         if args.programs:
-            rows["tcx floor"] = (f"kernel: remove {pods} tcx links", tcx_floor(prefix, pods), 0, 0, 0)
+            floors = tcx_floor(prefix, pods, args.unpins)
+            words = {
+                "tcx attach": f"kernel: attach {pods} tcx links",
+                "tcx floor": f"kernel: remove {pods} tcx links",
+                "tcx unpin after": "  ... detach, then unlink its pin",
+                "tcx unpin before": "  ... unlink its pin, then detach",
+            }
+            for key, took in floors.items():
+                rows[key] = (words[key], took, 0, 0, 0)
         rows["teardown"] = ("kernel teardown (netns del, wait)", ip_teardown(prefix, pods), 0, 0, 0)
     finally:
         subprocess.run([*nkplan, "destroy", "--stack", f"bench-{prefix}", "--yes", "-q"], capture_output=True)
@@ -284,7 +322,7 @@ def print_growth(results: dict[int, dict[str, Row]]) -> None:
     print("\ngrowth per doubling (target <= 2.1x): wall [user CPU]")
     head = "".join(f"{f'{a}->{b}':>18}" for a, b in itertools.pairwise(sizes))
     print(f"{'step':42}{head}")
-    for key in [*STEPS, "ip create", "tcx floor", "teardown"]:
+    for key in [*STEPS, "ip create", "tcx attach", "tcx floor", "teardown"]:
         if not all(key in results[n] for n in sizes):
             continue
         cells = ""
@@ -307,8 +345,10 @@ def main() -> int:
     ap.add_argument("--sysctls", action="store_true", help="also declare one sysctl on every device end")
     ap.add_argument("--compare", metavar="TREE", help="also run validate and both plans from TREE's nkplan package "
                     "(PYTHONPATH=TREE), alternating with this tree's, and print the medians")  # fmt: skip
-    ap.add_argument("--profile", metavar="DIR", help="sample each nkplan command with py-spy (pip install py-spy): "
-                    "collapsed stacks into DIR")  # fmt: skip
+    ap.add_argument("--profile", metavar="DIR", help="profile each nkplan command with cProfile (main thread): "
+                    "DIR/PODS-STEP.prof, read with pstats")  # fmt: skip
+    ap.add_argument("--unpins", action="store_true", help="with --programs, also time removing pinned tcx links, "
+                    "unlinking each pin after and before its detach")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3, help="alternations for --compare (default 3)")
     ap.add_argument(
         "--values", action="store_true",

@@ -90,3 +90,34 @@ def test_delete_missing_namespace_is_refused_in_words(kernel: LinuxKernel, ns: N
 def test_invalid_namespace_name(kernel: LinuxKernel, ns: Names) -> None:
     with pytest.raises(KernelError, match="not a valid namespace name"):
         kernel.create_namespace(f"{ns('a')}/x", ns.stack)
+
+
+def test_a_hop_runs_inside_the_namespace_and_the_worker_goes_back_home(kernel: LinuxKernel, ns: Names) -> None:
+    """netns.in_namespace: the job sees the namespace it hops into; the long-lived worker is back
+    in the process's own namespace before the caller goes on (so it never holds a namespace the
+    caller deletes next); errors reach the caller; a hop from inside a hop works."""
+    from nkplan.kernel.netlink import netns
+
+    name = ns("a")
+    kernel.create_namespace(name, ns.stack)
+    home = os.stat("/proc/self/ns/net").st_ino
+    fd = netns.open_ns(name)
+    try:
+        inside = netns.in_namespace(fd, lambda: os.stat("/proc/thread-self/ns/net").st_ino)
+        assert inside == os.fstat(fd).st_ino != home
+        hopper = netns._hopper
+        assert hopper is not None and hopper.thread.native_id is not None
+        assert os.stat(f"/proc/self/task/{hopper.thread.native_id}/ns/net").st_ino == home
+
+        def fails() -> None:
+            raise ValueError("inside")
+
+        with pytest.raises(ValueError, match="inside"):
+            netns.in_namespace(fd, fails)
+        assert os.stat(f"/proc/self/task/{hopper.thread.native_id}/ns/net").st_ino == home
+        nested = netns.in_namespace(fd, lambda: netns.in_namespace(fd, lambda: "again"))
+        assert nested == "again"
+    finally:
+        os.close(fd)
+    kernel.delete_namespace(name)
+    assert name not in observe.netns_names()

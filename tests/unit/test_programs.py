@@ -15,9 +15,10 @@ from nkplan.core.plan import Plan
 from nkplan.core.records import ForeignProgram, HookRec, MapDef, ProgramRec
 from nkplan.core.resources.hook import describe_programs
 from nkplan.documents.text import render_plan
-from nkplan.errors import SpecError
+from nkplan.errors import KernelError, SpecError
 from nkplan.kernel.fake import FakeKernel
-from nkplan.run.workflow import apply_and_verify, plan_for
+from nkplan.run.applier import ApplyFailed, _batches
+from nkplan.run.workflow import apply_and_verify, empty_spec, plan_for
 
 BUILD = Path(__file__).resolve().parents[2] / "bpf" / "build"
 
@@ -228,3 +229,28 @@ def test_object_paths_stay_inside_the_spec_or_working_directory(
     monkeypatch.chdir(elsewhere.parent)  # the working directory's tree is allowed too
     monkeypatch.delenv("NKPLAN_ALLOW_PATHS")
     spec_with(objs, f"    programs:\n      primary: [{{object: {elsewhere / 'count.o'}, program: count_pass}}]\n")
+
+
+def test_a_destroy_deletes_its_hooks_as_one_batch_all_or_nothing(objs: Path) -> None:
+    """Consecutive hook deletes reach the kernel as one delete_many (the real kernel then detaches
+    every program before it removes any pin); a refusal at any hook leaves every hook in place."""
+    refusing = False
+
+    def refuse_peer(op: str, obj: object) -> Exception | None:  # the second hook of the batch
+        if refusing and op == "set_programs" and isinstance(obj, HookRec) and obj.hook == "peer":
+            return KernelError("refused")
+        return None
+
+    kernel = FakeKernel(fail=refuse_peer)
+    converge(kernel, spec_with(objs, f"    programs:\n      primary: [{COUNT}]\n      peer: [{POLICY}]\n"))
+    empty = empty_spec("t")
+    plan = plan_for(kernel, empty).plan
+    hooks = [[op.address for op in b] for b in _batches(plan.operations) if b[0].type == "hook"]
+    assert hooks == [["hook[nk1 primary]", "hook[nk1 peer]"]]
+    refusing = True
+    with pytest.raises(ApplyFailed):
+        apply_and_verify(kernel, empty, plan, sleep=lambda s: None)
+    assert set(kernel.state.hooks) == {("", "nk1", "primary"), ("", "nk1", "peer")}
+    refusing = False
+    converge(kernel, empty)
+    assert not kernel.state.hooks and not kernel.state.links

@@ -4,7 +4,7 @@ ingress/egress on any end), nkplan's own, in run order."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from nkplan.core.hostns import document_ns, qualified
@@ -95,6 +95,11 @@ class HookType(ResourceType[HookRec]):
         ]
         words += [w for p in now.programs if p.program in was for w in values.entries_changed(p, was[p.program])]
         return "; ".join(words) + " (now → as applied)" if words else None
+
+    def batch_key(self, rec: HookRec) -> Hashable | None:
+        """Consecutive hook deletes (a destroy's) go to the kernel together, which detaches every
+        program before it removes any pin (kernel/bpf/hookwriter.py remove_programs)."""
+        return "hooks"
 
     def needs(self, rec: HookRec) -> Iterable[Need]:
         for token in in_namespace(rec.namespace):

@@ -265,20 +265,51 @@ class _HookWriter:
         found.sort(key=lambda t: t[0])
         return [o for _, o in found], drop
 
-    def run(self, wanted: Sequence[ProgramRec]) -> None:
+    def remove_leftovers(self) -> None:
+        """The temporary pins a crashed run left behind, and maps pinned for a link that was never
+        renamed into place."""
         r = self.ref
-        wanted = [values.settle(rec) for rec in wanted]  # device references: the ifindexes of now
-        for stack in self.stacks:  # temporary pins a crashed run left behind
+        for stack in self.stacks:
             directory = hook_dir(stack, r.namespace, r.device, r.hook)
             if os.path.isdir(directory):
                 names = sorted(os.listdir(directory))
                 for name in names:
                     if name.endswith(TEMP_SUFFIX):
                         hooks.remove_pinned_link(posixpath.join(directory, name), what=self.what(name))
-                # ... and maps pinned for a link that was never renamed into place
                 for name in names:
                     if name.endswith(MAPS_SUFFIX) and name.removesuffix(MAPS_SUFFIX) not in names:
                         bpffs.remove_tree(posixpath.join(directory, name))
+
+    def to_detach(self) -> list[_Owned]:
+        """run([]) in three parts for remove_programs; this one reads: the links nkplan owns at
+        the hook, their programs kept (Retired) for a rollback. Then detach(), then remove_pins()."""
+        self.remove_leftovers()
+        try:
+            state = hooks.query(self.ref)
+        except KernelError as exc:
+            if exc.errno in (errno.ENODEV, errno.ENOENT):
+                return []  # the device (or its namespace) is gone: only pins remain
+            raise
+        owned, drop = self.owned(state)
+        for p in drop:  # defunct links (detached out of band) or duplicates: only the pin goes
+            bpffs.unpin(p.pin.path)
+        for o in owned:
+            self.retired.retire(self.ref, o.pin.program, o.pin.digest, o.prog_id)
+        return owned
+
+    def detach(self, owned: Sequence[_Owned]) -> None:
+        for o in owned:  # a link detached meanwhile by someone else is no error (hooks.detach)
+            hooks.detach(o.fd, what=self.what(o.pin.program))
+
+    def remove_pins(self, gone: Sequence[_Owned]) -> None:
+        for o in gone:
+            bpffs.unpin(o.pin.path)
+        self.remove_hook_dirs()
+
+    def run(self, wanted: Sequence[ProgramRec]) -> None:
+        r = self.ref
+        wanted = [values.settle(rec) for rec in wanted]  # device references: the ifindexes of now
+        self.remove_leftovers()
         try:
             state = hooks.query(r)
         except KernelError as exc:
@@ -338,17 +369,19 @@ class _HookWriter:
             for stack in self.stacks:
                 if stack != self.owner:  # adopted from another stack: its directory is empty now
                     bpffs.remove_tree(hook_dir(stack, r.namespace, r.device, r.hook))
-            self.mark()
+            # the links pinned in the owner's directory now: those that stayed and the new ones
+            # (every other pin of the hook was removed above), known without reading them back
+            self.mark({live[name].link_id for name in stay} | {a.link_id for a in attach})
 
-    def mark(self) -> None:
+    def mark(self, ours: set[int]) -> None:
         """The hook's marker (hookmarks.py): the digest of the programs as applied, and the
-        programs others have attached there now (acknowledged: drift is what changes after)."""
+        programs others have attached there now (acknowledged: drift is what changes after);
+        `ours`: the link ids of nkplan's links at the hook."""
         r = self.ref
         directory = hook_dir(self.owner, r.namespace, r.device, r.hook)
         if self.applied is None:  # a record without one (an older saved plan): no drift to tell
             hookmarks.remove(directory)
             return
-        ours = {p.link.id for p in pinned_links(self.owner, r.namespace, r.device, r.hook)}
         foreign = []
         for e in hooks.query(r).entries:
             if e.link_id not in ours:
@@ -542,7 +575,6 @@ class _HookWriter:
         elif has_maps and not rec.pin_maps:
             bpffs.remove_tree(final.maps_dir)
 
-
     def swap(self, o: _Owned, rec: ProgramRec, new: _Prog, final: LinkPin) -> None:
         """Update in place: the new instance's maps pinned (at the new digest's name), then
         LINK_UPDATE, then the pin renamed to the new digest. A failure after the swap swaps the
@@ -621,3 +653,58 @@ def set_programs(before: HookRec | None, after: HookRec | None, retired: Retired
             writer.was_shared = {p.program: p.shared for p in before.programs if p.shared}
         writer.applied = after.applied if after is not None else None
         writer.run(wanted)
+
+
+_CHUNK = 256  # hooks read before their programs are detached, at most
+
+
+def remove_programs(befores: Sequence[HookRec], retired: Retired) -> None:
+    """seam.Kernel.delete_programs: set_programs(before, None) for every hook, ordered for the
+    kernel's sake: every hook read first, then every program detached, back to back, and only
+    then the pins and directories removed. Each detach waits for an RCU grace period (under
+    rtnl); work that queues RCU callbacks in between (removing a pin: bpffs frees the inode after
+    a grace period; closing the socket a device lookup opens) made the next detach wait for more,
+    +45% per hook (tests/bench/bench.py --unpins). All or nothing, as one hook's delete is with the
+    applier's undo: if anything fails, each hook touched is put back as it was, from the
+    programs this process detached (set_programs with its record converges from what it finds)."""
+    touched: list[HookRec] = []
+    try:
+        # in chunks: the links' fds stay open from reading to detaching, and the open-files limit
+        # is often 1024 (the programs kept for the rollback need one each already)
+        for start in range(0, len(befores), _CHUNK):
+            with ExitStack() as cleanup:
+                done: list[tuple[_HookWriter, list[_Owned]]] = []
+                for before in befores[start : start + _CHUNK]:
+                    if not before.owner:
+                        raise InternalError(f"deleting the programs at {before.hook} of {before.device}: no owner")
+                    ref = HookRef(before.namespace, before.device, before.hook)
+                    writer = _HookWriter(ref, before.owner, [before.owner], cleanup, retired)
+                    touched.append(before)
+                    done.append((writer, writer.to_detach()))
+                for writer, gone in done:
+                    writer.detach(gone)
+                for writer, gone in done:
+                    writer.remove_pins(gone)
+    except KernelError as exc:
+        refused = _put_back(touched, retired)
+        if not refused:
+            raise
+        raise KernelError(
+            f"{exc}\nputting back the programs at {refused[0]} was refused too: it stays behind without them; "
+            "run `nkplan plan` to see it",
+            exc.errno,
+        ) from None
+    except BaseException:
+        _put_back(touched, retired)
+        raise
+
+
+def _put_back(touched: Sequence[HookRec], retired: Retired) -> list[str]:
+    """remove_programs failed: each hook it touched as it was (in reverse); the refusals, in words."""
+    refused = []
+    for before in reversed(touched):
+        try:
+            set_programs(None, before, retired)
+        except KernelError as exc:
+            refused.append(f"{HookRef(before.namespace, before.device, before.hook).words()}: {exc}")
+    return refused

@@ -2,20 +2,23 @@
 /run/netns/NAME), and the thread trick nkplan uses to work inside one.
 
 setns(2) and unshare(2) on CLONE_NEWNET change only the calling thread, and a socket keeps the
-namespace it was created in. So every hop into another namespace happens in a short-lived worker
-thread: it enters the namespace, opens what it needs, and dies. The caller's thread never leaves
-its own namespace, so a failure halfway can never leave nkplan working in the wrong place.
-No subprocess, no pyroute2 NetNS helper."""
+namespace it was created in. So every hop into another namespace happens in a worker thread: it
+enters the namespace, does or opens what it needs there, and leaves. The caller's thread never
+leaves its own namespace, so a failure halfway can never leave nkplan working in the wrong place.
+Short hops (in_namespace) go to one long-lived worker that returns to the process's own namespace
+after each job: starting a thread per hop was most of the cost of a hop, and an apply hops into
+a pod's namespace several times per BPF hook. No subprocess, no pyroute2 NetNS helper."""
 
 from __future__ import annotations
 
 import errno
 import os
+import queue
 import socket
 import struct
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from nkplan.errors import KernelError
 from nkplan.kernel import faultpoint, libc
@@ -134,16 +137,92 @@ def netns_cookie(name: str) -> int:
     return got
 
 
+class _Job(Generic[T]):
+    """One hop for the Hopper: fn inside the namespace behind fd, its result or exception."""
+
+    def __init__(self, fd: int, fn: Callable[[], T]) -> None:
+        self.fd, self.fn = fd, fn
+        self.result: list[T] = []
+        self.failure: list[BaseException] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            setns(self.fd)
+            self.result.append(self.fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self.failure.append(exc)
+
+
+class _Hopper:
+    """A long-lived worker thread that runs one job at a time inside another namespace and goes
+    back to the process's own namespace (the main thread's, which never leaves it) before it
+    reports the job done: it never holds a namespace the caller may delete next. Should going
+    back fail, the worker ends (which drops what it held) and the next hop starts another."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_Job[object]] = queue.SimpleQueue()
+        self.alive = True
+        self.home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.thread = threading.Thread(target=self._serve, name="nkplan-netns-hop", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            job = self.jobs.get()
+            job.run()
+            try:
+                setns(self.home)
+            except OSError:
+                self.alive = False
+                os.close(self.home)
+                job.done.set()
+                return
+            job.done.set()
+
+
+_hop_lock = threading.Lock()  # one hop at a time through the one worker
+_hopper: _Hopper | None = None
+
+
+def _forget_hopper() -> None:
+    global _hop_lock, _hopper
+    _hop_lock, _hopper = threading.Lock(), None  # a forked child has no worker thread
+
+
+os.register_at_fork(after_in_child=_forget_hopper)
+
+
 def in_namespace(fd: int | None, fn: Callable[[], T]) -> T:
-    """Run fn inside the namespace behind fd (None: the caller's own, no thread needed)."""
+    """Run fn inside the namespace behind fd (None: the caller's own, no thread needed), in the
+    long-lived hop worker (a hop from inside a hop: in a thread of its own)."""
+    global _hopper
     if fd is None:
         return fn()
+    if _hopper is not None and threading.current_thread() is _hopper.thread:
 
-    def hop() -> T:
-        setns(fd)
-        return fn()
+        def nested() -> T:
+            setns(fd)
+            return fn()
 
-    return run_in_thread(hop)
+        return run_in_thread(nested)
+    job: _Job[T] = _Job(fd, fn)
+    with _hop_lock:
+        if _hopper is None or not _hopper.alive:
+            _hopper = _Hopper()
+        _hopper.jobs.put(job)  # type: ignore[arg-type]
+        interrupted: BaseException | None = None
+        while not job.done.is_set():
+            # as in run_in_thread: a Ctrl-C must not return while the worker changes the kernel
+            try:
+                job.done.wait()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+    if job.failure:
+        raise job.failure[0]
+    return job.result[0]
 
 
 # named namespace life cycle (what `ip netns add/del` does) --------------------------------------
