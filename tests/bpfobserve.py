@@ -77,6 +77,16 @@ def map_value(map_id: int) -> Any:
     return dump[0]["formatted"]["value"]
 
 
+def allow_entries(map_id: int) -> list[tuple[int, list[int], int]]:
+    """bpf/allow.c's allow list: (prefixlen, addr bytes, port) of every entry, as bpftool decodes
+    them with BTF, sorted."""
+    out: list[tuple[int, list[int], int]] = []
+    for e in bpftool("map", "dump", "id", str(map_id)):
+        f: dict[str, Any] = e["formatted"]
+        out.append((f["key"]["prefixlen"], f["key"]["addr"], f["value"]["port"]))
+    return sorted(out)
+
+
 def pinned_value(path: str) -> Any:
     """Key 0's value of the map pinned at path, as bpftool decodes it (see map_value)."""
     return bpftool("map", "dump", "pinned", path)[0]["formatted"]["value"]

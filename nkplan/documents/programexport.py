@@ -22,7 +22,7 @@ from typing import Any
 
 from nkplan.core.desired import hook_records
 from nkplan.core.hostns import record_ns
-from nkplan.core.records import GlobalRec, HookRec, LiveState, MapDef, ProgramRec
+from nkplan.core.records import GlobalRec, HookRec, LiveState, MapDef, ProgramRec, ValueRef
 from nkplan.core.resources.programvalues import live_bytes
 from nkplan.spec import btf as B
 from nkplan.spec.bpfdecode import Undecodable, value_of
@@ -97,9 +97,12 @@ class SpecPrograms:
             return declared
         return None
 
+    def _filled(self, data: bytes, refs: tuple[ValueRef, ...]) -> bytes:
+        """Declared bytes with their references filled as the kernel has them now."""
+        return fill_refs(data, refs, lambda r: self.live.number(r) or 0)
+
     def _declared_bytes(self, g: GlobalRec) -> bytes:
-        """A declared global's bytes with its references filled as the kernel has them now."""
-        return fill_refs(bytes.fromhex(g.data), g.refs, lambda r: self.live.number(r) or 0)
+        return self._filled(bytes.fromhex(g.data), g.refs)
 
     def _entry(self, d: Declared, p: ProgramRec, running: tuple[GlobalRec, ...]) -> dict[str, Any] | None:
         item: dict[str, Any] = {"object": d.path, "program": p.program}
@@ -150,15 +153,15 @@ class SpecPrograms:
                 continue
             written = {}
             for e in spec.entries:  # FILE's entries by their bytes as they would be written now
+                if _names_address(e.key) or _names_address(e.value):
+                    continue  # exported as read (decoded below)
                 key = encode(tp, types.key, e.key, self.resolver)
                 value = encode(tp, types.value, e.value, self.resolver)
-                k = fill_refs(key.data, key.refs, lambda r: self.live.number(r) or 0)
-                v = fill_refs(value.data, value.refs, lambda r: self.live.number(r) or 0)
-                if not (_names_address(e.key) or _names_address(e.value)):
-                    written[(k.hex(), v.hex())] = {
-                        "key": self._qualified(_plain(e.key)),
-                        "value": self._qualified(_plain(e.value)),
-                    }
+                k, v = self._filled(key.data, key.refs), self._filled(value.data, value.refs)
+                written[(k.hex(), v.hex())] = {
+                    "key": self._qualified(_plain(e.key)),
+                    "value": self._qualified(_plain(e.value)),
+                }
             entries = [
                 written.get((e.key, e.value))
                 or {

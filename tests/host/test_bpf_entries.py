@@ -75,15 +75,6 @@ def program(n: Names) -> tuple[int, int]:
     raise AssertionError("the program has no map allow")
 
 
-def dumped(map_id: int) -> list[tuple[int, list[int], int]]:
-    """(prefixlen, addr bytes, port) of every entry, as bpftool decodes them with BTF."""
-    out: list[tuple[int, list[int], int]] = []
-    for e in obs.bpftool("map", "dump", "id", str(map_id)):
-        f: dict[str, Any] = e["formatted"]
-        out.append((f["key"]["prefixlen"], f["key"]["addr"], f["value"]["port"]))
-    return sorted(out)
-
-
 def pings(n: Names) -> int:
     return obs.ping(HOST_IP, ns=n.pa, count=2, interval="0.1", wait=1)[1]
 
@@ -99,7 +90,7 @@ def test_the_allow_list_changes_traffic_without_a_reload(names: Names, objs: Pat
     path = write(objs, spec(n, entry(HOST_IP)))
     run("apply", path, "--yes")
     prog_id, map_id = program(n)
-    assert dumped(map_id) == [(32, [10, 235, 0, 1], 0)]
+    assert obs.allow_entries(map_id) == [(32, [10, 235, 0, 1], 0)]
     assert pings(n) == 2 and connects(n, 8080)
 
     path = write(objs, spec(n, entry("10.235.9.0", 24)))  # the host's address is no longer allowed
@@ -109,13 +100,13 @@ def test_the_allow_list_changes_traffic_without_a_reload(names: Names, objs: Pat
     )
     run("apply", path, "--yes")
     assert program(n) == (prog_id, map_id)  # the same program: only the map changed
-    assert dumped(map_id) == [(24, [10, 235, 9, 0], 0)]
+    assert obs.allow_entries(map_id) == [(24, [10, 235, 9, 0], 0)]
     assert pings(n) == 0 and not connects(n, 8080)
 
     path = write(objs, spec(n, entry("10.235.0.0", 16, port=8080)))  # TCP to port 8080 only
     run("apply", path, "--yes")
     assert program(n) == (prog_id, map_id)
-    assert dumped(map_id) == [(16, [10, 235, 0, 0], 8080)]
+    assert obs.allow_entries(map_id) == [(16, [10, 235, 0, 0], 8080)]
     assert connects(n, 8080) and pings(n) == 0
     assert "No changes" in run("plan", path).stdout
 
@@ -126,7 +117,7 @@ def test_the_allow_list_changes_traffic_without_a_reload(names: Names, objs: Pat
     drift = plan.split("The plan below")[0]  # the drift section, above the actions
     assert "changed outside nkplan: map allow: - 0x200000000aeb0001 (0x0000) (now → as applied)" in drift, plan
     run("apply", path, "--yes")
-    assert dumped(map_id) == [(16, [10, 235, 0, 0], 8080)] and pings(n) == 0
+    assert obs.allow_entries(map_id) == [(16, [10, 235, 0, 0], 8080)] and pings(n) == 0
 
 
 BIG_C = """
@@ -253,7 +244,7 @@ def test_show_exports_values_and_a_revert_puts_them_back(names: Names, objs: Pat
     s1 = write(objs, spec(n, before, "{enforce: false}"), "s1.yaml")
     run("apply", s1, "--yes")
     prog1, map1 = program(n)
-    want = dumped(map1)
+    want = obs.allow_entries(map1)
     shown = run("show", s1).stdout
     assert "<unknown object" not in shown and "enforce: false" in shown and "exclusive: true" in shown, shown
     assert "addr: 10.235.9.0" in shown and "port: 8080" in shown, shown
@@ -263,7 +254,7 @@ def test_show_exports_values_and_a_revert_puts_them_back(names: Names, objs: Pat
     proc = run("apply", s2, "--yes", "--confirm-within", "3", check=1)
     assert "not confirmed within 3 s: reverted" in proc.stderr, proc.stderr
     prog_now, map_now = program(n)
-    assert prog_now != prog1 and dumped(map_now) == want  # another instance, the entries as before
+    assert prog_now != prog1 and obs.allow_entries(map_now) == want  # another instance, the entries as before
     (ro,) = [
         m for m in obs.bpftool("prog", "show", "id", str(prog_now))["map_ids"]
         if obs.bpftool("map", "show", "id", str(m))["name"].endswith(".rodata")

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -61,15 +60,6 @@ def allow_map(prog_id: int) -> int:
     raise AssertionError(f"program {prog_id} has no map allow")
 
 
-def dumped(map_id: int) -> list[tuple[int, list[int], int]]:
-    """(prefixlen, addr bytes, port) of every entry, as bpftool decodes them with BTF."""
-    out: list[tuple[int, list[int], int]] = []
-    for e in obs.bpftool("map", "dump", "id", str(map_id)):
-        f: dict[str, Any] = e["formatted"]
-        out.append((f["key"]["prefixlen"], f["key"]["addr"], f["value"]["port"]))
-    return sorted(out)
-
-
 def test_the_allow_list_changes_traffic_on_netkit_without_a_reload(
     kernel: LinuxKernel, token: str, tmp_path: Path
 ) -> None:
@@ -79,13 +69,13 @@ def test_the_allow_list_changes_traffic_on_netkit_without_a_reload(
     ((name, prog_id, link_id),) = obs.hook_progs("netkit/peer", dev=f"nke{token}")
     assert name == "allow_egress"
     map_id = allow_map(prog_id)
-    assert dumped(map_id) == [(32, [10, 243, 0, 1], 0)]
+    assert obs.allow_entries(map_id) == [(32, [10, 243, 0, 1], 0)]
     assert obs.ping(HOST_IP, ns=f"ae{token}", count=2, interval="0.2") == (2, 2)
 
     loaded = spec(token, tmp_path, "10.243.9.0", 24)  # the host's address is no longer allowed
     apply_and_verify(kernel, loaded, plan_for(kernel, loaded).plan)
     assert obs.hook_progs("netkit/peer", dev=f"nke{token}") == [(name, prog_id, link_id)]  # no reload
-    assert dumped(map_id) == [(24, [10, 243, 9, 0], 0)]
+    assert obs.allow_entries(map_id) == [(24, [10, 243, 9, 0], 0)]
     assert obs.ping(HOST_IP, ns=f"ae{token}", count=2, interval="0.2") == (2, 0)
 
     assert not plan_for(kernel, loaded).plan.has_changes
