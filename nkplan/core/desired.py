@@ -6,7 +6,7 @@ cannot report an attribute never yields a diff that can't go away."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from nkplan.core.hostns import record_ns
@@ -58,6 +58,25 @@ def sort_cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
     ifaces = [interface(c) for c in cidrs]
     ifaces.sort(key=lambda i: (i.version, int(i.ip), i.network.prefixlen))
     return tuple(i.with_prefixlen for i in ifaces)
+
+
+def _declared_order(cidrs: Sequence[str]) -> tuple[str, ...]:
+    """sort_cidrs of a spec's addresses, which loading made canonical already
+    (spec.types.check_interface_cidr): only their order is left to make, and most ends have
+    one address, or one of each family, which need no parse for it."""
+    if len(cidrs) < 2:
+        return tuple(cidrs)
+    v4 = [c for c in cidrs if ":" not in c]
+    v6 = [c for c in cidrs if ":" in c]
+    for same in (v4, v6):
+        if len(same) > 1:
+            same.sort(key=_numeric)
+    return (*v4, *v6)
+
+
+def _numeric(cidr: str) -> tuple[int, int]:
+    iface = interface(cidr)
+    return int(iface.ip), iface.network.prefixlen
 
 
 @dataclass(frozen=True)
@@ -135,7 +154,7 @@ def _end(end: EndFields, link: LinkSpec, inherit_mtu: int | None, info: KernelIn
         mtu=end.mtu or inherit_mtu or DEFAULT_MTU,
         up=end.up,
         mac=end.mac,
-        addresses=sort_cidrs(end.addresses),
+        addresses=_declared_order(end.addresses),
         policy=policy,
         scrub=(end.scrub or kind.defaults["scrub"]) if has_scrub else None,
         sysctls=canonical(end.sysctls),

@@ -21,17 +21,25 @@ from nkplan.errors import PlanError
 Locate = Callable[[tuple[str | int, ...]], str]
 
 
+# the decisions without details, made for most resources of a plan: shared (Decision is frozen)
+_CREATE = Decision("create")
+_NO_OP = Decision("no-op")
+_DELETE = Decision("delete", reason="not declared in the spec", action_reason="delete_because_no_resource_config")
+
+
 def choose_action(want: Any | None, have: Any | None) -> Decision:
     """Terraform's rule: absent → create; undeclared → delete; equal → no-op; a field that cannot
     change in place changed → replace; otherwise update."""
-    if want is None:
-        return Decision("delete", reason="not declared in the spec", action_reason="delete_because_no_resource_config")
-    if have is None:
-        return Decision("create")
+    if want is None or have is None:
+        return _DELETE if want is None else _CREATE
     rtype = type_of(want)
-    want = rtype.fill_unspecified(want, have)
+    return _compare(rtype, rtype.fill_unspecified(want, have), have)
+
+
+def _compare(rtype: ResourceType[Any], want: Any, have: Any) -> Decision:
+    """choose_action of a declared record (unspecified values filled in) and its live one."""
     if want == have:
-        return Decision("no-op")
+        return _NO_OP
     paths = changed_paths(have, want)
     forced = rtype.replace_reasons(have, want, paths)
     if forced:
@@ -48,6 +56,14 @@ class _Item:
     want: Any | None
     have: Any | None
     order: tuple[Any, ...]
+    # `want` with what it leaves to the kernel taken from `have` (fill_unspecified), when both
+    # are there: what is compared, updated to and checked for drift, made once
+    filled: Any | None = None
+
+    def decide(self) -> Decision:
+        if self.want is None or self.have is None:
+            return _DELETE if self.want is None else _CREATE
+        return _compare(self.rtype, self.filled, self.have)
 
 
 class _Graph:
@@ -79,15 +95,31 @@ class _Graph:
 
 
 def _ordered(items: dict[str, _Item], recs: dict[str, Any]) -> list[str]:
-    """Creation order of `recs` by dependency; ties by source order. Unknown deps are ignored."""
+    """Creation order of `recs` by dependency, in rounds: first every record that depends on
+    none of the others, then every one whose dependencies were all in earlier rounds, and so
+    on; within a round by source order. Unknown deps are ignored. (graphlib's TopologicalSorter
+    handing out get_ready() rounds, without its cost: linear in the records and their deps.)"""
     graph = _Graph(items, recs)
-    sorter = TopologicalSorter({a: graph.deps(a, r) for a, r in recs.items()})
-    sorter.prepare()
+    deps = {a: graph.deps(a, r) for a, r in recs.items()}
+    waiting = {a: len(d) for a, d in deps.items()}
+    users: dict[str, list[str]] = defaultdict(list)
+    for addr, needed in deps.items():
+        for dep in needed:
+            users[dep].append(addr)
     out: list[str] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=lambda a: items[a].order)
+    ready = [a for a, n in waiting.items() if not n]
+    while ready:
+        ready.sort(key=lambda a: items[a].order)
         out.extend(ready)
-        sorter.done(*ready)
+        after = []
+        for addr in ready:
+            for user in users.get(addr, ()):
+                waiting[user] -= 1
+                if not waiting[user]:
+                    after.append(user)
+        ready = after
+    if len(out) < len(deps):  # a cycle: graphlib's CycleError names it
+        TopologicalSorter(deps).prepare()
     return out
 
 
@@ -106,13 +138,14 @@ class _Planner:
                 if want is not None and have is not None:
                     have = rtype.view(want, have)
                 rec = want if want is not None else have
-                self.items[rtype.address(rec)] = _Item(rtype, want, have, order)
+                filled = rtype.fill_unspecified(want, have) if want is not None and have is not None else None
+                self.items[rtype.address(rec)] = _Item(rtype, want, have, order, filled)
         if self.claims.problems:
             raise PlanError(self.claims.problems)
         return self.assemble()
 
     def assemble(self) -> Plan:
-        decided = {addr: choose_action(item.want, item.have) for addr, item in self.items.items()}
+        decided = {addr: item.decide() for addr, item in self.items.items()}
         self._cascade(decided)
         deleted = {a: self.items[a].have for a, d in decided.items() if d.action in ("delete", "replace")}
         created = {a: self.items[a].want for a, d in decided.items() if d.action in ("create", "replace", "update")}
@@ -144,7 +177,7 @@ class _Planner:
                 continue
             if item.want is None or item.have is None:
                 continue
-            applied = item.rtype.drift(item.want, item.have, self.claims.ours(getattr(item.have, "owner", None)))
+            applied = item.rtype.drift(item.filled, item.have, self.claims.ours(getattr(item.have, "owner", None)))
             if applied is None:
                 continue
             now = item.rtype.drift_now(item.have)
@@ -206,8 +239,8 @@ class _Planner:
             return Operation("delete", addr, name, item.have, None)
         if kind == "create":
             return Operation("create", addr, name, None, item.want)
-        assert item.want is not None and item.have is not None
-        return Operation("update", addr, name, item.have, item.rtype.fill_unspecified(item.want, item.have))
+        assert item.filled is not None and item.have is not None
+        return Operation("update", addr, name, item.have, item.filled)
 
 
 def make_plan(want: Desired, live: LiveState, *, adopt: bool = False, locate: Locate | None = None) -> Plan:

@@ -491,3 +491,17 @@ routes:
 
 
 DELETED = "its device link[ve1] is deleted (and made again elsewhere)"
+
+
+def test_declared_addresses_are_canonical_and_in_the_readers_order(spec: Spec) -> None:
+    """desired only orders a spec's addresses: it takes them as loading made them (canonical),
+    so the records must come out as sort_cidrs makes any spelling of them."""
+    from nkplan.core.desired import desired, sort_cidrs
+    from nkplan.core.records import KernelInfo
+
+    written = ["fd00:0:0:0::10/64", "10.0.0.10/24", "fd00::9/64", "192.168.0.1/32", "10.0.0.9/8", "FD00::1/128"]
+    link = f"{{name: ve1, kind: veth, addresses: [{', '.join(written)}], peer: {{name: ve2}}}}"
+    want = desired(spec(f"stack: t\nlinks: [{link}]").spec, KernelInfo("fake", True, True, True, True))
+    [(rec, _path)] = list(want.links.values())
+    assert rec.primary.addresses == sort_cidrs(written)
+    assert rec.primary.addresses[0] == "10.0.0.9/8" and rec.primary.addresses[-1] == "fd00::10/64"

@@ -132,7 +132,8 @@ class ResourceType(Generic[R]):
 
     def drift(self, want: R, have: R, ours: bool) -> R | None:
         """The record as last applied, when the spec did not change since but the kernel did
-        (a change made outside nkplan); None when that cannot be told or there is none."""
+        (a change made outside nkplan); None when that cannot be told or there is none. `want`
+        comes with its unspecified values filled in from `have` (fill_unspecified)."""
         return None
 
     def drift_now(self, have: R) -> R:

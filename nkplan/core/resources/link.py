@@ -102,8 +102,7 @@ class LinkType(ResourceType[LinkRec]):
         ownership mark): same digest as now declared but other live attributes = drift."""
         if not ours or have.applied is None or have.applied != want.applied:
             return None
-        applied = self.fill_unspecified(want, have)
-        return applied if applied != have else None
+        return want if want != have else None
 
     def provides(self, rec: LinkRec) -> Iterable[Token]:
         for end in rec.ends:
