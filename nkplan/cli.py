@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 if __name__ == "__main__":  # `python -m nkplan.cli`: note signals from here on, as the entry point does
-    from nkplan.entry import note_early_signals
+    from nkplan.entry import collect_young_only, note_early_signals
 
     note_early_signals()
+    collect_young_only()
 
 import argparse
 import json
