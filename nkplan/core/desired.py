@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nkplan.core.hostns import record_ns
 from nkplan.core.linkkinds import kind_of
@@ -190,11 +191,11 @@ def applied_digest(rec: LinkRec) -> str:
 
 
 def link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
-    rec = _link_record(link, stack, info)
-    return dataclasses.replace(rec, applied=applied_digest(rec))
+    fields = _link_fields(link, stack, info)
+    return LinkRec(**fields, applied=applied_digest(LinkRec(**fields)))
 
 
-def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
+def _link_fields(link: LinkSpec, stack: str, info: KernelInfo) -> dict[str, Any]:
     kind = kind_of(link.kind)
     rooms = info.netkit_headroom is not False  # a kernel that knows no head/tailroom reports none
 
@@ -203,7 +204,7 @@ def _link_record(link: LinkSpec, stack: str, info: KernelInfo) -> LinkRec:
             return declared
         return kind.defaults[fld] if fld in kind.pair_fields and rooms else None
 
-    return LinkRec(
+    return dict(
         kind=link.kind,
         primary=_end(link, link, None, info),
         peer=_end(link.peer, link, link.mtu, info) if link.peer is not None else None,

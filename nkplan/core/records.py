@@ -521,11 +521,14 @@ _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 _SCALARS = frozenset({str, int, bool, float, type(None)})
 
 
+# json.dumps(data, sort_keys=True, separators=(",", ":")), without making an encoder per call
+_DIGEST_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def digest(data: object) -> str:
     """12 hex digits of SHA-256 over JSON-shaped data (keys sorted): the "as applied" digests that
     ownership marks carry."""
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return hashlib.sha256(_DIGEST_JSON.encode(data).encode()).hexdigest()[:12]
 
 
 def plain(value: Any) -> Any:
@@ -540,10 +543,14 @@ def plain(value: Any) -> Any:
     names = _FIELD_NAMES.get(cls)
     if names is None and hasattr(cls, "__dataclass_fields__"):
         names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(value))
-    if names is not None:
-        return {n: plain(getattr(value, n)) for n in names}
+    if names is not None:  # scalars (most fields) taken as they are, without a call
+        out: dict[str, Any] = {}
+        for name in names:
+            field_value = getattr(value, name)
+            out[name] = field_value if type(field_value) in _SCALARS else plain(field_value)
+        return out
     if cls is tuple or cls is list:
-        return [plain(v) for v in value]
+        return [v if type(v) in _SCALARS else plain(v) for v in value]
     if cls is dict:
-        return {k: plain(v) for k, v in value.items()}
+        return {k: v if type(v) in _SCALARS else plain(v) for k, v in value.items()}
     return value

@@ -29,7 +29,7 @@ def render_change(change: Change, paint: _Paint | None = None) -> list[str]:
     lines = [head]
     if change.action == "create":
         flat = flatten(change.after_attrs)
-        width = max((len(k) for k in flat), default=0)
+        width = max(map(len, flat), default=0)
         lines += [f"        {k.ljust(width)} = {fmt(v, k)}" for k, v in flat.items()]
     elif change.action in ("update", "replace"):
         for path in change.changed_paths:
