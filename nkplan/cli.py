@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from nkplan import __version__
-from nkplan.core.reach import ChecksFailed
 from nkplan.errors import Interrupted, NkplanError, SpecError
 
 if TYPE_CHECKING:
@@ -126,11 +125,13 @@ def _is_dir(args: argparse.Namespace) -> bool:
 
 def _sign_key(args: argparse.Namespace) -> PlanKey | None:
     """--sign-key (or NKPLAN_PLAN_KEY) signs what --out writes (documents/signing.py)."""
-    from nkplan.documents import signing
-
     if args.sign_key and not args.out:
         raise NkplanError("--sign-key signs a saved plan: give --out PLAN.json too")
-    return signing.configured_key(args.sign_key, signing.SIGN_ENV) if args.out else None
+    if not args.out:
+        return None
+    from nkplan.documents import signing
+
+    return signing.configured_key(args.sign_key, signing.SIGN_ENV)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -195,6 +196,7 @@ def _plan_fleet(args: argparse.Namespace, key: PlanKey | None) -> int:
 
 def _execute(args: argparse.Namespace, loaded: Loaded, verb: str, saved: Plan | None = None) -> int:
     from nkplan import api
+    from nkplan.core.reach import ChecksFailed
     from nkplan.documents.text import render_plan, summary_line
 
     _observe(args, stack=loaded.spec.stack)

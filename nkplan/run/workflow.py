@@ -7,6 +7,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nkplan import __version__
 from nkplan.core.capabilities import (
@@ -20,14 +21,16 @@ from nkplan.core.capabilities import (
 from nkplan.core.desired import Desired, bpf_reads, desired
 from nkplan.core.plan import Plan
 from nkplan.core.planner import make_plan
-from nkplan.core.reach import CheckResult, ChecksFailed, Expect, Probe, results
 from nkplan.core.records import HOST, KernelInfo, LiveState
 from nkplan.errors import Interrupted, PlanError, VerifyError
 from nkplan.kernel.seam import Kernel
-from nkplan.run.applier import Progress, apply_plan
 from nkplan.run.identity import host_identity
 from nkplan.spec.loader import Loaded
 from nkplan.spec.models import StackSpec
+
+if TYPE_CHECKING:  # the applier and the checks are imported when used: a plan needs neither
+    from nkplan.core.reach import CheckResult, Expect, Probe
+    from nkplan.run.applier import Progress
 
 VERIFY_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # namespace teardown is asynchronous
 
@@ -123,6 +126,8 @@ def apply_and_verify(
         if not keep_on_check_failure:
             require_checks(kernel, loaded.spec)
 
+    from nkplan.run.applier import apply_plan
+
     apply_plan(kernel, plan, progress, confirm)
     try:
         if keep_on_check_failure:
@@ -138,6 +143,8 @@ def interrupted_after(exc: KeyboardInterrupt, when: str) -> Interrupted:
 
 
 def check_list(spec: StackSpec) -> list[tuple[Probe, Expect]]:
+    from nkplan.core.reach import Probe
+
     return [(Probe(c.from_ or HOST, c.to, c.port, c.timeout), c.expect) for c in spec.checks]
 
 
@@ -146,6 +153,8 @@ def run_checks(kernel: Kernel, spec: StackSpec) -> list[CheckResult]:
     checks = check_list(spec)
     if not checks:
         return []
+    from nkplan.core.reach import results
+
     return results(checks, kernel.probe([p for p, _e in checks]))
 
 
@@ -154,5 +163,7 @@ def require_checks(kernel: Kernel, spec: StackSpec, note: str = "") -> list[Chec
     done = run_checks(kernel, spec)
     failed = [r for r in done if not r.passed]
     if failed:
+        from nkplan.core.reach import ChecksFailed
+
         raise ChecksFailed(failed, len(done), note)
     return done
