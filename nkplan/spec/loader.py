@@ -8,6 +8,7 @@ import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +192,12 @@ def _fast_plain(text: str, smap: SourceMap) -> Any:
 _STR = "tag:yaml.org,2002:str"
 
 
-def _event_plain(text: str, smap: SourceMap) -> Any:
+def _event_plain(text: str, smap: SourceMap | None) -> Any:
     """The common case in one pass over libyaml's event stream, with no node tree: the bounds of
-    spec/limits.py checked and the plain data built, positions recorded, at once (composing a node
-    tree, walking it and the separate bounds pass took about twice as long). Scalars resolve and
+    spec/limits.py checked and the plain data built, positions recorded into `smap` at once
+    (composing a node tree, walking it and the separate bounds pass took about twice as long).
+    Without a map no position is recorded, which takes 40% less time: _parse does that first and
+    this pass again, with the map, only when a position is asked for. Scalars resolve and
     construct exactly as in _fast_plain (ruamel's YAML 1.2 resolver and safe constructor). Anything
     else — anchors, aliases, explicit tags or directives, duplicate or non-scalar keys, a bound
     reached, a YAML error — is _Fallback: the bounds pass and _fast_plain then answer as before."""
@@ -211,12 +214,15 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
     if None in first:
         raise _Fallback
     resolve = resolver.resolve
-    values, keys = smap.values, smap.keys
+    values, keys = (smap.values, smap.keys) if smap is not None else (None, None)
     max_depth, max_nodes, max_digits = limits.MAX_DEPTH, limits.MAX_NODES, limits.MAX_DIGITS
-    # one frame per open collection: [container, its path, the key awaiting its value (maps)]
+    # one frame per open collection: [container, its path, the key awaiting its value (maps)];
+    # without a map every path is () (building them is most of what recording positions costs)
     frames: list[list[Any]] = []
+    path: Path_ = ()
     root: Any = None
     nodes = documents = 0
+    plain: dict[str, Any] = {}  # a plain scalar's text → its value (keys and kinds repeat)
     _, parser = yaml.get_constructor_parser(text)  # yaml.parse's generator would double the calls
     get_event = parser.get_event
     try:
@@ -227,21 +233,21 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
                 value = event.value
                 if event.anchor is not None or event.tag is not None:
                     raise _Fallback
-                if not event.style:
+                if event.style:  # quoted or block: always a string here (no path resolvers)
+                    obj: Any = value
+                elif value in plain:
+                    obj = plain[value]
+                else:
                     if len(value) > max_digits:
                         raise _Fallback
                     # what resolve() does, without its cost for the strings no implicit type matches
                     candidates = first.get(value[0] if value else "")
+                    obj = value
                     if candidates and any(regexp.match(value) for _tag, regexp in candidates):
                         tag = resolve(ScalarNode, value, event.implicit)
-                        if str(tag) == _STR:
-                            obj: Any = value
-                        else:
+                        if str(tag) != _STR:
                             obj = construct(ScalarNode(tag, value, event.start_mark, event.end_mark, style=""))
-                    else:
-                        obj = value
-                else:  # quoted or block: always a string here (no path resolvers)
-                    obj = value
+                    plain[value] = obj
                 is_collection = False
             elif cls is MappingStartEvent or cls is SequenceStartEvent:
                 if event.anchor is not None or event.tag is not None:
@@ -267,12 +273,11 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
             nodes += 1
             if nodes > max_nodes:
                 raise _Fallback
-            mark = event.start_mark
             if not frames:
                 root = obj
             else:
                 top = frames[-1]
-                container, path, key = top
+                container, key = top[0], top[2]
                 if key is None and container.__class__ is dict:  # a mapping key
                     if is_collection:
                         raise _Fallback
@@ -280,7 +285,9 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
                     if key in container:
                         raise _Fallback
                     top[2] = key
-                    keys[(*path, key)] = (mark.line + 1, mark.column + 1)
+                    if keys is not None:
+                        mark = event.start_mark
+                        keys[(*top[1], key)] = (mark.line + 1, mark.column + 1)
                     continue
                 if key is None:
                     key = len(container)
@@ -288,10 +295,12 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
                 else:
                     container[key] = obj
                     top[2] = None
-                path = (*path, key)
-                values[path] = (mark.line + 1, mark.column + 1)
+                if values is not None:
+                    path = (*top[1], key)
+                    mark = event.start_mark
+                    values[path] = (mark.line + 1, mark.column + 1)
             if is_collection:
-                frames.append([obj, path if frames else (), None])
+                frames.append([obj, path, None])
                 if len(frames) > max_depth:
                     raise _Fallback
         if frames:
@@ -323,23 +332,35 @@ def _slow_plain(text: str, smap: SourceMap) -> Any:
 
 def _parse(text: str, smap: SourceMap) -> Any:
     """YAML text → plain data, positions recorded in `smap` (libyaml when it can, else ruamel's);
-    within the bounds of spec/limits.py first."""
+    within the bounds of spec/limits.py first. On the common path the positions are recorded
+    only when `smap` is first asked for one (a problem or a warning to locate)."""
     limits.check_size(text, smap.filename)
     try:
         try:
-            return _event_plain(text, smap)
+            data = _event_plain(text, None)
         except _Fallback:
-            smap.values.clear()
-            smap.keys.clear()
-        limits.check(text, smap.filename)
-        try:
-            return _fast_plain(text, smap)
-        except _Fallback:
-            smap.values.clear()
-            smap.keys.clear()
-            return _slow_plain(text, smap)
+            return _located_parse(text, smap)
+        smap.defer(partial(_located_parse, text))  # the same pass again, with the positions
+        return data
     except RecursionError:  # limits.check bounds the nesting; this is the last line of defence
         raise SpecError([f"{smap.filename}:1:1: nested too deeply to read; refused"]) from None
+
+
+def _located_parse(text: str, smap: SourceMap) -> Any:
+    """The parsers that record positions as they go: the event pass, else (anything unusual) the
+    bounds pass and the node-tree parsers, which report every YAML error located."""
+    try:
+        return _event_plain(text, smap)
+    except _Fallback:
+        smap.values.clear()
+        smap.keys.clear()
+    limits.check(text, smap.filename)
+    try:
+        return _fast_plain(text, smap)
+    except _Fallback:
+        smap.values.clear()
+        smap.keys.clear()
+        return _slow_plain(text, smap)
 
 
 def load_text(text: str, filename: str, inspect: Inspect | None = None, root: str | None = None) -> Loaded:
