@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -34,14 +34,16 @@ from nkplan.core.records import MapDef
 from nkplan.errors import InternalError, SpecError
 from nkplan.spec import limits
 from nkplan.spec.checks import declared_hooks, semantic_problems
-from nkplan.spec.defaults import apply_defaults
-from nkplan.spec.expand import expand
-from nkplan.spec.include import merge_includes
 from nkplan.spec.models import CheckSpec, LinkSpec, NamespaceSpec, RouteSpec, StackSpec
-from nkplan.spec.objects import Inspect, ObjectFacts, object_problems
 from nkplan.spec.rules import RuleSpec
-from nkplan.spec.sharedmaps import shared_map_problems
 from nkplan.spec.source import Path_, SourceMap, dotted
+
+# What only some specs use is imported when one does: `include:`, templates and defaults
+# (spec/include.py, expand.py, defaults.py), BPF objects and shared maps (spec/objects.py with
+# its BTF readers, sharedmaps.py): every command starts a new interpreter, and importing them
+# all took a tenth of `validate` for a spec with none of them.
+if TYPE_CHECKING:
+    from nkplan.spec.objects import Inspect
 
 __all__ = ["Loaded", "SourceMap", "dotted", "load_file", "load_text"]
 
@@ -376,7 +378,11 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None, root: st
     # Top-level keys starting with "x-" are extensions nkplan ignores (show --format json puts
     # the live snapshot under x-nkplan-snapshot, and the document stays a valid spec).
     data = {k: v for k, v in data.items() if not k.startswith("x-")}
-    fragments = tuple(merge_includes(data, smap, root, _parse)) if "include" in data else ()
+    fragments: tuple[tuple[str, str], ...] = ()
+    if "include" in data:
+        from nkplan.spec.include import merge_includes
+
+        fragments = tuple(merge_includes(data, smap, root, _parse))
     data, expanded = expand_data(data, smap)
     name = _namer(smap)
     try:
@@ -387,18 +393,26 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None, root: st
         problems += [f"{smap.describe(loc)}: {msg}" for loc, msg in _partial_semantics(data, name)]
         raise SpecError(_unique(problems)) from None
     found = semantic_problems(spec, name)
-    facts = ObjectFacts()
-    if any(True for _ in declared_hooks(spec)):
-        if inspect is None:
-            raise InternalError("the spec declares BPF programs but the loader was given no object inspector")
-        more, facts = object_problems(spec, filename, inspect)
-        found += more
-    if spec.maps:
-        found += shared_map_problems(spec, filename, inspect, facts, lambda p: smap.where(p, key=True))
+    digests: dict[str, str] = {}
+    object_maps: dict[str, tuple[MapDef, ...]] = {}
+    programs = any(True for _ in declared_hooks(spec))
+    if programs or spec.maps:
+        from nkplan.spec.objects import ObjectFacts, object_problems
+        from nkplan.spec.sharedmaps import shared_map_problems
+
+        facts = ObjectFacts()
+        if programs:
+            if inspect is None:
+                raise InternalError("the spec declares BPF programs but the loader was given no object inspector")
+            more, facts = object_problems(spec, filename, inspect)
+            found += more
+        if spec.maps:
+            found += shared_map_problems(spec, filename, inspect, facts, lambda p: smap.where(p, key=True))
+        digests, object_maps = facts.digests, facts.maps
     problems = [f"{smap.describe(loc)}: {msg}" for loc, msg in found]
     if problems:
         raise SpecError(_unique(problems))
-    return Loaded(spec, smap, text, facts.digests, facts.maps, expanded, fragments)
+    return Loaded(spec, smap, text, digests, object_maps, expanded, fragments)
 
 
 def expand_data(data: dict[str, Any], smap: SourceMap) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -407,6 +421,9 @@ def expand_data(data: dict[str, Any], smap: SourceMap) -> tuple[dict[str, Any], 
     SpecError with every problem of those sections."""
     if not any(k in data for k in ("repeat", "pools", "defaults")):
         return data, data
+    from nkplan.spec.defaults import apply_defaults
+    from nkplan.spec.expand import expand
+
     data, problems = expand(data, smap)
     problems += apply_defaults(data, smap)
     if problems:
