@@ -36,13 +36,18 @@ class SourceMap:
     _pending: Callable[[SourceMap], object] | None = field(default=None, repr=False, compare=False)
 
     def defer(self, record: Callable[[SourceMap], object]) -> None:
-        """Record the positions with `record(self)` when they are first needed, not now."""
+        """Have `record(a SourceMap)` record the positions when they are first needed, not now."""
         self._pending = record
 
     def _recorded(self) -> None:
-        record, self._pending = self._pending, None
-        if record is not None:
-            record(self)
+        """Record the deferred positions: into a map of their own, which then replaces this one's
+        tables at once (a reader in another thread sees them all or none)."""
+        record = self._pending
+        if record is None:
+            return
+        into = SourceMap(self.filename)
+        record(into)
+        self._values, self._keys, self._pending = into._values, into._keys, None
 
     @property
     def values(self) -> dict[Path_, tuple[int, int]]:
