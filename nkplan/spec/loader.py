@@ -3,10 +3,12 @@ schema, or cross-field rule — is reported as file:line:col with the offending 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -369,6 +371,27 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None, root: st
     """Parse and check a spec. `inspect` lists the programs and maps of a BPF object file; it is
     needed only when the spec declares programs (nkplan.api passes libbpf's). `root`: the
     directory `include:` paths must stay inside (default: the spec file's folder)."""
+    with _collector_paused():
+        return _load_text(text, filename, inspect, root)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a spec loads. Loading makes a few hundred
+    objects per pod (plain data, then the models), all kept and none in a cycle, and every
+    collection of the oldest generation walks all of them again: at 5000 pods that made loading
+    grow faster than the spec (0.73 s, 0.62 s without). Collection resumes after, as it was."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _load_text(text: str, filename: str, inspect: Inspect | None, root: str | None) -> Loaded:
     smap = SourceMap(filename)
     data = _parse(text, smap)
     if data is None:
