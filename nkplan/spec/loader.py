@@ -214,9 +214,11 @@ def _event_plain(text: str, smap: SourceMap | None) -> Any:
     resolver, construct = yaml.resolver, yaml.constructor.construct_object
     if resolver.yaml_path_resolvers:
         raise _Fallback
-    first = resolver.versioned_resolver  # first character of a plain scalar → its implicit resolvers
-    if None in first:
+    if None in resolver.versioned_resolver:
         raise _Fallback
+    # first character of a plain scalar → the match functions of its implicit resolvers (taken
+    # out of ruamel's lazily compiled patterns once, not through their proxy at every scalar)
+    first = {c: tuple(regexp.match for _tag, regexp in found) for c, found in resolver.versioned_resolver.items()}
     resolve = resolver.resolve
     values, keys = (smap.values, smap.keys) if smap is not None else (None, None)
     max_depth, max_nodes, max_digits = limits.MAX_DEPTH, limits.MAX_NODES, limits.MAX_DIGITS
@@ -245,9 +247,9 @@ def _event_plain(text: str, smap: SourceMap | None) -> Any:
                     if len(value) > max_digits:
                         raise _Fallback
                     # what resolve() does, without its cost for the strings no implicit type matches
-                    candidates = first.get(value[0] if value else "")
+                    matchers = first.get(value[0] if value else "")
                     obj = value
-                    if candidates and any(regexp.match(value) for _tag, regexp in candidates):
+                    if matchers and any(match(value) for match in matchers):
                         tag = resolve(ScalarNode, value, event.implicit)
                         if str(tag) != _STR:
                             obj = construct(ScalarNode(tag, value, event.start_mark, event.end_mark, style=""))
