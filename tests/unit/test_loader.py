@@ -334,6 +334,24 @@ def test_positions_recorded_late_are_those_recorded_at_once() -> None:
     assert loaded.source.position(("links", 1, "kind")) == f"{EXAMPLE}:{line}:{col}"
 
 
+def test_garbage_collection_resumes_as_it_was_after_a_load() -> None:
+    """Loading pauses the cyclic collector; after it (also after a refused spec) it is as before."""
+    import gc
+
+    assert gc.isenabled()
+    load_file(str(EXAMPLE))
+    assert gc.isenabled()
+    with pytest.raises(SpecError):
+        load_text("stack: s\nnamespaces: [{name: p, x: 1}]\n", "t.yaml")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_file(str(EXAMPLE))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_validate_reads_stdin_and_names_it() -> None:
     """`-` is standard input (DESIGN.md: every command takes a file or -); messages say <stdin>."""
     import subprocess
