@@ -49,16 +49,14 @@ from nkplan.spec.mapentries import program_map_entries
 from nkplan.spec.models import EndFields, LinkSpec, RouteSpec, StackSpec
 from nkplan.spec.objects import resolve
 from nkplan.spec.sharedmaps import shared_definitions
-from nkplan.spec.types import interface
+from nkplan.spec.types import cidr_order
 
 DEFAULT_MTU = 1500
 
 
 def sort_cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
     """Canonical order of interface addresses: IPv4 before IPv6, then numerically."""
-    ifaces = [interface(c) for c in cidrs]
-    ifaces.sort(key=lambda i: (i.version, int(i.ip), i.network.prefixlen))
-    return tuple(i.with_prefixlen for i in ifaces)
+    return tuple(text for _place, text in sorted(map(cidr_order, cidrs)))
 
 
 def _declared_order(cidrs: Sequence[str]) -> tuple[str, ...]:

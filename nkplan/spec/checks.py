@@ -22,7 +22,6 @@ from nkplan.core.sysctls import key_problem, net_key_device, net_key_problem
 from nkplan.spec.models import EndFields, LinkSpec, ProgramSpec, RouteSpec, StackSpec
 from nkplan.spec.rules import rule_problems
 from nkplan.spec.source import dotted
-from nkplan.spec.types import interface
 
 Problem = tuple[tuple[str | int, ...], str]
 MAX_ROUTE_METRIC = 2**32 - 1
@@ -198,7 +197,7 @@ def _end_problems(end: EndFields, base: tuple[str | int, ...], link: LinkSpec, d
             yield (*base, "sysctls", key), problem
     seen: set[str] = set()
     for j, addr in enumerate(end.addresses):
-        ip = str(interface(addr).ip)
+        ip = addr.partition("/")[0]  # validated: as ipaddress writes it, so this is str(interface(addr).ip)
         if ip in seen:
             yield (*base, "addresses", j), f"address {addr!r} is listed twice on {end.name!r}"
         seen.add(ip)
@@ -211,7 +210,7 @@ def _not_of_kind(fld: str, link: LinkSpec) -> str:
 
 def _links(spec: StackSpec, name: Name) -> Iterator[Problem]:
     declared = {ns.name for ns in spec.namespaces}
-    devices: dict[tuple[str, str], str] = {}
+    devices: dict[tuple[str, str], tuple[str | int, ...]] = {}  # (namespace, name) → the first end's path
     for i, link in enumerate(spec.links):
         base: tuple[str | int, ...] = ("links", i)
         for fld in KIND_ONLY_PAIR:
@@ -222,14 +221,11 @@ def _links(spec: StackSpec, name: Name) -> Iterator[Problem]:
             yield from _end_problems(end, path, link, declared)
         for end, path in link_ends(link, base):
             key = (record_ns(end.namespace), end.name)
-            where = name(path)
             if key in devices:
-                yield (
-                    (*path, "name"),
-                    (f"device {end.name!r} in {_label(key[0])} is declared twice ({devices[key]} and {where})"),
-                )
+                both = f"{name(devices[key])} and {name(path)}"
+                yield (*path, "name"), f"device {end.name!r} in {_label(key[0])} is declared twice ({both})"
             else:
-                devices[key] = where
+                devices[key] = path
 
 
 def _pairing_problems(link: LinkSpec, base: tuple[str | int, ...]) -> Iterator[Problem]:

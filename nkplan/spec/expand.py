@@ -68,10 +68,18 @@ class _Owned:
     first: int
     last: int
     owner: str  # "pods[17]" or "links[3]"
-    name: str  # the full name of the place, for messages
+    place: Path_  # where in the owner (the full name in messages is made only for one)
     path: Path_  # a path in the file (the template string or the explicit address)
-    text: str
+    text: Allocation | str  # the address (an Allocation describes itself only when asked)
     pooled: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner}.{dotted(self.place)}"
+
+    @property
+    def described(self) -> str:
+        return self.text if isinstance(self.text, str) else self.text.described
 
 
 class Expander:
@@ -276,7 +284,7 @@ class Expander:
                 self._merge_host(data, hmade, label)
             for a, p in zip(allocs, paths, strict=True):
                 self.owned.append(
-                    _Owned(a.version, a.first, a.last, label, f"{label}.{dotted(p[2:])}", p, a.text, True)
+                    _Owned(a.version, a.first, a.last, label, p[2:], p, a, True)
                 )
         for path, (label, msg, count) in failed.items():
             more = f" (and {count - 1} more instances)" if count > 1 else ""
@@ -330,7 +338,7 @@ class Expander:
                     except ValueError:
                         continue
                     self.owned.append(
-                        _Owned(ip.version, int(ip), int(ip), dotted(path), dotted((*path, "addresses", j)),
+                        _Owned(ip.version, int(ip), int(ip), dotted(path), ("addresses", j),
                                (*path, "addresses", j), str(a), False)
                     )
 
@@ -345,8 +353,8 @@ class Expander:
                 if cur is not None and clash and (o.owner, cur.owner) not in pairs:
                     pairs.add((o.owner, cur.owner))
                     found.append(
-                        f"{self.smap.position(o.path)}: {o.name}: {o.text} collides with {cur.name} "
-                        f"({cur.text}, {self.smap.position(cur.path)})"
+                        f"{self.smap.position(o.path)}: {o.name}: {o.described} collides with {cur.name} "
+                        f"({cur.described}, {self.smap.position(cur.path)})"
                     )
                 if cur is None or o.last > cur.last:
                     cur = o

@@ -3,13 +3,16 @@ schema, or cross-field rule — is reported as file:line:col with the offending 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -33,14 +36,16 @@ from nkplan.core.records import MapDef
 from nkplan.errors import InternalError, SpecError
 from nkplan.spec import limits
 from nkplan.spec.checks import declared_hooks, semantic_problems
-from nkplan.spec.defaults import apply_defaults
-from nkplan.spec.expand import expand
-from nkplan.spec.include import merge_includes
 from nkplan.spec.models import CheckSpec, LinkSpec, NamespaceSpec, RouteSpec, StackSpec
-from nkplan.spec.objects import Inspect, ObjectFacts, object_problems
 from nkplan.spec.rules import RuleSpec
-from nkplan.spec.sharedmaps import shared_map_problems
 from nkplan.spec.source import Path_, SourceMap, dotted
+
+# What only some specs use is imported when one does: `include:`, templates and defaults
+# (spec/include.py, expand.py, defaults.py), BPF objects and shared maps (spec/objects.py with
+# its BTF readers, sharedmaps.py): every command starts a new interpreter, and importing them
+# all took a tenth of `validate` for a spec with none of them.
+if TYPE_CHECKING:
+    from nkplan.spec.objects import Inspect
 
 __all__ = ["Loaded", "SourceMap", "dotted", "load_file", "load_text"]
 
@@ -191,10 +196,12 @@ def _fast_plain(text: str, smap: SourceMap) -> Any:
 _STR = "tag:yaml.org,2002:str"
 
 
-def _event_plain(text: str, smap: SourceMap) -> Any:
+def _event_plain(text: str, smap: SourceMap | None) -> Any:
     """The common case in one pass over libyaml's event stream, with no node tree: the bounds of
-    spec/limits.py checked and the plain data built, positions recorded, at once (composing a node
-    tree, walking it and the separate bounds pass took about twice as long). Scalars resolve and
+    spec/limits.py checked and the plain data built, positions recorded into `smap` at once
+    (composing a node tree, walking it and the separate bounds pass took about twice as long).
+    Without a map no position is recorded, which takes 40% less time: _parse does that first and
+    this pass again, with the map, only when a position is asked for. Scalars resolve and
     construct exactly as in _fast_plain (ruamel's YAML 1.2 resolver and safe constructor). Anything
     else — anchors, aliases, explicit tags or directives, duplicate or non-scalar keys, a bound
     reached, a YAML error — is _Fallback: the bounds pass and _fast_plain then answer as before."""
@@ -207,16 +214,21 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
     resolver, construct = yaml.resolver, yaml.constructor.construct_object
     if resolver.yaml_path_resolvers:
         raise _Fallback
-    first = resolver.versioned_resolver  # first character of a plain scalar → its implicit resolvers
-    if None in first:
+    if None in resolver.versioned_resolver:
         raise _Fallback
+    # first character of a plain scalar → the match functions of its implicit resolvers (taken
+    # out of ruamel's lazily compiled patterns once, not through their proxy at every scalar)
+    first = {c: tuple(regexp.match for _tag, regexp in found) for c, found in resolver.versioned_resolver.items()}
     resolve = resolver.resolve
-    values, keys = smap.values, smap.keys
+    values, keys = (smap.values, smap.keys) if smap is not None else (None, None)
     max_depth, max_nodes, max_digits = limits.MAX_DEPTH, limits.MAX_NODES, limits.MAX_DIGITS
-    # one frame per open collection: [container, its path, the key awaiting its value (maps)]
+    # one frame per open collection: [container, its path, the key awaiting its value (maps)];
+    # without a map every path is () (building them is most of what recording positions costs)
     frames: list[list[Any]] = []
+    path: Path_ = ()
     root: Any = None
     nodes = documents = 0
+    plain: dict[str, Any] = {}  # a plain scalar's text → its value (keys and kinds repeat)
     _, parser = yaml.get_constructor_parser(text)  # yaml.parse's generator would double the calls
     get_event = parser.get_event
     try:
@@ -227,21 +239,21 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
                 value = event.value
                 if event.anchor is not None or event.tag is not None:
                     raise _Fallback
-                if not event.style:
+                if event.style:  # quoted or block: always a string here (no path resolvers)
+                    obj: Any = value
+                elif value in plain:
+                    obj = plain[value]
+                else:
                     if len(value) > max_digits:
                         raise _Fallback
                     # what resolve() does, without its cost for the strings no implicit type matches
-                    candidates = first.get(value[0] if value else "")
-                    if candidates and any(regexp.match(value) for _tag, regexp in candidates):
-                        tag = resolve(ScalarNode, value, event.implicit)
-                        if str(tag) == _STR:
-                            obj: Any = value
-                        else:
-                            obj = construct(ScalarNode(tag, value, event.start_mark, event.end_mark, style=""))
-                    else:
-                        obj = value
-                else:  # quoted or block: always a string here (no path resolvers)
+                    matchers = first.get(value[0] if value else "")
                     obj = value
+                    if matchers and any(match(value) for match in matchers):
+                        tag = resolve(ScalarNode, value, event.implicit)
+                        if str(tag) != _STR:
+                            obj = construct(ScalarNode(tag, value, event.start_mark, event.end_mark, style=""))
+                    plain[value] = obj
                 is_collection = False
             elif cls is MappingStartEvent or cls is SequenceStartEvent:
                 if event.anchor is not None or event.tag is not None:
@@ -267,12 +279,11 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
             nodes += 1
             if nodes > max_nodes:
                 raise _Fallback
-            mark = event.start_mark
             if not frames:
                 root = obj
             else:
                 top = frames[-1]
-                container, path, key = top
+                container, key = top[0], top[2]
                 if key is None and container.__class__ is dict:  # a mapping key
                     if is_collection:
                         raise _Fallback
@@ -280,7 +291,9 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
                     if key in container:
                         raise _Fallback
                     top[2] = key
-                    keys[(*path, key)] = (mark.line + 1, mark.column + 1)
+                    if keys is not None:
+                        mark = event.start_mark
+                        keys[(*top[1], key)] = (mark.line + 1, mark.column + 1)
                     continue
                 if key is None:
                     key = len(container)
@@ -288,10 +301,12 @@ def _event_plain(text: str, smap: SourceMap) -> Any:
                 else:
                     container[key] = obj
                     top[2] = None
-                path = (*path, key)
-                values[path] = (mark.line + 1, mark.column + 1)
+                if values is not None:
+                    path = (*top[1], key)
+                    mark = event.start_mark
+                    values[path] = (mark.line + 1, mark.column + 1)
             if is_collection:
-                frames.append([obj, path if frames else (), None])
+                frames.append([obj, path, None])
                 if len(frames) > max_depth:
                     raise _Fallback
         if frames:
@@ -323,29 +338,62 @@ def _slow_plain(text: str, smap: SourceMap) -> Any:
 
 def _parse(text: str, smap: SourceMap) -> Any:
     """YAML text → plain data, positions recorded in `smap` (libyaml when it can, else ruamel's);
-    within the bounds of spec/limits.py first."""
+    within the bounds of spec/limits.py first. On the common path the positions are recorded
+    only when `smap` is first asked for one (a problem or a warning to locate)."""
     limits.check_size(text, smap.filename)
     try:
         try:
-            return _event_plain(text, smap)
+            data = _event_plain(text, None)
         except _Fallback:
-            smap.values.clear()
-            smap.keys.clear()
-        limits.check(text, smap.filename)
-        try:
-            return _fast_plain(text, smap)
-        except _Fallback:
-            smap.values.clear()
-            smap.keys.clear()
-            return _slow_plain(text, smap)
+            return _located_parse(text, smap)
+        smap.defer(partial(_located_parse, text))  # the same pass again, with the positions
+        return data
     except RecursionError:  # limits.check bounds the nesting; this is the last line of defence
         raise SpecError([f"{smap.filename}:1:1: nested too deeply to read; refused"]) from None
+
+
+def _located_parse(text: str, smap: SourceMap) -> Any:
+    """The parsers that record positions as they go: the event pass, else (anything unusual) the
+    bounds pass and the node-tree parsers, which report every YAML error located."""
+    try:
+        return _event_plain(text, smap)
+    except _Fallback:
+        smap.values.clear()
+        smap.keys.clear()
+    limits.check(text, smap.filename)
+    try:
+        return _fast_plain(text, smap)
+    except _Fallback:
+        smap.values.clear()
+        smap.keys.clear()
+        return _slow_plain(text, smap)
 
 
 def load_text(text: str, filename: str, inspect: Inspect | None = None, root: str | None = None) -> Loaded:
     """Parse and check a spec. `inspect` lists the programs and maps of a BPF object file; it is
     needed only when the spec declares programs (nkplan.api passes libbpf's). `root`: the
     directory `include:` paths must stay inside (default: the spec file's folder)."""
+    with _collector_paused():
+        return _load_text(text, filename, inspect, root)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a spec loads. Loading makes a few hundred
+    objects per pod (plain data, then the models), all kept and none in a cycle, and every
+    collection of the oldest generation walks all of them again: at 5000 pods that made loading
+    grow faster than the spec (0.73 s, 0.62 s without). Collection resumes after, as it was."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _load_text(text: str, filename: str, inspect: Inspect | None, root: str | None) -> Loaded:
     smap = SourceMap(filename)
     data = _parse(text, smap)
     if data is None:
@@ -355,7 +403,11 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None, root: st
     # Top-level keys starting with "x-" are extensions nkplan ignores (show --format json puts
     # the live snapshot under x-nkplan-snapshot, and the document stays a valid spec).
     data = {k: v for k, v in data.items() if not k.startswith("x-")}
-    fragments = tuple(merge_includes(data, smap, root, _parse)) if "include" in data else ()
+    fragments: tuple[tuple[str, str], ...] = ()
+    if "include" in data:
+        from nkplan.spec.include import merge_includes
+
+        fragments = tuple(merge_includes(data, smap, root, _parse))
     data, expanded = expand_data(data, smap)
     name = _namer(smap)
     try:
@@ -366,18 +418,26 @@ def load_text(text: str, filename: str, inspect: Inspect | None = None, root: st
         problems += [f"{smap.describe(loc)}: {msg}" for loc, msg in _partial_semantics(data, name)]
         raise SpecError(_unique(problems)) from None
     found = semantic_problems(spec, name)
-    facts = ObjectFacts()
-    if any(True for _ in declared_hooks(spec)):
-        if inspect is None:
-            raise InternalError("the spec declares BPF programs but the loader was given no object inspector")
-        more, facts = object_problems(spec, filename, inspect)
-        found += more
-    if spec.maps:
-        found += shared_map_problems(spec, filename, inspect, facts, lambda p: smap.where(p, key=True))
+    digests: dict[str, str] = {}
+    object_maps: dict[str, tuple[MapDef, ...]] = {}
+    programs = any(True for _ in declared_hooks(spec))
+    if programs or spec.maps:
+        from nkplan.spec.objects import ObjectFacts, object_problems
+        from nkplan.spec.sharedmaps import shared_map_problems
+
+        facts = ObjectFacts()
+        if programs:
+            if inspect is None:
+                raise InternalError("the spec declares BPF programs but the loader was given no object inspector")
+            more, facts = object_problems(spec, filename, inspect)
+            found += more
+        if spec.maps:
+            found += shared_map_problems(spec, filename, inspect, facts, lambda p: smap.where(p, key=True))
+        digests, object_maps = facts.digests, facts.maps
     problems = [f"{smap.describe(loc)}: {msg}" for loc, msg in found]
     if problems:
         raise SpecError(_unique(problems))
-    return Loaded(spec, smap, text, facts.digests, facts.maps, expanded, fragments)
+    return Loaded(spec, smap, text, digests, object_maps, expanded, fragments)
 
 
 def expand_data(data: dict[str, Any], smap: SourceMap) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -386,6 +446,9 @@ def expand_data(data: dict[str, Any], smap: SourceMap) -> tuple[dict[str, Any], 
     SpecError with every problem of those sections."""
     if not any(k in data for k in ("repeat", "pools", "defaults")):
         return data, data
+    from nkplan.spec.defaults import apply_defaults
+    from nkplan.spec.expand import expand
+
     data, problems = expand(data, smap)
     problems += apply_defaults(data, smap)
     if problems:

@@ -4,6 +4,7 @@ file they were made from and the name of the instance (`pods[17].links[0]`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Path_ = tuple[str | int, ...]
@@ -18,16 +19,49 @@ def dotted(path: Path_) -> str:
 
 @dataclass
 class SourceMap:
-    """1-based (line, col) of every value and mapping key, by path from the document root."""
+    """1-based (line, col) of every value and mapping key, by path from the document root.
+    The positions may be recorded late (`defer`): only a problem or a warning needs one, and
+    recording them costs as much as the rest of a parse."""
 
     filename: str
-    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    _values: dict[Path_, tuple[int, int]] = field(default_factory=dict, repr=False)
+    _keys: dict[Path_, tuple[int, int]] = field(default_factory=dict, repr=False)
     # a path of the expanded spec (an item's, or a defaulted field's) → (the path in the file it
     # was made from, its name in messages); longest prefix wins
     redirects: dict[Path_, tuple[Path_, str]] = field(default_factory=dict)
     # a path in the file → the file it is in, when not `filename` (an `include:` fragment)
     files: dict[Path_, str] = field(default_factory=dict)
+    # records the positions into the map when they are first asked for (a module-level function
+    # or a partial of one: a Loaded stays picklable)
+    _pending: Callable[[SourceMap], object] | None = field(default=None, repr=False, compare=False)
+
+    def defer(self, record: Callable[[SourceMap], object]) -> None:
+        """Have `record(a SourceMap)` record the positions when they are first needed, not now."""
+        self._pending = record
+
+    def _recorded(self) -> None:
+        """Record the deferred positions: into a map of their own, which then replaces this one's
+        tables at once (a reader in another thread sees them all or none)."""
+        record = self._pending
+        if record is None:
+            return
+        into = SourceMap(self.filename)
+        record(into)
+        self._values, self._keys, self._pending = into._values, into._keys, None
+
+    @property
+    def values(self) -> dict[Path_, tuple[int, int]]:
+        """(line, col) of every value, by path."""
+        if self._pending is not None:
+            self._recorded()
+        return self._values
+
+    @property
+    def keys(self) -> dict[Path_, tuple[int, int]]:
+        """(line, col) of every mapping key, by the path of its value."""
+        if self._pending is not None:
+            self._recorded()
+        return self._keys
 
     def origin(self, path: Path_) -> tuple[Path_, str]:
         """(the path in the file, the name of the object at `path`: "" when it is written there)."""

@@ -74,6 +74,14 @@ class Allocation:
     first: int
     last: int
     text: str
+    within: int | None = None  # {pool.host(i, LEN, k)}: the /LEN of the pool the address is in
+
+    @property
+    def described(self) -> str:
+        """The allocation in a collision message (made only for one: it costs an ipaddress parse)."""
+        if self.within is None:
+            return self.text
+        return f"{self.text} (in {ipaddress.ip_network((self.first, self.within))})"
 
 
 # an argument: ("i",), ("key",), ("item", FIELD) or ("int", N)
@@ -177,14 +185,14 @@ def compile_string(text: str, pools: dict[str, Pool], for_each: bool) -> str | T
     return Template(tuple(merged), whole=len(merged) == 1)
 
 
-def _int_arg(a: Arg, env: Env, what: str) -> int:
+def _int_arg(a: Arg, env: Env, expr: Expr) -> int:
     if a[0] == "int":
         return int(a[1])
     if a[0] == "i":
         return env.i
     value: Any = env.key if a[0] == "key" else _item(env, str(a[1]))
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RenderError(f"{what}: {'.'.join(str(x) for x in a)} is {value!r}, not an integer")
+        raise RenderError(f"{{{expr.text.strip()}}}: {'.'.join(str(x) for x in a)} is {value!r}, not an integer")
     return value
 
 
@@ -202,7 +210,7 @@ def evaluate(expr: Expr, env: Env, allocs: list[Allocation]) -> Any:
     if expr.kind == "item":
         return _item(env, expr.field)
     pool = env.pools[expr.pool]
-    n = _int_arg(expr.args[0], env, f"{{{expr.text.strip()}}}")
+    n = _int_arg(expr.args[0], env, expr)
     version = pool.net.version
     if expr.kind == "host" and len(expr.args) == 1:
         first, size = pool._subnet(n, pool.net.max_prefixlen)
@@ -219,9 +227,9 @@ def evaluate(expr: Expr, env: Env, allocs: list[Allocation]) -> Any:
     k = int(expr.args[2][1])
     if not 0 <= k < size:
         raise RenderError(f"{{{expr.text.strip()}}}: a /{length} holds addresses 0..{size - 1}, asked for {k}")
-    addr = ipaddress.ip_address(first + k) if version == 4 else ipaddress.IPv6Address(first + k)
-    allocs[-1].text = f"{addr} (in {ipaddress.ip_network((first, length))})"
-    return str(addr)
+    addr = str(ipaddress.ip_address(first + k) if version == 4 else ipaddress.IPv6Address(first + k))
+    allocs[-1].text, allocs[-1].within = addr, length
+    return addr
 
 
 def render(t: Template, env: Env, allocs: list[Allocation]) -> Any:

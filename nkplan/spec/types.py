@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import socket
+import struct
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, PlainValidator, Strict, WithJsonSchema
@@ -92,9 +94,79 @@ def interface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     return ipaddress.ip_interface(text)
 
 
+# The validators below answer first for the text ipaddress itself writes (str() of an address,
+# with_prefixlen of an interface), which is how nearly every spec writes them: the C parser
+# (inet_pton) reads it, and writing the value back the way ipaddress does must give the text
+# again. Such a text is one ipaddress takes, to the same value, and writes back unchanged, so
+# the answer is the one ip_interface gives, at a twentieth of its cost (for 3000 addresses of
+# 1000 pods, 55 ms of a load). Every other text — an error, a netmask, leading zeros, a scope, an
+# IPv4-mapped IPv6 address (whose writing changed in Python 3.13) — goes to ipaddress as before.
+_WORDS = struct.Struct("!8H")  # an IPv6 address's eight hextets
+_V4_MAPPED = (0, 0, 0, 0, 0, 0xFFFF)  # the first six of ::ffff:a.b.c.d
+_HEX = "{:x}".format
+
+
+def _v6_text(words: tuple[int, ...]) -> str:
+    """ipaddress's text of an IPv6 address (_BaseV6._string_from_ip_int, without a scope): hex
+    hextets, the first longest run of two or more zero hextets written as '::'."""
+    best_start, best_len, start = -1, 0, -1
+    for i, word in enumerate(words):
+        if word:
+            start = -1
+            continue
+        if start == -1:
+            start = i
+        if i - start + 1 > best_len:
+            best_start, best_len = start, i - start + 1
+    hexes = list(map(_HEX, words))
+    if best_len < 2:
+        return ":".join(hexes)
+    return ":".join(hexes[:best_start]) + "::" + ":".join(hexes[best_start + best_len :])
+
+
+def canonical_address(text: str) -> tuple[int, int] | None:
+    """(version, value) of an address written exactly as ipaddress writes it; None for any other
+    text, which only ipaddress can judge."""
+    try:
+        if ":" in text:
+            packed = socket.inet_pton(socket.AF_INET6, text)
+            words = _WORDS.unpack(packed)
+            if words[:6] == _V4_MAPPED or _v6_text(words) != text:  # IPv4-mapped: see above
+                return None
+            return 6, int.from_bytes(packed, "big")
+        packed = socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):  # not an address to the C parser (ValueError: a NUL in it)
+        return None
+    return (4, int.from_bytes(packed, "big")) if ".".join(map(str, packed)) == text else None
+
+
+def canonical_cidr(text: str) -> tuple[int, int, int] | None:
+    """(version, address value, prefix length) of an interface address written exactly as
+    ipaddress's with_prefixlen writes it; None for any other text."""
+    addr, _, length = text.partition("/")
+    if not (0 < len(length) <= 3 and length.isascii() and length.isdigit()) or (length[0] == "0" and length != "0"):
+        return None
+    found = canonical_address(addr)
+    if found is None or int(length) > (32 if found[0] == 4 else 128):
+        return None
+    return found[0], found[1], int(length)
+
+
+def cidr_order(text: str) -> tuple[tuple[int, int, int], str]:
+    """An interface address's place in the canonical order (version, address, prefix length) and
+    its text as ipaddress writes it; ValueError as ip_interface."""
+    found = canonical_cidr(text)
+    if found is not None:
+        return found, text
+    iface = interface(text)
+    return (iface.version, int(iface.ip), iface.network.prefixlen), iface.with_prefixlen
+
+
 def check_interface_cidr(value: str) -> str:
     if "/" not in value:
         raise ValueError(f"address {value!r} needs a prefix length, e.g. {value}/32 or {value}/128")
+    if canonical_cidr(value) is not None:
+        return value
     try:
         iface = interface(value)
     except ValueError:
@@ -103,6 +175,8 @@ def check_interface_cidr(value: str) -> str:
 
 
 def check_ip(value: str) -> str:
+    if canonical_address(value) is not None:
+        return value
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
@@ -114,6 +188,11 @@ def check_route_to(value: str) -> str:
         return value
     if "/" not in value:
         raise ValueError(f"route destination {value!r} needs a prefix length, e.g. {value}/32")
+    found = canonical_cidr(value)
+    if found is not None:
+        version, addr, length = found
+        if addr & ((1 << ((32 if version == 4 else 128) - length)) - 1) == 0:  # no host bits set
+            return value
     try:
         iface = interface(value)
     except ValueError:

@@ -317,6 +317,41 @@ def test_fast_and_round_trip_parsers_agree(text: str) -> None:
     assert fast.values == slow.values and fast.keys == slow.keys
 
 
+def test_positions_recorded_late_are_those_recorded_at_once() -> None:
+    """The common parse records no position until one is asked for; then they are the same."""
+    import pickle
+
+    from nkplan.spec.loader import SourceMap, _event_plain, _parse
+
+    text = EXAMPLE.read_text()
+    late, at_once = SourceMap("f"), SourceMap("f")
+    assert _parse(text, late) == _event_plain(text, at_once)
+    assert late._pending is not None  # not recorded yet
+    assert late.values == at_once.values and late.keys == at_once.keys and at_once.values
+    assert late._pending is None
+    loaded = pickle.loads(pickle.dumps(load_file(str(EXAMPLE))))  # a fleet's workers pass it on
+    line, col = at_once.values[("links", 1, "kind")]
+    assert loaded.source.position(("links", 1, "kind")) == f"{EXAMPLE}:{line}:{col}"
+
+
+def test_garbage_collection_resumes_as_it_was_after_a_load() -> None:
+    """Loading pauses the cyclic collector; after it (also after a refused spec) it is as before."""
+    import gc
+
+    assert gc.isenabled()
+    load_file(str(EXAMPLE))
+    assert gc.isenabled()
+    with pytest.raises(SpecError):
+        load_text("stack: s\nnamespaces: [{name: p, x: 1}]\n", "t.yaml")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_file(str(EXAMPLE))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_validate_reads_stdin_and_names_it() -> None:
     """`-` is standard input (DESIGN.md: every command takes a file or -); messages say <stdin>."""
     import subprocess
