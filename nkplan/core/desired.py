@@ -62,20 +62,8 @@ def sort_cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
 def _declared_order(cidrs: Sequence[str]) -> tuple[str, ...]:
     """sort_cidrs of a spec's addresses, which loading made canonical already
     (spec.types.check_interface_cidr): only their order is left to make, and most ends have
-    one address, or one of each family, which need no parse for it."""
-    if len(cidrs) < 2:
-        return tuple(cidrs)
-    v4 = [c for c in cidrs if ":" not in c]
-    v6 = [c for c in cidrs if ":" in c]
-    for same in (v4, v6):
-        if len(same) > 1:
-            same.sort(key=_numeric)
-    return (*v4, *v6)
-
-
-def _numeric(cidr: str) -> tuple[int, int]:
-    iface = interface(cidr)
-    return int(iface.ip), iface.network.prefixlen
+    one address, which needs no parse for it."""
+    return tuple(cidrs) if len(cidrs) < 2 else sort_cidrs(cidrs)
 
 
 @dataclass(frozen=True)
