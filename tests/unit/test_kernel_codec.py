@@ -486,10 +486,22 @@ def test_pairing_across_namespaces_is_confirmed_by_nsid() -> None:
         asked.append((a, b))
         return {("a", "b"): 1, ("a", "c"): 6}[(a, b)]
 
-    pairs = reader.pair_ends(scans, {0: "a"}, between)
+    pairs = reader.pair_ends(scans, {"a": 0}, between)
     got = {((a[0], a[1].name), (b[0], b[1].name)) for a, b in pairs}
     assert got == {((HOST, "h"), ("a", "eth0")), (("a", "x"), ("b", "y"))}
     assert ("a", "b") in asked
+
+
+def test_host_end_pairs_with_the_end_whose_nsid_is_its_namespace_id_of_the_host() -> None:
+    """Two named ends mirror the host end by ifindex; only the one whose netnsid is its own
+    namespace's id of the host (asked from inside it) is its other end, in whichever order."""
+    for order in (("d", "e"), ("e", "d")):
+        scans = {HOST: reader.NsScan(HOST, {5: veth(5, "h", 2, 0)})}
+        # d's eth0 points at d's id 3, which is another named namespace, not the host (id 1)
+        ends = {ns: reader.NsScan(ns, {2: veth(2, "eth0", 5, nsid)}) for ns, nsid in (("d", 3), ("e", 7))}
+        scans.update((ns, ends[ns]) for ns in order)
+        pairs = reader.pair_ends(scans, {"d": 1, "e": 7}, lambda a, b: -1)
+        assert [((a[0], a[1].name), (b[0], b[1].name)) for a, b in pairs] == [((HOST, "h"), ("e", "eth0"))]
 
 
 REFUSALS = [

@@ -3,7 +3,10 @@
 One worker thread walks the namespaces: setns() into each, open a plain netlink socket there, dump
 links, addresses and routes. Device pairs are then matched across namespaces through IFLA_LINK
 (the other end's ifindex) and IFLA_LINK_NETNSID (where it lives, as an id local to the namespace
-that reports it); ids are resolved with RTM_GETNSID, which only looks up and never assigns."""
+that reports it); ids are resolved with RTM_GETNSID, which only looks up and never assigns. Each
+namespace is asked for its own id of the host, not the host for its id of each namespace: the
+kernel answers by scanning the asker's id table, which in the host holds an id per pod (a read of
+N pods asking the host would cost O(N^2)), in a pod one or two."""
 
 from __future__ import annotations
 
@@ -124,14 +127,19 @@ def _walk(
     visit(name, scan), if given, runs right after each namespace was dumped, still inside it (for
     per-namespace queries that take the scan's ifindexes, e.g. the BPF hooks of owned devices)."""
     try:
-        home = os.stat("/proc/thread-self/ns/net")
-        host_sock = RtnlSocket(strict=True)
+        home_fd = netns.thread_ns_fd()
     except PermissionError as exc:
         raise CapabilityError(root_needed()) from exc
+    try:
+        host_sock = RtnlSocket(strict=True)
+    except PermissionError as exc:
+        os.close(home_fd)
+        raise CapabilityError(root_needed()) from exc
+    home = os.fstat(home_fd)
     seen: dict[tuple[int, int], str] = {(home.st_dev, home.st_ino): HOST}
     scans: dict[str, NsScan] = {}
     namespaces: dict[str, NamespaceRec] = {}
-    host_ids: dict[int, str] = {}  # nsid as the host sees it -> namespace name
+    home_ids: dict[str, int] = {}  # namespace name -> its id for the host namespace
     with host_sock:
         net_keys = net_keys or {}
         scans[HOST] = scan(host_sock, HOST, with_af)
@@ -166,17 +174,20 @@ def _walk(
                 seen[key] = name
                 with RtnlSocket(strict=True) as sock:
                     sc = scan(sock, name, with_af)
+                    if any(d.link_nsid is not None and _is_pair_end(d) for d in sc.links.values()):
+                        # an end whose other end lives elsewhere: is that the host? (pair_ends)
+                        nsid = query_nsid(sock, home_fd)
+                        if nsid >= 0:
+                            home_ids[name] = nsid
                 _read_net_keys(sc, net_keys.get(name))
                 scans[name] = sc
                 if visit is not None:
                     visit(name, sc)
                 namespaces[name] = NamespaceRec(name, _ns_mark(sc)[0])
-                nsid = query_nsid(host_sock, fd)
-                if nsid >= 0:
-                    host_ids[nsid] = name
             finally:
                 os.close(fd)
-    return Snapshot(scans, namespaces, pair_ends(scans, host_ids, _verify_between), host_has)
+    os.close(home_fd)
+    return Snapshot(scans, namespaces, pair_ends(scans, home_ids, _verify_between), host_has)
 
 
 def _verify_between(a: str, b: str) -> int:
@@ -202,13 +213,16 @@ def _is_pair_end(d: RawLink) -> bool:
 
 
 def pair_ends(
-    scans: dict[str, NsScan], host_ids: dict[int, str], between: Callable[[str, str], int]
+    scans: dict[str, NsScan], home_ids: dict[str, int], between: Callable[[str, str], int]
 ) -> list[tuple[End, End]]:
     """Match the two ends of every veth/netkit pair whose both ends were read.
 
-    Same namespace: IFLA_LINK is the other's ifindex, no netnsid. Host end with a netnsid: the host's
-    own id map (built with RTM_GETNSID) names the namespace. Between two named namespaces: the
-    candidates whose (ifindex, IFLA_LINK) mirror ours, confirmed with one RTM_GETNSID from inside ours."""
+    Same namespace: IFLA_LINK is the other's ifindex, no netnsid. Otherwise the candidates whose
+    (ifindex, IFLA_LINK) mirror ours, confirmed by ids: between the host and a named namespace,
+    the named end's netnsid must be its namespace's id of the host (home_ids, asked with
+    RTM_GETNSID from inside it while it was read; the host's ifindexes are unique, so that end's
+    other end is the host end it mirrors); between two named namespaces, one RTM_GETNSID from
+    inside ours (between)."""
     cache: dict[tuple[str, str], int] = {}
     mirrors: dict[tuple[int, int], list[End]] = defaultdict(list)
     for ns, sc in scans.items():
@@ -236,18 +250,18 @@ def pair_ends(
                 if other is not None and other is not me and mirrors_me(me, other, False):
                     found = (ns, other)
             elif ns == HOST:
-                where = host_ids.get(me.link_nsid)
-                if where is not None:
-                    other = scans[where].links.get(me.link or 0)
-                    if mirrors_me(me, other, True):
-                        assert other is not None
-                        found = (where, other)
+                for cns, cand in mirrors.get((me.link or 0, me.ifindex), ()):
+                    if cns == HOST or cand.kind != me.kind or (cns, cand.ifindex) in done:
+                        continue
+                    if cand.link_nsid == home_ids.get(cns):
+                        found = (cns, cand)
+                        break
             else:
                 for cns, cand in mirrors.get((me.link or 0, me.ifindex), ()):
                     if cns == ns or cand.kind != me.kind or (cns, cand.ifindex) in done:
                         continue
                     if cns == HOST:
-                        ok = host_ids.get(cand.link_nsid or -1) == ns
+                        ok = me.link_nsid == home_ids.get(ns)
                     else:
                         if (ns, cns) not in cache:
                             cache[(ns, cns)] = between(ns, cns)
