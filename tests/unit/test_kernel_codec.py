@@ -17,8 +17,8 @@ from typing import cast
 
 import pytest
 
-from nkplan.core.records import HOST, RTPROT_NKPLAN, EndRec, LinkRec, NexthopRec, RouteRec
-from nkplan.errors import InternalError
+from nkplan.core.records import HOST, RTPROT_NKPLAN, EndRec, LinkRec, NamespaceRec, NexthopRec, RouteRec
+from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import decode, encode, kinds, links, netkit_plugin, probe, reader, rtnl
 from nkplan.kernel.netlink.decode import RawLink
@@ -592,3 +592,27 @@ def test_route_requests_are_packed_exactly_as_pyroute2_encodes_them(route: Route
         attrs, header = rtnl.route_request(route, 3, delete=delete)
         fields = {k: v for k, v in header.items() if k != "rtype"} | {"type": header["rtype"]}
         assert encode.route(*attrs, **header) == encode._fill(encode._pyroute2()[2](), fields, tuple(attrs))
+
+
+def test_a_forked_reader_hands_back_its_part_or_its_failure() -> None:
+    """reader._Child: what the forked half of a read returns comes back pickled, visitor
+    included; what it raises is raised here, with its errno; an abandoned one is reaped."""
+    from nkplan.kernel.bpf.scan import HookScanner
+
+    part = reader._Part({"a": reader.NsScan("a", {2: veth(2, "eth0", 5, 0)})}, {"a": NamespaceRec("a", "s")}, {"a": 0})
+    part.visitor = HookScanner()
+    got = reader._Child(lambda: part).result()
+    assert (got.scans, got.namespaces, got.home_ids, got.visitor) == (
+        part.scans,
+        part.namespaces,
+        part.home_ids,
+        part.visitor,
+    )
+
+    def fails() -> reader._Part:
+        raise KernelError("reading network state: nope", errno.EBUSY)
+
+    with pytest.raises(KernelError, match="nope") as caught:
+        reader._Child(fails).result()
+    assert caught.value.errno == errno.EBUSY
+    reader._Child(lambda: part).abandon()

@@ -176,29 +176,33 @@ class PinEntry:
     maps: bool  # a maps directory sits next to it
 
 
-def hook_pins(directory: str) -> list[PinEntry]:
-    """The link pins of one hook directory, sorted by name."""
+def names(directory: str) -> list[str]:
+    """What a directory holds, sorted by name (nothing if it is absent). A read lists each hook
+    directory once and hands the names to hook_pins, temp_pins and hookmarks.read."""
     try:
-        names = sorted(os.listdir(directory))
+        return sorted(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    maps = {n[: -len(pins.MAPS_SUFFIX)] for n in names if n.endswith(pins.MAPS_SUFFIX)}
+
+
+def hook_pins(directory: str, listed: list[str] | None = None) -> list[PinEntry]:
+    """The link pins of one hook directory, sorted by name (listed: its names(), if known)."""
+    names_ = names(directory) if listed is None else listed
+    maps = {n[: -len(pins.MAPS_SUFFIX)] for n in names_ if n.endswith(pins.MAPS_SUFFIX)}
     out = []
-    for name in names:
+    for name in names_:
         named = pins.split_name(name)
         if named is not None:
             out.append(PinEntry(*named, f"{directory}/{name}", name in maps))
     return out
 
 
-def temp_pins(directory: str) -> list[str]:
+def temp_pins(directory: str, listed: list[str] | None = None) -> list[str]:
     """The temporary pins (pins.TEMP_SUFFIX) in one hook directory, sorted by name: what an apply
-    killed between pinning a new link and renaming the pin into place left behind."""
-    try:
-        names = sorted(os.listdir(directory))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [f"{directory}/{n}" for n in names if n.endswith(pins.TEMP_SUFFIX)]
+    killed between pinning a new link and renaming the pin into place left behind (listed: its
+    names(), if known)."""
+    found = names(directory) if listed is None else listed
+    return [f"{directory}/{n}" for n in found if n.endswith(pins.TEMP_SUFFIX)]
 
 
 def link_pins(stack: str, root: str = pins.ROOT) -> list[LinkPin]:

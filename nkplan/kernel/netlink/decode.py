@@ -28,7 +28,7 @@ class RawLink:
     link: int | None  # IFLA_LINK: for veth/netkit, the other end's ifindex
     link_nsid: int | None  # IFLA_LINK_NETNSID: where the other end lives, None = same namespace
     info: dict[int, int] = field(default_factory=dict)  # IFLA_INFO_DATA of kinds.DECODED: attribute → value
-    addresses: list[tuple[int, int, str]] = field(default_factory=list)  # (version, int ip, cidr)
+    addresses: list[tuple[int, int, str]] = field(default_factory=list)  # (version, int ip, cidr): pair ends only
     af_spec: bytes | None = None  # IFLA_AF_SPEC, kept raw (and only) when the read wants sysctls
 
 
