@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from nkplan.core.records import RTPROT_NKPLAN
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink.kinds import DECODED
-from nkplan.kernel.netlink.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, asciiz, parse_attrs, s32, u32
+from nkplan.kernel.netlink.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, Pickles, asciiz, parse_attrs, s32, u32
 
 
 @dataclass(slots=True)
-class RawLink:
+class RawLink(Pickles):
     ifindex: int
     name: str
     flags: int
@@ -33,7 +33,7 @@ class RawLink:
 
 
 @dataclass(slots=True)
-class RawNexthop:
+class RawNexthop(Pickles):
     via: str | None
     oif: int | None
     weight: int
@@ -41,7 +41,7 @@ class RawNexthop:
 
 
 @dataclass(slots=True)
-class RawRoute:
+class RawRoute(Pickles):
     family: int
     to: str
     via: str | None

@@ -36,6 +36,17 @@ class NetlinkRefusal(Exception):
         super().__init__(errno, message)
 
 
+class Pickles:
+    """Base of the reader's slots dataclasses: pickled as their constructor call with the fields
+    in order, which loads ~4x faster than the generic path for slots (a forked reader hands back
+    ~1000 such objects per 500 pods: reader._Child)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return (type(self), tuple([getattr(self, name) for name in self.__slots__]))
+
+
 # attribute encoding ---------------------------------------------------------------------------
 def attr(kind: int, payload: bytes) -> bytes:
     n = _NLA.size + len(payload)
