@@ -275,7 +275,9 @@ def _marked(
     return HookRec(ns, device, hook, programs, stack, applied, was, tuple(foreign), leftovers)
 
 
-def fill_state(live: LiveState, found: Sequence[HookScan], reads: BpfReads | None = None) -> None:
+def fill_state(
+    live: LiveState, found: Sequence[HookScan], reads: BpfReads | None = None, listing: bpffs.Listing | None = None
+) -> None:
     """live.hooks and live.foreign_programs from the scanned hooks: owned links (matched to the
     owner stack's pins by link id) in kernel run order; every other link is foreign. A hook of an
     owned device where the owner has pins (or a marker) but none of them holds a link on the hook
@@ -283,11 +285,12 @@ def fill_state(live: LiveState, found: Sequence[HookScan], reads: BpfReads | Non
     re-attach. Pins whose link is not on their hook go to live.orphan_pins. Temporary pins of the
     owner's (a link pinned, killed before the rename) are the hook's `leftovers`; the link such a
     pin holds is neither owned nor foreign: the next apply removes it. `reads`: what to read of
-    the maps of the declared programs (records.BpfReads); no contents of any other program's."""
+    the maps of the declared programs (records.BpfReads); no contents of any other program's.
+    `listing`: the read's bpffs.Listing (orphans.fill walks the same tree)."""
     reads = reads or {}
-
-    every = list(bpffs.hook_dirs())
-    listed = {directory: bpffs.names(directory) for _key, directory in every}  # each hook directory listed once
+    listing = listing or bpffs.Listing()
+    every = list(bpffs.hook_dirs(listing=listing))
+    listed = {directory: listing.names(directory) for _key, directory in every}
     index = {key: entries for key, directory in every if (entries := bpffs.hook_pins(directory, listed[directory]))}
     temps = {key: left for key, directory in every if (left := bpffs.temp_pins(directory, listed[directory]))}
     seen: set[bpffs.HookKey] = set()
