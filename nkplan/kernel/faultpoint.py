@@ -24,6 +24,11 @@ def install(hook: Hook | None) -> Hook | None:
     return previous
 
 
+def installed() -> bool:
+    """Is a hook installed (a test is counting changes)?"""
+    return _hook is not None
+
+
 def reached(what: str) -> None:
     """Called just before a low-level change; may raise OSError (an injected refusal)."""
     if _hook is not None:

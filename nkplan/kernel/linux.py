@@ -32,7 +32,7 @@ from nkplan.core.records import (
 from nkplan.core.sysctls import net_proc_path
 from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel import caps
-from nkplan.kernel.bpf import orphans, rulemarks, scan, sharedmaps
+from nkplan.kernel.bpf import bpffs, orphans, rulemarks, scan, sharedmaps
 from nkplan.kernel.bpf import probe as bpf_probe
 from nkplan.kernel.netlink import batch, links, netns, probe, reader, rtnl, rules
 from nkplan.kernel.netlink import consts as C
@@ -93,8 +93,9 @@ class LinuxKernel(Writers):
         got = reader.read_state(visit=scanner, sysctls=sysctls, net_keys=net_keys)
         live = got.live
         sharedmaps.fill(live)  # before the hooks: which programs use them
-        scan.fill_state(live, scanner.found, bpf_reads)
-        orphans.fill(live)
+        listing = bpffs.Listing()  # the pin tree's directories, each listed once for both
+        scan.fill_state(live, scanner.found, bpf_reads, listing)
+        orphans.fill(live, listing)
         rulemarks.fill_owners(live)
         info = probe.probe() if probe_netkit else KernelInfo(os.uname().release)
         if sysctls:

@@ -51,3 +51,19 @@ def test_foreign_device_in_the_group_stops_the_delete(ns: Names, monkeypatch: py
         dev = observe.link(link.primary.name)
         assert dev is not None and dev["group"] == "default"
     assert observe.link(ns("x")) is not None
+
+
+def test_lookups_and_moves_many_to_a_datagram(ns: Names) -> None:
+    """40 pairs (the requests go 16 to a datagram): one missing among them stops the delete before
+    anything changed, naming it; then the 39 go at once."""
+    kernel = LinuxKernel()
+    links = pairs(ns, 40)
+    for link in links[:20] + links[21:]:
+        kernel.create_link(link)
+    with pytest.raises(KernelError, match=ns("h20")):
+        kernel.delete_links(links)
+    names = observe.link_names()
+    assert all(ns(f"h{i}") in names for i in range(40) if i != 20)
+    kernel.delete_links(links[:20] + links[21:])
+    names = observe.link_names()
+    assert not any(ns(f"h{i}") in names or ns(f"p{i}") in names for i in range(40))

@@ -4,6 +4,8 @@ processes, many namespaces, the netkit probe, privileges."""
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
 import subprocess
 import sys
@@ -14,9 +16,11 @@ import pytest
 
 from nkplan.core.desired import sort_cidrs
 from nkplan.core.records import HOST, KernelInfo, NamespaceRec
-from nkplan.errors import CapabilityError
+from nkplan.errors import CapabilityError, KernelError
 from nkplan.kernel import caps
 from nkplan.kernel.linux import LinuxKernel
+from nkplan.kernel.netlink import reader
+from nkplan.kernel.netlink.nlsock import NetlinkRefusal, RtnlSocket
 from tests.host import observe
 from tests.host.conftest import Names
 
@@ -113,6 +117,9 @@ def test_a_second_name_for_a_namespace_and_a_stale_file(kernel: LinuxKernel, ns:
 
 
 def test_read_spawns_no_process(kernel: LinuxKernel, ns: Names, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No helper process, whatever the number of namespaces; the one forked copy of itself that
+    reads half of many namespaces (test_a_second_process_reads_the_later_share) is kept out here."""
+    monkeypatch.setattr(reader, "SPLIT_MIN", 10**9)
     sh(f"netns add {ns('a')}", f"link add {ns('h')} type veth peer name eth0 netns {ns('a')}")
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -138,6 +145,62 @@ def test_read_does_not_import_pyroute2(ns: Names) -> None:
         "assert 'pyroute2' not in sys.modules, 'pyroute2 imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_a_second_process_reads_the_later_share(
+    kernel: LinuxKernel, ns: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From reader.SPLIT_MIN named namespaces on, a forked copy of the reader reads the later ones
+    (reader.CHILD_SHARE of them): what is read is the same, in the same order, as one process
+    reads it (a pair between namespaces of both shares, a second name and a stale file
+    included), and a failure there fails the read."""
+    pods = [ns(f"s{i}") for i in range(6)]
+    lines = []
+    for i, pod in enumerate(pods):
+        host = ns(f"h{i}")
+        lines += [f"netns add {pod}", f"link add {host} type veth peer name eth0 netns {pod}"]
+        lines += [
+            f"link set {host} alias nkplan:{ns.stack}:primary up",
+            f"route add 10.9.{i}.2/32 dev {host} proto 237",
+        ]
+    sh(*lines)
+    subprocess.run(
+        ["ip", "-n", pods[0], "link", "add", "q", "type", "veth", "peer", "name", "p", "netns", pods[5]], check=True
+    )
+    for i, pod in enumerate(pods):
+        inside = [f"link set lo alias nkplan:{ns.stack}:ns up", f"link set eth0 alias nkplan:{ns.stack}:peer up"]
+        inside += [f"addr add 10.9.{i}.2/32 dev eth0", "route add default dev eth0 proto 237"]
+        subprocess.run(["ip", "-n", pod, "-batch", "-"], input="\n".join(inside) + "\n", text=True, check=True)
+    alias, stale = ns("s3x"), ns("s4x")
+    Path(f"/run/netns/{alias}").touch()
+    Path(f"/run/netns/{stale}").touch()
+    try:
+        subprocess.run(["mount", "--bind", f"/run/netns/{pods[1]}", f"/run/netns/{alias}"], check=True)
+        monkeypatch.setattr(reader, "SPLIT_MIN", 10**9)
+        one = kernel.read()
+        monkeypatch.setattr(reader, "SPLIT_MIN", 1)
+        two = kernel.read()
+        for f in dataclasses.fields(one):
+            a, b = getattr(one, f.name), getattr(two, f.name)
+            assert (list(a.items()) if isinstance(a, dict) else a) == (list(b.items()) if isinstance(b, dict) else b)
+        assert two.namespaces[alias] == NamespaceRec(alias, None) and two.namespaces[stale] == NamespaceRec(stale, None)
+        assert two.links[(pods[0], "q")].peer.namespace == pods[5]
+        assert len([k for k in two.links if ns.prefix in k[1]]) == len(pods)
+
+        parent, real = os.getpid(), reader.scan
+
+        def failing(sock: RtnlSocket, name: str, with_af: bool = False) -> reader.NsScan:
+            if os.getpid() != parent:
+                raise NetlinkRefusal(errno.EBUSY, None)
+            return real(sock, name, with_af)
+
+        monkeypatch.setattr(reader, "scan", failing)
+        with pytest.raises(KernelError, match="the kernel refused a dump"):
+            kernel.read()
+    finally:
+        subprocess.run(["umount", f"/run/netns/{alias}"], capture_output=True)
+        for p in (alias, stale):
+            Path(f"/run/netns/{p}").unlink(missing_ok=True)
 
 
 def test_many_namespaces(kernel: LinuxKernel, ns: Names) -> None:

@@ -17,8 +17,8 @@ from typing import cast
 
 import pytest
 
-from nkplan.core.records import HOST, RTPROT_NKPLAN, EndRec, LinkRec, NexthopRec, RouteRec
-from nkplan.errors import InternalError
+from nkplan.core.records import HOST, RTPROT_NKPLAN, EndRec, LinkRec, NamespaceRec, NexthopRec, RouteRec
+from nkplan.errors import InternalError, KernelError
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import decode, encode, kinds, links, netkit_plugin, probe, reader, rtnl
 from nkplan.kernel.netlink.decode import RawLink
@@ -486,10 +486,22 @@ def test_pairing_across_namespaces_is_confirmed_by_nsid() -> None:
         asked.append((a, b))
         return {("a", "b"): 1, ("a", "c"): 6}[(a, b)]
 
-    pairs = reader.pair_ends(scans, {0: "a"}, between)
+    pairs = reader.pair_ends(scans, {"a": 0}, between)
     got = {((a[0], a[1].name), (b[0], b[1].name)) for a, b in pairs}
     assert got == {((HOST, "h"), ("a", "eth0")), (("a", "x"), ("b", "y"))}
     assert ("a", "b") in asked
+
+
+def test_host_end_pairs_with_the_end_whose_nsid_is_its_namespace_id_of_the_host() -> None:
+    """Two named ends mirror the host end by ifindex; only the one whose netnsid is its own
+    namespace's id of the host (asked from inside it) is its other end, in whichever order."""
+    for order in (("d", "e"), ("e", "d")):
+        scans = {HOST: reader.NsScan(HOST, {5: veth(5, "h", 2, 0)})}
+        # d's eth0 points at d's id 3, which is another named namespace, not the host (id 1)
+        ends = {ns: reader.NsScan(ns, {2: veth(2, "eth0", 5, nsid)}) for ns, nsid in (("d", 3), ("e", 7))}
+        scans.update((ns, ends[ns]) for ns in order)
+        pairs = reader.pair_ends(scans, {"d": 1, "e": 7}, lambda a, b: -1)
+        assert [((a[0], a[1].name), (b[0], b[1].name)) for a, b in pairs] == [((HOST, "h"), ("e", "eth0"))]
 
 
 REFUSALS = [
@@ -580,3 +592,27 @@ def test_route_requests_are_packed_exactly_as_pyroute2_encodes_them(route: Route
         attrs, header = rtnl.route_request(route, 3, delete=delete)
         fields = {k: v for k, v in header.items() if k != "rtype"} | {"type": header["rtype"]}
         assert encode.route(*attrs, **header) == encode._fill(encode._pyroute2()[2](), fields, tuple(attrs))
+
+
+def test_a_forked_reader_hands_back_its_part_or_its_failure() -> None:
+    """reader._Child: what the forked half of a read returns comes back pickled, visitor
+    included; what it raises is raised here, with its errno; an abandoned one is reaped."""
+    from nkplan.kernel.bpf.scan import HookScanner
+
+    part = reader._Part({"a": reader.NsScan("a", {2: veth(2, "eth0", 5, 0)})}, {"a": NamespaceRec("a", "s")}, {"a": 0})
+    part.visitor = HookScanner()
+    got = reader._Child(lambda: part).result()
+    assert (got.scans, got.namespaces, got.home_ids, got.visitor) == (
+        part.scans,
+        part.namespaces,
+        part.home_ids,
+        part.visitor,
+    )
+
+    def fails() -> reader._Part:
+        raise KernelError("reading network state: nope", errno.EBUSY)
+
+    with pytest.raises(KernelError, match="nope") as caught:
+        reader._Child(fails).result()
+    assert caught.value.errno == errno.EBUSY
+    reader._Child(lambda: part).abandon()

@@ -137,7 +137,68 @@ def remove_tree(directory: str, root: str = pins.ROOT) -> None:
 
 # listing: the one walk of the pin tree (reading never mounts anything: an absent bpffs or
 # directory lists as nothing) ------------------------------------------------------------------
-def _subdirs(path: str) -> list[str]:
+_Entry = tuple[str, bool, bool]  # (name, a directory (following a symlink), a symlink)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # as os.walk takes it
+        return False
+
+
+class Listing:
+    """One read's listings of pin-tree directories: each directory is read once (one scandir) and
+    serves the hook walk (hook_dirs), each hook directory's names (names) and the orphan walk
+    (walk); with 1000 hooks these were three and four listings of every hook directory."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[_Entry] | OSError] = {}
+
+    def _entries(self, path: str) -> list[_Entry] | OSError:
+        got = self._seen.get(path)
+        if got is None:
+            try:
+                with os.scandir(path) as it:
+                    got = [(e.name, _is_dir(e), e.is_symlink()) for e in it]
+            except OSError as exc:
+                got = exc
+            self._seen[path] = got
+        return got
+
+    def _listed(self, path: str) -> list[_Entry]:
+        got = self._entries(path)
+        if isinstance(got, (FileNotFoundError, NotADirectoryError)):
+            return []
+        if isinstance(got, OSError):
+            raise got
+        return got
+
+    def subdirs(self, path: str) -> list[str]:
+        """The directories in path (not symlinks), sorted; nothing if it is absent."""
+        return sorted(name for name, is_dir, link in self._listed(path) if is_dir and not link)
+
+    def names(self, path: str) -> list[str]:
+        """What path holds, sorted (as os.listdir sorted); nothing if it is absent."""
+        return sorted(name for name, _d, _l in self._listed(path))
+
+    def walk(self, top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+        """os.walk(top) (top-down; the caller may prune dirs in place) over these listings."""
+        got = self._entries(top)
+        if isinstance(got, OSError):
+            return  # os.walk ignores a directory it cannot list
+        dirs = [name for name, is_dir, _l in got if is_dir]
+        files = [name for name, is_dir, _l in got if not is_dir]
+        links = {name for name, _d, link in got if link}
+        yield top, dirs, files
+        for name in dirs:
+            if name not in links:  # os.walk does not follow symlinks
+                yield from self.walk(posixpath.join(top, name))
+
+
+def _subdirs(path: str, listing: Listing | None = None) -> list[str]:
+    if listing is not None:
+        return listing.subdirs(path)
     try:
         with os.scandir(path) as it:
             return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
@@ -153,14 +214,17 @@ def stacks(root: str = pins.ROOT) -> list[str]:
 HookKey = tuple[str, str, str, C.Hook]  # (stack, namespace, device, hook)
 
 
-def hook_dirs(root: str = pins.ROOT, stack: str | None = None) -> Iterator[tuple[HookKey, str]]:
+def hook_dirs(
+    root: str = pins.ROOT, stack: str | None = None, listing: Listing | None = None
+) -> Iterator[tuple[HookKey, str]]:
     """Every hook directory of the pin tree (of one stack, if given), sorted, with what its path
-    says: ((stack, namespace, device, hook), directory). One scandir per directory."""
-    tops = _subdirs(root) if stack is None else [posixpath.basename(pins.stack_dir(stack, root))]
+    says: ((stack, namespace, device, hook), directory). One scandir per directory (of listing's,
+    if given)."""
+    tops = _subdirs(root, listing) if stack is None else [posixpath.basename(pins.stack_dir(stack, root))]
     for st in tops:
-        for nsc in _subdirs(f"{root}/{st}"):
-            for devc in _subdirs(f"{root}/{st}/{nsc}"):
-                for hook in _subdirs(f"{root}/{st}/{nsc}/{devc}"):
+        for nsc in _subdirs(f"{root}/{st}", listing):
+            for devc in _subdirs(f"{root}/{st}/{nsc}", listing):
+                for hook in _subdirs(f"{root}/{st}/{nsc}/{devc}", listing):
                     if hook in C.ATTACH_TYPES:
                         key = (pins.unescape(st), pins.ns_of_component(nsc), pins.unescape(devc), hook)
                         yield key, f"{root}/{st}/{nsc}/{devc}/{hook}"
@@ -176,29 +240,33 @@ class PinEntry:
     maps: bool  # a maps directory sits next to it
 
 
-def hook_pins(directory: str) -> list[PinEntry]:
-    """The link pins of one hook directory, sorted by name."""
+def names(directory: str) -> list[str]:
+    """What a directory holds, sorted by name (nothing if it is absent). A read lists each hook
+    directory once and hands the names to hook_pins, temp_pins and hookmarks.read."""
     try:
-        names = sorted(os.listdir(directory))
+        return sorted(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    maps = {n[: -len(pins.MAPS_SUFFIX)] for n in names if n.endswith(pins.MAPS_SUFFIX)}
+
+
+def hook_pins(directory: str, listed: list[str] | None = None) -> list[PinEntry]:
+    """The link pins of one hook directory, sorted by name (listed: its names(), if known)."""
+    names_ = names(directory) if listed is None else listed
+    maps = {n[: -len(pins.MAPS_SUFFIX)] for n in names_ if n.endswith(pins.MAPS_SUFFIX)}
     out = []
-    for name in names:
+    for name in names_:
         named = pins.split_name(name)
         if named is not None:
             out.append(PinEntry(*named, f"{directory}/{name}", name in maps))
     return out
 
 
-def temp_pins(directory: str) -> list[str]:
+def temp_pins(directory: str, listed: list[str] | None = None) -> list[str]:
     """The temporary pins (pins.TEMP_SUFFIX) in one hook directory, sorted by name: what an apply
-    killed between pinning a new link and renaming the pin into place left behind."""
-    try:
-        names = sorted(os.listdir(directory))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [f"{directory}/{n}" for n in names if n.endswith(pins.TEMP_SUFFIX)]
+    killed between pinning a new link and renaming the pin into place left behind (listed: its
+    names(), if known)."""
+    found = names(directory) if listed is None else listed
+    return [f"{directory}/{n}" for n in found if n.endswith(pins.TEMP_SUFFIX)]
 
 
 def link_pins(stack: str, root: str = pins.ROOT) -> list[LinkPin]:

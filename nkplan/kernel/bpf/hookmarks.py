@@ -19,20 +19,18 @@ from nkplan.kernel.bpf import bpffs, pins
 PREFIX = ":applied@"
 
 
-def _marks(directory: str) -> list[str]:
-    try:
-        return sorted(n for n in os.listdir(directory) if n.startswith(PREFIX))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+def _marks(directory: str, listed: list[str] | None = None) -> list[str]:
+    return [n for n in (bpffs.names(directory) if listed is None else listed) if n.startswith(PREFIX)]
 
 
 def is_mark(name: str) -> bool:
     return name.startswith(PREFIX)
 
 
-def read(directory: str) -> tuple[str, tuple[str, ...]] | None:
-    """(digest, foreign programs as "NAME (id N)") of a hook directory's marker, or None."""
-    found = _marks(directory)
+def read(directory: str, listed: list[str] | None = None) -> tuple[str, tuple[str, ...]] | None:
+    """(digest, foreign programs as "NAME (id N)") of a hook directory's marker, or None
+    (listed: the directory's bpffs.names(), if known)."""
+    found = _marks(directory, listed)
     if len(found) != 1:
         return None  # none, or a crashed write left two: no drift can be told
     mark = posixpath.join(directory, found[0])

@@ -43,11 +43,13 @@ def _known_file(rel: list[str], name: str) -> bool:
     return False
 
 
-def fill(live: LiveState) -> None:
-    """live.orphan_pins += every stray pin of every stack's tree (sorted by path)."""
+def fill(live: LiveState, listing: bpffs.Listing | None = None) -> None:
+    """live.orphan_pins += every stray pin of every stack's tree (sorted by path). `listing`: the
+    read's bpffs.Listing, whose directories scan.fill_state listed already."""
+    listing = listing or bpffs.Listing()
     for stack in bpffs.stacks():
         top = pins.stack_dir(stack)
-        for base, dirs, files in os.walk(top):
+        for base, dirs, files in listing.walk(top):
             rel_path = posixpath.relpath(base, top)
             rel = [] if rel_path == "." else rel_path.split("/")
             dirs[:] = sorted(d for d in dirs if not _known_dir(rel, d, files))

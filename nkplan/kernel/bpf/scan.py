@@ -74,6 +74,12 @@ class HookScanner:
 
     found: list[HookScan] = field(default_factory=list)
 
+    def split(self) -> HookScanner:
+        return HookScanner()
+
+    def merge(self, other: HookScanner) -> None:
+        self.found += other.found
+
     def __call__(self, namespace: str, scan: NsScan) -> None:
         for dev in scan.links.values():
             if dev.kind not in PAIR_KINDS:
@@ -269,7 +275,9 @@ def _marked(
     return HookRec(ns, device, hook, programs, stack, applied, was, tuple(foreign), leftovers)
 
 
-def fill_state(live: LiveState, found: Sequence[HookScan], reads: BpfReads | None = None) -> None:
+def fill_state(
+    live: LiveState, found: Sequence[HookScan], reads: BpfReads | None = None, listing: bpffs.Listing | None = None
+) -> None:
     """live.hooks and live.foreign_programs from the scanned hooks: owned links (matched to the
     owner stack's pins by link id) in kernel run order; every other link is foreign. A hook of an
     owned device where the owner has pins (or a marker) but none of them holds a link on the hook
@@ -277,12 +285,14 @@ def fill_state(live: LiveState, found: Sequence[HookScan], reads: BpfReads | Non
     re-attach. Pins whose link is not on their hook go to live.orphan_pins. Temporary pins of the
     owner's (a link pinned, killed before the rename) are the hook's `leftovers`; the link such a
     pin holds is neither owned nor foreign: the next apply removes it. `reads`: what to read of
-    the maps of the declared programs (records.BpfReads); no contents of any other program's."""
+    the maps of the declared programs (records.BpfReads); no contents of any other program's.
+    `listing`: the read's bpffs.Listing (orphans.fill walks the same tree)."""
     reads = reads or {}
-
-    every = list(bpffs.hook_dirs())
-    index = {key: entries for key, directory in every if (entries := bpffs.hook_pins(directory))}
-    temps = {key: left for key, directory in every if (left := bpffs.temp_pins(directory))}
+    listing = listing or bpffs.Listing()
+    every = list(bpffs.hook_dirs(listing=listing))
+    listed = {directory: listing.names(directory) for _key, directory in every}
+    index = {key: entries for key, directory in every if (entries := bpffs.hook_pins(directory, listed[directory]))}
+    temps = {key: left for key, directory in every if (left := bpffs.temp_pins(directory, listed[directory]))}
     seen: set[bpffs.HookKey] = set()
     for sc in found:
         pkey = (sc.owner, sc.namespace, sc.device, sc.hook)
@@ -326,7 +336,8 @@ def fill_state(live: LiveState, found: Sequence[HookScan], reads: BpfReads | Non
                 live.foreign_programs.append(
                     ForeignProgram(sc.namespace, sc.device, sc.hook, entry.prog_id, name, entry.link_id)
                 )
-        mark = hookmarks.read(pins.hook_dir(*pkey))  # one listdir
+        directory = pins.hook_dir(*pkey)
+        mark = hookmarks.read(directory, listed.get(directory))
         if programs or pkey in index or mark is not None or left:
             now = [f"{name} (id {pid})" for pid, name in sorted(foreign)]
             live.hooks[(sc.namespace, sc.device, sc.hook)] = _marked(pkey, mark, tuple(programs), now, left)
@@ -338,7 +349,7 @@ def fill_state(live: LiveState, found: Sequence[HookScan], reads: BpfReads | Non
             _stale(live, key, pe)
         dev = live.devices.get((ns, device))
         if dev is not None and dev.owner == stack and dev.kind in PAIR_KINDS:
-            mark = hookmarks.read(directory)
+            mark = hookmarks.read(directory, listed[directory])
             stray = temps.get(key, [])
             if key in index or mark is not None or stray:
                 live.hooks[(ns, device, hook)] = _marked(key, mark, (), [], stray)

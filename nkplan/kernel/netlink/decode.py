@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from nkplan.core.records import RTPROT_NKPLAN
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink.kinds import DECODED
-from nkplan.kernel.netlink.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, asciiz, parse_attrs, s32, u32
+from nkplan.kernel.netlink.nlsock import IFADDRMSG, IFINFOMSG, RTMSG, Pickles, asciiz, parse_attrs, s32, u32
 
 
 @dataclass(slots=True)
-class RawLink:
+class RawLink(Pickles):
     ifindex: int
     name: str
     flags: int
@@ -28,12 +28,12 @@ class RawLink:
     link: int | None  # IFLA_LINK: for veth/netkit, the other end's ifindex
     link_nsid: int | None  # IFLA_LINK_NETNSID: where the other end lives, None = same namespace
     info: dict[int, int] = field(default_factory=dict)  # IFLA_INFO_DATA of kinds.DECODED: attribute → value
-    addresses: list[tuple[int, int, str]] = field(default_factory=list)  # (version, int ip, cidr)
+    addresses: list[tuple[int, int, str]] = field(default_factory=list)  # (version, int ip, cidr): pair ends only
     af_spec: bytes | None = None  # IFLA_AF_SPEC, kept raw (and only) when the read wants sysctls
 
 
 @dataclass(slots=True)
-class RawNexthop:
+class RawNexthop(Pickles):
     via: str | None
     oif: int | None
     weight: int
@@ -41,7 +41,7 @@ class RawNexthop:
 
 
 @dataclass(slots=True)
-class RawRoute:
+class RawRoute(Pickles):
     family: int
     to: str
     via: str | None
@@ -150,7 +150,21 @@ def ipv6_text(raw: bytes) -> str:
 
 
 def _ip(raw: bytes, v6: bool) -> str:
-    return ipv6_text(raw[:16]) if v6 else str(ipaddress.IPv4Address(raw[:4]))
+    if v6:
+        return ipv6_text(raw[:16])
+    # inet_ntoa writes IPv4 exactly as ipaddress does; a short value is ipaddress's to refuse
+    return socket.inet_ntoa(raw[:4]) if len(raw) >= 4 else str(ipaddress.IPv4Address(raw[:4]))
+
+
+def _network(dst: bytes | None, plen: int, v6: bool) -> str:
+    """The route's destination as ipaddress writes the network (host bits cleared, compressed),
+    without building one: a dump holds a route per pod, and IPv{4,6}Network was most of its cost."""
+    width = 128 if v6 else 32
+    raw = dst or bytes(width // 8)
+    if len(raw) != width // 8 or not 0 <= plen <= width:  # the odd case: as ipaddress takes (or refuses) it
+        return (ipaddress.IPv6Network if v6 else ipaddress.IPv4Network)((raw, plen), strict=False).with_prefixlen
+    value = int.from_bytes(raw, "big") & (((1 << plen) - 1) << (width - plen))
+    return f"{_ip(value.to_bytes(width // 8, 'big'), v6)}/{plen}"
 
 
 def _gateway(a: dict[int, bytes], v6: bool) -> str | None:
@@ -193,18 +207,12 @@ def route(data: bytes, start: int, end: int) -> RawRoute | None:
     if C.RTA_TABLE in a:
         table = u32(a[C.RTA_TABLE])
     v6 = family == C.AF_INET6
-    net: ipaddress.IPv4Network | ipaddress.IPv6Network
-    dst = a.get(C.RTA_DST)
-    if v6:
-        net = ipaddress.IPv6Network((dst or b"\0" * 16, dst_len), strict=False)
-    else:
-        net = ipaddress.IPv4Network((dst or b"\0" * 4, dst_len), strict=False)
     kind = C.ROUTE_TYPE_NAMES[rtype]
     sends = kind in ("unicast", "local")
     multipath = a.get(C.RTA_MULTIPATH)
     return RawRoute(
         family=family,
-        to=net.with_prefixlen,
+        to=_network(a.get(C.RTA_DST), dst_len, v6),
         via=_gateway(a, v6),
         oif=u32(a[C.RTA_OIF]) if C.RTA_OIF in a and sends else None,
         metric=u32(a[C.RTA_PRIORITY]) if C.RTA_PRIORITY in a else 0,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from nkplan.kernel import faultpoint
 from nkplan.kernel.netlink import consts as C
@@ -34,6 +34,17 @@ class NetlinkRefusal(Exception):
         self.errno = errno
         self.message = message  # the extended-ack text, if the kernel gave one
         super().__init__(errno, message)
+
+
+class Pickles:
+    """Base of the reader's slots dataclasses: pickled as their constructor call with the fields
+    in order, which loads ~4x faster than the generic path for slots (a forked reader hands back
+    ~1000 such objects per 500 pods: reader._Child)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return (type(self), tuple([getattr(self, name) for name in self.__slots__]))
 
 
 # attribute encoding ---------------------------------------------------------------------------
@@ -188,6 +199,57 @@ class RtnlSocket:
             if not interrupted:
                 return out
         raise NetlinkRefusal(4, "dump kept being interrupted by concurrent changes")  # EINTR
+
+    def requests(
+        self, reqs: Sequence[tuple[int, int, bytes]], per_send: int = 16
+    ) -> list[tuple[list[tuple[int, bytes, int, int]], NetlinkRefusal | None]]:
+        """Many requests (type, flags, body), each answered as request() answers it: (its replies,
+        None) or ([], its refusal), in order. They go per_send to a datagram: the kernel takes
+        the messages of one datagram one by one, each with its own ack, so N lookups or changes
+        cost N/per_send round trips instead of N (per_send bounds what one datagram's answers
+        take of the receive buffer). A change refused by a fault hook (faultpoint.py) ends the
+        list: it is not sent, nor is any after it. With a hook installed they go one at a time,
+        so its k-th change is the k-th one sent, as with request()."""
+        out: list[tuple[list[tuple[int, bytes, int, int]], NetlinkRefusal | None]] = []
+        step = 1 if faultpoint.installed() else max(1, per_send)
+        for first in range(0, len(reqs), step):
+            seqs: list[int] = []
+            msgs: list[bytes] = []
+            stop: NetlinkRefusal | None = None
+            for mtype, flags, body in reqs[first : first + step]:
+                if mtype & 3 != 2:  # a change (see request)
+                    try:
+                        faultpoint.reached(f"netlink({mtype})")
+                    except OSError as exc:
+                        stop = NetlinkRefusal(exc.errno or 0, exc.strerror)
+                        break
+                self._seq += 1
+                seqs.append(self._seq)
+                flags |= C.NLM_F_REQUEST | C.NLM_F_ACK
+                msgs += [_HDR.pack(_HDR.size + len(body), mtype, flags, self._seq, 0), body]
+            if seqs:
+                self._sock.sendto(b"".join(msgs), (0, 0))
+                out += self._answers(seqs)
+            if stop is not None:
+                out.append(([], stop))
+                break
+        return out
+
+    def _answers(self, seqs: list[int]) -> list[tuple[list[tuple[int, bytes, int, int]], NetlinkRefusal | None]]:
+        replies: dict[int, list[tuple[int, bytes, int, int]]] = {seq: [] for seq in seqs}
+        done: dict[int, NetlinkRefusal | None] = {}
+        while len(done) < len(seqs):
+            data = self._sock.recv(_RECV_SIZE)
+            for rtype, rflags, rseq, start, end in _iter_messages(data):
+                if rseq not in replies or rseq in done:
+                    continue
+                if rtype == C.NLMSG_ERROR:
+                    done[rseq] = _decode_error(data, start, end, rflags)
+                elif rtype == C.NLMSG_DONE:
+                    done[rseq] = None
+                else:
+                    replies[rseq].append((rtype, data, start, end))
+        return [([], done[seq]) if done[seq] is not None else (replies[seq], None) for seq in seqs]
 
     def request(self, mtype: int, flags: int, body: bytes) -> list[tuple[int, bytes, int, int]]:
         """Send one request, wait for its ack; return any replies that came before the ack

@@ -133,20 +133,30 @@ def call(sock: RtnlSocket, op: Op, mtype: int, flags: int, body: bytes) -> None:
         raise explain(op, exc) from None
 
 
-def get_link(sock: RtnlSocket, name: str) -> RawLink | None:
-    """The device called name in the socket's namespace, or None. A lookup, not a change: packed
-    by hand like the reader's dumps, because the netkit probe (part of read()) uses it too."""
-    body = ifinfomsg() + attr_str(C.IFLA_IFNAME, name) + attr_u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)
-    try:
-        replies = sock.request(C.RTM_GETLINK, 0, body)
-    except NetlinkRefusal as exc:
-        if exc.errno == errno.ENODEV:
+def getlink_body(name: str) -> bytes:
+    """The RTM_GETLINK request for the device called name (get_link)."""
+    return ifinfomsg() + attr_str(C.IFLA_IFNAME, name) + attr_u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)
+
+
+def found_link(name: str, replies: list[tuple[int, bytes, int, int]], refusal: NetlinkRefusal | None) -> RawLink | None:
+    """What get_link makes of the answer to getlink_body(name)."""
+    if refusal is not None:
+        if refusal.errno == errno.ENODEV:
             return None
-        raise explain(Op("lookup", name), exc) from None
+        raise explain(Op("lookup", name), refusal) from None
     for mtype, data, start, end in replies:
         if mtype == C.RTM_NEWLINK:
             return decode.link(data, start, end)
     return None
+
+
+def get_link(sock: RtnlSocket, name: str) -> RawLink | None:
+    """The device called name in the socket's namespace, or None. A lookup, not a change: packed
+    by hand like the reader's dumps, because the netkit probe (part of read()) uses it too."""
+    try:
+        return found_link(name, sock.request(C.RTM_GETLINK, 0, getlink_body(name)), None)
+    except NetlinkRefusal as exc:
+        return found_link(name, [], exc)
 
 
 def get_link_by_index(sock: RtnlSocket, index: int) -> RawLink | None:

@@ -14,7 +14,7 @@ from typing import Any
 from nkplan.core.records import RuleRec
 from nkplan.kernel.netlink import consts as C
 from nkplan.kernel.netlink import encode
-from nkplan.kernel.netlink.nlsock import asciiz, parse_attrs, u32
+from nkplan.kernel.netlink.nlsock import Pickles, asciiz, parse_attrs, u32
 from nkplan.kernel.netlink.refusals import Op
 from nkplan.kernel.netlink.rtnl import call, ns_socket
 
@@ -71,7 +71,7 @@ DUMP = FIB_RULE_HDR.pack(C.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)  # strict: header 
 
 
 @dataclass(slots=True)
-class RawRule:
+class RawRule(Pickles):
     """A rule as dumped (not the kernel's own): RuleRec's fields without namespace and owner."""
 
     family: str
