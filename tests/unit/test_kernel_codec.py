@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import errno
 import importlib
+import os
+import signal
 import struct
 import subprocess
 import sys
+import threading
 from typing import cast
 
 import pytest
@@ -616,3 +619,45 @@ def test_a_forked_reader_hands_back_its_part_or_its_failure() -> None:
         reader._Child(fails).result()
     assert caught.value.errno == errno.EBUSY
     reader._Child(lambda: part).abandon()
+
+
+def test_a_forked_reader_that_dies_or_cannot_start_is_a_readable_error() -> None:
+    """reader._Child killed before it wrote (the OOM killer, a signal to it alone) is a KernelError
+    naming how it ended, not an unpickling traceback; a refused fork is an OSError with the pipe's
+    fds closed (the caller then reads everything itself)."""
+
+    def killed() -> reader._Part:
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+    with pytest.raises(KernelError, match=f"ended without a result \\(killed by signal {int(signal.SIGKILL)}\\)"):
+        reader._Child(killed).result()
+
+    def refused() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reader.os, "fork", refused)
+        with pytest.raises(OSError):
+            reader._Child(lambda: reader._Part())
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_reader_forks_only_beside_its_own_threads() -> None:
+    """A program embedding nkplan with threads of its own gets no fork (a lock one of them held
+    would stay held in the child); nkplan's own threads (nkplan-…) and the one waiting for the
+    read (here the main thread) do not count. Asked as the read asks: from its worker thread."""
+    from nkplan.kernel.netlink import netns
+
+    assert netns.run_in_thread(reader._forkable)
+    stop = threading.Event()
+    ours = threading.Thread(target=stop.wait, name="nkplan-netns-hop", daemon=True)
+    ours.start()
+    try:
+        assert netns.run_in_thread(reader._forkable)
+        theirs = threading.Thread(target=stop.wait, name="embedder", daemon=True)
+        theirs.start()
+        assert not netns.run_in_thread(reader._forkable)
+    finally:
+        stop.set()

@@ -13,6 +13,9 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import signal
+import threading
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -218,16 +221,45 @@ def _read_part(
     return part
 
 
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else f"wait status {status}"
+
+
+def _forkable() -> bool:
+    """No thread but nkplan's own (named nkplan-…, idle while a read runs) and the one waiting for
+    this read: a lock another thread of an embedding program held at the fork would stay held in
+    the child forever (its read could hang)."""
+    me = threading.current_thread()
+    return sum(1 for t in threading.enumerate() if t is not me and not t.name.startswith("nkplan-")) <= 1
+
+
 class _Child:
     """read() running in a forked process (of the calling thread alone, which it starts in the
     namespace of); result() waits for what it returns (or raises what it raised), handed over
     pickled through a pipe (a process's share of 1000 pods: ~0.2 MB)."""
 
     def __init__(self, read: Callable[[], _Part]) -> None:
+        """OSError when the fork is refused (a pids limit, memory): the caller reads it all itself."""
         rfd, wfd = os.pipe()
-        self.pid = os.fork()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns of any fork in a threaded process; _forkable() made sure the
+                # other threads are nkplan's own, idle, holding nothing the child takes
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.pid = os.fork()
+        except OSError:
+            os.close(rfd)
+            os.close(wfd)
+            raise
         if self.pid == 0:  # pragma: no cover - the child; the host tests check what it reads
             try:
+                # a signal meant for the command (Ctrl-C reaches the process group) is the parent's
+                # to act on: the child finishes its share (or dies of SIGPIPE's EPIPE) instead of
+                # writing a cut-off result
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_IGN)
                 os.close(rfd)
                 try:
                     out: tuple[bool, object] = (True, read())
@@ -249,10 +281,16 @@ class _Child:
             with os.fdopen(self.rfd, "rb") as pipe:
                 data = pipe.read()
         finally:
-            os.waitpid(self.pid, 0)
-        if not data:
-            raise KernelError("reading network state: the second reader process ended without a result")
-        ok, got = pickle.loads(data)
+            _pid, status = os.waitpid(self.pid, 0)
+        # killed (the OOM killer, a signal to it alone) or cut off: a readable error, not a traceback
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or not data:
+            why = _ended(status)
+            raise KernelError(f"reading network state: the second reader process ended without a result ({why})")
+        try:
+            ok, got = pickle.loads(data)
+        except Exception as exc:  # noqa: BLE001 - a result cut short
+            why = f"the second reader process's result is unreadable ({exc})"
+            raise KernelError(f"reading network state: {why}") from None
         if not ok:
             raise got
         assert isinstance(got, _Part)
@@ -275,22 +313,27 @@ def _walk(
         raise CapabilityError(root_needed()) from exc
     try:
         host_sock = RtnlSocket(strict=True)
-    except PermissionError as exc:
+    except OSError as exc:
         os.close(home_fd)
-        raise CapabilityError(root_needed()) from exc
+        if isinstance(exc, PermissionError):
+            raise CapabilityError(root_needed()) from exc
+        raise
     scans: dict[str, NsScan] = {}
     with host_sock, os.fdopen(home_fd, "rb", buffering=0):  # closes home_fd
         net_keys = net_keys or {}
         asked = dict(net_keys)
         targets = _targets(os.fstat(home_fd))
         child = None
-        if len(targets) >= SPLIT_MIN and len(os.sched_getaffinity(0)) > 1:
+        if len(targets) >= SPLIT_MIN and len(os.sched_getaffinity(0)) > 1 and _forkable():
             # forked first, so the host's scan here overlaps it too: it takes the larger share
             cut = len(targets) * (100 - CHILD_SHARE) // 100
             other = visit.split() if visit is not None else None
             theirs = targets[cut:]
-            child = _Child(lambda: _read_part(theirs, home_fd, other, with_af, asked))
-            targets = targets[:cut]
+            try:
+                child = _Child(lambda: _read_part(theirs, home_fd, other, with_af, asked))
+                targets = targets[:cut]
+            except OSError:
+                child = None  # no second process (a pids limit, memory): this one reads them all
         try:
             scans[HOST] = scan(host_sock, HOST, with_af)
             _read_net_keys(scans[HOST], net_keys.get(HOST))
