@@ -196,19 +196,9 @@ class Listing:
                 yield from self.walk(posixpath.join(top, name))
 
 
-def _subdirs(path: str, listing: Listing | None = None) -> list[str]:
-    if listing is not None:
-        return listing.subdirs(path)
-    try:
-        with os.scandir(path) as it:
-            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
 def stacks(root: str = pins.ROOT) -> list[str]:
     """The stacks that have a pin directory (sorted by directory name)."""
-    return [pins.unescape(d) for d in _subdirs(root)]
+    return [pins.unescape(d) for d in Listing().subdirs(root)]
 
 
 HookKey = tuple[str, str, str, C.Hook]  # (stack, namespace, device, hook)
@@ -220,11 +210,12 @@ def hook_dirs(
     """Every hook directory of the pin tree (of one stack, if given), sorted, with what its path
     says: ((stack, namespace, device, hook), directory). One scandir per directory (of listing's,
     if given)."""
-    tops = _subdirs(root, listing) if stack is None else [posixpath.basename(pins.stack_dir(stack, root))]
+    subdirs = (listing or Listing()).subdirs
+    tops = subdirs(root) if stack is None else [posixpath.basename(pins.stack_dir(stack, root))]
     for st in tops:
-        for nsc in _subdirs(f"{root}/{st}", listing):
-            for devc in _subdirs(f"{root}/{st}/{nsc}", listing):
-                for hook in _subdirs(f"{root}/{st}/{nsc}/{devc}", listing):
+        for nsc in subdirs(f"{root}/{st}"):
+            for devc in subdirs(f"{root}/{st}/{nsc}"):
+                for hook in subdirs(f"{root}/{st}/{nsc}/{devc}"):
                     if hook in C.ATTACH_TYPES:
                         key = (pins.unescape(st), pins.ns_of_component(nsc), pins.unescape(devc), hook)
                         yield key, f"{root}/{st}/{nsc}/{devc}/{hook}"
